@@ -1,0 +1,104 @@
+/**
+ * Wires the sidecar from a validated Config: metric store, forwarder, listeners, lifecycle.
+ * Nothing here reads the environment; `createSidecar` never listens until `start()`.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config';
+import type { Logger } from './log/logger';
+import { createSidecarMetrics, type SidecarMetrics } from './metrics/sidecar';
+import { RedRecorder } from './proxy/red';
+import { Forwarder } from './proxy/forwarder';
+import { createDebugApp } from './server/debug-app';
+import { createMainServer } from './server/main-listener';
+import { Lifecycle } from './server/lifecycle';
+
+/** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
+const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
+
+export interface Sidecar {
+  metrics: SidecarMetrics;
+  red: RedRecorder;
+  lifecycle: Lifecycle;
+  /** Listens on the configured ports; resolves with the bound ports (useful when 0 was asked). */
+  start(): Promise<{ mainPort: number | undefined; metricsPort: number | undefined }>;
+  /** Graceful shutdown; resolves when everything is closed. */
+  stop(): Promise<{ forced: boolean }>;
+}
+
+export interface SidecarOverrides {
+  /** Tests bind ephemeral ports: `0` here means "any free port", unlike LISTEN_PORT=0 (off). */
+  mainPort?: number;
+  metricsPort?: number;
+}
+
+export function createSidecar(config: Config, logger: Logger, overrides: SidecarOverrides = {}): Sidecar {
+  const metrics = createSidecarMetrics(config);
+  const inflight = metrics.inflight.child([]);
+  const lifecycle = new Lifecycle(logger, inflight);
+  const red = new RedRecorder(metrics.registry, config.http);
+
+  const forwarder = config.upstream
+    ? new Forwarder({
+        upstream: config.upstream,
+        timeoutMs: config.upstreamTimeoutMs,
+        keepAliveSockets: config.upstreamKeepAliveSockets,
+        red,
+        logger,
+        draining: () => lifecycle.draining(),
+      })
+    : undefined;
+
+  const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
+  if (config.listenPort !== 0) {
+    const debugApp = createDebugApp('main', config, metrics, lifecycle);
+    const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
+    servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
+  }
+  if (config.prometheusPort !== 0) {
+    const app = createDebugApp('metrics', config, metrics, lifecycle);
+    servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
+  }
+  for (const s of servers) lifecycle.addServer(s.server);
+
+  return {
+    metrics,
+    red,
+    lifecycle,
+    async start() {
+      const bound: Record<string, number> = {};
+      for (const s of servers) {
+        await new Promise<void>((resolve, reject) => {
+          s.server.once('error', reject);
+          s.server.listen(s.port, config.listenHost, () => {
+            s.server.off('error', reject);
+            resolve();
+          });
+        });
+        bound[s.name] = (s.server.address() as AddressInfo).port;
+      }
+      logger.info('listening', {
+        role: config.role,
+        main_port: bound.main,
+        metrics_port: bound.metrics,
+        upstream: config.upstream?.origin,
+        metrics_path: config.metricsPath,
+        serve_on_main_port: config.serveOnMainPort,
+      });
+      if (!hasAccessControl(config)) {
+        logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
+          see: 'METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_USERNAME, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH',
+        });
+      }
+      return { mainPort: bound.main, metricsPort: bound.metrics };
+    },
+    stop() {
+      return lifecycle.drain(config.shutdown, () => forwarder?.close());
+    },
+  };
+}
+
+function hasAccessControl(config: Config): boolean {
+  const a = config.access;
+  return a.allowedCidrs.length > 0 || a.basicAuth !== undefined || a.apiKeysFile !== undefined || a.kubernetes;
+}

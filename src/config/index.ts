@@ -1,0 +1,196 @@
+/**
+ * The only module that reads the environment. `loadConfig` validates every variable in one pass,
+ * throws a ConfigError naming each bad one, and otherwise returns a frozen, typed Config.
+ */
+import { EnvReader, type Cidr, type Env, type Problem } from './parse';
+import { normalizePath } from '../proxy/reserved';
+
+export type { Cidr, Problem } from './parse';
+
+export type Role = 'web' | 'worker';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** prometheus-flask-exporter's default buckets, so its dashboards read the same. */
+export const DEFAULT_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+export interface SecretSource {
+  /** The value given inline (never logged). */
+  value?: string;
+  /** A mounted file holding the value, re-read when it changes. */
+  file?: string;
+}
+
+export interface Config {
+  role: Role;
+  appName: string;
+  logLevel: LogLevel;
+  listenPort: number;
+  listenHost: string | undefined;
+  upstream: URL | undefined;
+  upstreamTimeoutMs: number;
+  upstreamKeepAliveSockets: number;
+  serveOnMainPort: boolean;
+  prometheusPort: number;
+  /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
+  metricsPath: string;
+  enableDbMetrics: boolean;
+  http: {
+    prefix: string;
+    buckets: readonly number[];
+    routePatterns: readonly string[];
+    excludePaths: readonly string[];
+    maxSeriesPerFamily: number;
+  };
+  access: {
+    basicAuth: { username: string; password: SecretSource } | undefined;
+    apiKeysFile: string | undefined;
+    allowedCidrs: readonly Cidr[];
+    trustedProxies: readonly Cidr[];
+    kubernetes: boolean;
+  };
+  statsd: { port: number; host: string; mappingFile: string | undefined };
+  mergeTargets: readonly URL[];
+  shutdown: { timeoutMs: number; delayMs: number };
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_SIDECAR_CONFIG';
+  constructor(readonly problems: readonly Problem[]) {
+    super(
+      `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}): ` +
+        problems.map((p) => `${p.variable}: ${p.message}`).join('; '),
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
+const MAX_MS = 24 * 3600 * 1000;
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new EnvReader(env);
+
+  const listenPort = r.port('LISTEN_PORT', 8080);
+  const prometheusPort = r.port('PROMETHEUS_PORT', 8491);
+  const serveOnMainPort = r.bool('SERVE_PROMETHEUS_ENDPOINT', false);
+
+  const upstream = r.url('UPSTREAM_URL', ['http:']);
+  if (upstream && upstream.pathname !== '/') {
+    r.problem('UPSTREAM_URL', 'must not have a path: requests are forwarded with their own path');
+  }
+  if (upstream && (upstream.search || upstream.hash)) {
+    r.problem('UPSTREAM_URL', 'must not have a query or fragment');
+  }
+
+  let metricsPath = r.string('METRICS_PATH', '/debug/metrics');
+  if (!metricsPath.startsWith('/')) {
+    r.problem('METRICS_PATH', 'must start with "/"');
+  } else {
+    metricsPath = normalizePath(metricsPath);
+    if (serveOnMainPort && !metricsPath.startsWith('/debug/')) {
+      r.problem('METRICS_PATH', 'must be under /debug/ to be served on the main port (SERVE_PROMETHEUS_ENDPOINT=true)');
+    }
+  }
+
+  if (listenPort === 0 && serveOnMainPort) {
+    r.problem('SERVE_PROMETHEUS_ENDPOINT', 'is true but LISTEN_PORT=0 turns the main listener off');
+  }
+  if (listenPort === 0 && prometheusPort === 0) {
+    r.problem('PROMETHEUS_PORT', 'and LISTEN_PORT are both 0: the sidecar would serve nothing');
+  } else if (listenPort !== 0 && listenPort === prometheusPort) {
+    r.problem('PROMETHEUS_PORT', `must differ from LISTEN_PORT (both ${listenPort})`);
+  }
+
+  const role = r.oneOf<Role>('SIDECAR_ROLE', ['web', 'worker'], listenPort === 0 ? 'worker' : 'web');
+
+  const prefix = r.string('HTTP_METRICS_PREFIX', 'flask_http_request');
+  if (!PROMETHEUS_NAME.test(prefix)) r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+
+  const routePatterns = r.list('ROUTE_PATTERNS');
+  for (const p of routePatterns) {
+    if (!ROUTE_PATTERN.test(p)) r.problem('ROUTE_PATTERNS', `${JSON.stringify(p)} is not a path pattern like /users/:id or /static/*`);
+  }
+  const excludePaths = r.list('METRICS_EXCLUDE_PATHS');
+  for (const p of excludePaths) {
+    if (!p.startsWith('/')) r.problem('METRICS_EXCLUDE_PATHS', `${JSON.stringify(p)} must start with "/"`);
+  }
+
+  // Basic auth: the username plus the password inline or from a mounted file, never both.
+  const username = r.raw('METRICS_BASIC_AUTH_USERNAME');
+  const passwordValue = r.raw('METRICS_BASIC_AUTH_PASSWORD');
+  const passwordFile = r.file('METRICS_BASIC_AUTH_PASSWORD_FILE');
+  if (passwordValue !== undefined && r.raw('METRICS_BASIC_AUTH_PASSWORD_FILE') !== undefined) {
+    r.problem('METRICS_BASIC_AUTH_PASSWORD', 'and METRICS_BASIC_AUTH_PASSWORD_FILE are both set; use one');
+  }
+  const hasPassword = passwordValue !== undefined || r.raw('METRICS_BASIC_AUTH_PASSWORD_FILE') !== undefined;
+  if (username !== undefined && !hasPassword) {
+    r.problem('METRICS_BASIC_AUTH_PASSWORD', 'is required when METRICS_BASIC_AUTH_USERNAME is set (or use _FILE)');
+  }
+  if (username === undefined && hasPassword) {
+    r.problem('METRICS_BASIC_AUTH_USERNAME', 'is required when a basic auth password is set');
+  }
+  if (username !== undefined && username.includes(':')) {
+    r.problem('METRICS_BASIC_AUTH_USERNAME', 'must not contain ":" (RFC 7617)');
+  }
+  const basicAuth =
+    username !== undefined && hasPassword
+      ? { username, password: passwordFile !== undefined ? { file: passwordFile } : { value: passwordValue } }
+      : undefined;
+
+  const mergeTargets: URL[] = [];
+  for (const item of r.list('MERGE_TARGETS')) {
+    const u = r.parseUrl('MERGE_TARGETS', item, ['http:', 'https:']);
+    if (u) mergeTargets.push(u);
+  }
+
+  const config: Config = {
+    role,
+    appName: r.string('APP_NAME', 'app'),
+    logLevel: r.oneOf<LogLevel>('LOG_LEVEL', ['debug', 'info', 'warn', 'error'], 'info'),
+    listenPort,
+    listenHost: r.raw('LISTEN_HOST'),
+    upstream,
+    upstreamTimeoutMs: r.int('UPSTREAM_TIMEOUT_MS', 60_000, 1, MAX_MS),
+    upstreamKeepAliveSockets: r.int('UPSTREAM_KEEPALIVE_SOCKETS', 64, 0, 100_000),
+    serveOnMainPort,
+    prometheusPort,
+    metricsPath,
+    enableDbMetrics: r.bool('ENABLE_DB_METRICS', false),
+    http: {
+      prefix,
+      buckets: r.buckets('HTTP_DURATION_BUCKETS', DEFAULT_HTTP_BUCKETS),
+      routePatterns,
+      excludePaths,
+      maxSeriesPerFamily: r.int('METRICS_MAX_SERIES_PER_FAMILY', 2000, 1, 10_000_000),
+    },
+    access: {
+      basicAuth,
+      apiKeysFile: r.file('METRICS_API_KEYS_FILE'),
+      allowedCidrs: r.cidrs('METRICS_ALLOWED_CIDRS'),
+      trustedProxies: r.cidrs('TRUSTED_PROXIES'),
+      kubernetes: r.bool('METRICS_KUBERNETES_AUTH', false),
+    },
+    statsd: {
+      port: r.port('STATSD_PORT', 9125),
+      host: r.string('STATSD_HOST', '127.0.0.1'),
+      mappingFile: r.file('STATSD_MAPPING_FILE'),
+    },
+    mergeTargets,
+    shutdown: {
+      timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
+      delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),
+    },
+  };
+
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !(o instanceof URL) && !Object.isFrozen(o)) {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

@@ -1,0 +1,179 @@
+/**
+ * Small parsers for environment values. Each returns a value or records a problem; none throws,
+ * so one pass over the environment can report every bad variable at once.
+ */
+import fs from 'node:fs';
+import ipaddr from 'ipaddr.js';
+
+export interface Problem {
+  variable: string;
+  message: string;
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Collects problems while reading variables from one environment. */
+export class EnvReader {
+  readonly problems: Problem[] = [];
+
+  constructor(private readonly env: Env) {}
+
+  problem(variable: string, message: string): void {
+    this.problems.push({ variable, message });
+  }
+
+  /** The trimmed value, or undefined when unset or blank. */
+  raw(name: string): string | undefined {
+    const v = this.env[name];
+    if (v === undefined) return undefined;
+    const t = v.trim();
+    return t === '' ? undefined : t;
+  }
+
+  string(name: string, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    const l = v.toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(l)) return true;
+    if (['false', '0', 'no', 'off'].includes(l)) return false;
+    this.problem(name, `${quote(v)} is not a boolean (use true or false)`);
+    return fallback;
+  }
+
+  int(name: string, fallback: number, min: number, max: number, what = 'an integer'): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.problem(name, `${quote(v)} is not ${what} (${min}-${max})`);
+      return fallback;
+    }
+    return Number(v);
+  }
+
+  port(name: string, fallback: number): number {
+    return this.int(name, fallback, 0, 65535, 'a port number');
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    const l = v.toLowerCase() as T;
+    if (allowed.includes(l)) return l;
+    this.problem(name, `${quote(v)} is not one of ${allowed.join(', ')}`);
+    return fallback;
+  }
+
+  list(name: string): string[] {
+    const v = this.raw(name);
+    if (v === undefined) return [];
+    return v
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+  }
+
+  /** Ascending, positive, finite numbers (histogram bucket bounds). */
+  buckets(name: string, fallback: readonly number[]): number[] {
+    const items = this.list(name);
+    if (items.length === 0) return [...fallback];
+    const out: number[] = [];
+    for (const item of items) {
+      const n = Number(item);
+      if (!Number.isFinite(n) || n <= 0) {
+        this.problem(name, `${quote(item)} is not a positive number`);
+        return [...fallback];
+      }
+      if (out.length > 0 && n <= out[out.length - 1]) {
+        this.problem(name, 'bucket bounds must be strictly ascending');
+        return [...fallback];
+      }
+      out.push(n);
+    }
+    return out;
+  }
+
+  cidrs(name: string): Cidr[] {
+    const out: Cidr[] = [];
+    for (const item of this.list(name)) {
+      const c = parseCidr(item);
+      if (c) out.push(c);
+      else this.problem(name, `${quote(item)} is not an IPv4/IPv6 address or CIDR range`);
+    }
+    return out;
+  }
+
+  url(name: string, protocols: readonly string[]): URL | undefined {
+    const v = this.raw(name);
+    if (v === undefined) return undefined;
+    return this.parseUrl(name, v, protocols);
+  }
+
+  parseUrl(name: string, v: string, protocols: readonly string[]): URL | undefined {
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      this.problem(name, `${quote(v)} is not an absolute URL`);
+      return undefined;
+    }
+    if (!protocols.includes(u.protocol)) {
+      this.problem(name, `${quote(v)} must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
+      return undefined;
+    }
+    if (u.username || u.password) {
+      // Never echo the URL: it holds credentials.
+      this.problem(name, 'must not contain credentials');
+      return undefined;
+    }
+    return u;
+  }
+
+  /** A path to an existing, readable regular file. */
+  file(name: string): string | undefined {
+    const v = this.raw(name);
+    if (v === undefined) return undefined;
+    try {
+      fs.accessSync(v, fs.constants.R_OK);
+      if (!fs.statSync(v).isFile()) throw new Error('not a file');
+    } catch {
+      this.problem(name, `${quote(v)} is not a readable file`);
+      return undefined;
+    }
+    return v;
+  }
+}
+
+export interface Cidr {
+  /** As written by the operator, for logs. */
+  text: string;
+  range: [ipaddr.IPv4 | ipaddr.IPv6, number];
+}
+
+/** Parses "10.0.0.0/8", "::1", "fd00::/8" or "::ffff:10.1.2.3" (mapped addresses become IPv4). */
+export function parseCidr(text: string): Cidr | undefined {
+  const addrPart = text.split('/')[0];
+  // ipaddr.js also accepts legacy forms such as "10.1" or octal; an allow-list must not.
+  if (!addrPart.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(addrPart)) return undefined;
+  try {
+    if (text.includes('/')) {
+      let [addr, bits] = ipaddr.parseCIDR(text);
+      if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+        addr = (addr as ipaddr.IPv6).toIPv4Address();
+        bits -= 96;
+      }
+      return { text, range: [addr, bits] };
+    }
+    const addr = ipaddr.process(text);
+    return { text, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
+  } catch {
+    return undefined;
+  }
+}
+
+export function quote(v: string): string {
+  return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}…` : v);
+}

@@ -1,0 +1,33 @@
+/**
+ * Serves the registry's exposition as a Koa middleware, negotiated and optionally gzipped.
+ * gzip runs on libuv's thread pool, so large expositions do not block the proxy while compressing.
+ */
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import type { Context } from 'koa';
+import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
+import type { SidecarMetrics } from '../metrics/sidecar';
+
+const gzip = promisify(zlib.gzip);
+/** Below this size gzip costs more than it saves. */
+const GZIP_MIN_BYTES = 1024;
+
+export type ListenerName = 'main' | 'metrics';
+
+export function exposition(metrics: SidecarMetrics, listener: ListenerName) {
+  return async (ctx: Context): Promise<void> => {
+    const format = negotiateFormat(ctx.get('accept'));
+    metrics.scrapes.inc([listener, format]);
+    const body = metrics.registry.render(format === 'openmetrics');
+    ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
+    ctx.set('cache-control', 'no-store');
+    ctx.vary('accept');
+    ctx.vary('accept-encoding');
+    if (acceptsGzip(ctx.get('accept-encoding')) && body.length >= GZIP_MIN_BYTES) {
+      ctx.set('content-encoding', 'gzip');
+      ctx.body = await gzip(body);
+    } else {
+      ctx.body = body;
+    }
+  };
+}

@@ -1,0 +1,237 @@
+/**
+ * A small metric store built for the proxy's hot path and for cheap scrapes.
+ *
+ * Each series keeps its label pairs pre-rendered (`method="GET",status="200"`), so recording is a
+ * number update and rendering is string concatenation. Families cap their series count; a series
+ * that would exceed the cap is not created and the drop is reported to the registry's drop hook.
+ */
+
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+export interface FamilyOptions {
+  name: string;
+  help: string;
+  labelNames?: readonly string[];
+  /** Maximum number of label combinations; further ones are dropped and counted. */
+  maxSeries?: number;
+}
+
+export type DropHook = (family: string) => void;
+
+abstract class Family<S extends { labels: string }> {
+  abstract readonly type: MetricType;
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames: readonly string[];
+  readonly maxSeries: number;
+  protected readonly series = new Map<string, S>();
+  onDrop: DropHook | undefined;
+
+  constructor(opts: FamilyOptions) {
+    this.name = opts.name;
+    this.help = opts.help;
+    this.labelNames = opts.labelNames ?? [];
+    this.maxSeries = opts.maxSeries ?? Infinity;
+  }
+
+  /** The series for these label values (in `labelNames` order), or undefined when capped. */
+  child(values: readonly string[] = []): S | undefined {
+    const key = values.length === 1 ? values[0] : values.join('\u0000');
+    let s = this.series.get(key);
+    if (s === undefined) {
+      if (this.series.size >= this.maxSeries) {
+        this.onDrop?.(this.name);
+        return undefined;
+      }
+      s = this.create(renderLabelPairs(this.labelNames, values));
+      this.series.set(key, s);
+    }
+    return s;
+  }
+
+  get size(): number {
+    return this.series.size;
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+
+  protected abstract create(labels: string): S;
+  abstract render(out: string[], openMetrics: boolean): void;
+
+  protected header(out: string[], familyName: string, type: string): void {
+    out.push(`# HELP ${familyName} ${escapeHelp(this.help)}\n# TYPE ${familyName} ${type}\n`);
+  }
+}
+
+export interface ValueSeries {
+  labels: string;
+  value: number;
+}
+
+export class Counter extends Family<ValueSeries> {
+  readonly type = 'counter';
+
+  constructor(opts: FamilyOptions) {
+    super(opts);
+    if (!opts.name.endsWith('_total')) throw new Error(`counter ${opts.name} must end in _total`);
+  }
+
+  inc(values: readonly string[] = [], by = 1): void {
+    const s = this.child(values);
+    if (s) s.value += by;
+  }
+
+  protected create(labels: string): ValueSeries {
+    return { labels, value: 0 };
+  }
+
+  render(out: string[], openMetrics: boolean): void {
+    // OpenMetrics names the family without the _total suffix its samples carry.
+    this.header(out, openMetrics ? this.name.slice(0, -'_total'.length) : this.name, 'counter');
+    renderValues(out, this.name, this.series.values());
+  }
+}
+
+export class Gauge extends Family<ValueSeries> {
+  readonly type = 'gauge';
+
+  set(values: readonly string[], value: number): void {
+    const s = this.child(values);
+    if (s) s.value = value;
+  }
+
+  protected create(labels: string): ValueSeries {
+    return { labels, value: 0 };
+  }
+
+  render(out: string[]): void {
+    this.header(out, this.name, 'gauge');
+    renderValues(out, this.name, this.series.values());
+  }
+}
+
+export interface HistogramSeries {
+  labels: string;
+  /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
+  counts: Float64Array;
+  sum: number;
+  count: number;
+}
+
+export class Histogram extends Family<HistogramSeries> {
+  readonly type = 'histogram';
+  readonly buckets: readonly number[];
+  private readonly leText: string[];
+  private readonly leOpenMetrics: string[];
+
+  constructor(opts: FamilyOptions & { buckets: readonly number[] }) {
+    super(opts);
+    if (opts.labelNames?.includes('le')) throw new Error(`histogram ${opts.name} cannot use the label "le"`);
+    this.buckets = opts.buckets;
+    this.leText = [...opts.buckets.map(formatNumber), '+Inf'];
+    this.leOpenMetrics = [...opts.buckets.map((b) => (Number.isInteger(b) ? `${b}.0` : formatNumber(b))), '+Inf'];
+  }
+
+  protected create(labels: string): HistogramSeries {
+    return { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+  }
+
+  /** Records one observation on a series (the hot-path form: no label lookup). */
+  observeOn(s: HistogramSeries, v: number): void {
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    s.counts[i]++;
+    s.sum += v;
+    s.count++;
+  }
+
+  observe(values: readonly string[], v: number): void {
+    const s = this.child(values);
+    if (s) this.observeOn(s, v);
+  }
+
+  render(out: string[], openMetrics: boolean): void {
+    this.header(out, this.name, 'histogram');
+    const le = openMetrics ? this.leOpenMetrics : this.leText;
+    const bucket = `${this.name}_bucket{`;
+    for (const s of this.series.values()) {
+      const sep = s.labels === '' ? '' : ',';
+      let acc = 0;
+      let text = '';
+      for (let i = 0; i < le.length; i++) {
+        acc += s.counts[i];
+        text += `${bucket}${s.labels}${sep}le="${le[i]}"} ${formatNumber(acc)}\n`;
+      }
+      const braces = s.labels === '' ? '' : `{${s.labels}}`;
+      text += `${this.name}_sum${braces} ${formatNumber(s.sum)}\n${this.name}_count${braces} ${formatNumber(s.count)}\n`;
+      out.push(text);
+    }
+  }
+}
+
+export type AnyFamily = Counter | Gauge | Histogram;
+
+export class Registry {
+  private readonly families = new Map<string, AnyFamily>();
+  private readonly collectors: (() => void)[] = [];
+  onDrop: DropHook | undefined;
+
+  register<F extends AnyFamily>(family: F): F {
+    if (this.families.has(family.name)) throw new Error(`metric ${family.name} is already registered`);
+    family.onDrop = (name) => this.onDrop?.(name);
+    this.families.set(family.name, family);
+    return family;
+  }
+
+  get(name: string): AnyFamily | undefined {
+    return this.families.get(name);
+  }
+
+  /** Runs before every render (process metrics and other sampled values). */
+  addCollector(fn: () => void): void {
+    this.collectors.push(fn);
+  }
+
+  render(openMetrics: boolean): string {
+    for (const c of this.collectors) c();
+    const out: string[] = [];
+    for (const f of this.families.values()) f.render(out, openMetrics);
+    if (openMetrics) out.push('# EOF\n');
+    return out.join('');
+  }
+}
+
+function renderValues(out: string[], name: string, series: Iterable<ValueSeries>): void {
+  for (const s of series) {
+    out.push(s.labels === '' ? `${name} ${formatNumber(s.value)}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}\n`);
+  }
+}
+
+export function renderLabelPairs(names: readonly string[], values: readonly string[]): string {
+  if (names.length !== values.length) {
+    throw new Error(`expected ${names.length} label values (${names.join(', ')}), got ${values.length}`);
+  }
+  let s = '';
+  for (let i = 0; i < names.length; i++) {
+    if (i > 0) s += ',';
+    s += `${names[i]}="${escapeLabelValue(values[i])}"`;
+  }
+  return s;
+}
+
+export function escapeLabelValue(v: string): string {
+  return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+export function formatNumber(v: number): string {
+  if (Number.isFinite(v)) return String(v);
+  if (Number.isNaN(v)) return 'NaN';
+  return v > 0 ? '+Inf' : '-Inf';
+}

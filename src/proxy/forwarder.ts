@@ -1,0 +1,297 @@
+/**
+ * Forwards requests from the main listener to the application and records RED metrics.
+ *
+ * This is the hot path, so it stays on Node's `http` primitives: raw header arrays in and out (no
+ * header objects built), a keep-alive pool to the upstream, bodies streamed with backpressure in
+ * both directions, one `close` listener per response to finish the bookkeeping.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import { originFormPath } from './reserved';
+import type { RedRecorder } from './red';
+import type { Logger } from '../log/logger';
+
+export interface ForwarderOptions {
+  upstream: URL;
+  timeoutMs: number;
+  keepAliveSockets: number;
+  red: RedRecorder;
+  logger: Logger;
+  /** True while the sidecar drains: responses then carry `Connection: close`. */
+  draining: () => boolean;
+}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  // Node already answered `100 Continue` to the client; the upstream must not wait for it again.
+  'expect',
+]);
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Failures that mean a pooled keep-alive socket was closed by the upstream before we used it. */
+const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE']);
+
+/** The status the sidecar reports when the client went away before an answer (nginx's). */
+export const CLIENT_CLOSED = 499;
+
+interface UpstreamRequestHeaders {
+  headers: string[];
+  hasBody: boolean;
+}
+
+export class Forwarder {
+  private readonly agent: http.Agent;
+  private readonly host: string;
+  private readonly port: number;
+  private readonly hostHeader: string;
+  private readonly upgraded = new Set<Duplex>();
+
+  constructor(private readonly opts: ForwarderOptions) {
+    this.agent = new http.Agent({ keepAlive: true, maxFreeSockets: Math.max(1, opts.keepAliveSockets), scheduling: 'lifo' });
+    this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
+    this.port = Number(opts.upstream.port || 80);
+    this.hostHeader = opts.upstream.host;
+  }
+
+  /** Forwards one request; never throws, always ends the response. */
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const start = performance.now();
+    const { red } = this.opts;
+    const method = req.method ?? 'GET';
+    const target = originFormPath(req.url ?? '/');
+    const route = red.route(target);
+    const { headers, hasBody } = this.requestHeaders(req);
+    let status = 0;
+    let failed = false;
+    let upstreamReq: http.ClientRequest | undefined;
+
+    const send = (retry: boolean): void => {
+      const ureq = http.request({ agent: this.agent, host: this.host, port: this.port, method, path: target, headers, setHost: false });
+      upstreamReq = ureq;
+      let timedOut = false;
+      ureq.setTimeout(this.opts.timeoutMs, () => {
+        timedOut = true;
+        ureq.destroy();
+      });
+      ureq.on('response', (ures) => {
+        status = ures.statusCode ?? 502;
+        res.writeHead(status, ures.statusMessage, this.responseHeaders(ures.rawHeaders));
+        ures.pipe(res);
+        ures.on('error', () => {
+          // The upstream died mid-body: the status is already out, so cut the client off.
+          failed = true;
+          res.destroy();
+        });
+      });
+      ureq.on('error', (err: NodeJS.ErrnoException) => {
+        if (res.headersSent || res.destroyed) {
+          failed = true;
+          res.destroy();
+          return;
+        }
+        if (retry && !hasBody && ureq.reusedSocket && STALE_SOCKET.has(err.code ?? '') && IDEMPOTENT.has(method)) {
+          send(false);
+          return;
+        }
+        failed = true;
+        status = timedOut ? 504 : 502;
+        this.opts.logger.warn(timedOut ? 'upstream timed out' : 'upstream failed', {
+          method,
+          route,
+          code: timedOut ? 'ETIMEDOUT' : err.code,
+        });
+        const body = timedOut ? 'upstream timed out\n' : 'upstream unavailable\n';
+        res.writeHead(status, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'connection', 'close']);
+        res.end(body);
+      });
+      if (hasBody) req.pipe(ureq);
+      else ureq.end();
+    };
+
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        // The client went away (or we cut it off): stop the upstream work too.
+        upstreamReq?.destroy();
+        if (status === 0) status = CLIENT_CLOSED;
+      }
+      if (route !== null) red.record(method, route, status, (performance.now() - start) / 1000, failed);
+    });
+
+    send(true);
+  }
+
+  /** WebSocket and other `Upgrade` requests: handshake forwarded, then bytes piped both ways. */
+  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const start = performance.now();
+    const method = req.method ?? 'GET';
+    const target = originFormPath(req.url ?? '/');
+    const route = this.opts.red.route(target);
+    const record = (status: number, failed: boolean): void => {
+      if (route !== null) this.opts.red.record(method, route, status, (performance.now() - start) / 1000, failed);
+    };
+    const headers = this.forwardedHeaders(req, true);
+    const ureq = http.request({ agent: false, host: this.host, port: this.port, method, path: target, headers, setHost: false });
+    ureq.setTimeout(this.opts.timeoutMs, () => ureq.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
+    socket.on('error', () => ureq.destroy());
+
+    ureq.on('upgrade', (ures, usocket, uhead) => {
+      ureq.setTimeout(0);
+      socket.write(statusLine(ures) + rawHeaderLines(ures.rawHeaders));
+      if (uhead.length > 0) socket.write(uhead);
+      if (head.length > 0) usocket.write(head);
+      this.upgraded.add(socket);
+      const done = (): void => {
+        this.upgraded.delete(socket);
+        socket.destroy();
+        usocket.destroy();
+      };
+      usocket.on('error', done).on('close', done);
+      socket.on('error', done).on('close', done);
+      usocket.pipe(socket).pipe(usocket);
+      record(ures.statusCode ?? 101, false);
+    });
+    ureq.on('response', (ures) => {
+      // The upstream declined the upgrade: relay its answer as a plain response, then close.
+      socket.write(statusLine(ures) + rawHeaderLines(this.responseHeaders(ures.rawHeaders).concat('connection', 'close')));
+      ures.pipe(socket);
+      record(ures.statusCode ?? 502, ures.statusCode === 500);
+    });
+    ureq.on('error', (err: NodeJS.ErrnoException) => {
+      if (!socket.writable) return;
+      const timedOut = err.code === 'ETIMEDOUT';
+      socket.end(`HTTP/1.1 ${timedOut ? '504 Gateway Timeout' : '502 Bad Gateway'}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      record(timedOut ? 504 : 502, true);
+    });
+    ureq.end();
+  }
+
+  /** Upgraded connections still open (closed by `close()` at the end of a drain). */
+  get upgradedCount(): number {
+    return this.upgraded.size;
+  }
+
+  close(): void {
+    for (const s of this.upgraded) s.destroy();
+    this.upgraded.clear();
+    this.agent.destroy();
+  }
+
+  private requestHeaders(req: http.IncomingMessage): UpstreamRequestHeaders {
+    const raw = req.rawHeaders;
+    let hasBody = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i].length;
+      // Only two header names announce a body; check lengths first to keep this loop cheap.
+      if ((n === 14 && raw[i].toLowerCase() === 'content-length' && raw[i + 1] !== '0') || (n === 17 && raw[i].toLowerCase() === 'transfer-encoding')) {
+        hasBody = true;
+        break;
+      }
+    }
+    return { headers: this.forwardedHeaders(req, false), hasBody };
+  }
+
+  /**
+   * The request's headers minus hop-by-hop ones (and those its `Connection` header names), plus
+   * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
+   * A chunked request body keeps `Transfer-Encoding: chunked`, so Node frames it the same way.
+   * For an upgrade, `Connection: upgrade` and `Upgrade` are kept.
+   */
+  private forwardedHeaders(req: http.IncomingMessage, upgrade: boolean): string[] {
+    const raw = req.rawHeaders;
+    const out: string[] = [];
+    const named = namedByConnection(raw);
+    let xff: string | undefined;
+    let proto: string | undefined;
+    let fhost: string | undefined;
+    let host: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i];
+      const lower = name.toLowerCase();
+      const value = raw[i + 1];
+      if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) {
+        if (lower === 'transfer-encoding' && /chunked/i.test(value) && !upgrade) out.push('transfer-encoding', 'chunked');
+        else if (upgrade && lower === 'upgrade') out.push(name, value);
+        continue;
+      }
+      switch (lower) {
+        case 'x-forwarded-for':
+          xff = xff === undefined ? value : `${xff}, ${value}`;
+          continue;
+        case 'x-forwarded-proto':
+          proto ??= value;
+          continue;
+        case 'x-forwarded-host':
+          fhost ??= value;
+          continue;
+        case 'host':
+          host = value;
+          break;
+      }
+      out.push(name, value);
+    }
+    if (host === undefined) out.push('host', this.hostHeader);
+    const client = clientAddress(req);
+    out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
+    out.push('x-forwarded-proto', proto ?? 'http');
+    out.push('x-forwarded-host', fhost ?? host ?? this.hostHeader);
+    if (upgrade) out.push('connection', 'upgrade');
+    return out;
+  }
+
+  private responseHeaders(raw: string[]): string[] {
+    const out: string[] = [];
+    const named = namedByConnection(raw);
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = raw[i].toLowerCase();
+      if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
+      out.push(raw[i], raw[i + 1]);
+    }
+    if (this.opts.draining()) out.push('connection', 'close');
+    return out;
+  }
+}
+
+/** Header names a `Connection` header lists (hop-by-hop by declaration), if any. */
+function namedByConnection(raw: string[]): Set<string> | undefined {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i].length === 10 && raw[i].toLowerCase() === 'connection') {
+      for (const t of connectionTokens(raw[i + 1])) (named ??= new Set()).add(t);
+    }
+  }
+  return named;
+}
+
+function connectionTokens(value: string): string[] {
+  return value
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade');
+}
+
+/** The peer's address, with IPv4-mapped IPv6 shown as IPv4. */
+export function clientAddress(req: http.IncomingMessage): string {
+  const a = req.socket.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+function statusLine(res: http.IncomingMessage): string {
+  return `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`;
+}
+
+function rawHeaderLines(raw: string[]): string {
+  let s = '';
+  for (let i = 0; i < raw.length; i += 2) s += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  return `${s}\r\n`;
+}

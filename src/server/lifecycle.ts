@@ -1,0 +1,88 @@
+/**
+ * Start-up and graceful shutdown, after Fastify's lifecycle: mark not-ready (readiness 503),
+ * optionally keep serving for a delay while endpoints update, stop accepting, close idle
+ * keep-alive sockets, let in-flight requests finish up to a bound, then close everything.
+ */
+import type http from 'node:http';
+import type { Logger } from '../log/logger';
+import type { ValueSeries } from '../metrics/registry';
+import type { AppState } from './debug-app';
+
+export interface DrainOptions {
+  delayMs: number;
+  timeoutMs: number;
+}
+
+const POLL_MS = 25;
+
+export class Lifecycle implements AppState {
+  private phase: 'running' | 'draining' | 'closed' = 'running';
+  private active = 0;
+  private readonly servers: http.Server[] = [];
+
+  constructor(
+    private readonly logger: Logger,
+    /** Gauge series mirroring the in-flight count, if any. */
+    private readonly gauge?: ValueSeries,
+  ) {}
+
+  ready(): boolean {
+    return this.phase === 'running';
+  }
+
+  draining(): boolean {
+    return this.phase !== 'running';
+  }
+
+  /** Counts a request as in flight until its response closes (finished or aborted). */
+  track(res: http.ServerResponse): void {
+    this.active++;
+    if (this.gauge) this.gauge.value++;
+    res.once('close', () => {
+      this.active--;
+      if (this.gauge) this.gauge.value--;
+    });
+  }
+
+  get inflight(): number {
+    return this.active;
+  }
+
+  addServer(server: http.Server): void {
+    this.servers.push(server);
+  }
+
+  /**
+   * Drains and closes every server. `beforeClose` runs once in-flight requests are done (or the
+   * bound passed), to close what the servers do not own (upgraded sockets, the upstream pool).
+   * Resolves with `forced: true` when requests were still running at the bound.
+   */
+  async drain(opts: DrainOptions, beforeClose: () => void = () => undefined): Promise<{ forced: boolean }> {
+    if (this.phase !== 'running') return { forced: false };
+    this.phase = 'draining';
+    this.logger.info('draining', { inflight: this.active, delay_ms: opts.delayMs, timeout_ms: opts.timeoutMs });
+    if (opts.delayMs > 0) await sleep(opts.delayMs);
+
+    const closed = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.servers) s.closeIdleConnections();
+
+    const deadline = Date.now() + opts.timeoutMs;
+    while (this.active > 0 && Date.now() < deadline) {
+      await sleep(POLL_MS);
+      // Connections whose last response just finished are idle now: close them before they are reused.
+      for (const s of this.servers) s.closeIdleConnections();
+    }
+    const forced = this.active > 0;
+    if (forced) this.logger.warn('drain timeout: closing connections with requests still in flight', { inflight: this.active });
+    for (const s of this.servers) s.closeAllConnections();
+    beforeClose();
+    await Promise.all(closed);
+    this.phase = 'closed';
+    this.logger.info('stopped', { forced });
+    return { forced };
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
