@@ -4,8 +4,8 @@ module.exports = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {
-    // Type checking is done once by `npm run typecheck`; here we only transpile.
-    '^.+\\.ts$': ['ts-jest', { isolatedModules: true, tsconfig: 'tsconfig.json' }],
+    // isolatedModules (tsconfig): ts-jest only transpiles; `npm run typecheck` checks types once.
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
   },
   testTimeout: 30000,
   // Several suites start real servers and child processes; two cores, so keep it modest.

@@ -83,6 +83,7 @@ export class Lifecycle implements AppState {
   }
 }
 
+/** Not unref'd: the drain itself must keep the process alive until it has finished. */
 function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

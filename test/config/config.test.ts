@@ -1,0 +1,174 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, DEFAULT_HTTP_BUCKETS } from '../../src/config';
+import { MAIN_JS } from '../helpers/sidecar';
+
+function problemsOf(env: Record<string, string>): { variable: string; message: string }[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
+  const secretFile = path.join(tmp, 'password');
+  fs.writeFileSync(secretFile, 's3cret-from-file\n');
+
+  it('should apply the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      role: 'web',
+      appName: 'app',
+      listenPort: 8080,
+      upstream: undefined,
+      serveOnMainPort: false,
+      prometheusPort: 8491,
+      metricsPath: '/debug/metrics',
+      enableDbMetrics: false,
+      statsd: { port: 9125, host: '127.0.0.1' },
+      http: { prefix: 'flask_http_request', buckets: DEFAULT_HTTP_BUCKETS, maxSeriesPerFamily: 2000 },
+      access: { basicAuth: undefined, kubernetes: false, allowedCidrs: [], trustedProxies: [] },
+      mergeTargets: [],
+      shutdown: { timeoutMs: 25000, delayMs: 0 },
+    });
+  });
+
+  it('should return a frozen config', () => {
+    const c = loadConfig({ METRICS_ALLOWED_CIDRS: '10.0.0.0/8' });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.http)).toBe(true);
+    expect(Object.isFrozen(c.access.allowedCidrs)).toBe(true);
+  });
+
+  it('should parse every variable it owns', () => {
+    const c = loadConfig({
+      LISTEN_PORT: '9000',
+      UPSTREAM_URL: 'http://127.0.0.1:8000',
+      SERVE_PROMETHEUS_ENDPOINT: 'TRUE',
+      PROMETHEUS_PORT: '9100',
+      METRICS_PATH: '/debug/prom',
+      ENABLE_DB_METRICS: 'yes',
+      APP_NAME: 'shop',
+      METRICS_BASIC_AUTH_USERNAME: 'prom',
+      METRICS_BASIC_AUTH_PASSWORD_FILE: secretFile,
+      METRICS_API_KEYS_FILE: secretFile,
+      METRICS_ALLOWED_CIDRS: '10.0.0.0/8, 192.168.1.7, fd00::/8, ::ffff:172.16.0.0/108',
+      TRUSTED_PROXIES: '127.0.0.1',
+      METRICS_KUBERNETES_AUTH: 'true',
+      STATSD_PORT: '0',
+      STATSD_MAPPING_FILE: secretFile,
+      MERGE_TARGETS: 'http://127.0.0.1:9000/metrics,https://localhost:9443/metrics',
+      HTTP_METRICS_PREFIX: 'shop_http_request',
+      ROUTE_PATTERNS: '/users/:id,/static/*',
+      METRICS_EXCLUDE_PATHS: '/healthz,/internal/*',
+      HTTP_DURATION_BUCKETS: '0.1,0.5,1',
+      UPSTREAM_TIMEOUT_MS: '1500',
+      SHUTDOWN_TIMEOUT_MS: '5000',
+      SHUTDOWN_DELAY_MS: '100',
+      LOG_LEVEL: 'WARN',
+    });
+    expect(c.listenPort).toBe(9000);
+    expect(c.upstream?.href).toBe('http://127.0.0.1:8000/');
+    expect(c.serveOnMainPort).toBe(true);
+    expect(c.metricsPath).toBe('/debug/prom');
+    expect(c.enableDbMetrics).toBe(true);
+    expect(c.access.basicAuth).toEqual({ username: 'prom', password: { file: secretFile } });
+    expect(c.access.allowedCidrs.map((x) => x.range[0].kind())).toEqual(['ipv4', 'ipv4', 'ipv6', 'ipv4']);
+    expect(c.access.allowedCidrs[3].range[1]).toBe(12);
+    expect(c.mergeTargets.map((u) => u.href)).toEqual(['http://127.0.0.1:9000/metrics', 'https://localhost:9443/metrics']);
+    expect(c.http).toMatchObject({ prefix: 'shop_http_request', buckets: [0.1, 0.5, 1], routePatterns: ['/users/:id', '/static/*'] });
+    expect(c.upstreamTimeoutMs).toBe(1500);
+    expect(c.logLevel).toBe('warn');
+  });
+
+  it('should make LISTEN_PORT=0 a worker', () => {
+    expect(loadConfig({ LISTEN_PORT: '0' }).role).toBe('worker');
+  });
+
+  it.each([
+    ['LISTEN_PORT', { LISTEN_PORT: 'http' }, /not a port number/],
+    ['LISTEN_PORT', { LISTEN_PORT: '70000' }, /not a port number/],
+    ['PROMETHEUS_PORT', { PROMETHEUS_PORT: '-1' }, /not a port number/],
+    ['PROMETHEUS_PORT', { PROMETHEUS_PORT: '8080' }, /must differ from LISTEN_PORT/],
+    ['PROMETHEUS_PORT', { PROMETHEUS_PORT: '0', LISTEN_PORT: '0' }, /both 0/],
+    ['UPSTREAM_URL', { UPSTREAM_URL: '127.0.0.1:8000' }, /not an absolute URL|must use http/],
+    ['UPSTREAM_URL', { UPSTREAM_URL: 'ftp://127.0.0.1' }, /must use http/],
+    ['UPSTREAM_URL', { UPSTREAM_URL: 'http://127.0.0.1:8000/app' }, /must not have a path/],
+    ['SERVE_PROMETHEUS_ENDPOINT', { SERVE_PROMETHEUS_ENDPOINT: 'sure' }, /not a boolean/],
+    ['SERVE_PROMETHEUS_ENDPOINT', { SERVE_PROMETHEUS_ENDPOINT: 'true', LISTEN_PORT: '0' }, /LISTEN_PORT=0/],
+    ['METRICS_PATH', { METRICS_PATH: 'metrics' }, /must start with/],
+    ['METRICS_PATH', { METRICS_PATH: '/metrics', SERVE_PROMETHEUS_ENDPOINT: 'true' }, /under \/debug\//],
+    ['ENABLE_DB_METRICS', { ENABLE_DB_METRICS: 'enabled' }, /not a boolean/],
+    ['METRICS_BASIC_AUTH_PASSWORD', { METRICS_BASIC_AUTH_USERNAME: 'prom' }, /is required/],
+    ['METRICS_BASIC_AUTH_USERNAME', { METRICS_BASIC_AUTH_PASSWORD: 'x' }, /is required/],
+    ['METRICS_BASIC_AUTH_USERNAME', { METRICS_BASIC_AUTH_USERNAME: 'a:b', METRICS_BASIC_AUTH_PASSWORD: 'x' }, /must not contain/],
+    ['METRICS_BASIC_AUTH_PASSWORD_FILE', { METRICS_BASIC_AUTH_USERNAME: 'p', METRICS_BASIC_AUTH_PASSWORD_FILE: '/nonexistent/pw' }, /not a readable file/],
+    ['METRICS_API_KEYS_FILE', { METRICS_API_KEYS_FILE: '/nonexistent/keys' }, /not a readable file/],
+    ['METRICS_ALLOWED_CIDRS', { METRICS_ALLOWED_CIDRS: '10.0.0.0/33' }, /not an IPv4\/IPv6/],
+    ['METRICS_ALLOWED_CIDRS', { METRICS_ALLOWED_CIDRS: '10.1' }, /not an IPv4\/IPv6/],
+    ['TRUSTED_PROXIES', { TRUSTED_PROXIES: 'localhost' }, /not an IPv4\/IPv6/],
+    ['METRICS_KUBERNETES_AUTH', { METRICS_KUBERNETES_AUTH: '2' }, /not a boolean/],
+    ['STATSD_PORT', { STATSD_PORT: 'udp' }, /not a port number/],
+    ['STATSD_MAPPING_FILE', { STATSD_MAPPING_FILE: '/nonexistent/map.yaml' }, /not a readable file/],
+    ['MERGE_TARGETS', { MERGE_TARGETS: 'http://127.0.0.1:9000/metrics,not a url' }, /not an absolute URL/],
+    ['HTTP_METRICS_PREFIX', { HTTP_METRICS_PREFIX: 'flask-http' }, /not a valid metric name/],
+    ['ROUTE_PATTERNS', { ROUTE_PATTERNS: 'users/:id' }, /not a path pattern/],
+    ['METRICS_EXCLUDE_PATHS', { METRICS_EXCLUDE_PATHS: 'healthz' }, /must start with/],
+    ['HTTP_DURATION_BUCKETS', { HTTP_DURATION_BUCKETS: '1,0.5' }, /ascending/],
+    ['METRICS_MAX_SERIES_PER_FAMILY', { METRICS_MAX_SERIES_PER_FAMILY: '0' }, /not an integer/],
+    ['UPSTREAM_TIMEOUT_MS', { UPSTREAM_TIMEOUT_MS: '1s' }, /not an integer/],
+    ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: 'soon' }, /not an integer/],
+    ['SIDECAR_ROLE', { SIDECAR_ROLE: 'db' }, /not one of web, worker/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }, /not one of/],
+  ])('should name %s when it is bad (%j)', (variable, env, message) => {
+    const problems = problemsOf(env as Record<string, string>);
+    expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ variable, message: expect.stringMatching(message) })]));
+  });
+
+  it('should report every bad variable at once', () => {
+    const problems = problemsOf({ LISTEN_PORT: 'x', PROMETHEUS_PORT: 'y', UPSTREAM_URL: 'z', ENABLE_DB_METRICS: 'maybe' });
+    expect(problems.map((p) => p.variable).sort()).toEqual(['ENABLE_DB_METRICS', 'LISTEN_PORT', 'PROMETHEUS_PORT', 'UPSTREAM_URL']);
+  });
+
+  it('should never echo a secret in a problem', () => {
+    const problems = problemsOf({ METRICS_BASIC_AUTH_PASSWORD: 'hunter2-secret', UPSTREAM_URL: 'http://user:pa55word@127.0.0.1/' });
+    const text = JSON.stringify(problems);
+    expect(text).not.toContain('hunter2-secret');
+    expect(text).not.toContain('pa55word');
+  });
+});
+
+describe('node dist/main.js', () => {
+  const run = (env: Record<string, string>, args: string[] = []) =>
+    spawnSync(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8', timeout: 10000 });
+
+  it('should exit 0 for --check-config with a valid environment', () => {
+    const r = run({ UPSTREAM_URL: 'http://127.0.0.1:8000' }, ['--check-config']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ level: 'info', msg: 'configuration is valid' });
+  });
+
+  it('should exit non-zero with one message naming every bad variable', () => {
+    const r = run({ LISTEN_PORT: 'x', UPSTREAM_URL: 'nope', METRICS_ALLOWED_CIDRS: '300.1.1.1', METRICS_BASIC_AUTH_PASSWORD: 'topsecret' }, ['--check-config']);
+    expect(r.status).toBe(2);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0]) as { level: string; msg: string; problems: { variable: string }[] };
+    expect(entry.level).toBe('fatal');
+    for (const v of ['LISTEN_PORT', 'UPSTREAM_URL', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME']) expect(entry.msg).toContain(v);
+    expect(entry.problems).toHaveLength(4);
+    expect(r.stdout + r.stderr).not.toContain('topsecret');
+  });
+
+  it('should fail the same way without --check-config, before opening any port', () => {
+    const r = run({ PROMETHEUS_PORT: 'nine' });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toContain('PROMETHEUS_PORT');
+  });
+});

@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/log/logger';
+import { createSidecar, type Sidecar } from '../../src/app';
+import { freePort, request } from './net';
+
+export type Env = Record<string, string>;
+
+export interface Running {
+  sidecar: Sidecar;
+  mainPort: number;
+  metricsPort: number;
+  /** Every log line the sidecar wrote, parsed. */
+  logs: Record<string, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** Quiet, fast defaults for tests: StatsD off, short drain. */
+const TEST_DEFAULTS: Env = { STATSD_PORT: '0', SHUTDOWN_TIMEOUT_MS: '2000', LOG_LEVEL: 'debug' };
+
+/** Runs a sidecar in this process on ephemeral ports, configured from `env` like the real one. */
+export async function startSidecar(env: Env = {}): Promise<Running> {
+  const config = loadConfig({ ...TEST_DEFAULTS, LISTEN_PORT: '1', PROMETHEUS_PORT: '2', ...env });
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger(config.logLevel, (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+  const sidecar = createSidecar(config, logger, { mainPort: 0, metricsPort: 0 });
+  const { mainPort, metricsPort } = await sidecar.start();
+  return {
+    sidecar,
+    mainPort: mainPort ?? 0,
+    metricsPort: metricsPort ?? 0,
+    logs,
+    stop: async () => {
+      await sidecar.stop();
+    },
+  };
+}
+
+export interface Child {
+  proc: ChildProcess;
+  mainPort: number;
+  metricsPort: number;
+  logs: Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+export const MAIN_JS = path.join(__dirname, '..', '..', 'dist', 'main.js');
+
+/** Runs the built sidecar (`node dist/main.js`) as a separate process, as the container does. */
+export async function spawnSidecar(env: Env): Promise<Child> {
+  const mainPort = env.LISTEN_PORT !== undefined ? Number(env.LISTEN_PORT) : await freePort();
+  const metricsPort = env.PROMETHEUS_PORT !== undefined ? Number(env.PROMETHEUS_PORT) : await freePort();
+  const proc = spawn(process.execPath, [MAIN_JS], {
+    env: { PATH: process.env.PATH ?? '', ...TEST_DEFAULTS, LISTEN_PORT: String(mainPort), PROMETHEUS_PORT: String(metricsPort), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: Record<string, unknown>[] = [];
+  // 'close', not 'exit': by then every line the process wrote has been read.
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  let buf = '';
+  proc.stdout!.on('data', (c: Buffer) => {
+    buf += c.toString('utf8');
+    let nl;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      logs.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      buf = buf.slice(nl + 1);
+    }
+  });
+  proc.stderr!.on('data', (c: Buffer) => logs.push({ stderr: c.toString('utf8') }));
+  let exitCode: number | null | undefined;
+  void exited.then((code) => (exitCode = code));
+  // Ready when the health endpoint answers (whatever LOG_LEVEL hides).
+  const healthPort = metricsPort !== 0 ? metricsPort : mainPort;
+  const healthPath = metricsPort !== 0 ? '/healthz' : '/debug/healthz';
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (exitCode !== undefined) throw new Error(`sidecar exited with ${exitCode} before listening: ${JSON.stringify(logs)}`);
+    try {
+      if ((await request(healthPort, healthPath)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`sidecar did not become healthy: ${JSON.stringify(logs)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proc, mainPort, metricsPort, logs, exited };
+}
+
+/** Peak resident memory (VmHWM) of a process, in bytes. */
+export function peakRss(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmHWM:\s+(\d+) kB/.exec(status);
+  if (!m) throw new Error('no VmHWM');
+  return Number(m[1]) * 1024;
+}
+
+/** Current resident memory (VmRSS) of a process, in bytes. */
+export function currentRss(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  if (!m) throw new Error('no VmRSS');
+  return Number(m[1]) * 1024;
+}

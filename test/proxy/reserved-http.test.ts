@@ -1,0 +1,67 @@
+/**
+ * The reserved /debug/ tree over real sockets: every spelling is sent byte for byte to a running
+ * sidecar in front of a real upstream, which records everything that reaches it.
+ */
+import { rawRequest, statusOf } from '../helpers/net';
+import { startUpstream, type Upstream } from '../helpers/upstream';
+import { startSidecar, type Running } from '../helpers/sidecar';
+import { normalizePath } from '../../src/proxy/reserved';
+import { PUBLIC_TARGETS, RESERVED_SPELLINGS } from './reserved.test';
+
+const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n`;
+
+describe.each([
+  ['off', 'false'],
+  ['on', 'true'],
+])('reserved /debug/ with SERVE_PROMETHEUS_ENDPOINT %s', (_name, serve) => {
+  let upstream: Upstream;
+  let sc: Running;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    sc = await startSidecar({ UPSTREAM_URL: upstream.url, SERVE_PROMETHEUS_ENDPOINT: serve });
+  });
+  afterAll(async () => {
+    await sc.stop();
+    await upstream.close();
+  });
+  beforeEach(() => {
+    upstream.seen.length = 0;
+  });
+
+  it.each(RESERVED_SPELLINGS)('should never forward %s', async (target) => {
+    const raw = await rawRequest(sc.mainPort, get(target));
+    const status = statusOf(raw);
+    expect(upstream.seen).toEqual([]);
+    const isMetrics = normalizePath(target) === '/debug/metrics';
+    if (serve === 'true' && isMetrics && status !== 400) {
+      expect(status).toBe(200);
+      expect(raw).toContain('# TYPE flask_http_request_total counter');
+    } else {
+      // 404 from the sidecar, or 400 where Node's parser already refuses the bytes.
+      expect([404, 400]).toContain(status);
+      expect(raw).not.toContain('# TYPE');
+    }
+  });
+
+  it.each(PUBLIC_TARGETS)('should forward %s to the application', async (target) => {
+    const raw = await rawRequest(sc.mainPort, get(target));
+    expect(statusOf(raw)).toBe(200);
+    expect(upstream.seen.map((s) => s.url)).toEqual([target]);
+  });
+
+  it('should not forward a reserved WebSocket upgrade either', async () => {
+    const raw = await rawRequest(
+      sc.mainPort,
+      'GET /%64ebug/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    expect(statusOf(raw)).toBe(404);
+    expect(upstream.seen).toEqual([]);
+  });
+
+  it('should not forward a reserved path hidden behind a method the sidecar does not serve', async () => {
+    const raw = await rawRequest(sc.mainPort, 'POST /DEBUG/metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi');
+    expect(statusOf(raw)).toBe(404);
+    expect(upstream.seen).toEqual([]);
+  });
+});

@@ -1,0 +1,101 @@
+import { isReservedTarget, normalizePath, originFormPath } from '../../src/proxy/reserved';
+
+/**
+ * Spellings of the reserved tree. Each must be recognised as reserved, whatever a server,
+ * framework or proxy downstream would make of it. Shared with the over-the-wire suite.
+ */
+export const RESERVED_SPELLINGS: string[] = [
+  '/debug/metrics',
+  '/debug',
+  '/debug/',
+  '/debug/pprof/heap',
+  '/DEBUG/metrics',
+  '/Debug/Metrics',
+  '//debug/metrics',
+  '///debug//metrics',
+  '/./debug/metrics',
+  '/debug/./metrics',
+  '/x/../debug/metrics',
+  '/x/y/../../debug/metrics',
+  '/../debug/metrics',
+  '/%64ebug/metrics',
+  '/%64%65%62%75%67/metrics',
+  '/%44EBUG/metrics',
+  '/%2564ebug/metrics',
+  '/%252564ebug/metrics',
+  '/debug%2fmetrics',
+  '/debug%2Fmetrics',
+  '/debug%5cmetrics',
+  '/%2fdebug/metrics',
+  '/x/%2e%2e/debug/metrics',
+  '/x/%2E%2E%2Fdebug/metrics',
+  '/x/..%2fdebug/metrics',
+  '/.%2e/debug/metrics',
+  '\\debug\\metrics',
+  '/\\debug/metrics',
+  '/debug;jsessionid=1/metrics',
+  '/debug;/metrics',
+  '/debug/metrics;x=y',
+  '/debug.',
+  '/debug./metrics',
+  '/%EF%BD%84%EF%BD%85%EF%BD%82%EF%BD%95%EF%BD%87/metrics',
+  '/deb%00ug/metrics',
+  '/debug%09/metrics',
+  'http://app.example/debug/metrics',
+  'HTTP://app.example:8080/debug/metrics?x=1',
+  'http://app.example//debug//metrics',
+  'https://app.example/%64ebug/metrics',
+  '/debug?x=/public',
+  '/debug#frag',
+];
+
+export const PUBLIC_TARGETS: string[] = ['/', '/debugger', '/api/debug', '/api/debug/metrics', '/de/bug', '/users/42?path=/debug/x', '/static/debug.css', '/%2e%2e%2fapi'];
+
+describe('isReservedTarget', () => {
+  it('should have a table of at least 25 spellings', () => {
+    expect(RESERVED_SPELLINGS.length).toBeGreaterThanOrEqual(25);
+  });
+
+  it.each(RESERVED_SPELLINGS)('should reserve %s', (target) => {
+    expect(isReservedTarget(target)).toBe(true);
+  });
+
+  it.each(PUBLIC_TARGETS)('should not reserve %s', (target) => {
+    expect(isReservedTarget(target)).toBe(false);
+  });
+});
+
+describe('normalizePath', () => {
+  it.each([
+    ['/debug/metrics', '/debug/metrics'],
+    ['/DEBUG//metrics/', '/debug/metrics/'],
+    ['/a/b/../../debug', '/debug'],
+    ['/../../..', '/'],
+    ['http://h/debug/x?y', '/debug/x'],
+    ['/%2564ebug', '/debug'],
+    ['/x;p=1/y;q', '/x/y'],
+    ['/%zz/debug', '/%zz/debug'],
+  ])('should turn %s into %s', (input, output) => {
+    expect(normalizePath(input)).toBe(output);
+  });
+
+  it('should decode a bounded number of rounds, so hostile nesting costs little', () => {
+    const nested = `/${'%25'.repeat(10000)}64ebug`;
+    const started = Date.now();
+    expect(normalizePath(nested).startsWith('/%')).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('originFormPath', () => {
+  it.each([
+    ['/a?b', '/a?b'],
+    ['http://h:80/a?b', '/a?b'],
+    ['http://h', '/'],
+    ['http://h?x=1', '/?x=1'],
+    ['*', '*'],
+    ['a/b', '/a/b'],
+  ])('should turn %s into %s', (input, output) => {
+    expect(originFormPath(input)).toBe(output);
+  });
+});
