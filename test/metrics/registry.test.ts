@@ -1,0 +1,83 @@
+import { Counter, Gauge, Histogram, Registry, formatNumber } from '../../src/metrics/registry';
+
+describe('Registry', () => {
+  it('should render counters, gauges and histograms in text 0.0.4', () => {
+    const r = new Registry();
+    const c = r.register(new Counter({ name: 'jobs_total', help: 'Jobs.', labelNames: ['queue'] }));
+    const g = r.register(new Gauge({ name: 'temp_celsius', help: 'Temp.' }));
+    const h = r.register(new Histogram({ name: 'wait_seconds', help: 'Wait.', labelNames: ['q'], buckets: [0.1, 1] }));
+    c.inc(['a']);
+    c.inc(['a'], 2);
+    g.set([], -1.5);
+    h.observe(['x'], 0.05);
+    h.observe(['x'], 0.1);
+    h.observe(['x'], 3);
+    expect(r.render(false)).toBe(
+      [
+        '# HELP jobs_total Jobs.',
+        '# TYPE jobs_total counter',
+        'jobs_total{queue="a"} 3',
+        '# HELP temp_celsius Temp.',
+        '# TYPE temp_celsius gauge',
+        'temp_celsius -1.5',
+        '# HELP wait_seconds Wait.',
+        '# TYPE wait_seconds histogram',
+        'wait_seconds_bucket{q="x",le="0.1"} 2',
+        'wait_seconds_bucket{q="x",le="1"} 2',
+        'wait_seconds_bucket{q="x",le="+Inf"} 3',
+        'wait_seconds_sum{q="x"} 3.15',
+        'wait_seconds_count{q="x"} 3',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('should render OpenMetrics family names, float le values and # EOF', () => {
+    const r = new Registry();
+    r.register(new Counter({ name: 'jobs_total', help: 'Jobs.' })).inc();
+    r.register(new Histogram({ name: 'wait_seconds', help: 'Wait.', buckets: [1] })).observe([], 2);
+    const om = r.render(true);
+    expect(om).toContain('# TYPE jobs counter\njobs_total 1\n');
+    expect(om).toContain('wait_seconds_bucket{le="1.0"} 0\nwait_seconds_bucket{le="+Inf"} 1\n');
+    expect(om.endsWith('# EOF\n')).toBe(true);
+  });
+
+  it('should escape label values and help text', () => {
+    const r = new Registry();
+    r.register(new Counter({ name: 'x_total', help: 'a \\ b\nc', labelNames: ['v'] })).inc(['q"uo\\te\nnl']);
+    const text = r.render(false);
+    expect(text).toContain('# HELP x_total a \\\\ b\\nc\n');
+    expect(text).toContain('x_total{v="q\\"uo\\\\te\\nnl"} 1\n');
+  });
+
+  it('should cap series and report each refused one', () => {
+    const r = new Registry();
+    const dropped: string[] = [];
+    r.onDrop = (f) => dropped.push(f);
+    const c = r.register(new Counter({ name: 'c_total', help: 'c', labelNames: ['k'], maxSeries: 2 }));
+    for (const k of ['a', 'b', 'c', 'a', 'd']) c.inc([k]);
+    expect(c.size).toBe(2);
+    expect(dropped).toEqual(['c_total', 'c_total']);
+    expect(r.render(false)).toContain('c_total{k="a"} 2');
+  });
+
+  it('should refuse wrong label counts, duplicate names, counters without _total and le labels', () => {
+    const r = new Registry();
+    const c = r.register(new Counter({ name: 'a_total', help: 'a', labelNames: ['x'] }));
+    expect(() => c.inc([])).toThrow(/expected 1 label values/);
+    expect(() => r.register(new Counter({ name: 'a_total', help: 'a' }))).toThrow(/already registered/);
+    expect(() => new Counter({ name: 'a', help: 'a' })).toThrow(/_total/);
+    expect(() => new Histogram({ name: 'h', help: 'h', labelNames: ['le'], buckets: [1] })).toThrow(/le/);
+  });
+
+  it.each([
+    [1, '1'],
+    [0.25, '0.25'],
+    [Infinity, '+Inf'],
+    [-Infinity, '-Inf'],
+    [NaN, 'NaN'],
+    [1e-7, '1e-7'],
+  ])('should format %p as %s', (n, s) => {
+    expect(formatNumber(n)).toBe(s);
+  });
+});
