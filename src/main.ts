@@ -4,7 +4,7 @@
  */
 import { ConfigError, loadConfig, type Config } from './config';
 import { createLogger } from './log/logger';
-import { createSidecar } from './app';
+import { createSidecar, NotImplementedError } from './app';
 
 async function main(argv: readonly string[]): Promise<number> {
   let config: Config;
@@ -21,7 +21,14 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
-  const sidecar = createSidecar(config, logger);
+  let sidecar;
+  try {
+    sidecar = createSidecar(config, logger);
+  } catch (err) {
+    if (!(err instanceof NotImplementedError)) throw err;
+    logger.fatal(err.message, { code: err.code });
+    return 2;
+  }
   await sidecar.start();
 
   return new Promise<number>((resolve) => {

@@ -172,3 +172,16 @@ describe('node dist/main.js', () => {
     expect(r.stdout).toContain('PROMETHEUS_PORT');
   });
 });
+
+describe('settings validated ahead of the features that use them', () => {
+  it('should refuse to start with access control configured until it is enforced', () => {
+    const r = spawnSync(process.execPath, [MAIN_JS], {
+      env: { PATH: process.env.PATH ?? '', METRICS_BASIC_AUTH_USERNAME: 'prom', METRICS_BASIC_AUTH_PASSWORD: 'pw-not-logged', LISTEN_PORT: '0', STATSD_PORT: '0' },
+      encoding: 'utf8',
+      timeout: 10000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toContain('not implemented in this version');
+    expect(r.stdout).not.toContain('pw-not-logged');
+  });
+});
