@@ -150,7 +150,7 @@ describe('forwarder', () => {
 
   it('should abort the upstream request when the client goes away', async () => {
     const closed = new Promise<void>((resolve) => {
-      upstream.server.once('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      upstream.server.once('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
         res.on('close', () => resolve());
       });
     });
