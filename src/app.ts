@@ -48,7 +48,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     ? new Forwarder({
         upstream: config.upstream,
         timeoutMs: config.upstreamTimeoutMs,
-        keepAliveSockets: config.upstreamKeepAliveSockets,
+        maxConnections: config.upstreamMaxConnections,
         red,
         logger,
         draining: () => lifecycle.draining(),

@@ -28,7 +28,7 @@ export interface Config {
   listenHost: string | undefined;
   upstream: URL | undefined;
   upstreamTimeoutMs: number;
-  upstreamKeepAliveSockets: number;
+  upstreamMaxConnections: number;
   serveOnMainPort: boolean;
   prometheusPort: number;
   /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
@@ -152,7 +152,7 @@ export function loadConfig(env: Env = process.env): Config {
     listenHost: r.raw('LISTEN_HOST'),
     upstream,
     upstreamTimeoutMs: r.int('UPSTREAM_TIMEOUT_MS', 60_000, 1, MAX_MS),
-    upstreamKeepAliveSockets: r.int('UPSTREAM_KEEPALIVE_SOCKETS', 64, 0, 100_000),
+    upstreamMaxConnections: r.int('UPSTREAM_MAX_CONNECTIONS', 0, 0, 100_000),
     serveOnMainPort,
     prometheusPort,
     metricsPath,
