@@ -108,15 +108,18 @@ export class Forwarder {
           onRequestStart: (c) => {
             controller = c;
           },
-          onResponseStart: (c, code, uheaders, statusMessage) => {
+          onResponseStart: (_c, code, uheaders, statusMessage) => {
             if (code < 200) return; // 1xx informational: Node answered 100-continue itself.
             started = true;
             status = code;
             res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
-            res.on('drain', () => c.resume());
           },
           onResponseData: (c, chunk) => {
-            if (!res.write(chunk)) c.pause();
+            // Backpressure: a slow client pauses the upstream read until its socket drains.
+            if (!res.write(chunk)) {
+              c.pause();
+              res.once('drain', () => c.resume());
+            }
           },
           onResponseEnd: () => {
             res.end();
@@ -292,6 +295,8 @@ function namedByConnection(raw: string[]): Set<string> | undefined {
 }
 
 function connectionTokens(value: string): string[] {
+  // The common case, `keep-alive` or `close`, names no header: skip the split.
+  if (value.length <= 10 && /^(keep-alive|close)$/i.test(value)) return [];
   return value
     .toLowerCase()
     .split(',')
