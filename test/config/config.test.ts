@@ -19,6 +19,7 @@ describe('loadConfig', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
   const secretFile = path.join(tmp, 'password');
   fs.writeFileSync(secretFile, 's3cret-from-file\n');
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('should apply the documented defaults', () => {
     const c = loadConfig({});
