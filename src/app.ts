@@ -12,6 +12,7 @@ import { Forwarder } from './proxy/forwarder';
 import { createDebugApp } from './server/debug-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
+import { AccessGate } from './access/gate';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -33,9 +34,6 @@ export interface SidecarOverrides {
 }
 
 export function createSidecar(config: Config, logger: Logger, overrides: SidecarOverrides = {}): Sidecar {
-  // Access control is validated by the config module but not enforced by this build yet. An
-  // operator who configured it must not get open endpoints while believing they are guarded.
-  if (hasAccessControl(config)) throw new NotImplementedError('access control (METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_*, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH)');
   if (config.statsd.mappingFile !== undefined || config.mergeTargets.length > 0) {
     logger.warn('STATSD_MAPPING_FILE and MERGE_TARGETS are validated but not used by this build yet');
   }
@@ -43,6 +41,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
+  const gate = new AccessGate(config, logger, metrics.registry);
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -57,12 +56,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
@@ -72,6 +71,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     red,
     lifecycle,
     async start() {
+      await gate.init();
       const bound: Record<string, number> = {};
       for (const s of servers) {
         await new Promise<void>((resolve, reject) => {
@@ -91,7 +91,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         metrics_path: config.metricsPath,
         serve_on_main_port: config.serveOnMainPort,
       });
-      if (!hasAccessControl(config)) {
+      if (gate.open) {
         logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
           see: 'METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_USERNAME, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH',
         });
@@ -99,20 +99,10 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       return { mainPort: bound.main, metricsPort: bound.metrics };
     },
     stop() {
-      return lifecycle.drain(config.shutdown, () => forwarder?.close());
+      return lifecycle.drain(config.shutdown, () => {
+        forwarder?.close();
+        gate.close();
+      });
     },
   };
-}
-
-export class NotImplementedError extends Error {
-  readonly code = 'ERR_SIDECAR_NOT_IMPLEMENTED';
-  constructor(what: string) {
-    super(`${what} is configured but not implemented in this version; refusing to start with the metrics endpoints open`);
-    this.name = 'NotImplementedError';
-  }
-}
-
-function hasAccessControl(config: Config): boolean {
-  const a = config.access;
-  return a.allowedCidrs.length > 0 || a.basicAuth !== undefined || a.apiKeysFile !== undefined || a.kubernetes;
 }

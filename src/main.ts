@@ -4,7 +4,7 @@
  */
 import { ConfigError, loadConfig, type Config } from './config';
 import { createLogger } from './log/logger';
-import { createSidecar, NotImplementedError } from './app';
+import { createSidecar } from './app';
 
 async function main(argv: readonly string[]): Promise<number> {
   let config: Config;
@@ -21,14 +21,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
-  let sidecar;
-  try {
-    sidecar = createSidecar(config, logger);
-  } catch (err) {
-    if (!(err instanceof NotImplementedError)) throw err;
-    logger.fatal(err.message, { code: err.code });
-    return 2;
-  }
+  const sidecar = createSidecar(config, logger);
   await sidecar.start();
 
   return new Promise<number>((resolve) => {

@@ -46,11 +46,29 @@ export interface Config {
     apiKeysFile: string | undefined;
     allowedCidrs: readonly Cidr[];
     trustedProxies: readonly Cidr[];
-    kubernetes: boolean;
+    /** Also accept an API key from the `api_key` query parameter (keys then appear in URLs and logs of proxies). */
+    apiKeyQueryParam: boolean;
+    /** How often mounted secret files are checked for changes. */
+    secretReloadMs: number;
+    kubernetes: KubernetesAuthConfig | undefined;
   };
   statsd: { port: number; host: string; mappingFile: string | undefined };
   mergeTargets: readonly URL[];
   shutdown: { timeoutMs: number; delayMs: number };
+}
+
+export interface KubernetesAuthConfig {
+  /** A kubeconfig file; unset = the in-cluster ServiceAccount config. */
+  kubeconfig: string | undefined;
+  /** Audiences the token must be valid for (TokenReview spec.audiences); empty = the API server's. */
+  audiences: readonly string[];
+  allowTtlMs: number;
+  denyTtlMs: number;
+  /** How long a cached decision keeps serving past its TTL while the API server is unreachable. */
+  staleMs: number;
+  timeoutMs: number;
+  /** TokenReview + SubjectAccessReview calls per second at most (a burst of the same size is allowed). */
+  maxRequestsPerSecond: number;
 }
 
 export class ConfigError extends Error {
@@ -169,7 +187,19 @@ export function loadConfig(env: Env = process.env): Config {
       apiKeysFile: r.file('METRICS_API_KEYS_FILE'),
       allowedCidrs: r.cidrs('METRICS_ALLOWED_CIDRS'),
       trustedProxies: r.cidrs('TRUSTED_PROXIES'),
-      kubernetes: r.bool('METRICS_KUBERNETES_AUTH', false),
+      apiKeyQueryParam: r.bool('METRICS_API_KEY_QUERY_PARAM', false),
+      secretReloadMs: r.int('SECRET_RELOAD_INTERVAL_MS', 5_000, 50, MAX_MS),
+      kubernetes: r.bool('METRICS_KUBERNETES_AUTH', false)
+        ? {
+            kubeconfig: r.file('KUBECONFIG'),
+            audiences: r.list('METRICS_KUBERNETES_AUDIENCES'),
+            allowTtlMs: r.int('METRICS_KUBERNETES_ALLOW_TTL_MS', 60_000, 0, MAX_MS),
+            denyTtlMs: r.int('METRICS_KUBERNETES_DENY_TTL_MS', 10_000, 0, MAX_MS),
+            staleMs: r.int('METRICS_KUBERNETES_STALE_MS', 300_000, 0, MAX_MS),
+            timeoutMs: r.int('METRICS_KUBERNETES_TIMEOUT_MS', 2_000, 1, 60_000),
+            maxRequestsPerSecond: r.int('METRICS_KUBERNETES_MAX_REQUESTS_PER_S', 20, 1, 100_000),
+          }
+        : undefined,
     },
     statsd: {
       port: r.port('STATSD_PORT', 9125),

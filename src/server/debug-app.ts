@@ -12,6 +12,7 @@ import { normalizePath } from '../proxy/reserved';
 import { exposition, type ListenerName } from '../exposition/handler';
 import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
+import type { AccessGate } from '../access/gate';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -22,7 +23,7 @@ export interface AppState {
   track(res: import('node:http').ServerResponse): void;
 }
 
-export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState): Koa {
+export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate): Koa {
   const app = new Koa();
   app.silent = true;
   const router = new Router();
@@ -36,7 +37,7 @@ export function createDebugApp(listener: ListenerName, config: Config, metrics: 
   });
 
   if (listener === 'metrics' || config.serveOnMainPort) {
-    router.get(config.metricsPath, exposition(metrics, listener));
+    router.get(config.metricsPath, gate.middleware(listener), exposition(metrics, listener));
   }
   router.get(`${healthPrefix}/healthz`, (ctx) => {
     ctx.body = 'ok\n';

@@ -24,13 +24,15 @@ export interface RequestOptions {
   headers?: http.OutgoingHttpHeaders | string[];
   body?: string | Buffer;
   agent?: http.Agent | false;
+  /** Where to connect: 127.0.0.1 unless told (e.g. ::1 for IPv6). */
+  host?: string;
 }
 
 /** One HTTP request to 127.0.0.1 over a fresh connection; resolves with the whole reply. */
 export function request(port: number, path: string, opts: RequestOptions = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false },
+      { host: opts.host ?? '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: opts.agent ?? false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

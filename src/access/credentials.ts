@@ -1,0 +1,99 @@
+/**
+ * Parsing and constant-time checking of credentials: basic auth and scoped API keys.
+ * Secrets are compared as SHA-256 digests with timingSafeEqual, so neither the content nor the
+ * length of a guess changes the time an answer takes.
+ */
+import crypto from 'node:crypto';
+
+export function sha256(v: string | Buffer): Buffer {
+  return crypto.createHash('sha256').update(v).digest();
+}
+
+export function digestEquals(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && crypto.timingSafeEqual(a, b);
+}
+
+export type Presented =
+  | { kind: 'none' }
+  | { kind: 'malformed' }
+  | { kind: 'basic'; username: string; password: string }
+  | { kind: 'bearer'; token: string };
+
+/** Reads the Authorization header (RFC 7617 basic with UTF-8, RFC 6750 bearer). */
+export function presentedCredentials(authorization: string | undefined): Presented {
+  if (authorization === undefined || authorization === '') return { kind: 'none' };
+  const m = /^([A-Za-z]+) +(\S+) *$/.exec(authorization);
+  if (!m) return { kind: 'malformed' };
+  const scheme = m[1].toLowerCase();
+  if (scheme === 'bearer') return { kind: 'bearer', token: m[2] };
+  if (scheme !== 'basic' || !/^[A-Za-z0-9+/]+={0,2}$/.test(m[2])) return { kind: 'malformed' };
+  const decoded = Buffer.from(m[2], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return { kind: 'malformed' };
+  return { kind: 'basic', username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+export class BasicCredentials {
+  private readonly user: Buffer;
+  private readonly pass: Buffer;
+
+  constructor(username: string, password: string) {
+    this.user = sha256(username);
+    this.pass = sha256(password);
+  }
+
+  /** Both halves are always compared, so a right username is not told apart from a wrong one by time. */
+  matches(username: string, password: string): boolean {
+    const u = digestEquals(sha256(username), this.user);
+    const p = digestEquals(sha256(password), this.pass);
+    return u && p;
+  }
+}
+
+export interface ApiKey {
+  name: string;
+  digest: Buffer;
+  scopes: ReadonlySet<string>;
+}
+
+/**
+ * The API keys file: one key per line, `#` comments and blank lines ignored.
+ *
+ *     # name       key                                                                 scopes
+ *     prometheus   sha256:5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8  metrics
+ *     grafana      plain:a-long-random-key                                             metrics,read
+ *
+ * `sha256:<hex>` stores the SHA-256 of the key (`printf %s "$KEY" | sha256sum`); `plain:<key>`
+ * stores the key itself. Errors name the line, never its content.
+ */
+export function parseApiKeys(text: string): ApiKey[] {
+  const keys: ApiKey[] = [];
+  const names = new Set<string>();
+  text.split('\n').forEach((line, i) => {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) return;
+    const parts = t.split(/\s+/);
+    const where = `line ${i + 1}`;
+    if (parts.length !== 3) throw new Error(`${where}: expected "<name> <sha256:hex|plain:key> <scope,...>"`);
+    const [name, spec, scopeList] = parts;
+    if (names.has(name)) throw new Error(`${where}: the name ${JSON.stringify(name)} is used twice`);
+    let digest: Buffer;
+    if (spec.startsWith('sha256:') && /^[0-9a-fA-F]{64}$/.test(spec.slice(7))) digest = Buffer.from(spec.slice(7), 'hex');
+    else if (spec.startsWith('plain:') && spec.length > 6) digest = sha256(spec.slice(6));
+    else throw new Error(`${where}: the key must be sha256:<64 hex digits> or plain:<key>`);
+    const scopes = new Set(scopeList.split(',').filter(Boolean));
+    if (scopes.size === 0) throw new Error(`${where}: no scopes`);
+    names.add(name);
+    keys.push({ name, digest, scopes });
+  });
+  if (keys.length === 0) throw new Error('no keys');
+  return keys;
+}
+
+/** The key matching a presented token (every key compared, constant time each). */
+export function findApiKey(keys: readonly ApiKey[], token: string): ApiKey | undefined {
+  const d = sha256(token);
+  let found: ApiKey | undefined;
+  for (const k of keys) if (digestEquals(d, k.digest)) found = k;
+  return found;
+}
