@@ -19,10 +19,11 @@ const rand = () => crypto.randomBytes(12).toString('hex');
 const SA_TOKEN = `sidecar-sa-${rand()}`;
 const GOOD = `good-${rand()}`;
 const GOOD_TOO = `good-too-${rand()}`;
+const GOOD_3 = `good-3-${rand()}`;
 const DENIED = `denied-${rand()}`;
 const BOGUS = `bogus-${rand()}`;
 const SLOW = `slow-${rand()}`;
-const SECRETS = [SA_TOKEN, GOOD, GOOD_TOO, DENIED, BOGUS, SLOW];
+const SECRETS = [SA_TOKEN, GOOD, GOOD_TOO, GOOD_3, DENIED, BOGUS, SLOW];
 const PROMETHEUS_SA = 'system:serviceaccount:monitoring:prometheus';
 
 interface Review {
@@ -52,7 +53,7 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
         if (req.url === '/apis/authentication.k8s.io/v1/tokenreviews') {
           const token = body.spec.token as string;
           if (token === SLOW) return; // never answers: the sidecar must time out
-          const known = token === GOOD || token === GOOD_TOO ? PROMETHEUS_SA : token === DENIED ? 'system:serviceaccount:default:nobody' : undefined;
+          const known = [GOOD, GOOD_TOO, GOOD_3].includes(token) ? PROMETHEUS_SA : token === DENIED ? 'system:serviceaccount:default:nobody' : undefined;
           res.setHeader('content-type', 'application/json');
           res.end(
             JSON.stringify({
@@ -169,6 +170,24 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
     const t0 = Date.now();
     expect((await scrape(child.metricsPort, SLOW)).status).toBe(401);
     expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it('should bound the rate of API calls (METRICS_KUBERNETES_MAX_REQUESTS_PER_S)', async () => {
+    // 2 calls per second: one decision (TokenReview + SubjectAccessReview), then the budget is spent.
+    const limited = await spawnSidecar({ METRICS_KUBERNETES_AUTH: 'true', KUBECONFIG: path.join(tmp, 'kubeconfig'), METRICS_KUBERNETES_MAX_REQUESTS_PER_S: '2' });
+    try {
+      const before = reviews.length;
+      const statuses = [];
+      for (const t of [GOOD, GOOD_TOO, GOOD_3]) statuses.push((await scrape(limited.metricsPort, t)).status);
+      expect(statuses).toEqual([200, 401, 401]);
+      expect(reviews.length).toBe(before + 2);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await scrape(limited.metricsPort, GOOD_3)).status).toBe(200);
+    } finally {
+      limited.proc.kill('SIGTERM');
+      await limited.exited;
+      seen.push(...limited.logs.map((l) => JSON.stringify(l)));
+    }
   });
 
   it('should keep serving a cached decision while the API is down, and refuse an uncached token', async () => {
