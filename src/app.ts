@@ -13,6 +13,9 @@ import { createDebugApp } from './server/debug-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
 import { AccessGate } from './access/gate';
+import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
+import { StatsdStore } from './ingest/statsd/store';
+import { StatsdServer } from './ingest/statsd/server';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -31,17 +34,17 @@ export interface SidecarOverrides {
   /** Tests bind ephemeral ports: `0` here means "any free port", unlike LISTEN_PORT=0 (off). */
   mainPort?: number;
   metricsPort?: number;
+  statsdPort?: number;
 }
 
 export function createSidecar(config: Config, logger: Logger, overrides: SidecarOverrides = {}): Sidecar {
-  if (config.statsd.mappingFile !== undefined || config.mergeTargets.length > 0) {
-    logger.warn('STATSD_MAPPING_FILE and MERGE_TARGETS are validated but not used by this build yet');
-  }
+  if (config.mergeTargets.length > 0) logger.warn('MERGE_TARGETS is validated but not used by this build yet');
   const metrics = createSidecarMetrics(config);
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
+  const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -72,6 +75,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     lifecycle,
     async start() {
       await gate.init();
+      await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
       const bound: Record<string, number> = {};
       for (const s of servers) {
         await new Promise<void>((resolve, reject) => {
@@ -102,7 +106,24 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       return lifecycle.drain(config.shutdown, () => {
         forwarder?.close();
         gate.close();
+        statsd?.close();
       });
     },
   };
+}
+
+function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): StatsdServer {
+  let file: MappingFile | undefined;
+  if (config.statsd.mappingFile !== undefined) {
+    try {
+      file = loadMappingFile(config.statsd.mappingFile);
+    } catch (err) {
+      throw new Error(`STATSD_MAPPING_FILE ${config.statsd.mappingFile}: ${(err as Error).message}`);
+    }
+  }
+  const store = new StatsdStore(metrics.registry, new Mapper(file, config.http.buckets), {
+    enableDbMetrics: config.enableDbMetrics,
+    maxSeriesPerFamily: config.http.maxSeriesPerFamily,
+  });
+  return new StatsdServer(store, logger);
 }

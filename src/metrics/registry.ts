@@ -37,16 +37,39 @@ abstract class Family<S extends { labels: string }> {
   /** The series for these label values (in `labelNames` order), or undefined when capped. */
   child(values: readonly string[] = []): S | undefined {
     const key = values.length === 1 ? values[0] : values.join('\u0000');
-    let s = this.series.get(key);
-    if (s === undefined) {
-      if (this.series.size >= this.maxSeries) {
-        this.onDrop?.(this.name);
-        return undefined;
-      }
-      s = this.create(renderLabelPairs(this.labelNames, values));
-      this.series.set(key, s);
+    const s = this.series.get(key);
+    return s !== undefined ? s : this.add(key, renderLabelPairs(this.labelNames, values));
+  }
+
+  /**
+   * The series whose label pairs are already rendered (`a="1",b="2"`, names sorted): for sources
+   * such as StatsD tags, where each event brings its own label names. Undefined when capped.
+   */
+  childRendered(labels: string): S | undefined {
+    const s = this.series.get(labels);
+    return s !== undefined ? s : this.add(labels, labels);
+  }
+
+  private add(key: string, labels: string): S | undefined {
+    if (this.series.size >= this.maxSeries) {
+      this.onDrop?.(this.name);
+      return undefined;
     }
+    const s = this.create(labels);
+    this.series.set(key, s);
     return s;
+  }
+
+  /** Removes series for which `expired` is true (idle series past their TTL). */
+  sweep(expired: (s: S) => boolean): number {
+    let n = 0;
+    for (const [k, s] of this.series) {
+      if (expired(s)) {
+        this.series.delete(k);
+        n++;
+      }
+    }
+    return n;
   }
 
   get size(): number {
@@ -68,6 +91,8 @@ abstract class Family<S extends { labels: string }> {
 export interface ValueSeries {
   labels: string;
   value: number;
+  /** Last update (ms since epoch), kept only by sources with a TTL. */
+  t?: number;
 }
 
 export class Counter extends Family<ValueSeries> {
@@ -118,6 +143,7 @@ export interface HistogramSeries {
   counts: Float64Array;
   sum: number;
   count: number;
+  t?: number;
 }
 
 export class Histogram extends Family<HistogramSeries> {
@@ -146,6 +172,16 @@ export class Histogram extends Family<HistogramSeries> {
     s.counts[i]++;
     s.sum += v;
     s.count++;
+  }
+
+  /** One observation standing for `weight` events (StatsD sample rates: weight = 1/rate). */
+  observeWeighted(s: HistogramSeries, v: number, weight: number): void {
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    s.counts[i] += weight;
+    s.sum += v * weight;
+    s.count += weight;
   }
 
   observe(values: readonly string[], v: number): void {
@@ -188,6 +224,10 @@ export class Registry {
 
   get(name: string): AnyFamily | undefined {
     return this.families.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.families.has(name);
   }
 
   /** Runs before every render (process metrics and other sampled values). */

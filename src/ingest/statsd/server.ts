@@ -1,0 +1,81 @@
+/**
+ * StatsD listeners: UDP (one packet = one or more lines) and TCP (newline-delimited stream), both
+ * on STATSD_HOST (loopback by default: only the pod's own containers can send).
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from '../../log/logger';
+import type { StatsdStore } from './store';
+
+/** A TCP line longer than this is garbage (or an attack): it is dropped, and counted malformed. */
+const MAX_TCP_LINE = 64 * 1024;
+const RECV_BUFFER = 8 * 1024 * 1024;
+const TICK_MS = 1000;
+
+export class StatsdServer {
+  private udp: dgram.Socket | undefined;
+  private tcp: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: StatsdStore,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(host: string, port: number): Promise<void> {
+    const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER });
+    udp.on('message', (msg) => this.store.handlePacket(msg.toString('utf8')));
+    udp.on('error', (err) => this.logger.error('statsd udp socket failed', { err }));
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    this.udp = udp;
+
+    const tcp = net.createServer((sock) => {
+      this.sockets.add(sock);
+      let buf = '';
+      sock.setEncoding('utf8');
+      sock.on('data', (chunk: string) => {
+        buf += chunk;
+        const nl = buf.lastIndexOf('\n');
+        if (nl !== -1) {
+          this.store.handlePacket(buf.slice(0, nl));
+          buf = buf.slice(nl + 1);
+        }
+        if (buf.length > MAX_TCP_LINE) {
+          this.store.handleLine('\u0000'); // counted as malformed
+          buf = '';
+        }
+      });
+      sock.on('end', () => {
+        if (buf !== '') this.store.handlePacket(buf);
+        buf = '';
+      });
+      sock.on('error', () => sock.destroy());
+      sock.on('close', () => this.sockets.delete(sock));
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(port, host, () => {
+        tcp.off('error', reject);
+        resolve();
+      });
+    });
+    this.tcp = tcp;
+    this.timer = setInterval(() => this.store.tick(), TICK_MS);
+    this.timer.unref();
+    this.logger.info('statsd listening', { host, port, transports: ['udp', 'tcp'] });
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.udp?.close();
+    this.tcp?.close();
+    for (const s of this.sockets) s.destroy();
+  }
+}
