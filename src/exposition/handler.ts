@@ -18,7 +18,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName) {
   return async (ctx: Context): Promise<void> => {
     const format = negotiateFormat(ctx.get('accept'));
     metrics.scrapes.inc([listener, format]);
-    const body = metrics.registry.render(format === 'openmetrics');
+    const body = await metrics.registry.renderAsync(format === 'openmetrics');
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');

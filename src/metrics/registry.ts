@@ -6,6 +6,8 @@
  * that would exceed the cap is not created and the drop is reported to the registry's drop hook.
  */
 
+import { performance } from 'node:perf_hooks';
+
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
 export interface FamilyOptions {
@@ -81,10 +83,15 @@ abstract class Family<S extends { labels: string }> {
   }
 
   protected abstract create(labels: string): S;
-  abstract render(out: string[], openMetrics: boolean): void;
+  /** The exposition of this family: its header, then one piece per series. */
+  abstract pieces(openMetrics: boolean): Generator<string>;
 
-  protected header(out: string[], familyName: string, type: string): void {
-    out.push(`# HELP ${familyName} ${escapeHelp(this.help)}\n# TYPE ${familyName} ${type}\n`);
+  render(out: string[], openMetrics: boolean): void {
+    for (const p of this.pieces(openMetrics)) out.push(p);
+  }
+
+  protected header(familyName: string, type: string): string {
+    return `# HELP ${familyName} ${escapeHelp(this.help)}\n# TYPE ${familyName} ${type}\n`;
   }
 }
 
@@ -112,10 +119,10 @@ export class Counter extends Family<ValueSeries> {
     return { labels, value: 0 };
   }
 
-  render(out: string[], openMetrics: boolean): void {
+  *pieces(openMetrics: boolean): Generator<string> {
     // OpenMetrics names the family without the _total suffix its samples carry.
-    this.header(out, openMetrics ? this.name.slice(0, -'_total'.length) : this.name, 'counter');
-    renderValues(out, this.name, this.series.values());
+    yield this.header(openMetrics ? this.name.slice(0, -'_total'.length) : this.name, 'counter');
+    yield* valuePieces(this.name, this.series.values());
   }
 }
 
@@ -131,9 +138,9 @@ export class Gauge extends Family<ValueSeries> {
     return { labels, value: 0 };
   }
 
-  render(out: string[]): void {
-    this.header(out, this.name, 'gauge');
-    renderValues(out, this.name, this.series.values());
+  *pieces(): Generator<string> {
+    yield this.header(this.name, 'gauge');
+    yield* valuePieces(this.name, this.series.values());
   }
 }
 
@@ -189,8 +196,8 @@ export class Histogram extends Family<HistogramSeries> {
     if (s) this.observeOn(s, v);
   }
 
-  render(out: string[], openMetrics: boolean): void {
-    this.header(out, this.name, 'histogram');
+  *pieces(openMetrics: boolean): Generator<string> {
+    yield this.header(this.name, 'histogram');
     const le = openMetrics ? this.leOpenMetrics : this.leText;
     const bucket = `${this.name}_bucket{`;
     for (const s of this.series.values()) {
@@ -203,7 +210,7 @@ export class Histogram extends Family<HistogramSeries> {
       }
       const braces = s.labels === '' ? '' : `{${s.labels}}`;
       text += `${this.name}_sum${braces} ${formatNumber(s.sum)}\n${this.name}_count${braces} ${formatNumber(s.count)}\n`;
-      out.push(text);
+      yield text;
     }
   }
 }
@@ -242,11 +249,33 @@ export class Registry {
     if (openMetrics) out.push('# EOF\n');
     return out.join('');
   }
+
+  /**
+   * The same exposition, rendered in slices of about `sliceMs` with the event loop let through
+   * between them, so that a large scrape never stalls the requests the sidecar is forwarding.
+   */
+  async renderAsync(openMetrics: boolean, sliceMs = 4): Promise<string> {
+    for (const c of this.collectors) c();
+    const out: string[] = [];
+    let deadline = performance.now() + sliceMs;
+    let n = 0;
+    for (const f of [...this.families.values()]) {
+      for (const piece of f.pieces(openMetrics)) {
+        out.push(piece);
+        if ((++n & 1023) === 0 && performance.now() > deadline) {
+          await new Promise((resolve) => setImmediate(resolve));
+          deadline = performance.now() + sliceMs;
+        }
+      }
+    }
+    if (openMetrics) out.push('# EOF\n');
+    return out.join('');
+  }
 }
 
-function renderValues(out: string[], name: string, series: Iterable<ValueSeries>): void {
+function* valuePieces(name: string, series: Iterable<ValueSeries>): Generator<string> {
   for (const s of series) {
-    out.push(s.labels === '' ? `${name} ${formatNumber(s.value)}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}\n`);
+    yield s.labels === '' ? `${name} ${formatNumber(s.value)}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}\n`;
   }
 }
 
