@@ -16,6 +16,7 @@ import { AccessGate } from './access/gate';
 import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
+import { Merger } from './ingest/merge/merger';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -38,13 +39,13 @@ export interface SidecarOverrides {
 }
 
 export function createSidecar(config: Config, logger: Logger, overrides: SidecarOverrides = {}): Sidecar {
-  if (config.mergeTargets.length > 0) logger.warn('MERGE_TARGETS is validated but not used by this build yet');
   const metrics = createSidecarMetrics(config);
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
+  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -59,12 +60,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);

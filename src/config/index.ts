@@ -54,6 +54,8 @@ export interface Config {
   };
   statsd: { port: number; host: string; mappingFile: string | undefined };
   mergeTargets: readonly URL[];
+  /** A merge target's body is refused past this size. */
+  mergeMaxBytes: number;
   shutdown: { timeoutMs: number; delayMs: number };
 }
 
@@ -207,6 +209,7 @@ export function loadConfig(env: Env = process.env): Config {
       mappingFile: r.file('STATSD_MAPPING_FILE'),
     },
     mergeTargets,
+    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     shutdown: {
       timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
       delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),

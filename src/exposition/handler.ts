@@ -7,6 +7,7 @@ import zlib from 'node:zlib';
 import type { Context } from 'koa';
 import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
 import type { SidecarMetrics } from '../metrics/sidecar';
+import { Merger } from '../ingest/merge/merger';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
@@ -14,11 +15,14 @@ const GZIP_MIN_BYTES = 1024;
 
 export type ListenerName = 'main' | 'metrics';
 
-export function exposition(metrics: SidecarMetrics, listener: ListenerName) {
+export function exposition(metrics: SidecarMetrics, listener: ListenerName, merger?: Merger) {
   return async (ctx: Context): Promise<void> => {
     const format = negotiateFormat(ctx.get('accept'));
+    const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
-    const body = await metrics.registry.renderAsync(format === 'openmetrics');
+    // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
+    const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const body = await metrics.registry.renderAsync(om, merged);
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');

@@ -253,8 +253,9 @@ export class Registry {
   /**
    * The same exposition, rendered in slices of about `sliceMs` with the event loop let through
    * between them, so that a large scrape never stalls the requests the sidecar is forwarding.
+   * `extra` (families merged from elsewhere, already rendered) goes before OpenMetrics' `# EOF`.
    */
-  async renderAsync(openMetrics: boolean, sliceMs = 4): Promise<string> {
+  async renderAsync(openMetrics: boolean, extra = '', sliceMs = 4): Promise<string> {
     for (const c of this.collectors) c();
     const out: string[] = [];
     let deadline = performance.now() + sliceMs;
@@ -268,6 +269,7 @@ export class Registry {
         }
       }
     }
+    out.push(extra);
     if (openMetrics) out.push('# EOF\n');
     return out.join('');
   }

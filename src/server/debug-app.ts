@@ -13,6 +13,7 @@ import { exposition, type ListenerName } from '../exposition/handler';
 import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
+import type { Merger } from '../ingest/merge/merger';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -23,7 +24,7 @@ export interface AppState {
   track(res: import('node:http').ServerResponse): void;
 }
 
-export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate): Koa {
+export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger): Koa {
   const app = new Koa();
   app.silent = true;
   const router = new Router();
@@ -37,7 +38,7 @@ export function createDebugApp(listener: ListenerName, config: Config, metrics: 
   });
 
   if (listener === 'metrics' || config.serveOnMainPort) {
-    router.get(config.metricsPath, gate.middleware(listener), exposition(metrics, listener));
+    router.get(config.metricsPath, gate.middleware(listener), exposition(metrics, listener, merger));
   }
   router.get(`${healthPrefix}/healthz`, (ctx) => {
     ctx.body = 'ok\n';

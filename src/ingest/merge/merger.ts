@@ -1,0 +1,173 @@
+/**
+ * Merges the application's own Prometheus endpoint(s) (MERGE_TARGETS) into the sidecar's
+ * exposition at scrape time. Targets are fetched concurrently within the scrape's budget
+ * (X-Prometheus-Scrape-Timeout-Seconds less a margin), bodies are capped, and each target is
+ * judged alone: one that is down, slow, oversize or unparseable is reported with
+ * metrics_sidecar_merge_up{target} = 0 and the scrape goes on without it. Families merge by name
+ * when their types agree; a family whose type conflicts with one already merged, or whose name
+ * is one of the sidecar's own, is dropped from that source and counted.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { performance } from 'node:perf_hooks';
+import { Counter, Gauge, type Registry } from '../../metrics/registry';
+import type { Logger } from '../../log/logger';
+import { parseExposition, type MergedType, type ParsedFamily } from './parse';
+
+/** Prometheus's default scrape timeout is 10 s; leave room to render and send. */
+export const DEFAULT_BUDGET_MS = 9_500;
+const BUDGET_MARGIN_MS = 500;
+const MIN_BUDGET_MS = 100;
+
+interface MergedFamily {
+  name: string;
+  type: MergedType;
+  help: string | undefined;
+  samples: string[];
+  keys: Set<string>;
+}
+
+export type DropReason = 'type_conflict' | 'name_collision' | 'duplicate_series' | 'unsupported';
+
+export class Merger {
+  private readonly up: Gauge;
+  private readonly duration: Gauge;
+  private readonly dropped: Counter;
+
+  constructor(
+    private readonly targets: readonly URL[],
+    private readonly registry: Registry,
+    private readonly logger: Logger,
+    private readonly maxBytes: number,
+  ) {
+    this.up = registry.register(new Gauge({ name: 'metrics_sidecar_merge_up', help: '1 when the last fetch of a merge target succeeded, else 0.', labelNames: ['target'] }));
+    this.duration = registry.register(
+      new Gauge({ name: 'metrics_sidecar_merge_duration_seconds', help: 'Duration of the last fetch of a merge target, in seconds.', labelNames: ['target'] }),
+    );
+    this.dropped = registry.register(
+      new Counter({
+        name: 'metrics_sidecar_merge_families_dropped_total',
+        help: 'Families (or duplicate series) from a merge target left out of the exposition, by reason.',
+        labelNames: ['target', 'reason'],
+      }),
+    );
+  }
+
+  /** The budget for one scrape, from Prometheus's header when it sent one. */
+  static budgetMs(timeoutHeader: string | undefined): number {
+    const s = Number(timeoutHeader);
+    if (!timeoutHeader || !Number.isFinite(s) || s <= 0) return DEFAULT_BUDGET_MS;
+    return Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS);
+  }
+
+  /** Fetches every target (concurrently) and returns the merged families' exposition text. */
+  async collect(budgetMs: number, openMetrics: boolean): Promise<string> {
+    const fetched = await Promise.all(this.targets.map((t) => this.fetchOne(t, budgetMs)));
+    const merged = new Map<string, MergedFamily>();
+    fetched.forEach((families, i) => {
+      if (families === undefined) return;
+      const target = label(this.targets[i]);
+      for (const f of families) this.mergeFamily(merged, f, target);
+    });
+    return render([...merged.values()], openMetrics);
+  }
+
+  private mergeFamily(merged: Map<string, MergedFamily>, f: ParsedFamily, target: string): void {
+    const base = f.name.endsWith('_total') ? f.name.slice(0, -'_total'.length) : f.name;
+    if (this.registry.has(f.name) || this.registry.has(base) || this.registry.has(`${f.name}_total`)) {
+      this.dropped.inc([target, 'name_collision']);
+      return;
+    }
+    const have = merged.get(f.name);
+    if (have === undefined) {
+      merged.set(f.name, { name: f.name, type: f.type, help: f.help, samples: [...f.samples], keys: new Set(f.keys) });
+      return;
+    }
+    if (have.type !== f.type) {
+      this.dropped.inc([target, 'type_conflict']);
+      return;
+    }
+    let dup = false;
+    f.samples.forEach((s, j) => {
+      if (have.keys.has(f.keys[j])) dup = true;
+      else {
+        have.keys.add(f.keys[j]);
+        have.samples.push(s);
+      }
+    });
+    if (dup) this.dropped.inc([target, 'duplicate_series']);
+  }
+
+  private async fetchOne(url: URL, budgetMs: number): Promise<ParsedFamily[] | undefined> {
+    const target = label(url);
+    const started = performance.now();
+    try {
+      const body = await fetchText(url, budgetMs, this.maxBytes);
+      const { families, unsupported } = parseExposition(body);
+      for (let i = 0; i < unsupported.length; i++) this.dropped.inc([target, 'unsupported']);
+      this.up.set([target], 1);
+      return families;
+    } catch (err) {
+      this.up.set([target], 0);
+      this.logger.warn('merge target failed', { target, reason: (err as Error).message });
+      return undefined;
+    } finally {
+      this.duration.set([target], (performance.now() - started) / 1000);
+    }
+  }
+}
+
+/** The `target` label: the URL without query (which could carry a token). */
+function label(u: URL): string {
+  return `${u.origin}${u.pathname}`;
+}
+
+function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const get = url.protocol === 'https:' ? https.get : http.get;
+    const req = get(
+      url,
+      { headers: { accept: 'text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5', 'accept-encoding': 'identity' }, timeout: budgetMs },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`answered ${res.statusCode}`));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > maxBytes) {
+            req.destroy(new Error(`body larger than ${maxBytes} bytes`));
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', reject);
+      },
+    );
+    // One deadline for the whole fetch, not only for idle gaps.
+    const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${Math.round(budgetMs)} ms`)), budgetMs);
+    req.on('close', () => clearTimeout(deadline));
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${Math.round(budgetMs)} ms`)));
+    req.on('error', reject);
+  });
+}
+
+function render(families: MergedFamily[], openMetrics: boolean): string {
+  let out = '';
+  for (const f of families) {
+    let name = f.name;
+    let type: string = f.type;
+    if (openMetrics) {
+      if (type === 'counter' && name.endsWith('_total')) name = name.slice(0, -'_total'.length);
+      else if (type === 'counter' || type === 'untyped') type = 'unknown';
+    }
+    if (f.help !== undefined) out += `# HELP ${name} ${f.help}\n`;
+    out += `# TYPE ${name} ${type}\n`;
+    out += f.samples.join('');
+  }
+  return out;
+}
