@@ -1,0 +1,256 @@
+/**
+ * Every PromQL expression the chart ships — the PrometheusRule's alerts and the Grafana
+ * dashboard's panels and variables — parses with Prometheus's grammar and selects only metrics
+ * the sidecar exports: the names are taken from a scrape of the built sidecar (`node
+ * dist/main.js`, as the image runs it, with StatsD, DB metrics and a merge target on).
+ * `promtool check rules` accepts the rules.
+ */
+import { spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { freePort, request } from '../helpers/net';
+import { spawnSidecar } from '../helpers/sidecar';
+import { CHART, FULLNAME, get, render, renderValues, parseManifests, scenarioFile, type Manifest } from './helm';
+import { expandGrafanaVariables, exposedSeriesNames, labelValuesSelector, parsePromQL } from './promql';
+
+/** Series Prometheus itself writes for every target. */
+const PROMETHEUS_GENERATED = new Set(['up']);
+
+/** The rule group that may use only families exported today. */
+const STABLE_GROUP = 'metrics-sidecar';
+/** The rule group for StatsD ingestion and merging. */
+const INGEST_GROUP = 'metrics-sidecar-ingest';
+
+let exported: Set<string>;
+let tmp: string;
+let rule: Manifest;
+let dashboardCm: Manifest;
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-promql-'));
+  // Kubernetes auth only registers its cache counter; no API server is called at start.
+  const kubeconfig = path.join(tmp, 'kubeconfig');
+  fs.writeFileSync(
+    kubeconfig,
+    YAML.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'c', cluster: { server: 'https://127.0.0.1:1' } }],
+      users: [{ name: 'u', user: { token: 'unused' } }],
+      contexts: [{ name: 'c', context: { cluster: 'c', user: 'u' } }],
+      'current-context': 'c',
+    }),
+  );
+  const statsdPort = await freePort();
+  const child = await spawnSidecar({
+    SERVE_PROMETHEUS_ENDPOINT: 'true',
+    ENABLE_DB_METRICS: 'true',
+    METRICS_BASIC_AUTH_USERNAME: 'prometheus',
+    METRICS_BASIC_AUTH_PASSWORD: 'test-password',
+    METRICS_KUBERNETES_AUTH: 'true',
+    KUBECONFIG: kubeconfig,
+    STATSD_PORT: String(statsdPort),
+    MERGE_TARGETS: `http://127.0.0.1:${await freePort()}/metrics`,
+    LOG_LEVEL: 'warn',
+  });
+  try {
+    // One line of each maintained application family, so that a sidecar that ingests StatsD
+    // exports them (one that does not yet ignores the datagram).
+    const socket = dgram.createSocket('udp4');
+    const lines = ['github_api_call_latency:12|ms|#endpoint:repos,status:200', 'github_webhook_latency:30|ms|#event:push', 'graphql_requests:1|c|#operation:viewer', 'sqlalchemy_query_latency:3|ms|#statement:select'];
+    await new Promise<void>((resolve) => socket.send(lines.join('\n'), statsdPort, '127.0.0.1', () => resolve()));
+    socket.close();
+    const auth = { authorization: `Basic ${Buffer.from('prometheus:test-password').toString('base64')}` };
+    // UDP is asynchronous: scrape until the families show up, briefly.
+    for (let i = 0; ; i++) {
+      const r = await request(child.metricsPort, '/debug/metrics', { headers: auth });
+      expect(r.status).toBe(200);
+      exported = exposedSeriesNames(r.text);
+      if (exported.has('github_api_call_latency_bucket') || i === 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    child.proc.kill('SIGTERM');
+    await child.exited;
+  }
+
+  const docs = render([scenarioFile('rules-dashboard')]);
+  rule = get(docs, 'PrometheusRule', FULLNAME);
+  dashboardCm = get(docs, 'ConfigMap', `${FULLNAME}-dashboard`);
+});
+
+afterAll(() => {
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+interface Group {
+  name: string;
+  rules: Rule[];
+}
+
+const groups = (r: Manifest) => r.spec.groups as Group[];
+const known = (names: string[], allowed: Set<string>[]) => names.filter((n) => !allowed.some((s) => s.has(n)));
+
+describe('the sidecar’s exposition (the reference list of names)', () => {
+  it('should hold the families of the metric contract that exist today', () => {
+    for (const n of [
+      'flask_http_request_duration_seconds_bucket',
+      'flask_http_request_total',
+      'flask_http_request_exceptions_total',
+      'metrics_sidecar_info',
+      'metrics_sidecar_series_dropped_total',
+      'metrics_sidecar_auth_failures_total',
+      'metrics_sidecar_kubernetes_auth_cache_total',
+    ]) {
+      expect([n, exported.has(n)]).toEqual([n, true]);
+    }
+  });
+});
+
+describe('PrometheusRule', () => {
+  it('should have the stable alerts and the being-added ones in separate groups', () => {
+    const byGroup = Object.fromEntries(groups(rule).map((g) => [g.name, g.rules.map((r) => r.alert)]));
+    expect(byGroup).toEqual({
+      [STABLE_GROUP]: ['MetricsSidecarHighErrorRatio', 'MetricsSidecarHighLatencyP99', 'MetricsSidecarTargetDown', 'MetricsSidecarSeriesDropped'],
+      [INGEST_GROUP]: ['MetricsSidecarMergeSourceDown', 'MetricsSidecarStatsdParseErrors'],
+    });
+  });
+
+  it('should parse every expression with the PromQL grammar', () => {
+    for (const g of groups(rule)) for (const r of g.rules) expect([r.alert, parsePromQL(r.expr).errors]).toEqual([r.alert, []]);
+  });
+
+  it('should use only exported metrics in the stable group', () => {
+    const g = groups(rule).find((x) => x.name === STABLE_GROUP)!;
+    for (const r of g.rules) expect([r.alert, known(parsePromQL(r.expr).metrics, [exported, PROMETHEUS_GENERATED])]).toEqual([r.alert, []]);
+  });
+
+  it('should use only exported metrics in the ingest group', () => {
+    const g = groups(rule).find((x) => x.name === INGEST_GROUP)!;
+    for (const r of g.rules) {
+      const metrics = parsePromQL(r.expr).metrics;
+      expect(metrics.length).toBeGreaterThan(0);
+      expect([r.alert, known(metrics, [exported])]).toEqual([r.alert, []]);
+    }
+  });
+
+  it('should select this release’s targets in every expression, and carry severity and extra labels', () => {
+    for (const g of groups(rule)) {
+      for (const r of g.rules) {
+        expect(r.expr).toContain(`job=~"${FULLNAME}-web|${FULLNAME}-worker"`);
+        expect(r.labels).toMatchObject({ severity: expect.stringMatching(/^(warning|critical)$/), team: 'platform' });
+        expect(r.annotations?.summary).toBeTruthy();
+        expect(r.annotations?.description).toBeTruthy();
+      }
+    }
+    const latency = groups(rule)[0].rules.find((r) => r.alert === 'MetricsSidecarHighLatencyP99')!;
+    expect(latency.expr).toMatch(/\) > 0\.5$/);
+    expect(latency.for).toBe('15m');
+  });
+
+  it('should pass promtool check rules (default and custom selector, and with alerts switched off)', () => {
+    const variants: Manifest[] = [rule];
+    for (const values of [
+      { prometheusRule: { enabled: true, selector: 'cluster="prod", namespace="apps"' } },
+      { prometheusRule: { enabled: true, alerts: { mergeSourceDown: { enabled: false, for: '5m', severity: 'warning' }, statsdParseErrors: { enabled: false, for: '5m', severity: 'warning' } } } },
+    ]) {
+      const r = renderValues(values);
+      expect(r.stderr).toBe('');
+      variants.push(get(parseManifests(r.stdout), 'PrometheusRule', FULLNAME));
+    }
+    expect(groups(variants[2]).map((g) => g.name)).toEqual([STABLE_GROUP]);
+    variants.forEach((v, i) => {
+      const file = path.join(tmp, `rules-${i}.yaml`);
+      fs.writeFileSync(file, YAML.stringify({ groups: groups(v) }));
+      const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+      expect(r.error).toBeUndefined();
+      expect(r.stdout + r.stderr).toMatch(/SUCCESS: \d+ rules found/);
+      expect(r.status).toBe(0);
+      for (const g of groups(v)) for (const rr of g.rules) expect(parsePromQL(rr.expr).errors).toEqual([]);
+    });
+  });
+});
+
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: { type: string; uid: string };
+  targets?: { expr: string; refId: string }[];
+  panels?: Panel[];
+}
+interface Dashboard {
+  uid: string;
+  panels: Panel[];
+  templating: { list: { name: string; type: string; query: string | { query: string } }[] };
+}
+
+describe('Grafana dashboard', () => {
+  const file = path.join(CHART, 'dashboards', 'metrics-sidecar.json');
+  const dashboard = JSON.parse(fs.readFileSync(file, 'utf8')) as Dashboard;
+  const panels = (ps: Panel[]): Panel[] => ps.flatMap((p) => [p, ...panels(p.panels ?? [])]);
+  const graphs = panels(dashboard.panels).filter((p) => p.type !== 'row');
+  const exprs = graphs.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+  const variableQueries = dashboard.templating.list
+    .filter((v) => v.type === 'query')
+    .map((v) => ({ variable: v.name, query: typeof v.query === 'string' ? v.query : v.query.query }));
+
+  it('should be shipped unchanged in the ConfigMap labelled for the Grafana sidecar', () => {
+    expect(dashboardCm.metadata.labels?.grafana_dashboard).toBe('1');
+    expect(dashboardCm.metadata.namespace).toBe('monitoring');
+    expect(dashboardCm.metadata.annotations).toEqual({ grafana_folder: 'Apps' });
+    expect(JSON.parse((dashboardCm.data as Record<string, string>)['metrics-sidecar.json'])).toEqual(dashboard);
+  });
+
+  it('should have unique panel ids and query the selected data source', () => {
+    const ids = panels(dashboard.panels).map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    for (const p of graphs) {
+      expect([p.title, p.datasource?.uid]).toEqual([p.title, '${datasource}']);
+      expect([p.title, (p.targets ?? []).length > 0]).toEqual([p.title, true]);
+    }
+  });
+
+  it('should show request rate, error ratio, latency quantiles by path, the app metrics and sidecar health', () => {
+    const all = exprs.map((e) => e.expr).join('\n');
+    expect(all).toMatch(/rate\(flask_http_request_total\{/);
+    expect(all).toMatch(/status=~"5\.\."/);
+    expect(all).toMatch(/histogram_quantile\(0\.99, sum by \(path, le\) \(rate\(flask_http_request_duration_seconds_bucket/);
+    expect(all).toMatch(/histogram_quantile\(0\.5, sum by \(path, le\)/);
+    for (const n of ['github_api_call_latency_bucket', 'github_webhook_latency_bucket', 'graphql_requests_total', 'sqlalchemy_query_latency_seconds_bucket']) expect(all).toContain(n);
+    for (const n of ['up{', 'metrics_sidecar_info', 'metrics_sidecar_auth_failures_total', 'metrics_sidecar_series_dropped_total', 'metrics_sidecar_statsd_lines_total', 'metrics_sidecar_merge_up']) expect(all).toContain(n);
+  });
+
+  it('should parse every panel expression and variable query with the PromQL grammar', () => {
+    expect(exprs.length).toBeGreaterThan(10);
+    for (const { panel, expr } of exprs) expect([panel, expr, parsePromQL(expandGrafanaVariables(expr)).errors]).toEqual([panel, expr, []]);
+    expect(variableQueries.length).toBeGreaterThan(0);
+    for (const { variable, query } of variableQueries) {
+      const selector = labelValuesSelector(query);
+      expect([variable, selector !== undefined]).toEqual([variable, true]);
+      expect([variable, parsePromQL(selector!).errors]).toEqual([variable, []]);
+    }
+  });
+
+  it('should select only metrics the sidecar exports', () => {
+    for (const { panel, expr } of exprs) {
+      const metrics = parsePromQL(expandGrafanaVariables(expr)).metrics;
+      expect([panel, metrics.length > 0]).toEqual([panel, true]);
+      expect([panel, known(metrics, [exported, PROMETHEUS_GENERATED])]).toEqual([panel, []]);
+    }
+    for (const { variable, query } of variableQueries) {
+      expect([variable, known(parsePromQL(labelValuesSelector(query)!).metrics, [exported])]).toEqual([variable, []]);
+    }
+  });
+});
