@@ -10,3 +10,21 @@ export function round(x, digits = 3) {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }
+
+/** Median of the finite numbers in `xs` (any order); null when there are none. */
+export function median(xs) {
+  const v = xs.filter((x) => x !== null && x !== undefined && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+/** Summary of repeated timings (ms): median, min, max and every sample. */
+export function summarise(samples, digits = 3) {
+  return {
+    median: round(median(samples), digits),
+    min: round(Math.min(...samples), digits),
+    max: round(Math.max(...samples), digits),
+    samples: samples.map((x) => round(x, digits)),
+  };
+}

@@ -17,6 +17,8 @@ export interface StatsdLine {
   rate: number;
   /** The raw DogStatsD tag list (`env:prod,region:eu`), or '' when there is none. */
   tags: string;
+  /** Everything after the values (`ms|@0.5|#a:b`): with the name, identifies the series. */
+  rest: string;
 }
 
 /** Why a line was refused; counted as `malformed` and logged only in aggregate. */
@@ -39,7 +41,7 @@ export function parseLine(line: string): StatsdLine {
   if (!TYPES.has(type)) throw new StatsdParseError('unknown type');
 
   const rawValues = line.slice(colon + 1, pipe);
-  const parts = type === 'g' ? [rawValues] : rawValues.split(':');
+  const parts = type === 'g' || !rawValues.includes(':') ? [rawValues] : rawValues.split(':');
   const values: number[] = [];
   let delta = false;
   for (const p of parts) {
@@ -75,7 +77,7 @@ export function parseLine(line: string): StatsdLine {
     }
     i = next === -1 ? line.length : next;
   }
-  return { name, type: type as StatsdType, values, delta, rate, tags };
+  return { name, type: type as StatsdType, values, delta, rate, tags, rest: line.slice(pipe + 1) };
 }
 
 /** DogStatsD tags as label pairs; a tag without a value is ignored (a label needs one). */

@@ -30,7 +30,9 @@ export interface StatsdStoreOptions {
 
 export class StatsdStore {
   private readonly families = new Map<string, OwnFamily>();
-  private readonly cache = new Map<string, Target>();
+  /** name → rest of the line (type, rate, tags) → target: two lookups on slices of the line, no key built. */
+  private readonly cache = new Map<string, Map<string, Target>>();
+  private cached = 0;
   private readonly outcomes: Record<Outcome, ValueSeries>;
   /** A coarse clock for TTLs, advanced by `tick()`: Date.now() per line would cost more. */
   private now = Date.now();
@@ -86,20 +88,28 @@ export class StatsdStore {
       if (f.ttlMs > 0) removed += f.family.sweep((s) => (s.t ?? now) + f.ttlMs <= now);
     }
     // Cached series may be among those removed: resolve again from now on.
-    if (removed > 0) this.cache.clear();
+    if (removed > 0) this.clearCache();
     return removed;
+  }
+
+  private clearCache(): void {
+    this.cache.clear();
+    this.cached = 0;
   }
 
   private apply(p: StatsdLine): Outcome {
     if (p.type === 's') return 'dropped';
-    const key = `${p.name}|${p.type}|${p.tags}`;
-    let target = this.cache.get(key);
+    const sub = p.rest;
+    let byName = this.cache.get(p.name);
+    let target = byName?.get(sub);
     if (target === undefined) {
       target = this.resolve(p);
       // Capped families are not cached, so their drops keep being counted precisely.
       if (typeof target !== 'string' || target === 'type_conflict') {
-        if (this.cache.size >= MAX_CACHED) this.cache.clear();
-        this.cache.set(key, target);
+        if (this.cached >= MAX_CACHED) this.clearCache();
+        if (byName === undefined) this.cache.set(p.name, (byName = new Map()));
+        byName.set(sub, target);
+        this.cached++;
       }
     }
     if (typeof target === 'string') return target;

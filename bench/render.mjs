@@ -1,0 +1,430 @@
+#!/usr/bin/env node
+/**
+ * Render benchmark: how long does a scrape of 100,000 series take, and how much heap does a stored
+ * series cost, in the sidecar's metric store compared with prom-client and the Prometheus
+ * Pushgateway? Run with `npm run bench:render` (builds first).
+ *
+ * The same series (bench/lib/series.mjs: identical families, label sets, values and order) go to:
+ *   ours         dist/metrics/registry.js: Registry.render() (synchronous) and renderAsync() (what
+ *                the sidecar serves: it yields to the event loop every ~4 ms)
+ *   prom-client  a prom-client Registry, `await registry.metrics()`
+ *   pushgateway  /usr/bin/prometheus-pushgateway (Debian), the text exposition PUT to it, then
+ *                GET /metrics; only when installed (skipped otherwise)
+ * in two variants: `flat` (100,000 counter/gauge series, 2-3 labels) and `histogram` (7,150
+ * histograms = 100,100 exposed series).
+ *
+ * ours and prom-client each run in a fresh `node --expose-gc` process (this file, in worker mode)
+ * pinned to CPU 0: heap is read after forced GCs before and after the series are created (V8 heap
+ * plus array buffers), then the render is timed (warm-up, then the median of several renders).
+ * Each worker then serves its exposition over HTTP, and this script (on CPU 1) times full scrapes
+ * of it exactly as it times the pushgateway's (also pinned to CPU 0): request sent → last byte.
+ *
+ * Results: a table on stdout and bench/results/render.json. A missed target is not a failure; the
+ * exit status is non-zero only when something failed to run.
+ *
+ * Environment knobs (optional): BENCH_RENDERS (9 timed renders/scrapes), BENCH_RENDER_WARMUP (3),
+ * BENCH_RENDER_VARIANTS (flat,histogram), BENCH_INSTALL_PUSHGATEWAY=1 (apt-get install it when
+ * missing; root only), PUSHGATEWAY_BIN, BENCH_KEEP_TMP=1.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { installCleanup, start, stop, stopAll, freePorts, tail, interrupted } from './lib/procs.mjs';
+
+const SELF = fileURLToPath(import.meta.url);
+
+if (process.argv.includes('--worker')) {
+  worker().catch((err) => {
+    process.stderr.write(`render worker failed: ${err.stack ?? err}\n`);
+    process.exit(1);
+  });
+} else {
+  orchestrate().then(
+    () => {},
+    async (err) => {
+      // After Ctrl-C the processes we stop make the run fail; the signal handler reports and exits.
+      if (interrupted()) return;
+      process.stderr.write(`\nbench:render failed: ${err.stack ?? err}\n`);
+      await stopAll({ graceMs: 2000 }).catch(() => {});
+      process.exit(1);
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker mode: one implementation, one variant, in its own process.
+
+async function worker() {
+  const { forEachSeries, families, seriesCounts } = await import('./lib/series.mjs');
+  const { summarise } = await import('./lib/stats.mjs');
+  const { countSamples } = await import('./lib/http.mjs');
+  const { values: opts } = parseArgs({
+    options: {
+      worker: { type: 'string' },
+      variant: { type: 'string' },
+      warmup: { type: 'string', default: '2' },
+      renders: { type: 'string', default: '7' },
+      dump: { type: 'string' },
+    },
+  });
+  if (typeof global.gc !== 'function') throw new Error('worker needs node --expose-gc');
+  const require = createRequire(import.meta.url);
+  const impl = opts.worker;
+  const variant = opts.variant;
+  const warmup = Number(opts.warmup);
+  const renders = Number(opts.renders);
+  const fams = families(variant);
+  const counts = seriesCounts(variant);
+
+  // Load the library (and let its module-level allocations settle) before the baseline.
+  const lib = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'metrics', 'registry.js')) : require('prom-client');
+  const gcAll = () => {
+    for (let i = 0; i < 4; i++) global.gc();
+  };
+  const mem = () => {
+    const m = process.memoryUsage();
+    return { heapUsed: m.heapUsed, arrayBuffers: m.arrayBuffers, external: m.external, rss: m.rss };
+  };
+  gcAll();
+  const before = mem();
+  const tBuild = performance.now();
+
+  let render;
+  let renderAsync;
+  let registry;
+  if (impl === 'ours') {
+    registry = new lib.Registry();
+    const made = fams.map((f) => {
+      const o = { name: f.name, help: f.help, labelNames: f.labelNames, maxSeries: Infinity };
+      if (f.type === 'counter') return registry.register(new lib.Counter(o));
+      if (f.type === 'gauge') return registry.register(new lib.Gauge(o));
+      return registry.register(new lib.Histogram({ ...o, buckets: f.buckets }));
+    });
+    forEachSeries(variant, (fi, values, v) => {
+      const fam = made[fi];
+      const type = fams[fi].type;
+      if (type === 'counter') fam.inc(values, v);
+      else if (type === 'gauge') fam.set(values, v);
+      else for (const o of v) fam.observe(values, o);
+    });
+    render = () => registry.render(false);
+    renderAsync = () => registry.renderAsync(false);
+  } else if (impl === 'prom-client') {
+    registry = new lib.Registry();
+    const made = fams.map((f) => {
+      const o = { name: f.name, help: f.help, labelNames: f.labelNames, registers: [registry] };
+      if (f.type === 'counter') return new lib.Counter(o);
+      if (f.type === 'gauge') return new lib.Gauge(o);
+      return new lib.Histogram({ ...o, buckets: f.buckets });
+    });
+    forEachSeries(variant, (fi, values, v) => {
+      const fam = made[fi];
+      const type = fams[fi].type;
+      const labels = {};
+      fams[fi].labelNames.forEach((n, i) => (labels[n] = values[i]));
+      if (type === 'counter') fam.inc(labels, v);
+      else if (type === 'gauge') fam.set(labels, v);
+      else for (const o of v) fam.observe(labels, o);
+    });
+    renderAsync = () => registry.metrics();
+  } else {
+    throw new Error(`unknown implementation ${impl}`);
+  }
+  const buildMs = performance.now() - tBuild;
+  gcAll();
+  const after = mem();
+  const heapDelta = after.heapUsed - before.heapUsed + (after.arrayBuffers - before.arrayBuffers);
+
+  /** Times the render functions interleaved (one of each per iteration), after warm-up. */
+  const timed = async (fns) => {
+    for (let i = 0; i < warmup; i++) for (const fn of fns) await fn();
+    const samples = fns.map(() => []);
+    const outs = [];
+    for (let i = 0; i < renders; i++) {
+      for (let k = 0; k < fns.length; k++) {
+        const t0 = performance.now();
+        outs[k] = await fns[k]();
+        samples[k].push(performance.now() - t0);
+      }
+    }
+    return samples.map((ms, k) => ({ ms: summarise(ms), out: outs[k] }));
+  };
+  const result = {
+    impl,
+    variant,
+    series_stored: counts.stored,
+    series_exposed: counts.exposed,
+    build_ms: Math.round(buildMs),
+    heap: {
+      delta_bytes: heapDelta,
+      heap_used_delta_bytes: after.heapUsed - before.heapUsed,
+      array_buffers_delta_bytes: after.arrayBuffers - before.arrayBuffers,
+      rss_delta_bytes: after.rss - before.rss,
+      bytes_per_stored_series: Math.round(heapDelta / counts.stored),
+      bytes_per_exposed_series: Math.round(heapDelta / counts.exposed),
+    },
+  };
+  const [asyncRes, sync] = await timed(render ? [renderAsync, render] : [renderAsync]);
+  result.render_async_ms = asyncRes.ms;
+  result.exposition_bytes = Buffer.byteLength(asyncRes.out);
+  result.samples = countSamples(asyncRes.out);
+  if (sync) {
+    result.render_sync_ms = sync.ms;
+    if (sync.out !== asyncRes.out) throw new Error('renderAsync() and render() gave different expositions');
+    if (opts.dump) fs.writeFileSync(opts.dump, sync.out);
+  }
+
+  // Serve the exposition, rendered on every request as the sidecar does (no gzip).
+  const server = http.createServer(async (req, res) => {
+    try {
+      const body = await renderAsync();
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    } catch (err) {
+      res.writeHead(500);
+      res.end(String(err));
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  result.port = server.address().port;
+  process.stdout.write(`BENCH_RESULT ${JSON.stringify(result)}\n`);
+  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orchestrator mode.
+
+async function orchestrate() {
+  const R = await import('./lib/report.mjs');
+  const { round, summarise } = await import('./lib/stats.mjs');
+  const { timedGet, countSamples } = await import('./lib/http.mjs');
+  const { VARIANTS, seriesCounts } = await import('./lib/series.mjs');
+  const PG = await import('./lib/pushgateway.mjs');
+
+  const log = R.logger('render');
+  const SETTINGS = {
+    renders: R.envNum('BENCH_RENDERS', 9),
+    warmup: R.envNum('BENCH_RENDER_WARMUP', 3),
+    variants: (process.env.BENCH_RENDER_VARIANTS || VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean),
+    subject_cpu: 0,
+    client_cpu: 1,
+    scrape_headers: { accept: 'text/plain;version=0.0.4' },
+  };
+  for (const v of SETTINGS.variants) if (!VARIANTS.includes(v)) throw new Error(`BENCH_RENDER_VARIANTS: unknown variant ${v}`);
+  const TARGETS = { speedup_min: 5, heap_bytes_per_series_max: 300 };
+  const OVERALL_TIMEOUT_MS = 6 * 60 * 1000;
+
+  const startedAt = Date.now();
+  const pre = R.preflight({ needFiles: ['dist/metrics/registry.js'], script: 'bench:render' });
+  if (R.packageVersion('prom-client') === 'not installed') throw new Error('prom-client is not installed (npm ci installs it: it is a devDependency)');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-render-'));
+  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
+  installCleanup(() => {
+    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const overall = setTimeout(() => {
+    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
+    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
+  }, OVERALL_TIMEOUT_MS);
+  overall.unref();
+
+  const pg = await PG.findPushgateway({ install: R.envBool('BENCH_INSTALL_PUSHGATEWAY', false), log });
+  const meta = R.baseMeta(pre, {
+    prom_client: R.packageVersion('prom-client'),
+    pushgateway: pg.bin ? await PG.pushgatewayVersion(pg.bin) : null,
+  });
+  R.pinSelf(SETTINGS.client_cpu);
+  log(`node ${meta.versions.node}, prom-client ${meta.versions.prom_client}, pushgateway ${meta.versions.pushgateway ?? `skipped: ${pg.skipped}`}; temp dir ${tmp}`);
+
+  const warnings = [];
+  if (pg.skipped) warnings.push(`pushgateway comparison skipped: ${pg.skipped}`);
+
+  /** Times `warmup + renders` full scrapes of `url` (keep-alive, one at a time). */
+  async function scrapes(url) {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const ms = [];
+      let last;
+      for (let i = 0; i < SETTINGS.warmup + SETTINGS.renders; i++) {
+        last = await timedGet(url, { agent, headers: SETTINGS.scrape_headers, timeoutMs: 60000, keepBody: i === SETTINGS.warmup + SETTINGS.renders - 1 });
+        if (last.status !== 200) throw new Error(`GET ${url}: HTTP ${last.status}`);
+        if (i >= SETTINGS.warmup) ms.push(last.ms);
+      }
+      return { ms: summarise(ms), bytes: last.bytes, samples: countSamples(last.body) };
+    } finally {
+      agent.destroy();
+    }
+  }
+
+  async function runWorker(impl, variant) {
+    const dump = impl === 'ours' ? path.join(tmp, `${variant}.prom`) : undefined;
+    const args = [
+      '--expose-gc',
+      SELF,
+      '--worker',
+      impl,
+      '--variant',
+      variant,
+      '--warmup',
+      String(SETTINGS.warmup),
+      '--renders',
+      String(SETTINGS.renders),
+      ...(dump ? ['--dump', dump] : []),
+    ];
+    log(`${variant}: ${impl} (fresh process on CPU ${SETTINGS.subject_cpu}): build, heap, ${SETTINGS.warmup}+${SETTINGS.renders} renders`);
+    const m = start(`${impl}-${variant}`, process.execPath, args, { cpus: SETTINGS.subject_cpu, cwd: R.ROOT });
+    const deadline = Date.now() + 180000;
+    let result;
+    while (!result) {
+      const line = m.output().split('\n').find((l) => l.startsWith('BENCH_RESULT '));
+      if (line) result = JSON.parse(line.slice('BENCH_RESULT '.length));
+      else if (m.done) throw new Error(`${impl} worker ended (${m.exitInfo}):\n${tail(m.output())}`);
+      else if (Date.now() > deadline) throw new Error(`${impl} worker gave no result within 180 s:\n${tail(m.output())}`);
+      else await sleep(50);
+    }
+    log(`${variant}: ${impl}: ${SETTINGS.warmup}+${SETTINGS.renders} scrapes over HTTP`);
+    result.http_scrape = await scrapes(`http://127.0.0.1:${result.port}/metrics`);
+    await stop(m, { signal: 'SIGTERM', graceMs: 3000 });
+    delete result.port;
+    return { result, dump };
+  }
+
+  async function runPushgateway(variant, dump) {
+    const [port] = await freePorts(1);
+    log(`${variant}: pushgateway on 127.0.0.1:${port} (CPU ${SETTINGS.subject_cpu}): push, then ${SETTINGS.warmup}+${SETTINGS.renders} scrapes`);
+    const m = await PG.startPushgateway(pg.bin, port, { cpus: SETTINGS.subject_cpu });
+    try {
+      const rssKb = () => Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${m.pid}/status`, 'utf8'))?.[1] ?? NaN);
+      const url = `http://127.0.0.1:${port}/metrics`;
+      await scrapes(url); // its own metrics only: warms it up and gives the empty baseline
+      const rss0 = rssKb();
+      const t0 = performance.now();
+      await PG.push(port, fs.readFileSync(dump));
+      const pushMs = performance.now() - t0;
+      const s = await scrapes(url);
+      const rss1 = rssKb();
+      const { stored, exposed } = seriesCounts(variant);
+      return {
+        impl: 'pushgateway',
+        variant,
+        push_ms: Math.round(pushMs),
+        http_scrape: s,
+        exposition_bytes: s.bytes,
+        samples: s.samples,
+        rss_delta_bytes: (rss1 - rss0) * 1024,
+        rss_delta_bytes_per_stored_series: Math.round(((rss1 - rss0) * 1024) / stored),
+        rss_delta_bytes_per_exposed_series: Math.round(((rss1 - rss0) * 1024) / exposed),
+      };
+    } finally {
+      await stop(m, { signal: 'SIGTERM', graceMs: 3000 });
+    }
+  }
+
+  const results = {};
+  for (const variant of SETTINGS.variants) {
+    const ours = await runWorker('ours', variant);
+    const prom = await runWorker('prom-client', variant);
+    const r = { ours: ours.result, prom_client: prom.result };
+    if (pg.bin) r.pushgateway = await runPushgateway(variant, ours.dump);
+    if (r.ours.samples !== r.prom_client.samples) warnings.push(`${variant}: ours exposes ${r.ours.samples} samples, prom-client ${r.prom_client.samples}`);
+    results[variant] = r;
+  }
+
+  // ---- ratios and verdicts
+  const ratios = {};
+  const verdicts = {};
+  for (const [variant, r] of Object.entries(results)) {
+    const o = r.ours;
+    const p = r.prom_client;
+    const g = r.pushgateway;
+    const q = {
+      render_prom_client_over_ours_async: round(p.render_async_ms.median / o.render_async_ms.median, 2),
+      render_prom_client_over_ours_sync: round(p.render_async_ms.median / o.render_sync_ms.median, 2),
+      http_scrape_prom_client_over_ours: round(p.http_scrape.ms.median / o.http_scrape.ms.median, 2),
+      http_scrape_pushgateway_over_ours: g ? round(g.http_scrape.ms.median / o.http_scrape.ms.median, 2) : null,
+      heap_prom_client_over_ours: round(p.heap.delta_bytes / o.heap.delta_bytes, 2),
+    };
+    ratios[variant] = q;
+    verdicts[variant] = {
+      render_prom_client_over_ours_async: R.atLeast(q.render_prom_client_over_ours_async, TARGETS.speedup_min),
+      http_scrape_pushgateway_over_ours: g ? R.atLeast(q.http_scrape_pushgateway_over_ours, TARGETS.speedup_min) : 'skipped',
+      ...(variant === 'flat' ? { heap_bytes_per_stored_series: R.atMost(o.heap.bytes_per_stored_series, TARGETS.heap_bytes_per_series_max) } : {}),
+    };
+  }
+
+  // ---- report
+  const out = [''];
+  out.push(
+    `Render benchmark: ${SETTINGS.renders} timed renders/scrapes after ${SETTINGS.warmup} warm-up (medians); ` +
+      `each implementation alone on CPU ${SETTINGS.subject_cpu}, scraper on CPU ${SETTINGS.client_cpu}; text format 0.0.4, no gzip`,
+  );
+  for (const [variant, r] of Object.entries(results)) {
+    const { stored, exposed } = seriesCounts(variant);
+    out.push('');
+    out.push(
+      variant === 'flat'
+        ? `flat: ${R.fmtInt(stored)} counter/gauge series, 10 families, 2-3 labels`
+        : `histogram: ${R.fmtInt(stored)} histograms x 14 = ${R.fmtInt(exposed)} exposed series, 5 families, 2-3 labels`,
+    );
+    const perSeries = variant === 'flat' ? 'heap B/series' : 'heap B/histogram';
+    const head = ['implementation', perSeries, 'render ms', 'HTTP scrape ms', 'body MB', 'samples'];
+    const rows = [
+      ['ours render() (sync)', R.fmtInt(r.ours.heap.bytes_per_stored_series), R.fmt(r.ours.render_sync_ms.median, 1), '', R.fmt(r.ours.exposition_bytes / 1e6, 2), R.fmtInt(r.ours.samples)],
+      ['ours renderAsync() (served)', '', R.fmt(r.ours.render_async_ms.median, 1), R.fmt(r.ours.http_scrape.ms.median, 1), R.fmt(r.ours.http_scrape.bytes / 1e6, 2), R.fmtInt(r.ours.http_scrape.samples)],
+      [
+        'prom-client registry.metrics()',
+        R.fmtInt(r.prom_client.heap.bytes_per_stored_series),
+        R.fmt(r.prom_client.render_async_ms.median, 1),
+        R.fmt(r.prom_client.http_scrape.ms.median, 1),
+        R.fmt(r.prom_client.http_scrape.bytes / 1e6, 2),
+        R.fmtInt(r.prom_client.http_scrape.samples),
+      ],
+      r.pushgateway
+        ? [
+            'pushgateway GET /metrics',
+            `(${R.fmtInt(r.pushgateway.rss_delta_bytes_per_stored_series)} RSS)`,
+            '',
+            R.fmt(r.pushgateway.http_scrape.ms.median, 1),
+            R.fmt(r.pushgateway.http_scrape.bytes / 1e6, 2),
+            R.fmtInt(r.pushgateway.http_scrape.samples),
+          ]
+        : ['pushgateway', 'skipped', '', '', '', ''],
+    ];
+    out.push(R.table(head, rows));
+    out.push('');
+    const q = ratios[variant];
+    const v = verdicts[variant];
+    out.push(R.targetLine('render prom-client / ours renderAsync():', `${R.fmt(q.render_prom_client_over_ours_async, 1)}x`, `target >= ${TARGETS.speedup_min}x`, v.render_prom_client_over_ours_async));
+    out.push(R.targetLine('render prom-client / ours render() (sync):', `${R.fmt(q.render_prom_client_over_ours_sync, 1)}x`));
+    out.push(R.targetLine('HTTP scrape prom-client / ours:', `${R.fmt(q.http_scrape_prom_client_over_ours, 1)}x`));
+    out.push(
+      q.http_scrape_pushgateway_over_ours !== null
+        ? R.targetLine('HTTP scrape pushgateway / ours:', `${R.fmt(q.http_scrape_pushgateway_over_ours, 1)}x`, `target >= ${TARGETS.speedup_min}x`, v.http_scrape_pushgateway_over_ours)
+        : R.targetLine('HTTP scrape pushgateway / ours:', 'skipped'),
+    );
+    if (variant === 'flat') {
+      out.push(R.targetLine('heap per stored series, ours:', `${R.fmtInt(r.ours.heap.bytes_per_stored_series)} B`, `target <= ${TARGETS.heap_bytes_per_series_max} B`, v.heap_bytes_per_stored_series));
+    } else {
+      out.push(R.targetLine('heap per exposed series, ours:', `${R.fmtInt(r.ours.heap.bytes_per_exposed_series)} B`, '(per histogram above)'));
+    }
+    out.push(R.targetLine('heap prom-client / ours:', `${R.fmt(q.heap_prom_client_over_ours, 1)}x`));
+  }
+  if (warnings.length) {
+    out.push('');
+    for (const w of warnings) out.push(`WARNING: ${w}`);
+  }
+
+  const elapsed = round((Date.now() - startedAt) / 1000, 1);
+  const file = R.writeResults('render', { ...meta, elapsed_s: elapsed, settings: SETTINGS, results, ratios, targets: TARGETS, verdicts, warnings });
+  out.push('');
+  out.push(`results: ${file} (${elapsed}s)`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  await stopAll();
+  clearTimeout(overall);
+}

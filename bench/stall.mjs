@@ -1,0 +1,371 @@
+#!/usr/bin/env node
+/**
+ * Stall benchmark: does scraping a large exposition stall the requests the sidecar is forwarding?
+ * Run with `npm run bench:stall` (builds first).
+ *
+ * The built sidecar (CPU 0) sits in front of a small upstream (nginx answering `200 hello\n`, or a
+ * tiny Node server when nginx is missing; CPU 1) and holds 100,000 series, loaded over StatsD UDP
+ * before the measurement (`bench_series_<k>:<v>|g|#id:<i>,shard:<j>` lines in ≤ 8 KB datagrams,
+ * resent until stored; the number actually stored is reported). Then, in interleaved rounds:
+ *
+ *   baseline  no scrapes
+ *   scraping  a client scrapes /debug/metrics back to back, with the headers Prometheus sends
+ *             (OpenMetrics preferred, gzip)
+ *
+ * and in both, for 10 s after 3 s of warm-up at the same rate (bench/fixed-rate.mjs, no coordinated
+ * omission; the warm-up also absorbs the first GCs after the previous phase's scrapes):
+ *   - proxied requests at a fixed 1,000 req/s through the main port: p50/p99/max latency;
+ *   - a probe of the metrics port's /healthz at a fixed 500 req/s: a trivial request whose latency
+ *     is the time it waited for the event loop, so its max is the sidecar's worst loop stall.
+ * All clients run on CPU 1. Medians of the rounds' percentiles (max: the max over rounds).
+ *
+ * Results: a table on stdout and bench/results/stall.json. A missed target is not a failure; the
+ * exit status is non-zero only when something failed to run or > 1% of requests failed.
+ *
+ * Environment knobs (optional): BENCH_STALL_SERIES (100000), BENCH_STALL_ROUNDS (2),
+ * BENCH_RATE (1000 proxied req/s), BENCH_PROBE_RATE (500 /healthz req/s), BENCH_RATE_DURATION_S
+ * (10), BENCH_SCRAPE_GZIP (1; 0 = plain-text scrapes), BENCH_CPU_PROF=1 (run the sidecar under
+ * --cpu-prof; the profile is summarised and kept as bench/results/stall-sidecar.cpuprofile),
+ * BENCH_KEEP_TMP=1.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted } from './lib/procs.mjs';
+import * as R from './lib/report.mjs';
+import { round, median } from './lib/stats.mjs';
+import { timedGet, countSamples } from './lib/http.mjs';
+import { startSidecar, statsdOutcomes, scrapeText, collectCpuProfile } from './lib/sidecar.mjs';
+import { summariseProfile, formatProfile } from './lib/cpuprofile.mjs';
+import { startUpstream } from './lib/upstream.mjs';
+import { runFixedRate } from './lib/fixed-rate.mjs';
+import { seriesLines, packLines, udpClient, sendPaced } from './lib/statsd.mjs';
+
+const log = R.logger('stall');
+
+const SETTINGS = {
+  series: R.envNum('BENCH_STALL_SERIES', 100_000),
+  series_prefix: 'bench_series',
+  series_families: 10,
+  datagram_max_bytes: 8192,
+  load_datagrams_per_s: 500,
+  rounds: R.envNum('BENCH_STALL_ROUNDS', 2),
+  proxied_rps: R.envNum('BENCH_RATE', 1000),
+  probe_rps: R.envNum('BENCH_PROBE_RATE', 500),
+  duration_s: R.envNum('BENCH_RATE_DURATION_S', 10),
+  warmup_s: 3,
+  scrape_gzip: R.envBool('BENCH_SCRAPE_GZIP', true),
+  settle_s: 1,
+  cpu_prof: R.envBool('BENCH_CPU_PROF', false),
+  path: '/bench/path?x=1',
+  sidecar_cpu: 0,
+  load_cpu: 1,
+};
+/** What Prometheus 2.x sends when it scrapes. */
+const PROMETHEUS_HEADERS = {
+  accept: 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1',
+  'x-prometheus-scrape-timeout-seconds': '10',
+  'user-agent': 'Prometheus/2.53.0',
+};
+const TARGETS = { p99_ms_while_scraping_max: 5, max_loop_delay_ms_while_scraping_max: 20 };
+const MAX_ERROR_SHARE = 0.01;
+const OVERALL_TIMEOUT_MS = 5 * 60 * 1000;
+
+/** Loads the series over StatsD UDP; resends (gauges: idempotent) until all are stored or 3 tries. */
+async function loadSeries(sidecar, statsdPort) {
+  const lines = seriesLines(SETTINGS.series, { prefix: SETTINGS.series_prefix, families: SETTINGS.series_families });
+  const datagrams = packLines(lines, SETTINGS.datagram_max_bytes);
+  const sock = await udpClient(statsdPort);
+  const t0 = performance.now();
+  const attempts = [];
+  let stored = 0;
+  try {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const before = (await statsdOutcomes(sidecar.metricsUrl)).accepted;
+      log(`loading ${R.fmtInt(SETTINGS.series)} series: ${datagrams.length} datagrams at ${SETTINGS.load_datagrams_per_s}/s (attempt ${attempt})`);
+      await sendPaced(sock, datagrams, SETTINGS.load_datagrams_per_s);
+      // Wait until the accepted counter stops moving.
+      let last = -1;
+      let acc = before;
+      for (let still = 0; still < 3; ) {
+        await sleep(200);
+        acc = (await statsdOutcomes(sidecar.metricsUrl)).accepted;
+        still = acc === last ? still + 1 : 0;
+        last = acc;
+      }
+      const text = await scrapeText(sidecar.metricsUrl, 60000);
+      stored = countSeries(text);
+      attempts.push({ accepted_lines: acc - before, stored_series: stored });
+      if (stored >= SETTINGS.series) break;
+    }
+  } finally {
+    sock.close();
+  }
+  return { stored, attempts, datagrams: datagrams.length, seconds: round((performance.now() - t0) / 1000, 1) };
+}
+
+/** Samples of the loaded families in a text exposition. */
+function countSeries(text) {
+  let n = 0;
+  const prefix = `${SETTINGS.series_prefix}_`;
+  for (let i = text.indexOf(prefix); i !== -1; i = text.indexOf(prefix, i + 1)) {
+    if (i === 0 || text.charCodeAt(i - 1) === 10) n++;
+  }
+  return n;
+}
+
+/** Scrapes back to back until stop() is called; collects durations, sizes and errors. */
+function scrapeLoop(url) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const headers = { ...PROMETHEUS_HEADERS, ...(SETTINGS.scrape_gzip ? { 'accept-encoding': 'gzip' } : {}) };
+  const ms = [];
+  let bytes = 0;
+  let errors = 0;
+  let lastError;
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      try {
+        const r = await timedGet(url, { agent, headers, timeoutMs: 30000 });
+        if (r.status === 200) {
+          ms.push(r.ms);
+          bytes = r.bytes;
+        } else {
+          errors++;
+          lastError = `HTTP ${r.status}`;
+        }
+      } catch (err) {
+        errors++;
+        lastError = err.message;
+        await sleep(100);
+      }
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await done;
+      agent.destroy();
+      const sorted = [...ms].sort((a, b) => a - b);
+      return {
+        scrapes: ms.length,
+        errors,
+        last_error: lastError,
+        body_bytes: bytes,
+        ms_p50: round(median(sorted), 1),
+        ms_max: round(sorted[sorted.length - 1] ?? null, 1),
+      };
+    },
+  };
+}
+
+async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
+  sidecar.alive();
+  await sleep(SETTINGS.settle_s * 1000);
+  log(`${phase}: ${SETTINGS.proxied_rps} proxied req/s + ${SETTINGS.probe_rps} /healthz req/s, ${SETTINGS.warmup_s}s + ${SETTINGS.duration_s}s (round ${roundIdx + 1}/${SETTINGS.rounds})`);
+  const scraper = phase === 'scraping' ? scrapeLoop(sidecar.metricsUrl) : null;
+  if (scraper) await sleep(500);
+  const t0 = cpuTicks([sidecar.pid]);
+  const w0 = performance.now();
+  let proxied;
+  let probe;
+  let scrapes = null;
+  try {
+    [proxied, probe] = await Promise.all([
+      runFixedRate(mainUrl, { rate: SETTINGS.proxied_rps, duration: SETTINGS.duration_s, warmup: SETTINGS.warmup_s, cpus: SETTINGS.load_cpu, name: 'fixed-rate-proxied' }),
+      runFixedRate(sidecar.healthUrl, { rate: SETTINGS.probe_rps, duration: SETTINGS.duration_s, warmup: SETTINGS.warmup_s, maxSockets: 16, cpus: SETTINGS.load_cpu, name: 'fixed-rate-healthz' }),
+    ]);
+  } finally {
+    if (scraper) scrapes = await scraper.stop();
+  }
+  const cpuPct = (((cpuTicks([sidecar.pid]) - t0) / hz) * 100) / ((performance.now() - w0) / 1000);
+  sidecar.alive();
+  const strip = ({ url, rate, duration_s, warmup_s, ...r }) => r;
+  return { phase, proxied: strip(proxied), healthz: strip(probe), scrapes, sidecar_cpu_pct: round(cpuPct, 1) };
+}
+
+function summarise(rounds) {
+  const pick = (f) => rounds.map(f);
+  return {
+    proxied_p50_ms: round(median(pick((r) => r.proxied.p50_ms)), 3),
+    proxied_p99_ms: round(median(pick((r) => r.proxied.p99_ms)), 3),
+    proxied_max_ms: round(Math.max(...pick((r) => r.proxied.max_ms ?? 0)), 3),
+    healthz_p50_ms: round(median(pick((r) => r.healthz.p50_ms)), 3),
+    healthz_p99_ms: round(median(pick((r) => r.healthz.p99_ms)), 3),
+    healthz_max_ms: round(Math.max(...pick((r) => r.healthz.max_ms ?? 0)), 3),
+    scrapes: rounds[0].scrapes ? rounds.reduce((a, r) => a + r.scrapes.scrapes, 0) : null,
+    scrape_ms_p50: rounds[0].scrapes ? round(median(pick((r) => r.scrapes.ms_p50)), 1) : null,
+    scrape_ms_max: rounds[0].scrapes ? round(Math.max(...pick((r) => r.scrapes.ms_max ?? 0)), 1) : null,
+    sidecar_cpu_pct: round(median(pick((r) => r.sidecar_cpu_pct)), 1),
+    errors: rounds.reduce((a, r) => a + r.proxied.errors + r.healthz.errors, 0),
+    requests: rounds.reduce((a, r) => a + r.proxied.sent + r.healthz.sent, 0),
+  };
+}
+
+async function main() {
+  const startedAt = Date.now();
+  const pre = R.preflight({ script: 'bench:stall' });
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-stall-'));
+  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
+  installCleanup(() => {
+    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const overall = setTimeout(() => {
+    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
+    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
+  }, OVERALL_TIMEOUT_MS);
+  overall.unref();
+  const meta = R.baseMeta(pre);
+  R.pinSelf(SETTINGS.load_cpu);
+  const hz = clockTicks();
+  const warnings = [];
+
+  const [upstreamPort, mainPort, metricsPort, statsdPort] = await freePorts(4);
+  const upstream = await startUpstream(tmp, upstreamPort, { cpus: SETTINGS.load_cpu });
+  meta.versions.upstream = `${upstream.kind} ${upstream.version}`;
+  log(`node ${meta.versions.node}; upstream ${meta.versions.upstream} on :${upstreamPort} (CPU ${SETTINGS.load_cpu}); temp dir ${tmp}`);
+  log(`sidecar on :${mainPort} (metrics :${metricsPort}, StatsD :${statsdPort}; CPU ${SETTINGS.sidecar_cpu})`);
+  const sidecar = await startSidecar({
+    cpus: SETTINGS.sidecar_cpu,
+    ports: { listen: mainPort, metrics: metricsPort, statsd: statsdPort },
+    upstream: `http://127.0.0.1:${upstreamPort}`,
+    env: { METRICS_MAX_SERIES_PER_FAMILY: String(Math.max(2000, SETTINGS.series * 2)) },
+    nodeArgs: SETTINGS.cpu_prof ? ['--cpu-prof', `--cpu-prof-dir=${path.join(tmp, 'cpuprof')}`] : [],
+    tmp,
+  });
+  const mainUrl = `http://127.0.0.1:${mainPort}${SETTINGS.path}`;
+
+  const load = await loadSeries(sidecar, statsdPort);
+  if (load.stored < SETTINGS.series) warnings.push(`only ${load.stored} of ${SETTINGS.series} series were stored after ${load.attempts.length} attempts (UDP loss)`);
+  const plain = await scrapeText(sidecar.metricsUrl, 60000);
+  const exposition = { samples: countSamples(plain), bytes: Buffer.byteLength(plain) };
+  const om = await timedGet(sidecar.metricsUrl, { headers: { ...PROMETHEUS_HEADERS, 'accept-encoding': 'gzip' } });
+  exposition.prometheus_scrape = { content_type: om.headers['content-type'], content_encoding: om.headers['content-encoding'] ?? null, bytes: om.bytes };
+  log(`stored ${R.fmtInt(load.stored)} series in ${load.seconds}s; exposition ${R.fmtInt(exposition.samples)} samples, ${(exposition.bytes / 1e6).toFixed(1)} MB (${(om.bytes / 1e6).toFixed(2)} MB as scraped)`);
+
+  const rounds = { baseline: [], scraping: [] };
+  for (let r = 0; r < SETTINGS.rounds; r++) {
+    const order = r % 2 === 0 ? ['baseline', 'scraping'] : ['scraping', 'baseline'];
+    for (const phase of order) rounds[phase].push(await measurePhase(phase, sidecar, mainUrl, hz, r));
+  }
+
+  const exit = await sidecar.stop();
+  const logSummary = sidecar.logSummary();
+  if (exit.code !== 0) warnings.push(`sidecar exited with ${exit.code ?? exit.signal} on SIGTERM`);
+  for (const [k, n] of Object.entries(logSummary.counts)) warnings.push(`sidecar logged ${n}x "${k}"`);
+  await upstream.stop();
+  let sidecarProfile = null;
+  if (SETTINGS.cpu_prof) {
+    const kept = collectCpuProfile(path.join(tmp, 'cpuprof'), path.join(R.RESULTS_DIR, 'stall-sidecar.cpuprofile'));
+    if (kept) sidecarProfile = { file: path.relative(process.cwd(), kept), ...summariseProfile(kept, { top: 15, root: R.ROOT }) };
+    else warnings.push('BENCH_CPU_PROF=1 but the sidecar wrote no .cpuprofile');
+  }
+
+  const results = { baseline: summarise(rounds.baseline), scraping: summarise(rounds.scraping) };
+  let invalid = false;
+  for (const [phase, s] of Object.entries(results)) {
+    if (s.errors) warnings.push(`${phase}: ${s.errors} of ${s.requests} requests failed ${JSON.stringify(Object.assign({}, ...rounds[phase].flatMap((r) => [r.proxied.error_kinds, r.healthz.error_kinds])))}`);
+    if (s.errors / s.requests > MAX_ERROR_SHARE) invalid = true;
+  }
+  for (const r of rounds.scraping) if (r.scrapes.errors) warnings.push(`scraper: ${r.scrapes.errors} failed scrapes (${r.scrapes.last_error})`);
+  if ([...rounds.baseline, ...rounds.scraping].some((r) => !r.proxied.metronome_realtime)) {
+    warnings.push('fixed-rate: could not give its metronome thread realtime priority (needs root or CAP_SYS_NICE); its own timing noise is larger');
+  }
+
+  const B = results.baseline;
+  const S = results.scraping;
+  const ratios = {
+    proxied_p99_added_by_scraping_ms: round(S.proxied_p99_ms - B.proxied_p99_ms, 3),
+    healthz_max_added_by_scraping_ms: round(S.healthz_max_ms - B.healthz_max_ms, 3),
+  };
+  const verdicts = {
+    proxied_p99_while_scraping: R.atMost(S.proxied_p99_ms, TARGETS.p99_ms_while_scraping_max),
+    max_loop_delay_while_scraping: R.atMost(S.healthz_max_ms, TARGETS.max_loop_delay_ms_while_scraping_max),
+  };
+
+  const out = [''];
+  out.push(
+    `Stall benchmark: sidecar on CPU ${SETTINGS.sidecar_cpu} holding ${R.fmtInt(load.stored)} StatsD series (${R.fmtInt(exposition.samples)} samples, ` +
+      `${(exposition.bytes / 1e6).toFixed(1)} MB text; ${exposition.prometheus_scrape.content_type?.split(';')[0]}${exposition.prometheus_scrape.content_encoding ? ` + ${exposition.prometheus_scrape.content_encoding}` : ''} ` +
+      `${(exposition.prometheus_scrape.bytes / 1e6).toFixed(2)} MB as Prometheus scrapes it); upstream ${upstream.kind} and all clients on CPU ${SETTINGS.load_cpu}`,
+  );
+  out.push(
+    `${SETTINGS.proxied_rps} proxied req/s + ${SETTINGS.probe_rps} /healthz req/s (metrics port) for ${SETTINGS.duration_s}s per round, ${SETTINGS.rounds} interleaved rounds ` +
+      `(medians; max = max over rounds); scraping = back-to-back scrapes${SETTINGS.scrape_gzip ? ' with gzip' : ' without gzip'}`,
+  );
+  out.push('');
+  const head = ['phase', 'proxied p50', 'p99', 'max', 'healthz p50', 'p99', 'max (loop stall)', 'scrapes', 'scrape p50 ms', 'sidecar CPU %'];
+  const row = (name, s) => [
+    name,
+    R.fmt(s.proxied_p50_ms, 3),
+    R.fmt(s.proxied_p99_ms, 3),
+    R.fmt(s.proxied_max_ms, 1),
+    R.fmt(s.healthz_p50_ms, 3),
+    R.fmt(s.healthz_p99_ms, 3),
+    R.fmt(s.healthz_max_ms, 1),
+    s.scrapes === null ? '-' : String(s.scrapes),
+    R.fmt(s.scrape_ms_p50, 1),
+    R.fmt(s.sidecar_cpu_pct, 0),
+  ];
+  out.push(R.table(head, [row('baseline (no scrapes)', B), row('scraping in a loop', S)]));
+  out.push('(latencies in ms)');
+  out.push('');
+  const per = (phase, f) => rounds[phase].map((r) => R.fmt(f(r), 2)).join(' ');
+  out.push(`proxied p99 by round (ms): baseline [${per('baseline', (r) => r.proxied.p99_ms)}]  scraping [${per('scraping', (r) => r.proxied.p99_ms)}]`);
+  out.push(`healthz max by round (ms): baseline [${per('baseline', (r) => r.healthz.max_ms)}]  scraping [${per('scraping', (r) => r.healthz.max_ms)}]`);
+  out.push('');
+  out.push(R.targetLine('proxied p99 while scraping:', `${R.fmt(S.proxied_p99_ms, 2)} ms`, `target <= ${TARGETS.p99_ms_while_scraping_max} ms`, verdicts.proxied_p99_while_scraping));
+  out.push(R.targetLine('max event-loop stall while scraping (healthz max):', `${R.fmt(S.healthz_max_ms, 1)} ms`, `target <= ${TARGETS.max_loop_delay_ms_while_scraping_max} ms`, verdicts.max_loop_delay_while_scraping));
+  out.push(R.targetLine('proxied p99 added by scraping:', `${ratios.proxied_p99_added_by_scraping_ms >= 0 ? '+' : ''}${R.fmt(ratios.proxied_p99_added_by_scraping_ms, 2)} ms`));
+  if (sidecarProfile) {
+    out.push('');
+    out.push(`sidecar CPU profile over the whole run (--cpu-prof, ${sidecarProfile.busy_pct}% of samples busy; ${sidecarProfile.file}):`);
+    out.push(formatProfile(sidecarProfile, 10));
+  }
+  if (warnings.length) {
+    out.push('');
+    for (const w of warnings) out.push(`WARNING: ${w}`);
+  }
+  if (invalid) {
+    out.push('');
+    out.push(`FAILED: more than ${MAX_ERROR_SHARE * 100}% of requests failed in a phase; the numbers above are not valid.`);
+  }
+
+  const elapsed = round((Date.now() - startedAt) / 1000, 1);
+  const file = R.writeResults('stall', {
+    ...meta,
+    elapsed_s: elapsed,
+    settings: SETTINGS,
+    load,
+    exposition,
+    results,
+    rounds,
+    ratios,
+    targets: TARGETS,
+    verdicts,
+    sidecar_profile: sidecarProfile,
+    sidecar_log: logSummary.counts,
+    warnings,
+    valid: !invalid,
+  });
+  out.push('');
+  out.push(`results: ${file} (${elapsed}s)`);
+  process.stdout.write(`${out.join('\n')}\n`);
+  await stopAll();
+  clearTimeout(overall);
+  return invalid ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err) => {
+    if (interrupted()) return;
+    process.stderr.write(`\nbench:stall failed: ${err.stack ?? err}\n`);
+    await stopAll({ graceMs: 2000 }).catch(() => {});
+    process.exit(1);
+  },
+);
