@@ -256,6 +256,14 @@ export class Registry {
    * `extra` (families merged from elsewhere, already rendered) goes before OpenMetrics' `# EOF`.
    */
   async renderAsync(openMetrics: boolean, extra = '', sliceMs = 4): Promise<string> {
+    return (await this.renderChunks(openMetrics, extra, sliceMs)).join('');
+  }
+
+  /**
+   * renderAsync's exposition as chunks of about 1,000 series each, to be written out one by one:
+   * joining 100k series into one string is itself a long blocking step.
+   */
+  async renderChunks(openMetrics: boolean, extra = '', sliceMs = 4): Promise<string[]> {
     for (const c of this.collectors) c();
     // Pieces are joined into one chunk per ~1,000 series as we go: a single join of 100k pieces
     // at the end (flattening one huge string tree) blocked the loop for 20-40 ms by itself.
@@ -278,7 +286,7 @@ export class Registry {
     out.push(pending.join(''));
     out.push(extra);
     if (openMetrics) out.push('# EOF\n');
-    return out.join('');
+    return out;
   }
 }
 

@@ -2,6 +2,7 @@
  * A scrape of a large exposition must not stall the proxy: rendering yields to the event loop,
  * so a request forwarded meanwhile is answered long before the scrape is.
  */
+import zlib from 'node:zlib';
 import { request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { startSidecar, type Running } from '../helpers/sidecar';
@@ -39,5 +40,14 @@ describe('scrape of 100k series', () => {
     expect(r.text.split('\n').filter((l) => l.startsWith('big_family{')).length).toBe(100_000);
     expect(events).toEqual(['proxied', 'scrape']);
     expect(proxiedMs).toBeLessThan(100);
+  });
+
+  it('should stream a large exposition, gzipped when asked', async () => {
+    const r = await request(sc.metricsPort, '/debug/metrics', { headers: { 'accept-encoding': 'gzip', accept: 'application/openmetrics-text; version=1.0.0' } });
+    expect(r.headers['content-encoding']).toBe('gzip');
+    expect(r.headers['transfer-encoding']).toBe('chunked');
+    const text = zlib.gunzipSync(r.body).toString('utf8');
+    expect(text.split('\n').filter((l) => l.startsWith('big_family{')).length).toBe(100_000);
+    expect(text.endsWith('# EOF\n')).toBe(true);
   });
 });
