@@ -21,7 +21,7 @@ export interface AppState {
   /** Marks responses `Connection: close` while draining. */
   draining(): boolean;
   /** Every response passes here: the lifecycle counts in-flight requests. */
-  track(res: import('node:http').ServerResponse): void;
+  track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
 }
 
 export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger): Koa {

@@ -34,13 +34,17 @@ export class Lifecycle implements AppState {
     return this.phase !== 'running';
   }
 
-  /** Counts a request as in flight until its response closes (finished or aborted). */
-  track(res: http.ServerResponse): void {
+  /**
+   * Counts a request as in flight until its response closes (finished or aborted), for the
+   * drain. Only `forwarded` ones count in the gauge: a scrape is not a request to the app.
+   */
+  track(res: http.ServerResponse, forwarded = false): void {
     this.active++;
-    if (this.gauge) this.gauge.value++;
+    const gauge = forwarded ? this.gauge : undefined;
+    if (gauge) gauge.value++;
     res.once('close', () => {
       this.active--;
-      if (this.gauge) this.gauge.value--;
+      if (gauge) gauge.value--;
     });
   }
 

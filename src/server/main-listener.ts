@@ -31,7 +31,7 @@ export function createMainServer({ forwarder, debugApp, lifecycle, keepAliveTime
         void debug(req, res);
         return;
       }
-      lifecycle.track(res);
+      lifecycle.track(res, true);
       if (forwarder === undefined) {
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no upstream configured\n');
         return;

@@ -420,6 +420,12 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       expect(ep.scrapeTimeout).toBe(valueOf(values(), 'serviceMonitor.scrapeTimeout'));
       expect(ep.bearerTokenFile).toBeUndefined();
       expect(ep.bearerTokenSecret).toBeUndefined();
+      // The operator's own `endpoint` target label must not push the app's `endpoint` aside.
+      expect(ep.metricRelabelings.slice(0, 2)).toEqual([
+        { sourceLabels: ['exported_endpoint'], regex: '(.+)', targetLabel: 'endpoint', replacement: '$1', action: 'replace' },
+        { regex: 'exported_endpoint', action: 'labeldrop' },
+      ]);
+      expect(ep.metricRelabelings.slice(2)).toEqual(valueOf(values(), 'serviceMonitor.metricRelabelings') ?? []);
     }
     for (const [k, v] of Object.entries((valueOf(values(), 'serviceMonitor.labels') as Record<string, string>) ?? {})) {
       for (const sm of sms) expect(sm.metadata.labels?.[k]).toBe(v);

@@ -79,6 +79,23 @@ describe('endpoints', () => {
     }
   });
 
+  it('should count forwarded requests in flight, not the scrape reading the gauge', async () => {
+    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('late'), 300));
+    const sc = await startSidecar({ UPSTREAM_URL: slow.url });
+    try {
+      const gauge = async () => /^metrics_sidecar_inflight_requests (\S+)$/m.exec((await request(sc.metricsPort, '/debug/metrics')).text)?.[1];
+      expect(await gauge()).toBe('0');
+      const pending = request(sc.mainPort, '/slow');
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await gauge()).toBe('1');
+      await pending;
+      expect(await gauge()).toBe('0');
+    } finally {
+      await sc.stop();
+      await slow.close();
+    }
+  });
+
   it('should run as a worker with only the metrics port (LISTEN_PORT=0)', async () => {
     const sc = await startSidecar({ LISTEN_PORT: '0' });
     try {

