@@ -41,10 +41,12 @@ import {
   run,
   tail,
   interrupted,
+  beginRun,
 } from './lib/procs.mjs';
 import { startNginx, upstreamConf, proxyConf, nginxVersion, NGINX } from './lib/nginx.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 import { round } from './lib/stats.mjs';
+import { which } from './lib/report.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -85,18 +87,6 @@ const OVERALL_TIMEOUT_MS = 8 * 60 * 1000;
 
 const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 
-function which(cmd) {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    const p = path.join(dir || '.', cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
-}
 
 function preflight() {
   const missing = [];
@@ -322,16 +312,7 @@ function verdict(value, max) {
 async function main() {
   const startedAt = Date.now();
   const { cpus, allowed } = preflight();
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-proxy-'));
-  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
-  installCleanup(() => {
-    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  const overall = setTimeout(() => {
-    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
-    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
-  }, OVERALL_TIMEOUT_MS);
-  overall.unref();
+  const { tmp, overall } = beginRun('bench-proxy', OVERALL_TIMEOUT_MS, log);
 
   // Count CPUs before pinning this process (nproc reports the affinity mask).
   const nproc = Number(safe(() => execFileSync('nproc', { encoding: 'utf8' }).trim(), String(cpus)));

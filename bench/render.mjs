@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { installCleanup, start, stop, stopAll, freePorts, tail, interrupted } from './lib/procs.mjs';
+import { installCleanup, start, stop, stopAll, freePorts, tail, interrupted, beginRun } from './lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -223,16 +223,7 @@ async function orchestrate() {
   const startedAt = Date.now();
   const pre = R.preflight({ needFiles: ['dist/metrics/registry.js'], script: 'bench:render' });
   if (R.packageVersion('prom-client') === 'not installed') throw new Error('prom-client is not installed (npm ci installs it: it is a devDependency)');
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-render-'));
-  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
-  installCleanup(() => {
-    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  const overall = setTimeout(() => {
-    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
-    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
-  }, OVERALL_TIMEOUT_MS);
-  overall.unref();
+  const { tmp, overall } = beginRun('bench-render', OVERALL_TIMEOUT_MS, log);
 
   const pg = await PG.findPushgateway({ install: R.envBool('BENCH_INSTALL_PUSHGATEWAY', false), log });
   const meta = R.baseMeta(pre, {

@@ -33,7 +33,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted } from './lib/procs.mjs';
+import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted, beginRun } from './lib/procs.mjs';
 import * as R from './lib/report.mjs';
 import { round, median } from './lib/stats.mjs';
 import { timedGet, countSamples } from './lib/http.mjs';
@@ -207,16 +207,7 @@ function summarise(rounds) {
 async function main() {
   const startedAt = Date.now();
   const pre = R.preflight({ script: 'bench:stall' });
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-stall-'));
-  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
-  installCleanup(() => {
-    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  const overall = setTimeout(() => {
-    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
-    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
-  }, OVERALL_TIMEOUT_MS);
-  overall.unref();
+  const { tmp, overall } = beginRun('bench-stall', OVERALL_TIMEOUT_MS, log);
   const meta = R.baseMeta(pre);
   R.pinSelf(SETTINGS.load_cpu);
   const hz = clockTicks();

@@ -31,7 +31,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, interrupted } from './lib/procs.mjs';
+import { installCleanup, start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, interrupted, beginRun } from './lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const BENCH = path.dirname(SELF);
@@ -151,16 +151,7 @@ async function main() {
 
   const startedAt = Date.now();
   const pre = R.preflight({ needFiles: ['dist/main.js', 'dist/ingest/statsd/store.js'], script: 'bench:statsd' });
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-statsd-'));
-  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
-  installCleanup(() => {
-    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
-  });
-  const overall = setTimeout(() => {
-    log(`overall time limit (${OVERALL_TIMEOUT_MS / 1000}s) reached: aborting`);
-    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
-  }, OVERALL_TIMEOUT_MS);
-  overall.unref();
+  const { tmp, overall } = beginRun('bench-statsd', OVERALL_TIMEOUT_MS, log);
   const meta = R.baseMeta(pre);
   R.pinSelf(SETTINGS.sender_cpu);
   const hz = clockTicks();

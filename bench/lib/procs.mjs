@@ -5,6 +5,8 @@
  */
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
 import http from 'node:http';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -288,4 +290,23 @@ export function run(name, cmd, args, { cpus, timeoutMs = 60000, env } = {}) {
       else resolve({ code, signal, stdout, stderr });
     });
   });
+}
+
+/**
+ * The start of every benchmark run: a temp dir (removed at the end unless BENCH_KEEP_TMP=1),
+ * cleanup of every started process on exit or signal, and an overall time limit after which
+ * everything is stopped and the run fails. Returns the temp dir and that timer (clear it at the end).
+ */
+export function beginRun(prefix, overallMs, log) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
+  const keepTmp = process.env.BENCH_KEEP_TMP === '1';
+  installCleanup(() => {
+    if (!keepTmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+  const overall = setTimeout(() => {
+    log(`overall time limit (${overallMs / 1000}s) reached: aborting`);
+    stopAll({ graceMs: 1000 }).finally(() => process.exit(1));
+  }, overallMs);
+  overall.unref();
+  return { tmp, overall };
 }
