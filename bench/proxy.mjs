@@ -42,6 +42,7 @@ import {
   tail,
   interrupted,
   beginRun,
+  runMain,
 } from './lib/procs.mjs';
 import { startNginx, upstreamConf, proxyConf, nginxVersion, NGINX } from './lib/nginx.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
@@ -552,15 +553,4 @@ async function main() {
   return invalid ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  async (err) => {
-    // After Ctrl-C the processes we stop make the run fail; the signal handler reports and exits.
-    if (interrupted()) return;
-    process.stderr.write(`\nbench:proxy failed: ${err.stack ?? err}\n`);
-    await stopAll({ graceMs: 2000 }).catch(() => {});
-    process.exit(1);
-  },
-);
+runMain('proxy', main);

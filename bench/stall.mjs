@@ -33,7 +33,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted, beginRun } from './lib/procs.mjs';
+import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted, beginRun, runMain } from './lib/procs.mjs';
 import * as R from './lib/report.mjs';
 import { round, median } from './lib/stats.mjs';
 import { timedGet, countSamples } from './lib/http.mjs';
@@ -349,14 +349,4 @@ async function main() {
   return invalid ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  async (err) => {
-    if (interrupted()) return;
-    process.stderr.write(`\nbench:stall failed: ${err.stack ?? err}\n`);
-    await stopAll({ graceMs: 2000 }).catch(() => {});
-    process.exit(1);
-  },
-);
+runMain('stall', main);

@@ -31,7 +31,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, interrupted, beginRun } from './lib/procs.mjs';
+import { installCleanup, start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, interrupted, beginRun, runMain } from './lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const BENCH = path.dirname(SELF);
@@ -42,17 +42,7 @@ if (process.argv.includes('--ingest-worker')) {
     process.exit(1);
   });
 } else {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    async (err) => {
-      if (interrupted()) return;
-      process.stderr.write(`\nbench:statsd failed: ${err.stack ?? err}\n`);
-      await stopAll({ graceMs: 2000 }).catch(() => {});
-      process.exit(1);
-    },
-  );
+  runMain('statsd', main);
 }
 
 // ---------------------------------------------------------------------------------------------

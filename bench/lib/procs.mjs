@@ -310,3 +310,21 @@ export function beginRun(prefix, overallMs, log) {
   overall.unref();
   return { tmp, overall };
 }
+
+/**
+ * Runs a benchmark's main(): its resolved value is the exit code; a failure is reported, every
+ * started process stopped, and the exit is 1 (after Ctrl-C the signal handler reports instead).
+ */
+export function runMain(name, main) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    async (err) => {
+      if (interrupted()) return;
+      process.stderr.write(`\nbench:${name} failed: ${err.stack ?? err}\n`);
+      await stopAll({ graceMs: 2000 }).catch(() => {});
+      process.exit(1);
+    },
+  );
+}
