@@ -80,7 +80,7 @@ export class Forwarder {
     const method = req.method ?? 'GET';
     const target = originFormPath(req.url ?? '/');
     const route = red.route(target);
-    const { headers, hasBody } = this.requestHeaders(req);
+    const { headers, hasBody } = this.forwardedHeaders(req, false);
     let status = 0;
     let failed = false;
     let controller: Dispatcher.DispatchController | undefined;
@@ -158,7 +158,7 @@ export class Forwarder {
     const record = (status: number, failed: boolean): void => {
       if (route !== null) this.opts.red.record(method, route, status, (performance.now() - start) / 1000, failed);
     };
-    const headers = this.forwardedHeaders(req, true);
+    const { headers } = this.forwardedHeaders(req, true);
     const ureq = http.request({ agent: false, host: this.host, port: this.port, method, path: target, headers, setHost: false });
     ureq.setTimeout(this.opts.timeoutMs, () => ureq.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
     socket.on('error', () => ureq.destroy());
@@ -205,27 +205,14 @@ export class Forwarder {
     void this.pool.destroy();
   }
 
-  private requestHeaders(req: http.IncomingMessage): UpstreamRequestHeaders {
-    const raw = req.rawHeaders;
-    let hasBody = false;
-    for (let i = 0; i < raw.length; i += 2) {
-      const n = raw[i].length;
-      // Only two header names announce a body; check lengths first to keep this loop cheap.
-      if ((n === 14 && raw[i].toLowerCase() === 'content-length' && raw[i + 1] !== '0') || (n === 17 && raw[i].toLowerCase() === 'transfer-encoding')) {
-        hasBody = true;
-        break;
-      }
-    }
-    return { headers: this.forwardedHeaders(req, false), hasBody };
-  }
-
   /**
    * The request's headers minus hop-by-hop ones (and those its `Connection` header names), plus
    * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
    * A body without Content-Length is sent chunked again by the client (undici or Node).
-   * For an upgrade, `Connection: upgrade` and `Upgrade` are kept.
+   * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
+   * also tells whether a body follows (a non-zero Content-Length or a Transfer-Encoding).
    */
-  private forwardedHeaders(req: http.IncomingMessage, upgrade: boolean): string[] {
+  private forwardedHeaders(req: http.IncomingMessage, upgrade: boolean): UpstreamRequestHeaders {
     const raw = req.rawHeaders;
     const out: string[] = [];
     const named = namedByConnection(raw);
@@ -233,10 +220,12 @@ export class Forwarder {
     let proto: string | undefined;
     let fhost: string | undefined;
     let host: string | undefined;
+    let hasBody = false;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i];
       const lower = name.toLowerCase();
       const value = raw[i + 1];
+      if ((lower === 'content-length' && value !== '0') || lower === 'transfer-encoding') hasBody = true;
       if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) {
         if (upgrade && lower === 'upgrade') out.push(name, value);
         continue;
@@ -263,7 +252,7 @@ export class Forwarder {
     out.push('x-forwarded-proto', proto ?? 'http');
     out.push('x-forwarded-host', fhost ?? host ?? this.hostHeader);
     if (upgrade) out.push('connection', 'upgrade');
-    return out;
+    return { headers: out, hasBody };
   }
 
   /** The upstream's response headers minus hop-by-hop ones, as a flat array for writeHead. */
