@@ -47,7 +47,7 @@ import {
 import { startNginx, upstreamConf, proxyConf, nginxVersion, NGINX } from './lib/nginx.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 import { round } from './lib/stats.mjs';
-import { which } from './lib/report.mjs';
+import { which, pinSelf, summariseSidecarLog } from './lib/report.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -114,31 +114,6 @@ function safe(fn, fallback = 'unknown') {
   } catch {
     return fallback;
   }
-}
-
-/** Pins this script (all its threads) to the load CPU so it never competes with the proxy. */
-function pinSelf(cpu) {
-  execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' });
-}
-
-/** Parses the sidecar's JSON log lines; returns counts by level+msg (startup notice excluded). */
-function summariseSidecarLog(text) {
-  const counts = {};
-  const samples = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    let entry;
-    try {
-      entry = JSON.parse(line);
-    } catch {
-      entry = { level: 'raw', msg: line.slice(0, 300) };
-    }
-    if (entry.msg === 'metrics endpoints are open to any client: no allow-list or credentials are configured') continue;
-    const key = `${entry.level}: ${entry.msg}`;
-    counts[key] = (counts[key] ?? 0) + 1;
-    if (samples.length < 5) samples.push(line.slice(0, 500));
-  }
-  return { counts, samples };
 }
 
 /** Sums the sidecar's `<prefix>_total` counter from its Prometheus exposition. */

@@ -11,6 +11,7 @@
  * Label values are built on the fly (fresh strings, not held by this module), so the heap a store
  * keeps for them is charged to the store.
  */
+import { prng } from './statsd.mjs';
 
 /** Mapper default buckets, seconds (what a StatsD timer gets). */
 export const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -67,18 +68,6 @@ const HISTOGRAMS = [
 
 export const VARIANTS = ['flat', 'histogram'];
 const OBSERVATIONS_PER_HISTOGRAM = 5;
-
-/** mulberry32: a small deterministic PRNG. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The families of a variant: {name, type, help, labelNames, buckets?, series}. */
 export function families(variant) {
