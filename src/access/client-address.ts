@@ -3,21 +3,10 @@
  * rightmost address in `X-Forwarded-For` that is not itself a trusted proxy (the left part of that
  * header is whatever the client chose to send, so it is never believed).
  */
-import ipaddr from 'ipaddr.js';
+import { parseAddress, type Address } from '../config/parse';
 import type { Cidr } from '../config';
 
-export type Address = ipaddr.IPv4 | ipaddr.IPv6;
-
-/** Parses an address; IPv4-mapped IPv6 (`::ffff:10.1.2.3`) becomes IPv4. Undefined if invalid. */
-export function parseAddress(text: string): Address | undefined {
-  const t = text.trim().replace(/^\[(.*)\]$/, '$1');
-  if (!t.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(t)) return undefined;
-  try {
-    return ipaddr.process(t.replace(/%.*$/, ''));
-  } catch {
-    return undefined;
-  }
-}
+export { parseAddress, type Address } from '../config/parse';
 
 export function inAny(addr: Address, ranges: readonly Cidr[]): boolean {
   for (const c of ranges) {

@@ -150,25 +150,41 @@ export class EnvReader {
 export interface Cidr {
   /** As written by the operator, for logs. */
   text: string;
-  range: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  range: [Address, number];
 }
 
-/** Parses "10.0.0.0/8", "::1", "fd00::/8" or "::ffff:10.1.2.3" (mapped addresses become IPv4). */
-export function parseCidr(text: string): Cidr | undefined {
-  const addrPart = text.split('/')[0];
-  // ipaddr.js also accepts legacy forms such as "10.1" or octal; an allow-list must not.
-  if (!addrPart.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(addrPart)) return undefined;
+export type Address = ipaddr.IPv4 | ipaddr.IPv6;
+
+/**
+ * Parses one address (`10.1.2.3`, `::1`, `[::1]`, `fe80::1%eth0`); IPv4-mapped IPv6
+ * (`::ffff:10.1.2.3`) becomes IPv4. ipaddr.js alone also accepts legacy IPv4 forms such as
+ * `10.1` or octal; an allow-list must not. Undefined if invalid.
+ */
+export function parseAddress(text: string): Address | undefined {
+  const t = text.trim().replace(/^\[(.*)\]$/, '$1');
+  if (!t.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(t)) return undefined;
   try {
-    if (text.includes('/')) {
-      let [addr, bits] = ipaddr.parseCIDR(text);
-      if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
-        addr = (addr as ipaddr.IPv6).toIPv4Address();
-        bits -= 96;
-      }
-      return { text, range: [addr, bits] };
+    return ipaddr.process(t.replace(/%.*$/, ''));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Parses "10.0.0.0/8", "::1", "fd00::/8" or "::ffff:10.0.0.0/104" (mapped ranges become IPv4). */
+export function parseCidr(text: string): Cidr | undefined {
+  const slash = text.indexOf('/');
+  if (slash === -1) {
+    const addr = parseAddress(text);
+    return addr && { text, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
+  }
+  if (parseAddress(text.slice(0, slash)) === undefined) return undefined;
+  try {
+    let [addr, bits] = ipaddr.parseCIDR(text);
+    if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) {
+      addr = (addr as ipaddr.IPv6).toIPv4Address();
+      bits -= 96;
     }
-    const addr = ipaddr.process(text);
-    return { text, range: [addr, addr.kind() === 'ipv4' ? 32 : 128] };
+    return { text, range: [addr, bits] };
   } catch {
     return undefined;
   }
