@@ -173,12 +173,7 @@ export class Histogram extends Family<HistogramSeries> {
 
   /** Records one observation on a series (the hot-path form: no label lookup). */
   observeOn(s: HistogramSeries, v: number): void {
-    const b = this.buckets;
-    let i = 0;
-    while (i < b.length && v > b[i]) i++;
-    s.counts[i]++;
-    s.sum += v;
-    s.count++;
+    this.observeWeighted(s, v, 1);
   }
 
   /** One observation standing for `weight` events (StatsD sample rates: weight = 1/rate). */
