@@ -12,6 +12,7 @@ import { Forwarder } from './proxy/forwarder';
 import { createDebugApp } from './server/debug-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
+import { listening } from './server/listen';
 import { AccessGate } from './access/gate';
 import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
@@ -79,13 +80,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
       const bound: Record<string, number> = {};
       for (const s of servers) {
-        await new Promise<void>((resolve, reject) => {
-          s.server.once('error', reject);
-          s.server.listen(s.port, config.listenHost, () => {
-            s.server.off('error', reject);
-            resolve();
-          });
-        });
+        await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
         bound[s.name] = (s.server.address() as AddressInfo).port;
       }
       logger.info('listening', {

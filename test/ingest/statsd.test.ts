@@ -111,6 +111,18 @@ describe('StatsD over raw UDP and TCP', () => {
     expect(find(p, 'tcp_hits_total')[0]?.value).toBe(3);
   });
 
+  it('should drop an over-long TCP line as one malformed line and read on', async () => {
+    const before = await scrape(sc);
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(sc.statsdPort, '127.0.0.1', () => s.end(`${'x'.repeat(300 * 1024)}\nafter_long:1|c\n`));
+      s.on('error', reject);
+      s.on('close', () => resolve());
+    });
+    const p = await until(sc, (x) => find(x, 'after_long_total').length === 1);
+    expect(lines(p, 'malformed') - lines(before, 'malformed')).toBe(1);
+    expect(find(p, 'after_long_total')[0]?.value).toBe(1);
+  });
+
   it('should count and drop malformed lines without losing the good ones in the same packet', async () => {
     const before = await scrape(sc);
     await sendUdp(sc.statsdPort, ['good_one:1|c', 'garbage', 'x:1|zz', 'y:abc|c', 'z:1|c|@7', 'good_two:1|c'].join('\n'));

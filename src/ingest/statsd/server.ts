@@ -6,6 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../../log/logger';
 import type { StatsdStore } from './store';
+import { listening } from '../../server/listen';
 
 /** A TCP line longer than this is garbage (or an attack): it is dropped, and counted malformed. */
 const MAX_TCP_LINE = 64 * 1024;
@@ -27,20 +28,22 @@ export class StatsdServer {
     const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER });
     udp.on('message', (msg) => this.store.handlePacket(msg.toString('utf8')));
     udp.on('error', (err) => this.logger.error('statsd udp socket failed', { err }));
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(port, host, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
+    await listening(udp, (ready) => udp.bind(port, host, ready));
     this.udp = udp;
 
     const tcp = net.createServer((sock) => {
       this.sockets.add(sock);
       let buf = '';
+      // Inside an over-long line: its remainder is skipped up to the next newline.
+      let skipping = false;
       sock.setEncoding('utf8');
       sock.on('data', (chunk: string) => {
+        if (skipping) {
+          const nl = chunk.indexOf('\n');
+          if (nl === -1) return;
+          skipping = false;
+          chunk = chunk.slice(nl + 1);
+        }
         buf += chunk;
         const nl = buf.lastIndexOf('\n');
         if (nl !== -1) {
@@ -48,8 +51,9 @@ export class StatsdServer {
           buf = buf.slice(nl + 1);
         }
         if (buf.length > MAX_TCP_LINE) {
-          this.store.handleLine('\u0000'); // counted as malformed
+          this.store.countMalformed();
           buf = '';
+          skipping = true;
         }
       });
       sock.on('end', () => {
@@ -59,13 +63,7 @@ export class StatsdServer {
       sock.on('error', () => sock.destroy());
       sock.on('close', () => this.sockets.delete(sock));
     });
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(port, host, () => {
-        tcp.off('error', reject);
-        resolve();
-      });
-    });
+    await listening(tcp, (ready) => tcp.listen(port, host, ready));
     this.tcp = tcp;
     this.timer = setInterval(() => this.store.tick(), TICK_MS);
     this.timer.unref();

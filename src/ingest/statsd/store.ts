@@ -80,6 +80,11 @@ export class StatsdStore {
     return outcome;
   }
 
+  /** Counts a line refused before parsing (an over-long TCP line). */
+  countMalformed(): void {
+    this.outcomes.malformed.value++;
+  }
+
   /** Advances the TTL clock and removes series idle past their family's TTL. */
   tick(now = Date.now()): number {
     this.now = now;
