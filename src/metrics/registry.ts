@@ -228,8 +228,13 @@ export class Registry {
     return this.families.get(name);
   }
 
-  has(name: string): boolean {
-    return this.families.has(name);
+  /**
+   * True when a family already holds this name or its counter twin (`x` and `x_total` are one
+   * family, `x`, in OpenMetrics): what StatsD and merged sources may not claim.
+   */
+  taken(name: string): boolean {
+    const base = name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
+    return this.families.has(base) || this.families.has(`${base}_total`);
   }
 
   /** Runs before every render (process metrics and other sampled values). */

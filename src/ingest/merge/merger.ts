@@ -73,8 +73,7 @@ export class Merger {
   }
 
   private mergeFamily(merged: Map<string, MergedFamily>, f: ParsedFamily, target: string): void {
-    const base = f.name.endsWith('_total') ? f.name.slice(0, -'_total'.length) : f.name;
-    if (this.registry.has(f.name) || this.registry.has(base) || this.registry.has(`${f.name}_total`)) {
+    if (this.registry.taken(f.name)) {
       this.dropped.inc([target, 'name_collision']);
       return;
     }

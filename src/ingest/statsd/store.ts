@@ -145,8 +145,7 @@ export class StatsdStore {
     const base = kind === 'counter' ? mapped.name.slice(0, -'_total'.length) : mapped.name;
     let own = this.families.get(base);
     if (own === undefined) {
-      // One of the sidecar's own families (or another source's) under either spelling.
-      if (this.registry.has(mapped.name) || this.registry.has(base) || this.registry.has(`${base}_total`)) return 'type_conflict';
+      if (this.registry.taken(mapped.name)) return 'type_conflict'; // one of the sidecar's own families
       own = { kind, family: this.createFamily(mapped.name, kind, mapped.buckets), ttlMs: mapped.ttlMs };
       this.registry.register(own.family);
       this.families.set(base, own);
