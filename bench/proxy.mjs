@@ -47,7 +47,7 @@ import {
 import { startNginx, upstreamConf, proxyConf, nginxVersion, NGINX } from './lib/nginx.mjs';
 import { runWrk, wrkVersion } from './lib/wrk.mjs';
 import { round } from './lib/stats.mjs';
-import { which, pinSelf, summariseSidecarLog } from './lib/report.mjs';
+import { which, pinSelf, summariseSidecarLog, warningLines } from './lib/report.mjs';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
@@ -496,10 +496,7 @@ async function main() {
         `load generators completed ${extra.sidecar_metrics_check.load_generator_requests}`,
     );
   }
-  if (warnings.length) {
-    out.push('');
-    for (const w of warnings) out.push(`WARNING: ${w}`);
-  }
+  out.push(...warningLines(warnings));
   if (invalid) {
     out.push('');
     out.push(`FAILED: more than ${MAX_ERROR_SHARE * 100}% of requests failed in at least one configuration; the numbers above are not valid.`);

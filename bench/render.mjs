@@ -406,10 +406,7 @@ async function orchestrate() {
     }
     out.push(R.targetLine('heap prom-client / ours:', `${R.fmt(q.heap_prom_client_over_ours, 1)}x`));
   }
-  if (warnings.length) {
-    out.push('');
-    for (const w of warnings) out.push(`WARNING: ${w}`);
-  }
+  out.push(...R.warningLines(warnings));
 
   const elapsed = round((Date.now() - startedAt) / 1000, 1);
   const file = R.writeResults('render', { ...meta, elapsed_s: elapsed, settings: SETTINGS, results, ratios, targets: TARGETS, verdicts, warnings });

@@ -38,7 +38,7 @@ import * as R from './lib/report.mjs';
 import { round, median } from './lib/stats.mjs';
 import { timedGet, countSamples } from './lib/http.mjs';
 import { startSidecar, statsdOutcomes, scrapeText, collectCpuProfile } from './lib/sidecar.mjs';
-import { summariseProfile, formatProfile } from './lib/cpuprofile.mjs';
+import { summariseProfile, sidecarProfileLines } from './lib/cpuprofile.mjs';
 import { startUpstream } from './lib/upstream.mjs';
 import { runFixedRate } from './lib/fixed-rate.mjs';
 import { seriesLines, packLines, udpClient, sendPaced } from './lib/statsd.mjs';
@@ -310,15 +310,8 @@ async function main() {
   out.push(R.targetLine('proxied p99 while scraping:', `${R.fmt(S.proxied_p99_ms, 2)} ms`, `target <= ${TARGETS.p99_ms_while_scraping_max} ms`, verdicts.proxied_p99_while_scraping));
   out.push(R.targetLine('max event-loop stall while scraping (healthz max):', `${R.fmt(S.healthz_max_ms, 1)} ms`, `target <= ${TARGETS.max_loop_delay_ms_while_scraping_max} ms`, verdicts.max_loop_delay_while_scraping));
   out.push(R.targetLine('proxied p99 added by scraping:', `${ratios.proxied_p99_added_by_scraping_ms >= 0 ? '+' : ''}${R.fmt(ratios.proxied_p99_added_by_scraping_ms, 2)} ms`));
-  if (sidecarProfile) {
-    out.push('');
-    out.push(`sidecar CPU profile over the whole run (--cpu-prof, ${sidecarProfile.busy_pct}% of samples busy; ${sidecarProfile.file}):`);
-    out.push(formatProfile(sidecarProfile, 10));
-  }
-  if (warnings.length) {
-    out.push('');
-    for (const w of warnings) out.push(`WARNING: ${w}`);
-  }
+  if (sidecarProfile) out.push(...sidecarProfileLines(sidecarProfile));
+  out.push(...R.warningLines(warnings));
   if (invalid) {
     out.push('');
     out.push(`FAILED: more than ${MAX_ERROR_SHARE * 100}% of requests failed in a phase; the numbers above are not valid.`);

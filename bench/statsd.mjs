@@ -115,7 +115,7 @@ async function main() {
   const { round, median } = await import('./lib/stats.mjs');
   const { MIX_DESCRIPTION, MIX_DISTINCT_SERIES, udpSnmp } = await import('./lib/statsd.mjs');
   const { startSidecar, statsdOutcomes, collectCpuProfile } = await import('./lib/sidecar.mjs');
-  const { summariseProfile, formatProfile } = await import('./lib/cpuprofile.mjs');
+  const { summariseProfile, formatProfile, sidecarProfileLines } = await import('./lib/cpuprofile.mjs');
   const { timedGet } = await import('./lib/http.mjs');
 
   const log = R.logger('statsd');
@@ -368,15 +368,8 @@ async function main() {
     out.push(`in-process ingest profile (decode + handlePacket, ${ingest.profile.samples} samples; ${ingest.profile_file}):`);
     out.push(formatProfile(ingest.profile, 8));
   }
-  if (sidecarProfile) {
-    out.push('');
-    out.push(`sidecar CPU profile over the whole run (--cpu-prof, ${sidecarProfile.busy_pct}% of samples busy; ${sidecarProfile.file}):`);
-    out.push(formatProfile(sidecarProfile, 10));
-  }
-  if (warnings.length) {
-    out.push('');
-    for (const w of warnings) out.push(`WARNING: ${w}`);
-  }
+  if (sidecarProfile) out.push(...sidecarProfileLines(sidecarProfile));
+  out.push(...R.warningLines(warnings));
 
   const elapsed = round((Date.now() - startedAt) / 1000, 1);
   const file = R.writeResults('statsd', {

@@ -103,6 +103,11 @@ export function summariseProfile(file, { top = 15, root = process.cwd() } = {}) 
 }
 
 /** Lines for a report: `self%  total%  function  file:line`. */
+/** The report lines of a sidecar profiled over a whole bench run (BENCH_CPU_PROF=1). */
+export function sidecarProfileLines(p) {
+  return ['', `sidecar CPU profile over the whole run (--cpu-prof, ${p.busy_pct}% of samples busy; ${p.file}):`, formatProfile(p, 10)];
+}
+
 export function formatProfile(summary, n = 10) {
   const lines = [`${'self %'.padStart(7)}  ${'total %'.padStart(7)}  function (file:line)`];
   for (const e of summary.top_self.slice(0, n)) {

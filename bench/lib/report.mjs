@@ -180,3 +180,8 @@ export function summariseSidecarLog(text, { ignoreRaw = false } = {}) {
   }
   return { counts, samples };
 }
+
+/** The report lines for a run's warnings (none when there are none). */
+export function warningLines(warnings) {
+  return warnings.length ? ['', ...warnings.map((w) => `WARNING: ${w}`)] : [];
+}
