@@ -78,6 +78,11 @@ abstract class Family<S extends { labels: string }> {
     return this.series.size;
   }
 
+  /** Every series (live objects, for readers such as the status page: never mutate them). */
+  allSeries(): IterableIterator<S> {
+    return this.series.values();
+  }
+
   reset(): void {
     this.series.clear();
   }
@@ -226,6 +231,11 @@ export class Registry {
 
   get(name: string): AnyFamily | undefined {
     return this.families.get(name);
+  }
+
+  /** Every registered family, in registration order (readers: the status page, tests). */
+  all(): IterableIterator<AnyFamily> {
+    return this.families.values();
   }
 
   /**
