@@ -17,7 +17,7 @@ import { AccessGate } from './access/gate';
 import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
-import { Merger } from './ingest/merge/merger';
+import type { Merger } from './ingest/merge/merger';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -46,7 +46,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
+  const merger = config.mergeTargets.length > 0 ? createMerger(config, metrics, logger) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -122,4 +122,11 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
   });
   return new StatsdServer(store, logger);
+}
+
+/** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */
+function createMerger(config: Config, metrics: SidecarMetrics, logger: Logger): Merger {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Merger: MergerClass } = require('./ingest/merge/merger') as typeof import('./ingest/merge/merger');
+  return new MergerClass(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes);
 }

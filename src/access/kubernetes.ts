@@ -10,7 +10,7 @@
  * ~0.4 s) and is used for what it does best, loading the in-cluster or kubeconfig credentials;
  * the two POSTs are made with Node's https so their timeout and agent are ours.
  */
-import https from 'node:https';
+import type https from 'node:https';
 import type { KubernetesAuthConfig } from '../config';
 import type { Logger } from '../log/logger';
 import { sha256 } from './credentials';
@@ -138,8 +138,11 @@ export class KubernetesAuthorizer {
     if (!this.takeToken()) throw Object.assign(new Error('rate limited'), { code: 'RATE_LIMITED' });
     const { url, options } = await this.apiTarget();
     const payload = JSON.stringify(body);
+    // node:https (and tls) loads only when Kubernetes auth is on: plain start-up stays fast.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { request } = require('node:https') as typeof https;
     return new Promise((resolve, reject) => {
-      const req = https.request(
+      const req = request(
         {
           ...options,
           protocol: url.protocol,

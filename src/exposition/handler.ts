@@ -8,7 +8,7 @@ import zlib from 'node:zlib';
 import type { Context } from 'koa';
 import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
 import type { SidecarMetrics } from '../metrics/sidecar';
-import { Merger } from '../ingest/merge/merger';
+import type { Merger } from '../ingest/merge/merger';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
@@ -22,7 +22,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const merged = merger ? await merger.collect((merger.constructor as typeof Merger).budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     const chunks = await metrics.registry.renderChunks(om, merged);
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');

@@ -191,7 +191,7 @@ export class Forwarder {
   /**
    * The request's headers minus hop-by-hop ones (and those its `Connection` header names), plus
    * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
-   * A body without Content-Length is sent chunked again by the client (undici or Node).
+   * A body without Content-Length is sent chunked again by the upstream client (or Node, for upgrades).
    * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
    * also tells whether a body follows (a non-zero Content-Length or a Transfer-Encoding).
    */
