@@ -241,8 +241,13 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   it('should deploy the expected workloads: app/worker container + metrics-sidecar', () => {
     const names = deployments().map((d) => d.metadata.name).sort();
     expect(names).toEqual(want.web ? [WEB, WORKER] : [WORKER]);
-    if (want.web) expect(containers(get(docs(), 'Deployment', WEB)).map((c) => c.name)).toEqual(['app', 'metrics-sidecar']);
-    expect(containers(get(docs(), 'Deployment', WORKER)).map((c) => c.name)).toEqual(['worker', 'metrics-sidecar']);
+    // helm template's default cluster version is >= 1.29: the sidecar is a native sidecar, first of
+    // the init containers, and the app is the only regular container.
+    for (const [name, app] of want.web ? [[WEB, 'app'], [WORKER, 'worker']] : [[WORKER, 'worker']]) {
+      const spec = podSpec(get(docs(), 'Deployment', name));
+      expect((spec.initContainers as Container[]).map((c) => [c.name, c.restartPolicy])).toEqual([['metrics-sidecar', 'Always']]);
+      expect((spec.containers as Container[]).map((c) => c.name)).toEqual([app]);
+    }
   });
 
   it('should apply common.env to every container of both workloads', () => {
@@ -322,14 +327,14 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     const pods = [...deployments().map((d) => ({ name: d.metadata.name, spec: podSpec(d) })), ...ofKind(docs(), 'Pod').map((p) => ({ name: p.metadata.name, spec: p.spec as Record<string, any> }))];
     for (const { name: pod, spec } of pods) {
       expect({ pod, runAsNonRoot: spec.securityContext?.runAsNonRoot }).toEqual({ pod, runAsNonRoot: true });
-      for (const c of spec.containers as Container[]) {
+      for (const c of [...((spec.initContainers as Container[] | undefined) ?? []), ...(spec.containers as Container[])]) {
         const sc = c.securityContext as Record<string, any>;
         expect({ pod, c: c.name, ro: sc.readOnlyRootFilesystem, esc: sc.allowPrivilegeEscalation, drop: sc.capabilities?.drop }).toEqual({ pod, c: c.name, ro: true, esc: false, drop: ['ALL'] });
       }
     }
   });
 
-  it('should give the pods a grace period longer than the sidecar’s drain, and the web app a preStop sleep inside it', () => {
+  it('should give the pods a grace period longer than the sidecar’s drain, and the web app a preStop sleep inside it only when asked (native sidecar)', () => {
     for (const d of deployments()) {
       const s = container(d, 'metrics-sidecar');
       const delayMs = Number(envValue(s, 'SHUTDOWN_DELAY_MS'));
@@ -339,10 +344,15 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       const grace = podSpec(d).terminationGracePeriodSeconds as number;
       expect(grace * 1000).toBeGreaterThan(delayMs + timeoutMs);
       if (d.metadata.name === WEB) {
+        // A native sidecar stops after the app: no preStop sleep unless web.preStopSleepSeconds asks.
         const configured = valueOf(values(), 'web.preStopSleepSeconds') as number | null;
-        const sleep = (container(d, 'app').lifecycle as { preStop: { sleep: { seconds: number } } }).preStop.sleep.seconds;
-        expect(sleep).toBe(configured ?? delayMs / 1000);
-        expect(sleep).toBeLessThan(grace);
+        const lifecycle = container(d, 'app').lifecycle as { preStop: { sleep: { seconds: number } } } | undefined;
+        if (configured === null) {
+          expect(lifecycle).toBeUndefined();
+        } else {
+          expect(lifecycle?.preStop.sleep.seconds).toBe(configured);
+          expect(configured).toBeLessThan(grace);
+        }
       }
       // The sidecar drains on SIGTERM by itself (SHUTDOWN_DELAY_MS): no preStop of its own.
       expect(s.lifecycle).toBeUndefined();
@@ -416,8 +426,9 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       expect(ep.port).toBe(sm.metadata.name === WEB ? want.webMetricsPort : 'metrics');
       expect((svc.spec.ports as { name: string }[]).map((p) => p.name)).toContain(ep.port);
       expect(ep.path).toBe('/debug/metrics');
-      expect(ep.interval).toBe(valueOf(values(), 'serviceMonitor.interval'));
-      expect(ep.scrapeTimeout).toBe(valueOf(values(), 'serviceMonitor.scrapeTimeout'));
+      // Empty = Prometheus' own: the field is left out.
+      expect(ep.interval).toBe(valueOf(values(), 'serviceMonitor.interval') || undefined);
+      expect(ep.scrapeTimeout).toBe(valueOf(values(), 'serviceMonitor.scrapeTimeout') || undefined);
       expect(ep.bearerTokenFile).toBeUndefined();
       expect(ep.bearerTokenSecret).toBeUndefined();
       // The operator's own `endpoint` target label must not push the app's `endpoint` aside.
@@ -598,10 +609,14 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
 
 describe('chart conventions', () => {
   it('should render one kind per template file, named after the kind', () => {
-    const r = helm(templateArgs([scenarioFile('full')], ['--set', 'metrics.kubernetesAuth.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true']));
-    expect(r.status).toBe(0);
+    const all = 'metrics.kubernetesAuth.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true';
+    const outputs = ['serviceMonitor.enabled=true', 'podMonitor.enabled=true'].map((monitor) => {
+      const r = helm(templateArgs([scenarioFile('full')], ['--set', `${all},${monitor}`]));
+      expect(r.status).toBe(0);
+      return r.stdout;
+    });
     const kindsBySource = new Map<string, Set<string>>();
-    for (const chunk of r.stdout.split(/^---$/m)) {
+    for (const chunk of outputs.join('\n---\n').split(/^---$/m)) {
       const source = /^# Source: metrics-sidecar\/templates\/(\S+)$/m.exec(chunk)?.[1];
       const doc = parseManifests(chunk)[0];
       if (!source || !doc) continue;
@@ -642,11 +657,11 @@ describe('chart conventions', () => {
     expect(kinds).toEqual(['Deployment', 'Pod', 'Service', 'ServiceAccount']);
   });
 
-  it('should use the exec `sleep` preStop before Kubernetes 1.30 (no lifecycle sleep action there)', () => {
-    const old = render([], ['--kube-version', '1.29.0']);
+  it('should use the exec `sleep` preStop before Kubernetes 1.30 (no lifecycle sleep action there), the sleep action after', () => {
+    const old = render([], ['--kube-version', '1.28.0']);
     const app = container(get(old, 'Deployment', WEB), 'app');
     expect(app.lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
-    const current = render([], ['--kube-version', '1.31.0']);
+    const current = render([], ['--kube-version', '1.31.0', '--set', 'sidecar.native=false']);
     expect(container(get(current, 'Deployment', WEB), 'app').lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
   });
 
@@ -660,7 +675,7 @@ describe('chart conventions', () => {
       common: { env: common },
       sidecar: { env: [{ name: 'LOG_LEVEL', value: 'debug' }] },
       web: { env: [{ name: 'WEB_CONCURRENCY', value: '4' }] },
-      metrics: { basicAuth: { enabled: true }, apiKeys: { enabled: true }, kubernetesAuth: { enabled: true }, statsd: { mappings: 'mappings: []\n' }, mergeTargets: { web: ['http://127.0.0.1:9100/metrics'] } },
+      metrics: { serveOnMainPort: true, basicAuth: { enabled: true }, apiKeys: { enabled: true }, kubernetesAuth: { enabled: true }, statsd: { mappings: 'mappings: []\n' }, mergeTargets: { web: ['http://127.0.0.1:9100/metrics'] } },
       serviceMonitor: { enabled: true },
     });
     expect(r.status).toBe(0);
