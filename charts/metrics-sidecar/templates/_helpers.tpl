@@ -542,12 +542,13 @@ dedicated port. Public. Call with (dict "ctx" $ "role" "web"|"worker" "port" <Se
 {{/*
 metrics-sidecar.appProbes: liveness and readiness of the app container. An explicit probe from
 values is used as given; otherwise, with healthCheck.path set, both point at the sidecar's
-/debug/app-health on `http`, which relays the app's health path (the app listens on 127.0.0.1 only,
+/debug/app-health on its main port, which relays the app's health path (the app listens on 127.0.0.1 only,
 where the kubelet cannot reach it). Call with (dict "ctx" $ "values" .Values.web).
 */}}
 {{- define "metrics-sidecar.appProbes" -}}
 {{- $v := .values }}
-{{- $relay := dict "httpGet" (dict "path" "/debug/app-health" "port" "http") }}
+{{- /* The number, not the name `http`: the kubelet resolves a probe's named port in the probed container only. */}}
+{{- $relay := dict "httpGet" (dict "path" "/debug/app-health" "port" (int .ctx.Values.sidecar.listenPort)) }}
 {{- $health := and (hasKey $v "healthCheck") $v.healthCheck.path }}
 {{- if $v.livenessProbe }}
 livenessProbe:
