@@ -74,6 +74,7 @@ const SCENARIOS: Record<string, Expected> = {
   'network-policy': { ...BASE, networkPolicy: true, podDisruptionBudget: true },
   full: { ...BASE, webMetricsPort: 'http', podDisruptionBudget: true, discoveryAnnotations: true },
   'worker-only': { ...BASE, web: false, serviceMonitor: 'basicAuth', networkPolicy: true },
+  'app-health': BASE,
 };
 
 const WEB = `${FULLNAME}-web`;
@@ -217,9 +218,10 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   const values = () => scenarioValues(name);
   const deployments = () => ofKind(docs(), 'Deployment');
 
-  it('should pass helm lint --strict', () => {
+  it('should pass helm lint --strict without notes or warnings', () => {
     const r = helm(['lint', '--strict', CHART, '-f', scenarioFile(name)]);
     expect(r.stderr + r.stdout).toContain('0 chart(s) failed');
+    expect((r.stdout + r.stderr).split('\n').filter((l) => /\[(INFO|WARNING|ERROR)\]/.test(l))).toEqual([]);
     expect(r.status).toBe(0);
   });
 
@@ -375,6 +377,20 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       expect(config!.access.kubernetes !== undefined).toBe(want.kubernetesAuth);
       expect(config!.access.allowedCidrs.length).toBe((valueOf(values(), 'metrics.allowedCidrs') as string[]).length);
     }
+  });
+
+  it('should wire web.healthCheck.path: the sidecar checks the app, the app is probed through the sidecar’s /debug/app-health', () => {
+    if (!want.web) return;
+    const d = get(docs(), 'Deployment', WEB);
+    const s = container(d, 'metrics-sidecar');
+    const app = container(d, 'app') as Container & { livenessProbe?: { httpGet?: unknown }; readinessProbe?: { httpGet?: unknown } };
+    const healthPath = valueOf(values(), 'web.healthCheck.path') as string;
+    expect(envValue(s, 'UPSTREAM_HEALTH_PATH')).toBe(healthPath || undefined);
+    if (!healthPath) return;
+    const relay = { path: '/debug/app-health', port: port(s, 'http') };
+    expect(app.livenessProbe?.httpGet).toEqual(relay);
+    expect(app.readinessProbe?.httpGet).toEqual(relay);
+    expect(envValue(s, 'UPSTREAM_HEALTH_FAILURE_THRESHOLD')).toBe(String(valueOf(values(), 'web.healthCheck.failureThreshold')));
   });
 
   it('should mount secrets as directories (rotations reach the running sidecar), never through subPath', () => {
