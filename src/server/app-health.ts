@@ -56,7 +56,14 @@ export function checkOnce(url: URL, timeoutMs: number, keepBody = false): Promis
       resolve(r);
     };
     const req = http.request(
-      { host: url.hostname, port: url.port || 80, path: `${url.pathname}${url.search}`, method: 'GET', agent: false, headers: { 'user-agent': 'metrics-sidecar-app-health', accept: '*/*' } },
+      {
+        host: url.hostname,
+        port: url.port || 80,
+        path: `${url.pathname}${url.search}`,
+        method: 'GET',
+        agent: false,
+        headers: { 'user-agent': 'metrics-sidecar-app-health', accept: '*/*' },
+      },
       (res) => {
         const status = res.statusCode ?? 0;
         const outcome: CheckOutcome = healthyStatus(status) ? 'ok' : 'bad_status';
@@ -66,7 +73,8 @@ export function checkOnce(url: URL, timeoutMs: number, keepBody = false): Promis
         }
         const chunks: Buffer[] = [];
         let size = 0;
-        const end = (): void => finish({ outcome, status, body: Buffer.concat(chunks).subarray(0, RELAY_MAX_BODY), reason: outcome === 'ok' ? undefined : `status ${status}` });
+        const end = (): void =>
+          finish({ outcome, status, body: Buffer.concat(chunks).subarray(0, RELAY_MAX_BODY), reason: outcome === 'ok' ? undefined : `status ${status}` });
         res.on('data', (c: Buffer) => {
           chunks.push(c);
           size += c.length;
@@ -100,12 +108,20 @@ export class AppHealth {
     private readonly logger: Logger,
   ) {
     this.checks = registry.register(
-      new Counter({ name: 'metrics_sidecar_app_health_checks_total', help: 'Background checks of the app\'s health path (UPSTREAM_HEALTH_PATH), by outcome.', labelNames: ['outcome'] }),
+      new Counter({
+        name: 'metrics_sidecar_app_health_checks_total',
+        help: "Background checks of the app's health path (UPSTREAM_HEALTH_PATH), by outcome.",
+        labelNames: ['outcome'],
+      }),
     );
     this.relayed = registry.register(
-      new Counter({ name: 'metrics_sidecar_app_health_relays_total', help: 'Requests to /app-health and /debug/app-health, by outcome (rejected = over the concurrency bound).', labelNames: ['outcome'] }),
+      new Counter({
+        name: 'metrics_sidecar_app_health_relays_total',
+        help: 'Requests to /app-health and /debug/app-health, by outcome (rejected = over the concurrency bound).',
+        labelNames: ['outcome'],
+      }),
     );
-    this.gauge = registry.register(new Gauge({ name: 'metrics_sidecar_app_healthy', help: '1 when the app\'s health checks make the sidecar ready, else 0.' }));
+    this.gauge = registry.register(new Gauge({ name: 'metrics_sidecar_app_healthy', help: "1 when the app's health checks make the sidecar ready, else 0." }));
     this.gauge.set([], 0);
   }
 
@@ -162,7 +178,12 @@ export class AppHealth {
       if (this.healthy && this.failures >= this.config.failureThreshold) {
         this.healthy = false;
         this.gauge.set([], 0);
-        this.logger.warn('app is unhealthy: readiness answers 503', { health_path: this.config.url.pathname, outcome: r.outcome, reason: this.lastReason, failures: this.failures });
+        this.logger.warn('app is unhealthy: readiness answers 503', {
+          health_path: this.config.url.pathname,
+          outcome: r.outcome,
+          reason: this.lastReason,
+          failures: this.failures,
+        });
       }
     }
   }

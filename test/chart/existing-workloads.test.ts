@@ -16,7 +16,6 @@ import { loadConfig } from '../../src/config';
 import { CHART, FULLNAME, ROOT, get, helm, ofKind, parseManifests, render, renderValues, templateArgs, type Manifest } from './helm';
 import { validateModels } from './models';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { ensureKubectl } = require('../helpers/helm-binary.cjs') as { ensureKubectl: () => string };
 
 interface Container {
@@ -36,7 +35,8 @@ interface Container {
 const WEB = `${FULLNAME}-web`;
 const WORKER = `${FULLNAME}-worker`;
 
-const spec = (d: Manifest) => d.spec.template.spec as { initContainers?: Container[]; containers: Container[]; volumes?: { name: string }[]; [k: string]: unknown };
+const spec = (d: Manifest) =>
+  d.spec.template.spec as { initContainers?: Container[]; containers: Container[]; volumes?: { name: string }[]; [k: string]: unknown };
 const env = (c: Container) => Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? '(valueFrom)']));
 const expectValid = (docs: Manifest[]) => {
   const results = validateModels(docs);
@@ -77,7 +77,9 @@ function expectSidecarWiring(docs: Manifest[], deploymentName: string, serviceNa
   const ports = svc.spec.ports as { name: string; port: number; targetPort: string | number }[];
   expect(sidecarPortOf(sidecar, ports[0].targetPort)).toBe(Number(e.LISTEN_PORT));
   // The ServiceMonitor selects the Service and scrapes a port of it that the sidecar serves metrics on.
-  const sm = ofKind(docs, 'ServiceMonitor').find((m) => Object.entries(m.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => svc.metadata.labels?.[k] === v));
+  const sm = ofKind(docs, 'ServiceMonitor').find((m) =>
+    Object.entries(m.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => svc.metadata.labels?.[k] === v),
+  );
   expect(sm).toBeDefined();
   const ep = sm!.spec.endpoints[0] as { port: string; path: string };
   const svcPort = ports.find((p) => p.name === ep.port);
@@ -140,16 +142,26 @@ describe('the all-in-one web and worker', () => {
 
   it('should wire web.healthCheck: UPSTREAM_HEALTH_* for the sidecar, the app’s probes on /debug/app-health of the sidecar’s main port', () => {
     for (const kube of ['1.28.0', '1.30.0']) {
-      const docs = render([], ['--kube-version', kube, '--set', 'web.healthCheck.path=/healthz,web.healthCheck.failureThreshold=4,web.healthCheck.intervalSeconds=2']);
+      const docs = render(
+        [],
+        ['--kube-version', kube, '--set', 'web.healthCheck.path=/healthz,web.healthCheck.failureThreshold=4,web.healthCheck.intervalSeconds=2'],
+      );
       expectValid(docs);
       const { sidecar, apps } = pod(get(docs, 'Deployment', WEB));
       const e = env(sidecar);
-      expect(e).toMatchObject({ UPSTREAM_HEALTH_PATH: '/healthz', UPSTREAM_HEALTH_INTERVAL_MS: '2000', UPSTREAM_HEALTH_TIMEOUT_MS: '2000', UPSTREAM_HEALTH_FAILURE_THRESHOLD: '4', UPSTREAM_HEALTH_SUCCESS_THRESHOLD: '1' });
+      expect(e).toMatchObject({
+        UPSTREAM_HEALTH_PATH: '/healthz',
+        UPSTREAM_HEALTH_INTERVAL_MS: '2000',
+        UPSTREAM_HEALTH_TIMEOUT_MS: '2000',
+        UPSTREAM_HEALTH_FAILURE_THRESHOLD: '4',
+        UPSTREAM_HEALTH_SUCCESS_THRESHOLD: '1',
+      });
       const config = loadConfig(e);
       expect(config.appHealth?.url.href).toBe('http://127.0.0.1:8000/healthz');
       expect(config.appHealth?.failureThreshold).toBe(4);
       // The kubelet resolves a named probe port in the probed container only: the number it is.
-      for (const probe of [apps[0].livenessProbe, apps[0].readinessProbe]) expect(probe?.httpGet).toEqual({ path: '/debug/app-health', port: Number(e.LISTEN_PORT) });
+      for (const probe of [apps[0].livenessProbe, apps[0].readinessProbe])
+        expect(probe?.httpGet).toEqual({ path: '/debug/app-health', port: Number(e.LISTEN_PORT) });
       // The sidecar's own readiness is the one that includes the app.
       expect(sidecar.readinessProbe?.httpGet).toEqual({ path: '/debug/readyz', port: 'http' });
     }
@@ -173,7 +185,11 @@ describe('the all-in-one web and worker', () => {
         extraVolumes: [{ name: 'certs', secret: { secretName: 'certs' } }],
       },
       worker: { priorityClassName: 'batch' },
-      sidecar: { envFrom: [{ secretRef: { name: 'sidecar-extra' } }], extraVolumeMounts: [{ name: 'certs', mountPath: '/etc/certs', readOnly: true }], startupProbe: { failureThreshold: 30, periodSeconds: 1 } },
+      sidecar: {
+        envFrom: [{ secretRef: { name: 'sidecar-extra' } }],
+        extraVolumeMounts: [{ name: 'certs', mountPath: '/etc/certs', readOnly: true }],
+        startupProbe: { failureThreshold: 30, periodSeconds: 1 },
+      },
     };
     const r = renderValues(values, ['--kube-version', '1.30.0']);
     expect(r.stderr).toBe('');
@@ -218,7 +234,16 @@ describe('the all-in-one web and worker', () => {
 
 describe('ServiceMonitor and PodMonitor options', () => {
   it('should render scheme, tlsConfig, namespace, jobLabel and targetLabels, and leave interval to Prometheus by default', () => {
-    const values = { serviceMonitor: { enabled: true, namespace: 'monitoring', scheme: 'https', tlsConfig: { insecureSkipVerify: true }, jobLabel: 'app.kubernetes.io/name', targetLabels: ['team'] } };
+    const values = {
+      serviceMonitor: {
+        enabled: true,
+        namespace: 'monitoring',
+        scheme: 'https',
+        tlsConfig: { insecureSkipVerify: true },
+        jobLabel: 'app.kubernetes.io/name',
+        targetLabels: ['team'],
+      },
+    };
     const r = renderValues(values);
     expect(r.stderr).toBe('');
     const docs = parseManifests(r.stdout);
@@ -267,7 +292,8 @@ describe('chart conventions (issue 10)', () => {
   });
 
   it('should leave no comments in the rendered output but helm’s own `# Source:` lines', () => {
-    const all = 'serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,podDisruptionBudget.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true,metrics.kubernetesAuth.enabled=true,metrics.statsd.mappings=x,web.healthCheck.path=/healthz';
+    const all =
+      'serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,podDisruptionBudget.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true,metrics.kubernetesAuth.enabled=true,metrics.statsd.mappings=x,web.healthCheck.path=/healthz';
     for (const kube of ['1.28.0', '1.30.0']) {
       const r = helm(templateArgs([], ['--kube-version', kube, '--set', all]));
       expect(r.status).toBe(0);
@@ -335,29 +361,32 @@ describe('as a chart dependency (deploy/chart-dependency)', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it.each(['1.28.0', '1.30.0'])('should render the parent’s Deployment with the app and the sidecar, its Service and ServiceMonitor, on Kubernetes %s', (kube) => {
-    const r = helm(['template', 'shop', dir, '--namespace', 'apps', '--kube-version', kube]);
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const docs = parseManifests(r.stdout);
-    expectValid(docs);
-    // Only the parent's workload: the sidecar chart's own web/worker, Services and test pod are off.
-    expect(ofKind(docs, 'Deployment').map((d) => d.metadata.name)).toEqual(['shop-shop']);
-    expect(ofKind(docs, 'Pod')).toEqual([]);
-    expectSidecarWiring(docs, 'shop-shop', 'shop-shop');
-    const d = get(docs, 'Deployment', 'shop-shop');
-    const { sidecar, native, apps } = pod(d);
-    expect(native).toBe(kube === '1.30.0');
-    expect(sidecar.image).toBe('ghcr.io/example/metrics-sidecar:0.1.0');
-    // Secrets the sidecar mounts come along (basic auth is on in the example's values).
-    expect(spec(d).volumes?.map((v) => v.name)).toEqual(['basic-auth']);
-    get(docs, 'Secret', 'shop-metrics-sidecar-basic-auth');
-    expect(get(docs, 'ServiceMonitor', 'shop-shop').spec.endpoints[0].basicAuth.password.name).toBe('shop-metrics-sidecar-basic-auth');
-    // The app: probed through the sidecar; a preStop sleep only with a regular sidecar container.
-    expect(apps[0].livenessProbe?.httpGet).toEqual({ path: '/debug/app-health', port: 8080 });
-    expect(apps[0].lifecycle === undefined).toBe(native);
-    expect(env(sidecar).UPSTREAM_HEALTH_PATH).toBe('/healthz');
-  });
+  it.each(['1.28.0', '1.30.0'])(
+    'should render the parent’s Deployment with the app and the sidecar, its Service and ServiceMonitor, on Kubernetes %s',
+    (kube) => {
+      const r = helm(['template', 'shop', dir, '--namespace', 'apps', '--kube-version', kube]);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const docs = parseManifests(r.stdout);
+      expectValid(docs);
+      // Only the parent's workload: the sidecar chart's own web/worker, Services and test pod are off.
+      expect(ofKind(docs, 'Deployment').map((d) => d.metadata.name)).toEqual(['shop-shop']);
+      expect(ofKind(docs, 'Pod')).toEqual([]);
+      expectSidecarWiring(docs, 'shop-shop', 'shop-shop');
+      const d = get(docs, 'Deployment', 'shop-shop');
+      const { sidecar, native, apps } = pod(d);
+      expect(native).toBe(kube === '1.30.0');
+      expect(sidecar.image).toBe('ghcr.io/example/metrics-sidecar:0.1.0');
+      // Secrets the sidecar mounts come along (basic auth is on in the example's values).
+      expect(spec(d).volumes?.map((v) => v.name)).toEqual(['basic-auth']);
+      get(docs, 'Secret', 'shop-metrics-sidecar-basic-auth');
+      expect(get(docs, 'ServiceMonitor', 'shop-shop').spec.endpoints[0].basicAuth.password.name).toBe('shop-metrics-sidecar-basic-auth');
+      // The app: probed through the sidecar; a preStop sleep only with a regular sidecar container.
+      expect(apps[0].livenessProbe?.httpGet).toEqual({ path: '/debug/app-health', port: 8080 });
+      expect(apps[0].lifecycle === undefined).toBe(native);
+      expect(env(sidecar).UPSTREAM_HEALTH_PATH).toBe('/healthz');
+    },
+  );
 });
 
 describe('with kustomize (deploy/kustomize)', () => {
@@ -386,7 +415,13 @@ describe('with kustomize (deploy/kustomize)', () => {
 
   it('should give the kustomize sidecar the chart’s container, but for the names and the app’s port', () => {
     const fromKustomize = pod(get(kustomize(path.join(ROOT, 'deploy', 'kustomize', 'example')), 'Deployment', 'web')).sidecar;
-    const fromChart = pod(get(render([], ['--kube-version', '1.30.0', '--set', 'sidecar.image.repository=ghcr.io/metrics-sidecar/metrics-sidecar,web.port=8081']), 'Deployment', WEB)).sidecar;
+    const fromChart = pod(
+      get(
+        render([], ['--kube-version', '1.30.0', '--set', 'sidecar.image.repository=ghcr.io/metrics-sidecar/metrics-sidecar,web.port=8081']),
+        'Deployment',
+        WEB,
+      ),
+    ).sidecar;
     const chartEnv = (fromChart.env ?? []).filter((e) => e.name !== 'APP_NAME');
     expect({ ...fromKustomize, env: fromKustomize.env }).toEqual({ ...fromChart, env: chartEnv });
   });
@@ -394,7 +429,7 @@ describe('with kustomize (deploy/kustomize)', () => {
 
 describe('by hand: the README’s "Add to an existing Deployment" YAML', () => {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const snippet = (name: string): any => {
+  const snippet = (name: string): { initContainers?: Container[]; containers?: Container[]; ports?: unknown[] } => {
     const m = new RegExp(`<!-- chart-snippet: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\\n\`\`\``).exec(readme);
     if (!m) throw new Error(`README has no chart-snippet ${name}`);
     return YAML.parse(m[1]);
@@ -427,7 +462,7 @@ describe('by hand: the README’s "Add to an existing Deployment" YAML', () => {
         selector: { matchLabels: { app: 'my-app' } },
         template: {
           metadata: { labels: { app: 'my-app' } },
-          spec: { ...snippet('sidecar'), containers: [{ ...snippet('app').containers[0], image: 'ghcr.io/acme/app:1' }] },
+          spec: { ...snippet('sidecar'), containers: [{ ...snippet('app').containers![0], image: 'ghcr.io/acme/app:1' }] },
         },
       },
     };

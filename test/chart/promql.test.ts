@@ -60,7 +60,12 @@ beforeAll(async () => {
     // One line of each maintained application family, so that a sidecar that ingests StatsD
     // exports them (one that does not yet ignores the datagram).
     const socket = dgram.createSocket('udp4');
-    const lines = ['github_api_call_latency:12|ms|#endpoint:repos,status:200', 'github_webhook_latency:30|ms|#event:push', 'graphql_requests:1|c|#operation:viewer', 'sqlalchemy_query_latency:3|ms|#statement:select'];
+    const lines = [
+      'github_api_call_latency:12|ms|#endpoint:repos,status:200',
+      'github_webhook_latency:30|ms|#event:push',
+      'graphql_requests:1|c|#operation:viewer',
+      'sqlalchemy_query_latency:3|ms|#statement:select',
+    ];
     await new Promise<void>((resolve) => socket.send(lines.join('\n'), statsdPort, '127.0.0.1', () => resolve()));
     socket.close();
     const auth = { authorization: `Basic ${Buffer.from('prometheus:test-password').toString('base64')}` };
@@ -164,7 +169,9 @@ describe('PrometheusRule', () => {
         expect(r.annotations?.summary).toBeTruthy();
         expect(r.annotations?.description).toBeTruthy();
         // Every alert links its runbook section (a heading named after the alert in RUNBOOK.md).
-        expect(r.annotations?.runbook_url).toBe(`https://github.com/metrics-sidecar/metrics-sidecar/blob/main/charts/metrics-sidecar/RUNBOOK.md#${r.alert!.toLowerCase()}`);
+        expect(r.annotations?.runbook_url).toBe(
+          `https://github.com/metrics-sidecar/metrics-sidecar/blob/main/charts/metrics-sidecar/RUNBOOK.md#${r.alert!.toLowerCase()}`,
+        );
         expect(runbook).toContain(`\n## ${r.alert}\n`);
       }
     }
@@ -177,7 +184,15 @@ describe('PrometheusRule', () => {
     const variants: Manifest[] = [rule];
     for (const values of [
       { prometheusRule: { enabled: true, selector: 'cluster="prod", namespace="apps"' } },
-      { prometheusRule: { enabled: true, alerts: { mergeSourceDown: { enabled: false, for: '5m', severity: 'warning' }, statsdParseErrors: { enabled: false, for: '5m', severity: 'warning' } } } },
+      {
+        prometheusRule: {
+          enabled: true,
+          alerts: {
+            mergeSourceDown: { enabled: false, for: '5m', severity: 'warning' },
+            statsdParseErrors: { enabled: false, for: '5m', severity: 'warning' },
+          },
+        },
+      },
     ]) {
       const r = renderValues(values);
       expect(r.stderr).toBe('');
@@ -262,8 +277,17 @@ describe('Grafana dashboard', () => {
     expect(all).toMatch(/status=~"5\.\."/);
     expect(all).toMatch(/histogram_quantile\(0\.99, sum by \(path, le\) \(rate\(flask_http_request_duration_seconds_bucket/);
     expect(all).toMatch(/histogram_quantile\(0\.5, sum by \(path, le\)/);
-    for (const n of ['github_api_call_latency_bucket', 'github_webhook_latency_bucket', 'graphql_requests_total', 'sqlalchemy_query_latency_seconds_bucket']) expect(all).toContain(n);
-    for (const n of ['up{', 'metrics_sidecar_info', 'metrics_sidecar_auth_failures_total', 'metrics_sidecar_series_dropped_total', 'metrics_sidecar_statsd_lines_total', 'metrics_sidecar_merge_up']) expect(all).toContain(n);
+    for (const n of ['github_api_call_latency_bucket', 'github_webhook_latency_bucket', 'graphql_requests_total', 'sqlalchemy_query_latency_seconds_bucket'])
+      expect(all).toContain(n);
+    for (const n of [
+      'up{',
+      'metrics_sidecar_info',
+      'metrics_sidecar_auth_failures_total',
+      'metrics_sidecar_series_dropped_total',
+      'metrics_sidecar_statsd_lines_total',
+      'metrics_sidecar_merge_up',
+    ])
+      expect(all).toContain(n);
   });
 
   it('should parse every panel expression and variable query with the PromQL grammar', () => {

@@ -106,7 +106,9 @@ describe('app-aware health (UPSTREAM_HEALTH_PATH)', () => {
     await app.start();
     await until(async () => (await readyz()).every((s) => s === 200));
     expect(await checks('ok')).toBeGreaterThanOrEqual(okBefore + SUCCESSES);
-    expect(sc.logs.map((l) => l.msg)).toEqual(expect.arrayContaining(['app is unhealthy: readiness answers 503', 'app is healthy: readiness follows the sidecar again']));
+    expect(sc.logs.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['app is unhealthy: readiness answers 503', 'app is healthy: readiness follows the sidecar again']),
+    );
   });
 
   it('should count an error status and a timeout of the health path as failures', async () => {
@@ -189,7 +191,11 @@ describe('AppHealth hysteresis', () => {
     const outcomes: CheckOutcome[] = ['ok', 'bad_status', 'timeout', 'error'];
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), fc.array(fc.constantFrom(...outcomes), { maxLength: 60 }), (F, S, seq) => {
-        const h = new AppHealth({ url: new URL('http://127.0.0.1:1/h'), intervalMs: 1000, timeoutMs: 100, failureThreshold: F, successThreshold: S }, new Registry(), createLogger('error', () => undefined));
+        const h = new AppHealth(
+          { url: new URL('http://127.0.0.1:1/h'), intervalMs: 1000, timeoutMs: 100, failureThreshold: F, successThreshold: S },
+          new Registry(),
+          createLogger('error', () => undefined),
+        );
         let ready = false;
         let ok = 0;
         let bad = 0;
@@ -233,7 +239,11 @@ describe('UPSTREAM_HEALTH_PATH configuration', () => {
     ['no UPSTREAM_URL', { UPSTREAM_HEALTH_PATH: '/healthz' }, 'UPSTREAM_HEALTH_PATH'],
     ['a relative path', { UPSTREAM_URL: 'http://127.0.0.1:8000', UPSTREAM_HEALTH_PATH: 'healthz' }, 'UPSTREAM_HEALTH_PATH'],
     ['another host', { UPSTREAM_URL: 'http://127.0.0.1:8000', UPSTREAM_HEALTH_PATH: '//evil.example/h' }, 'UPSTREAM_HEALTH_PATH'],
-    ['a zero threshold', { UPSTREAM_URL: 'http://127.0.0.1:8000', UPSTREAM_HEALTH_PATH: '/h', UPSTREAM_HEALTH_FAILURE_THRESHOLD: '0' }, 'UPSTREAM_HEALTH_FAILURE_THRESHOLD'],
+    [
+      'a zero threshold',
+      { UPSTREAM_URL: 'http://127.0.0.1:8000', UPSTREAM_HEALTH_PATH: '/h', UPSTREAM_HEALTH_FAILURE_THRESHOLD: '0' },
+      'UPSTREAM_HEALTH_FAILURE_THRESHOLD',
+    ],
   ])('should refuse %s', (_what, env, variable) => {
     expect(problems(env)).toContain(variable);
   });
