@@ -9,8 +9,10 @@
  *
  * Relay: `/app-health` (metrics port) and `/debug/app-health` (main port) ask the app's health path
  * now and answer its status and the start of its body, so the kubelet can probe an app that listens
- * on 127.0.0.1 only (Istio's probe rewrite does the same through its agent). Concurrent relays are
- * bounded; a refused one answers 503 and is counted.
+ * on 127.0.0.1 only (Istio's probe rewrite does the same through its agent). The main port faces the
+ * internet, so relays that arrive while one is in flight share its answer: at most one relayed
+ * request reaches the app at a time whatever the number of callers, and a flood of callers cannot
+ * crowd out the kubelet's probe (a fixed cap would answer it 503 and get the app restarted).
  */
 import http from 'node:http';
 import type { AppHealthConfig } from '../config';
@@ -19,8 +21,6 @@ import { Counter, Gauge, type Registry } from '../metrics/registry';
 
 /** Bytes of the app's answer kept for the relay: enough for "ok" or a short JSON status. */
 export const RELAY_MAX_BODY = 1024;
-/** Relays in flight at most; the kubelet sends one per probe period per container. */
-export const RELAY_MAX_CONCURRENT = 16;
 
 export type CheckOutcome = 'ok' | 'bad_status' | 'timeout' | 'error';
 
@@ -96,7 +96,8 @@ export class AppHealth {
   private successes = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
-  private relays = 0;
+  /** The relayed request in flight, shared by every relay that arrives meanwhile. */
+  private pendingRelay: Promise<CheckResult> | undefined;
   private lastReason = 'not checked yet';
   private readonly checks: Counter;
   private readonly relayed: Counter;
@@ -117,7 +118,7 @@ export class AppHealth {
     this.relayed = registry.register(
       new Counter({
         name: 'metrics_sidecar_app_health_relays_total',
-        help: 'Requests to /app-health and /debug/app-health, by outcome (rejected = over the concurrency bound).',
+        help: 'Requests to /app-health and /debug/app-health, by outcome (callers that shared one request to the app each count).',
         labelNames: ['outcome'],
       }),
     );
@@ -188,21 +189,19 @@ export class AppHealth {
     }
   }
 
-  /** Asks the app now, for the relay endpoints. */
+  /** Asks the app now (or joins the request already in flight), for the relay endpoints. */
   async relay(): Promise<RelayAnswer> {
-    if (this.relays >= RELAY_MAX_CONCURRENT) {
-      this.relayed.inc(['rejected']);
-      return { status: 503, body: 'too many app-health requests in flight\n' };
+    let pending = this.pendingRelay;
+    if (pending === undefined) {
+      pending = checkOnce(this.config.url, this.config.timeoutMs, true).finally(() => {
+        this.pendingRelay = undefined;
+      });
+      this.pendingRelay = pending;
     }
-    this.relays++;
-    try {
-      const r = await checkOnce(this.config.url, this.config.timeoutMs, true);
-      this.relayed.inc([r.outcome]);
-      if (r.status !== undefined) return { status: r.status, body: r.body ?? '' };
-      if (r.outcome === 'timeout') return { status: 504, body: `app health path did not answer within ${this.config.timeoutMs} ms\n` };
-      return { status: 502, body: `app health path unreachable (${r.reason ?? 'error'})\n` };
-    } finally {
-      this.relays--;
-    }
+    const r = await pending;
+    this.relayed.inc([r.outcome]);
+    if (r.status !== undefined) return { status: r.status, body: r.body ?? '' };
+    if (r.outcome === 'timeout') return { status: 504, body: `app health path did not answer within ${this.config.timeoutMs} ms\n` };
+    return { status: 502, body: `app health path unreachable (${r.reason ?? 'error'})\n` };
   }
 }

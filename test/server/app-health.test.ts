@@ -14,7 +14,7 @@ import { startSidecar, type Running } from '../helpers/sidecar';
 
 /** A controllable app on a fixed port: its health answer can change, and it can stop and restart. */
 class App {
-  health: { status: number; body: string; delayMs?: number } = { status: 200, body: 'ok\n' };
+  health: { status: number; body: string; delayMs?: number; hold?: Promise<void> } = { status: 200, body: 'ok\n' };
   healthRequests = 0;
   private server: http.Server | undefined;
   constructor(readonly port: number) {}
@@ -23,9 +23,10 @@ class App {
     this.server = http.createServer((req, res) => {
       if (req.url === '/healthz') {
         this.healthRequests++;
-        const { status, body, delayMs } = this.health;
+        const { status, body, delayMs, hold } = this.health;
         const reply = () => res.writeHead(status, { 'content-type': 'text/plain', location: '/elsewhere' }).end(body);
-        if (delayMs) setTimeout(reply, delayMs).unref();
+        if (hold) void hold.then(reply);
+        else if (delayMs) setTimeout(reply, delayMs).unref();
         else reply();
         return;
       }
@@ -174,6 +175,26 @@ describe('app-aware health (UPSTREAM_HEALTH_PATH)', () => {
     expect(counter(text, 'metrics_sidecar_app_health_relays_total', 'ok')).toBe(6);
     expect(counter(text, 'metrics_sidecar_app_health_relays_total', 'timeout')).toBe(2);
     expect(counter(text, 'metrics_sidecar_app_health_relays_total', 'error')).toBe(2);
+  });
+
+  it('should send the app one request for relays that arrive while one is in flight, and give each the answer', async () => {
+    sc = await start({ UPSTREAM_HEALTH_INTERVAL_MS: '3600000', UPSTREAM_HEALTH_SUCCESS_THRESHOLD: '1', UPSTREAM_HEALTH_TIMEOUT_MS: '60000' });
+    await until(async () => (await readyz()).every((s) => s === 200));
+    const seen = app.healthRequests;
+    let release!: () => void;
+    app.health = { status: 200, body: 'shared\n', hold: new Promise<void>((r) => (release = r)) };
+    const callers = Array.from({ length: 20 }, (_, i) => request(i % 2 ? sc.mainPort : sc.metricsPort, i % 2 ? '/debug/app-health' : '/app-health'));
+    // Every caller is in flight at the sidecar before the app answers.
+    await until(async () => sc.sidecar.lifecycle.inflight >= 20);
+    expect(app.healthRequests).toBe(seen + 1);
+    release();
+    const replies = await Promise.all(callers);
+    expect(replies.map((r) => [r.status, r.text])).toEqual(Array.from({ length: 20 }, () => [200, 'shared\n']));
+    expect(app.healthRequests).toBe(seen + 1);
+    // The next relay asks the app again.
+    app.health = { status: 503, body: 'down\n' };
+    expect((await request(sc.metricsPort, '/app-health')).status).toBe(503);
+    expect(app.healthRequests).toBe(seen + 2);
   });
 
   it('should answer 404 on /app-health without UPSTREAM_HEALTH_PATH, and keep readiness the sidecar’s own', async () => {
