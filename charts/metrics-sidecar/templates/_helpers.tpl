@@ -138,17 +138,20 @@ metrics-sidecar.isTrue: "true" when the string is true as the sidecar reads bool
 {{/*
 metrics-sidecar.serveOnMainPort: "true" when the web sidecar serves the metrics path on its main
 port (metrics.serveOnMainPort), else "". The value is explicit: a SERVE_PROMETHEUS_ENDPOINT entry in
-common.env or sidecar.env (the seeds' form) must agree with it, or rendering fails, so that the
-ServiceMonitor, the rules and the sidecar never disagree about where metrics are.
+common.env or sidecar.env (the seeds' form; the last one counts, as in Kubernetes) must agree with
+it, or rendering fails, so that the ServiceMonitor, the rules and the sidecar never disagree about
+where metrics are.
 */}}
 {{- define "metrics-sidecar.serveOnMainPort" -}}
 {{- $explicit := .Values.metrics.serveOnMainPort }}
+{{- $fromEnv := "" }}
 {{- range (concat .Values.common.env .Values.sidecar.env) }}
 {{- if and (eq .name "SERVE_PROMETHEUS_ENDPOINT") (hasKey . "value") }}
-{{- if ne (include "metrics-sidecar.isTrue" .value) (ternary "true" "" $explicit) }}
-{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: set metrics.serveOnMainPort (the chart sets the variable from it)" .value $explicit) }}
+{{- $fromEnv = .value }}
 {{- end }}
 {{- end }}
+{{- if and $fromEnv (ne (include "metrics-sidecar.isTrue" $fromEnv) (ternary "true" "" $explicit)) }}
+{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: set metrics.serveOnMainPort (the chart sets the variable from it)" $fromEnv $explicit) }}
 {{- end }}
 {{- if $explicit }}true{{ end }}
 {{- end }}
