@@ -361,6 +361,12 @@ describe('as a chart dependency (deploy/chart-dependency)', () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('should lint --strict without notes, the sidecar chart inside', () => {
+    const r = helm(['lint', '--strict', dir]);
+    expect(r.status).toBe(0);
+    expect((r.stdout + r.stderr).split('\n').filter((l) => /\[(INFO|WARNING|ERROR)\]/.test(l))).toEqual([]);
+  });
+
   it.each(['1.28.0', '1.30.0'])(
     'should render the parent’s Deployment with the app and the sidecar, its Service and ServiceMonitor, on Kubernetes %s',
     (kube) => {
