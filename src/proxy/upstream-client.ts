@@ -82,8 +82,11 @@ export function isTimeout(err: Error & { code?: string }): boolean {
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
-/** field-name ":" OWS field-value OWS, value without control bytes but HTAB (RFC 9110 §5.5). */
+/** Status line and header lines, each with its CRLF, matched in place (sticky) along the head. */
+const STATUS_LINE = /HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?\r\n/y;
+/** field-name ":" OWS field-value OWS CRLF, value without control bytes but HTAB (RFC 9110 §5.5). */
+const HEADER_FIELD = /([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[\t ]*\r\n/y;
+/** The same, for one trailer line without its CRLF. */
 const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[\t ]*$/;
 const DIGITS = /^\d{1,15}$/;
 const CRLF = Buffer.from('\r\n');
@@ -343,14 +346,16 @@ class Connection {
     }
     const consumedBefore = this.head === undefined ? 0 : this.head.length;
     this.head = undefined;
-    this.onHead(ex, data.toString('latin1', 0, end));
+    // The head with the CRLF of its last line (every line then ends in CRLF), not the blank line.
+    this.onHead(ex, data.toString('latin1', 0, end + 2));
     return off + (end + 4 - consumedBefore);
   }
 
   private onHead(ex: Exchange, text: string): void {
-    const lines = text.split('\r\n');
-    const m = STATUS_LINE.exec(lines[0]);
+    STATUS_LINE.lastIndex = 0;
+    const m = STATUS_LINE.exec(text);
     if (m === null) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'malformed status line');
+    let at = STATUS_LINE.lastIndex;
     const http10 = m[1] === '0';
     const status = Number(m[2]);
     const headers: string[] = [];
@@ -358,9 +363,11 @@ class Connection {
     let chunked = false;
     let te = false;
     let close = http10;
-    for (let i = 1; i < lines.length; i++) {
-      const hm = HEADER_LINE.exec(lines[i]);
+    while (at < text.length) {
+      HEADER_FIELD.lastIndex = at;
+      const hm = HEADER_FIELD.exec(text);
       if (hm === null) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'malformed response header');
+      at = HEADER_FIELD.lastIndex;
       const name = hm[1].toLowerCase();
       const value = hm[2];
       switch (name) {
