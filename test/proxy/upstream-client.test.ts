@@ -221,6 +221,38 @@ describe('upstream client: happy paths', () => {
     );
   });
 
+  it('should give back any well-formed head exactly: names lower-cased, values trimmed, order kept (property)', async () => {
+    const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}$/).filter((n) => !/^(content-length|transfer-encoding|connection|keep-alive)$/i.test(n));
+    const value = fc.stringMatching(/^[\x21-\x7e]([\t\x20-\x7e]{0,30}[\x21-\x7e])?$/);
+    let head = '';
+    const { client } = await setup((s) => s.write(head));
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(token, value, fc.constantFrom('', ' ', '\t ')), { maxLength: 12 }), fc.integer({ min: 200, max: 599 }), async (fields, status) => {
+        head = `HTTP/1.1 ${status} Whatever\r\n${fields.map(([n, v, ows]) => `${n}:${ows}${v}${ows}\r\n`).join('')}content-length: 0\r\n\r\n`;
+        const r = await call(client);
+        expect(r.error).toBeUndefined();
+        expect(r.status).toBe(status);
+        expect(r.headers).toEqual([...fields.flatMap(([n, v]) => [n.toLowerCase(), v]), 'content-length', '0']);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('should end every exchange, with an answer or an error, whatever bytes come back (property)', async () => {
+    let bytes = Buffer.alloc(0);
+    const { client } = await setup((s) => s.end(bytes));
+    const prefix = fc.constantFrom('', 'HTTP/1.1 200 OK\r\n', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n');
+    await fc.assert(
+      fc.asyncProperty(prefix, fc.uint8Array({ maxLength: 200 }), async (p, tail) => {
+        bytes = Buffer.concat([Buffer.from(p, 'latin1'), Buffer.from(tail)]);
+        const r = await call(client);
+        expect(r.error !== undefined || r.status >= 200).toBe(true);
+        if (r.error) expect([UPSTREAM_BAD_RESPONSE, UPSTREAM_CLOSED]).toContain(r.error.code);
+      }),
+      { numRuns: 100 },
+    );
+  });
+
   it('should read a close-delimited body to the end and not reuse the connection', async () => {
     const { srv, client } = await setup((s) => {
       s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ');
