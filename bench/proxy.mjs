@@ -45,7 +45,22 @@ import { runWrk, wrkVersion } from './lib/wrk.mjs';
 import { runFixedRate } from './lib/fixed-rate.mjs';
 import { round, median } from './lib/stats.mjs';
 import { startSidecar } from './lib/sidecar.mjs';
-import { BENCH_DIR, ROOT, envNum, preflight, pinSelf, baseMeta, packageVersion, fmt, table, atMost, targetLine, writeResults, warningLines, logger } from './lib/report.mjs';
+import {
+  BENCH_DIR,
+  ROOT,
+  envNum,
+  preflight,
+  pinSelf,
+  baseMeta,
+  packageVersion,
+  fmt,
+  table,
+  atMost,
+  targetLine,
+  writeResults,
+  warningLines,
+  logger,
+} from './lib/report.mjs';
 import { haproxyConf, caddyConf } from './peers/configs.mjs';
 
 const log = logger('proxy');
@@ -82,7 +97,15 @@ const MAX_ERROR_SHARE = 0.01;
 function selected() {
   const v = process.env.BENCH_PEERS;
   if (!v) return ALL;
-  const want = new Set(['direct', 'sidecar', 'nginx', ...v.split(',').map((s) => s.trim()).filter(Boolean)]);
+  const want = new Set([
+    'direct',
+    'sidecar',
+    'nginx',
+    ...v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  ]);
   for (const n of want) if (!ALL.includes(n)) throw new Error(`BENCH_PEERS: unknown configuration ${JSON.stringify(n)} (known: ${ALL.join(', ')})`);
   return ALL.filter((n) => want.has(n));
 }
@@ -188,7 +211,8 @@ async function fixedRateRun(t, hz) {
   const t1 = ticksOf(t);
   t.alive();
   const requests = Math.round(SETTINGS.fixed_rate_rps * (SETTINGS.fixed_rate_duration_s + SETTINGS.fixed_rate_warmup_s));
-  const { url, rate, duration_s, warmup_s, ...rest } = fr;
+  const rest = { ...fr };
+  for (const k of ['url', 'rate', 'duration_s', 'warmup_s']) delete rest[k];
   return { ...rest, requests, cpu_us_per_req: t.pids.length ? round((((t1 - t0) / hz) * 1e6) / requests, 2) : null };
 }
 
@@ -310,18 +334,34 @@ async function main() {
     if (errors) warnings.push(`${n}: wrk saw ${errors} errors in ${requests} requests`);
     if (frErrors) warnings.push(`${n}: fixed-rate saw ${frErrors} errors ${JSON.stringify(Object.assign({}, ...f.map((x) => x.error_kinds)))}`);
     if (errors / Math.max(1, requests) > MAX_ERROR_SHARE || frErrors / Math.max(1, frSent) > MAX_ERROR_SHARE) invalid = true;
-    const added = (key) => spread(f.map((x, r) => (x[key] ?? NaN) - (fixed.direct[r][key] ?? NaN)), 4);
+    const added = (key) =>
+      spread(
+        f.map((x, r) => (x[key] ?? NaN) - (fixed.direct[r][key] ?? NaN)),
+        4,
+      );
     summary[n] = {
       saturated: {
         cpu_us_per_req: spread(s.map((x) => x.cpu_us_per_req)),
-        over_nginx: spread(s.map((x, r) => (x.cpu_us_per_req ?? NaN) / nginxCpu[r]), 3),
-        rps: spread(s.map((x) => x.rps), 0),
-        p99_ms: spread(s.map((x) => x.p99_ms), 3),
+        over_nginx: spread(
+          s.map((x, r) => (x.cpu_us_per_req ?? NaN) / nginxCpu[r]),
+          3,
+        ),
+        rps: spread(
+          s.map((x) => x.rps),
+          0,
+        ),
+        p99_ms: spread(
+          s.map((x) => x.p99_ms),
+          3,
+        ),
         rounds: s,
       },
       fixed_rate: {
         cpu_us_per_req: spread(f.map((x) => x.cpu_us_per_req)),
-        p50_ms: spread(f.map((x) => x.p50_ms), 4),
+        p50_ms: spread(
+          f.map((x) => x.p50_ms),
+          4,
+        ),
         p50_added_ms: added('p50_ms'),
         p90_added_ms: added('p90_ms'),
         p99_added_ms: added('p99_ms'),
@@ -341,7 +381,19 @@ async function main() {
   const order = [...names].sort((a, b) => (summary[a].saturated.cpu_us_per_req.median ?? -1) - (summary[b].saturated.cpu_us_per_req.median ?? -1));
   out.push(
     table(
-      ['proxy', 'CPU µs/req', '[min–max]', '÷ nginx', '[min–max]', 'req/s', `CPU µs/req @${SETTINGS.fixed_rate_rps}`, 'p50 added ms', 'p90 added', 'p99 added', '[p99 min–max]'],
+      [
+        'proxy',
+        'CPU µs/req',
+        '[min–max]',
+        '÷ nginx',
+        '[min–max]',
+        'req/s',
+        `CPU µs/req @${SETTINGS.fixed_rate_rps}`,
+        'p50 added ms',
+        'p90 added',
+        'p99 added',
+        '[p99 min–max]',
+      ],
       order.map((n) => {
         const s = summary[n].saturated;
         const f = summary[n].fixed_rate;
@@ -375,11 +427,16 @@ async function main() {
     direct_p50_ms_by_fixed_round: fixed.direct.map((x) => x.p50_ms),
   };
   out.push('');
-  out.push(`machine drift: nginx CPU µs/req by round [${nginxRounds.map((x) => fmt(x, 1)).join(' ')}] (spread ${fmt(drift.nginx_cpu_spread * 100, 0)}%), direct req/s by round [${directRps.map((x) => fmt(x, 0)).join(' ')}] (spread ${fmt(drift.direct_rps_spread * 100, 0)}%)`);
+  out.push(
+    `machine drift: nginx CPU µs/req by round [${nginxRounds.map((x) => fmt(x, 1)).join(' ')}] (spread ${fmt(drift.nginx_cpu_spread * 100, 0)}%), direct req/s by round [${directRps.map((x) => fmt(x, 0)).join(' ')}] (spread ${fmt(drift.direct_rps_spread * 100, 0)}%)`,
+  );
 
   const S = summary.sidecar;
   const ratio = S.saturated.over_nginx.median;
-  const beaten = MUST_BEAT.filter((n) => names.includes(n)).map((n) => ({ n, ok: (S.saturated.cpu_us_per_req.median ?? Infinity) < (summary[n].saturated.cpu_us_per_req.median ?? -Infinity) }));
+  const beaten = MUST_BEAT.filter((n) => names.includes(n)).map((n) => ({
+    n,
+    ok: (S.saturated.cpu_us_per_req.median ?? Infinity) < (summary[n].saturated.cpu_us_per_req.median ?? -Infinity),
+  }));
   const verdicts = {
     cpu_per_request_sidecar_over_nginx: atMost(ratio, TARGETS.cpu_per_request_sidecar_over_nginx_max),
     sidecar_below_node_peers_and_caddy: beaten.length === 0 ? 'n/a' : beaten.every((b) => b.ok) ? 'PASS' : 'MISS',
@@ -387,7 +444,14 @@ async function main() {
     fixed_rate_p50_added_sidecar: atMost(S.fixed_rate.p50_added_ms.median, TARGETS.fixed_rate_p50_added_sidecar_ms_max),
   };
   out.push('');
-  out.push(targetLine('saturated CPU/request, sidecar ÷ nginx', fmt(ratio, 2), `<= ${TARGETS.cpu_per_request_sidecar_over_nginx_max}`, verdicts.cpu_per_request_sidecar_over_nginx));
+  out.push(
+    targetLine(
+      'saturated CPU/request, sidecar ÷ nginx',
+      fmt(ratio, 2),
+      `<= ${TARGETS.cpu_per_request_sidecar_over_nginx_max}`,
+      verdicts.cpu_per_request_sidecar_over_nginx,
+    ),
+  );
   out.push(
     targetLine(
       'sidecar below Caddy and every Node peer',
@@ -396,13 +460,30 @@ async function main() {
       verdicts.sidecar_below_node_peers_and_caddy,
     ),
   );
-  out.push(targetLine(`CPU µs/request at ${SETTINGS.fixed_rate_rps} req/s, sidecar`, fmt(S.fixed_rate.cpu_us_per_req.median, 1), `<= ${TARGETS.fixed_rate_cpu_us_per_req_sidecar_max}`, verdicts.fixed_rate_cpu_us_per_req_sidecar));
-  out.push(targetLine(`p50 added over direct at ${SETTINGS.fixed_rate_rps} req/s, sidecar`, `${signedMs(S.fixed_rate.p50_added_ms.median)} ms`, `<= ${TARGETS.fixed_rate_p50_added_sidecar_ms_max} ms`, verdicts.fixed_rate_p50_added_sidecar));
+  out.push(
+    targetLine(
+      `CPU µs/request at ${SETTINGS.fixed_rate_rps} req/s, sidecar`,
+      fmt(S.fixed_rate.cpu_us_per_req.median, 1),
+      `<= ${TARGETS.fixed_rate_cpu_us_per_req_sidecar_max}`,
+      verdicts.fixed_rate_cpu_us_per_req_sidecar,
+    ),
+  );
+  out.push(
+    targetLine(
+      `p50 added over direct at ${SETTINGS.fixed_rate_rps} req/s, sidecar`,
+      `${signedMs(S.fixed_rate.p50_added_ms.median)} ms`,
+      `<= ${TARGETS.fixed_rate_p50_added_sidecar_ms_max} ms`,
+      verdicts.fixed_rate_p50_added_sidecar,
+    ),
+  );
   if (extra.sidecar_metrics_check) {
     out.push('');
-    out.push(`sidecar metrics check: flask_http_request_total = ${extra.sidecar_metrics_check.flask_http_request_total}, load generators completed ${extra.sidecar_metrics_check.load_generator_requests}`);
+    out.push(
+      `sidecar metrics check: flask_http_request_total = ${extra.sidecar_metrics_check.flask_http_request_total}, load generators completed ${extra.sidecar_metrics_check.load_generator_requests}`,
+    );
   }
-  if (summary.direct.fixed_rate.rounds.some((r) => !r.metronome_realtime)) warnings.push('fixed-rate: no realtime priority for its metronome thread (needs root or CAP_SYS_NICE); its own timing noise is larger');
+  if (summary.direct.fixed_rate.rounds.some((r) => !r.metronome_realtime))
+    warnings.push('fixed-rate: no realtime priority for its metronome thread (needs root or CAP_SYS_NICE); its own timing noise is larger');
   out.push(...warningLines(warnings));
   if (invalid) {
     out.push('');
@@ -410,7 +491,19 @@ async function main() {
   }
 
   const elapsed = round((Date.now() - startedAt) / 1000, 1);
-  const file = writeResults('proxy', { ...meta, settings: SETTINGS, elapsed_s: elapsed, results: summary, drift, targets: TARGETS, verdicts, ...extra, sidecar_log: logSummary.counts, warnings, valid: !invalid });
+  const file = writeResults('proxy', {
+    ...meta,
+    settings: SETTINGS,
+    elapsed_s: elapsed,
+    results: summary,
+    drift,
+    targets: TARGETS,
+    verdicts,
+    ...extra,
+    sidecar_log: logSummary.counts,
+    warnings,
+    valid: !invalid,
+  });
   out.push('');
   out.push(`results: ${file} (${elapsed}s)`);
   process.stdout.write(`${out.join('\n')}\n`);

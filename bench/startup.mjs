@@ -138,21 +138,39 @@ async function main() {
     idle_rss: atMost(rss.median, TARGETS.idle_rss_mib_max),
   };
   const out = [''];
-  out.push(`Start-up: ${SETTINGS.runs} interleaved runs on CPU ${SETTINGS.subject_cpu}, default configuration (main, metrics and StatsD listeners; no upstream). Medians [min–max].`);
+  out.push(
+    `Start-up: ${SETTINGS.runs} interleaved runs on CPU ${SETTINGS.subject_cpu}, default configuration (main, metrics and StatsD listeners; no upstream). Medians [min–max].`,
+  );
   out.push('');
   out.push(
     table(
       ['process', 'start-to-ready ms', '[min–max]', 'RSS 1 s after ready MiB', `idle RSS (${SETTINGS.idle_ms / 1000} s) MiB`, '[min–max]'],
       [
         ["node -e ''", fmt(ref.median, 1), `${fmt(ref.min, 1)}–${fmt(ref.max, 1)}`, '', '', ''],
-        ['sidecar', fmt(ready.median, 1), `${fmt(ready.min, 1)}–${fmt(ready.max, 1)}`, fmt(rss1.median, 1), fmt(rss.median, 1), `${fmt(rss.min, 1)}–${fmt(rss.max, 1)}`],
+        [
+          'sidecar',
+          fmt(ready.median, 1),
+          `${fmt(ready.min, 1)}–${fmt(ready.max, 1)}`,
+          fmt(rss1.median, 1),
+          fmt(rss.median, 1),
+          `${fmt(rss.min, 1)}–${fmt(rss.max, 1)}`,
+        ],
       ],
     ),
   );
   out.push('');
   out.push(targetLine("sidecar start-to-ready minus node -e ''", `${fmt(over.median, 1)} ms`));
-  out.push(targetLine('sidecar start-to-ready (spawn → /readyz 200)', `${fmt(ready.median, 1)} ms`, `<= ${TARGETS.start_to_ready_ms_max} ms`, verdicts.start_to_ready));
-  out.push(targetLine(`sidecar idle RSS (${SETTINGS.idle_ms / 1000} s after ready)`, `${fmt(rss.median, 1)} MiB`, `<= ${TARGETS.idle_rss_mib_max} MiB`, verdicts.idle_rss));
+  out.push(
+    targetLine('sidecar start-to-ready (spawn → /readyz 200)', `${fmt(ready.median, 1)} ms`, `<= ${TARGETS.start_to_ready_ms_max} ms`, verdicts.start_to_ready),
+  );
+  out.push(
+    targetLine(
+      `sidecar idle RSS (${SETTINGS.idle_ms / 1000} s after ready)`,
+      `${fmt(rss.median, 1)} MiB`,
+      `<= ${TARGETS.idle_rss_mib_max} MiB`,
+      verdicts.idle_rss,
+    ),
+  );
   if (modules) {
     out.push('');
     out.push('slowest top-level module loads in one run (ms, inclusive):');

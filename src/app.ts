@@ -131,7 +131,6 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
 
 /** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */
 function createMerger(config: Config, metrics: SidecarMetrics, logger: Logger): Merger {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Merger: MergerClass } = require('./ingest/merge/merger') as typeof import('./ingest/merge/merger');
   return new MergerClass(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes);
 }

@@ -139,7 +139,6 @@ export class KubernetesAuthorizer {
     const { url, options } = await this.apiTarget();
     const payload = JSON.stringify(body);
     // node:https (and tls) loads only when Kubernetes auth is on: plain start-up stays fast.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { request } = require('node:https') as typeof https;
     return new Promise((resolve, reject) => {
       const req = request(

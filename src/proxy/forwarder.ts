@@ -164,7 +164,10 @@ export class Forwarder {
     });
     ureq.on('response', (ures) => {
       // The upstream declined the upgrade: relay its answer as a plain response, then close.
-      socket.write(statusLine(ures) + rawHeaderLines(this.responseHeaders(ures.rawHeaders.map((h, i) => (i % 2 === 0 ? h.toLowerCase() : h))).concat('connection', 'close')));
+      socket.write(
+        statusLine(ures) +
+          rawHeaderLines(this.responseHeaders(ures.rawHeaders.map((h, i) => (i % 2 === 0 ? h.toLowerCase() : h))).concat('connection', 'close')),
+      );
       ures.pipe(socket);
       record(ures.statusCode ?? 502, ures.statusCode === 500);
     });

@@ -115,7 +115,10 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function setup(onRequest: Parameters<typeof rawServer>[0], opts: Partial<UpstreamClientOptions> = {}): Promise<{ srv: RawServer; client: UpstreamClient }> {
+async function setup(
+  onRequest: Parameters<typeof rawServer>[0],
+  opts: Partial<UpstreamClientOptions> = {},
+): Promise<{ srv: RawServer; client: UpstreamClient }> {
   const srv = await rawServer(onRequest);
   servers.push(srv);
   const client = new UpstreamClient({ host: '127.0.0.1', port: srv.port, timeoutMs: 5000, maxConnections: 0, ...opts });
@@ -222,18 +225,24 @@ describe('upstream client: happy paths', () => {
   });
 
   it('should give back any well-formed head exactly: names lower-cased, values trimmed, order kept (property)', async () => {
-    const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}$/).filter((n) => !/^(content-length|transfer-encoding|connection|keep-alive)$/i.test(n));
+    const token = fc
+      .stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,20}$/)
+      .filter((n) => !/^(content-length|transfer-encoding|connection|keep-alive)$/i.test(n));
     const value = fc.stringMatching(/^[\x21-\x7e]([\t\x20-\x7e]{0,30}[\x21-\x7e])?$/);
     let head = '';
     const { client } = await setup((s) => s.write(head));
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(token, value, fc.constantFrom('', ' ', '\t ')), { maxLength: 12 }), fc.integer({ min: 200, max: 599 }), async (fields, status) => {
-        head = `HTTP/1.1 ${status} Whatever\r\n${fields.map(([n, v, ows]) => `${n}:${ows}${v}${ows}\r\n`).join('')}content-length: 0\r\n\r\n`;
-        const r = await call(client);
-        expect(r.error).toBeUndefined();
-        expect(r.status).toBe(status);
-        expect(r.headers).toEqual([...fields.flatMap(([n, v]) => [n.toLowerCase(), v]), 'content-length', '0']);
-      }),
+      fc.asyncProperty(
+        fc.array(fc.tuple(token, value, fc.constantFrom('', ' ', '\t ')), { maxLength: 12 }),
+        fc.integer({ min: 200, max: 599 }),
+        async (fields, status) => {
+          head = `HTTP/1.1 ${status} Whatever\r\n${fields.map(([n, v, ows]) => `${n}:${ows}${v}${ows}\r\n`).join('')}content-length: 0\r\n\r\n`;
+          const r = await call(client);
+          expect(r.error).toBeUndefined();
+          expect(r.status).toBe(status);
+          expect(r.headers).toEqual([...fields.flatMap(([n, v]) => [n.toLowerCase(), v]), 'content-length', '0']);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -241,7 +250,12 @@ describe('upstream client: happy paths', () => {
   it('should end every exchange, with an answer or an error, whatever bytes come back (property)', async () => {
     let bytes = Buffer.alloc(0);
     const { client } = await setup((s) => s.end(bytes));
-    const prefix = fc.constantFrom('', 'HTTP/1.1 200 OK\r\n', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n');
+    const prefix = fc.constantFrom(
+      '',
+      'HTTP/1.1 200 OK\r\n',
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n',
+    );
     await fc.assert(
       fc.asyncProperty(prefix, fc.uint8Array({ maxLength: 200 }), async (p, tail) => {
         bytes = Buffer.concat([Buffer.from(p, 'latin1'), Buffer.from(tail)]);
@@ -338,15 +352,19 @@ describe('upstream client: happy paths', () => {
     });
     let ctrl: Controller | undefined;
     let received = 0;
-    const done = call(client, {}, {
-      onData: (c, chunk) => {
-        received += chunk.length;
-        if (ctrl === undefined) {
-          ctrl = c;
-          c.pause();
-        }
+    const done = call(
+      client,
+      {},
+      {
+        onData: (c, chunk) => {
+          received += chunk.length;
+          if (ctrl === undefined) {
+            ctrl = c;
+            c.pause();
+          }
+        },
       },
-    });
+    );
     await new Promise((r) => setTimeout(r, 300));
     const whilePaused = received;
     await new Promise((r) => setTimeout(r, 200));
@@ -451,10 +469,13 @@ describe('upstream client: misbehaving upstreams are errors', () => {
   });
 
   it('should fail on a response head larger than the limit', async () => {
-    const { client } = await setup((s) => {
-      s.write('HTTP/1.1 200 OK\r\n');
-      for (let i = 0; i < 100; i++) s.write(`X-Filler-${i}: ${'f'.repeat(200)}\r\n`);
-    }, { maxHeadBytes: 8192 });
+    const { client } = await setup(
+      (s) => {
+        s.write('HTTP/1.1 200 OK\r\n');
+        for (let i = 0; i < 100; i++) s.write(`X-Filler-${i}: ${'f'.repeat(200)}\r\n`);
+      },
+      { maxHeadBytes: 8192 },
+    );
     const r = await call(client);
     expect(r.error?.code).toBe(UPSTREAM_BAD_RESPONSE);
     expect(r.error?.message).toMatch(/too large/);
@@ -482,19 +503,22 @@ describe('upstream client: misbehaving upstreams are errors', () => {
   });
 
   it('should time out a body that stalls, but not one that keeps moving slowly', async () => {
-    const { client } = await setup((s, head) => {
-      if (head.includes('/stall')) {
-        s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
-        return;
-      }
-      // 10 bytes, one every 50 ms: 500 ms in all, far beyond the 200 ms idle limit.
-      s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n');
-      let i = 0;
-      const t = setInterval(() => {
-        if (s.destroyed || i === 10) return clearInterval(t);
-        s.write(String(i++));
-      }, 50);
-    }, { timeoutMs: 200 });
+    const { client } = await setup(
+      (s, head) => {
+        if (head.includes('/stall')) {
+          s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
+          return;
+        }
+        // 10 bytes, one every 50 ms: 500 ms in all, far beyond the 200 ms idle limit.
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n');
+        let i = 0;
+        const t = setInterval(() => {
+          if (s.destroyed || i === 10) return clearInterval(t);
+          s.write(String(i++));
+        }, 50);
+      },
+      { timeoutMs: 200 },
+    );
     const stalled = await call(client, { path: '/stall' });
     expect(stalled.error?.code).toBe(UPSTREAM_BODY_TIMEOUT);
     expect(stalled.body.toString()).toBe('abc');

@@ -69,7 +69,6 @@ export function loadMappingFile(path: string): MappingFile {
 
 export function parseMappingFile(text: string): MappingFile {
   // Loaded only when a mapping file is used: yaml is ~70 modules, a large share of start-up.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const YAML = require('yaml') as typeof YamlModule;
   const doc = (YAML.parse(text) ?? {}) as { defaults?: Record<string, unknown>; mappings?: unknown };
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the mapping file must be a YAML mapping with "mappings:"');
