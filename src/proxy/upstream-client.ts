@@ -382,13 +382,24 @@ class Connection {
           chunked = value.toLowerCase() === 'chunked';
           if (!chunked) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'unsupported Transfer-Encoding');
           break;
-        case 'connection':
-          for (const t of value.toLowerCase().split(',')) {
+        case 'connection': {
+          const v = value.toLowerCase();
+          // The common answers first, without splitting.
+          if (v === 'keep-alive') {
+            if (http10) close = false;
+            break;
+          }
+          if (v === 'close') {
+            close = true;
+            break;
+          }
+          for (const t of v.split(',')) {
             const token = t.trim();
             if (token === 'close') close = true;
             else if (token === 'keep-alive' && http10) close = false;
           }
           break;
+        }
         case 'keep-alive': {
           const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,9})/i.exec(value);
           if (t !== null) this.keepAliveHintMs = Number(t[1]) * 1000;
