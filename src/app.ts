@@ -18,6 +18,7 @@ import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mappe
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
 import { Merger } from './ingest/merge/merger';
+import { Contract } from './metrics/contract';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -46,7 +47,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
+  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) }) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -120,6 +121,10 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
   const store = new StatsdStore(metrics.registry, new Mapper(file, config.http.buckets), {
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
+    maxFamilies: config.limits.maxFamiliesPerSource,
+    maxLabels: config.limits.maxLabelsPerSeries,
+    maxLabelValueBytes: config.limits.maxLabelValueBytes,
+    contract: new Contract(config.http.prefix),
   });
   return new StatsdServer(store, logger);
 }

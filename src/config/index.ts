@@ -53,6 +53,19 @@ export interface Config {
     kubernetes: KubernetesAuthConfig | undefined;
   };
   statsd: { port: number; host: string; mappingFile: string | undefined };
+  /** Memory budgets of the metric store (see the README's "Limits"). */
+  limits: {
+    /** Series stored across all sources (the sidecar's own families aside); merged series take what is left. */
+    maxSeriesTotal: number;
+    /** Characters of label text stored across all series. */
+    maxLabelBytesTotal: number;
+    /** Labels on one StatsD or merged series. */
+    maxLabelsPerSeries: number;
+    /** UTF-8 bytes of one label value. */
+    maxLabelValueBytes: number;
+    /** Families one source (StatsD, each merge target) may create. */
+    maxFamiliesPerSource: number;
+  };
   mergeTargets: readonly URL[];
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
@@ -208,8 +221,15 @@ export function loadConfig(env: Env = process.env): Config {
       host: r.string('STATSD_HOST', '127.0.0.1'),
       mappingFile: r.file('STATSD_MAPPING_FILE'),
     },
+    limits: {
+      maxSeriesTotal: r.int('METRICS_MAX_SERIES_TOTAL', 20_000, 1, 100_000_000),
+      maxLabelBytesTotal: r.int('METRICS_MAX_LABEL_BYTES_TOTAL', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      maxLabelsPerSeries: r.int('METRICS_MAX_LABELS_PER_SERIES', 16, 1, 1000),
+      maxLabelValueBytes: r.int('METRICS_MAX_LABEL_VALUE_BYTES', 256, 16, 1024 * 1024),
+      maxFamiliesPerSource: r.int('METRICS_MAX_FAMILIES_PER_SOURCE', 1000, 1, 1_000_000),
+    },
     mergeTargets,
-    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     shutdown: {
       timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
       delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),

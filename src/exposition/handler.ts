@@ -13,6 +13,8 @@ import { Merger } from '../ingest/merge/merger';
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
 const GZIP_MIN_BYTES = 1024;
+/** Up to this many characters the exposition is sent whole; past it, streamed. */
+const SMALL_CHARS = 128 * 1024;
 
 export type ListenerName = 'main' | 'metrics';
 
@@ -22,16 +24,28 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
-    const chunks = await metrics.registry.renderChunks(om, merged);
+    const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : [];
+    const chunks = metrics.registry.renderStream(om, merged);
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');
     ctx.vary('accept-encoding');
     const gz = acceptsGzip(ctx.get('accept-encoding'));
-    if (chunks.length <= 3) {
-      // Small: one piece, with a Content-Length.
-      const body = chunks.join('');
+    // Small expositions (all of it within SMALL_CHARS) go out in one piece, with a Content-Length.
+    const head: string[] = [];
+    let size = 0;
+    let done = false;
+    while (size < SMALL_CHARS) {
+      const r = await chunks.next();
+      if (r.done) {
+        done = true;
+        break;
+      }
+      head.push(r.value);
+      size += r.value.length;
+    }
+    if (done) {
+      const body = head.join('');
       if (gz && body.length >= GZIP_MIN_BYTES) {
         ctx.set('content-encoding', 'gzip');
         ctx.body = await gzip(body);
@@ -40,9 +54,14 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
       }
       return;
     }
-    // Large: streamed chunk by chunk (compressed on libuv's pool when gzip is accepted), so no
+    // Large: streamed chunk by chunk as the client reads (compressed on libuv's pool when gzip is
+    // accepted): a slow reader holds a chunk or two in memory, never the whole exposition, and no
     // single join, conversion or compression step holds the event loop for long.
-    const stream = Readable.from(chunks, { objectMode: false });
+    async function* all(): AsyncGenerator<string> {
+      yield* head;
+      yield* chunks;
+    }
+    const stream = Readable.from(all(), { objectMode: false });
     if (gz) {
       ctx.set('content-encoding', 'gzip');
       ctx.body = stream.pipe(zlib.createGzip());

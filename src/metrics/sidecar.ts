@@ -15,7 +15,11 @@ export interface SidecarMetrics {
 }
 
 export function createSidecarMetrics(config: Config): SidecarMetrics {
-  const registry = new Registry();
+  const registry = new Registry({
+    maxSeriesTotal: config.limits.maxSeriesTotal,
+    maxLabelBytesTotal: config.limits.maxLabelBytesTotal,
+    maxLabelValueBytes: config.limits.maxLabelValueBytes,
+  });
 
   const info = registry.register(
     new Gauge({ name: 'metrics_sidecar_info', help: 'Always 1; identifies the sidecar and the app it serves.', labelNames: ['version', 'app_name', 'role'] }),
@@ -31,9 +35,13 @@ export function createSidecarMetrics(config: Config): SidecarMetrics {
     new Counter({ name: 'metrics_sidecar_scrapes_total', help: 'Expositions served, by listener and format.', labelNames: ['listener', 'format'] }),
   );
   const seriesDropped = registry.register(
-    new Counter({ name: 'metrics_sidecar_series_dropped_total', help: 'New series refused because their family reached its series cap.', labelNames: ['family'] }),
+    new Counter({
+      name: 'metrics_sidecar_series_dropped_total',
+      help: 'Label sets not stored, by family and reason (family_cap, series_budget, label_limit); their events went to the family\'s otel_metric_overflow="true" series.',
+      labelNames: ['family', 'reason'],
+    }),
   );
-  registry.onDrop = (family) => seriesDropped.inc([family]);
+  registry.onDrop = (family, reason) => seriesDropped.inc([family, reason]);
 
   const inflight = registry.register(
     new Gauge({ name: 'metrics_sidecar_inflight_requests', help: 'Requests being forwarded to the application right now.' }),

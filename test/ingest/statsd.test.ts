@@ -140,11 +140,13 @@ describe('StatsD over raw UDP and TCP', () => {
     expect(p.types.get('mixed_total')).toBe('counter');
   });
 
-  it('should cap series per family and count the drops', async () => {
+  it('should cap series per family, put the rest in one overflow series and count the drops', async () => {
     await sendUdp(sc.statsdPort, ['a', 'b', 'c', 'd', 'e'].map((t) => `capped:1|c|#k:${t}`).join('\n'));
     const p = await until(sc, (x) => value(x, 'metrics_sidecar_series_dropped_total', { family: 'capped_total' }) >= 2);
-    expect(find(p, 'capped_total')).toHaveLength(3);
-    expect(value(p, 'metrics_sidecar_series_dropped_total', { family: 'capped_total' })).toBe(2);
+    expect(find(p, 'capped_total').filter((s) => s.labels.k !== undefined)).toHaveLength(3);
+    expect(find(p, 'capped_total', { otel_metric_overflow: 'true' })).toEqual([{ name: 'capped_total', labels: { otel_metric_overflow: 'true' }, value: 2 }]);
+    expect(value(p, 'capped_total')).toBe(5);
+    expect(value(p, 'metrics_sidecar_series_dropped_total', { family: 'capped_total', reason: 'family_cap' })).toBe(2);
   });
 
   it('should keep the exposition valid for promtool', async () => {
