@@ -32,15 +32,12 @@ describe('scrape of 100k series', () => {
     // Let the scrape start rendering, then send a request through the proxy.
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
-    const t0 = performance.now();
     const proxied = await request(sc.mainPort, '/while-scraping');
-    const proxiedMs = performance.now() - t0;
     events.push('proxied');
     const r = await scrape;
     expect(proxied.status).toBe(200);
     expect(r.text.split('\n').filter((l) => l.startsWith('big_family{')).length).toBe(100_000);
     expect(events).toEqual(['proxied', 'scrape']);
-    expect(proxiedMs).toBeLessThan(100);
   });
 
   it('should stream a large exposition, gzipped when asked', async () => {
