@@ -223,7 +223,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     limits: {
       maxSeriesTotal: r.int('METRICS_MAX_SERIES_TOTAL', 20_000, 1, 100_000_000),
-      maxLabelBytesTotal: r.int('METRICS_MAX_LABEL_BYTES_TOTAL', 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      maxLabelBytesTotal: r.int('METRICS_MAX_LABEL_BYTES_TOTAL', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
       maxLabelsPerSeries: r.int('METRICS_MAX_LABELS_PER_SERIES', 16, 1, 1000),
       maxLabelValueBytes: r.int('METRICS_MAX_LABEL_VALUE_BYTES', 256, 16, 1024 * 1024),
       maxFamiliesPerSource: r.int('METRICS_MAX_FAMILIES_PER_SOURCE', 1000, 1, 1_000_000),
