@@ -349,11 +349,6 @@ export class Registry {
     return undefined;
   }
 
-  /** True when a family already holds this name or its counter twin (`x` and `x_total` are one family in OpenMetrics). */
-  taken(name: string): boolean {
-    return this.collision(name, name.endsWith('_total') ? 'counter' : 'gauge') !== undefined;
-  }
-
   /** Runs before every render (process metrics and other sampled values). */
   addCollector(fn: () => void): void {
     this.collectors.push(fn);
