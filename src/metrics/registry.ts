@@ -305,6 +305,8 @@ export class Registry {
   /** Every sample name (and OpenMetrics spelling) a family puts in the exposition → that family. */
   private readonly claims = new Map<string, string>();
   private readonly collectors: (() => void)[] = [];
+  /** Families rendered elsewhere (prom-client's process metrics), joined in after ours. */
+  private readonly externals: ((openMetrics: boolean) => Promise<string>)[] = [];
   readonly budget: SeriesBudget;
   onDrop: DropHook | undefined;
 
@@ -354,6 +356,15 @@ export class Registry {
     this.collectors.push(fn);
   }
 
+  /**
+   * Joins an exposition rendered elsewhere into the async renders (renderStream and the ones built
+   * on it): its families must not be registered here, and their names must not collide with ours.
+   */
+  addExternal(render: (openMetrics: boolean) => Promise<string>): void {
+    this.externals.push(render);
+  }
+
+  /** The exposition at once, synchronously (tests, benchmarks); externals are left out: they render asynchronously. */
   render(openMetrics: boolean): string {
     for (const c of this.collectors) c();
     const out: string[] = [];
@@ -407,6 +418,10 @@ export class Registry {
       }
     }
     if (pending.length > 0) yield pending.join('');
+    for (const render of this.externals) {
+      const text = await render(openMetrics);
+      if (text !== '') yield text;
+    }
     for (const e of typeof extra === 'string' ? [extra] : extra) if (e !== '') yield e;
     if (openMetrics) yield '# EOF\n';
   }

@@ -72,6 +72,16 @@ describe('metric contract', () => {
     expect([...parsed.types.keys()].filter((n) => n.startsWith('process_') || n.startsWith('nodejs_'))).toEqual([]);
   });
 
+  it('should join prom-client\'s runtime metrics (event-loop lag, heap spaces, GC) in both formats', async () => {
+    expect(parsed.types.get('metrics_sidecar_nodejs_eventloop_lag_seconds')).toBe('gauge');
+    expect(find(parsed, 'metrics_sidecar_nodejs_heap_space_size_used_bytes').length).toBeGreaterThan(3);
+    expect(parsed.types.has('metrics_sidecar_nodejs_active_handles_total')).toBe(false);
+    const om = (await request(sc.metricsPort, '/debug/metrics', { headers: { accept: PROMETHEUS_ACCEPT } })).text;
+    expect(om).toContain('# TYPE metrics_sidecar_process_cpu_seconds counter\nmetrics_sidecar_process_cpu_seconds_total ');
+    expect(om.indexOf('metrics_sidecar_process_cpu_seconds_total')).toBeLessThan(om.indexOf('# EOF'));
+    expect(om.match(/# EOF/g)).toHaveLength(1);
+  });
+
   it('should pass promtool check metrics', () => {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     expect(r.error).toBeUndefined();
@@ -141,8 +151,10 @@ describe('metric options', () => {
     try {
       for (const p of ['/a', '/b', '/c', '/d', '/e', '/healthz', '/internal/x']) await request(sc.mainPort, p);
       const p = parseExposition((await request(sc.metricsPort, '/debug/metrics')).text);
-      expect(find(p, 'flask_http_request_duration_seconds_count').map((s) => s.labels.path)).toEqual(['/a', '/b', '/c']);
-      expect(find(p, 'metrics_sidecar_series_dropped_total', { family: 'flask_http_request_duration_seconds' })[0]?.value).toBe(2);
+      expect(find(p, 'flask_http_request_duration_seconds_count').map((s) => s.labels.path ?? JSON.stringify(s.labels))).toEqual(['/a', '/b', '/c', '{"otel_metric_overflow":"true"}']);
+      // The refused label sets' requests are in the overflow series: the family's total stays right.
+      expect(find(p, 'flask_http_request_duration_seconds_count', { otel_metric_overflow: 'true' })[0]?.value).toBe(2);
+      expect(find(p, 'metrics_sidecar_series_dropped_total', { family: 'flask_http_request_duration_seconds', reason: 'family_cap' })[0]?.value).toBe(2);
       // Excluded paths are forwarded but not recorded.
       expect(upstream.seen.map((s) => s.url)).toContain('/internal/x');
       expect(find(p, 'flask_http_request_total')[0]?.value).toBe(5);
