@@ -91,7 +91,8 @@ abstract class Family<S extends { labels: string }> {
     if (s !== undefined) return s;
     const max = this.limits.maxLabelValueBytes;
     if (max !== Infinity) {
-      for (const v of values) if (v.length > max || Buffer.byteLength(v) > max) return this.overflow('label_limit');
+      // A UTF-8 byte is at least a UTF-16 unit and at most three: count bytes only when it can matter.
+      for (const v of values) if (v.length > max || (v.length * 3 > max && Buffer.byteLength(v) > max)) return this.overflow('label_limit');
     }
     return this.add(key, renderLabelPairs(this.labelNames, values));
   }
