@@ -45,9 +45,7 @@ export function createSidecarMetrics(config: Config): SidecarMetrics {
   );
   registry.onDrop = (family, reason) => seriesDropped.inc([family, reason]);
 
-  const inflight = registry.register(
-    new Gauge({ name: 'metrics_sidecar_inflight_requests', help: 'Requests being forwarded to the application right now.' }),
-  );
+  const inflight = registry.register(new Gauge({ name: 'metrics_sidecar_inflight_requests', help: 'Requests being forwarded to the application right now.' }));
   inflight.set([], 0);
 
   registry.addExternal(processMetrics());

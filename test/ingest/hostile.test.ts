@@ -153,7 +153,13 @@ describe('StatsD limits', () => {
   it('should hold the total series budget across families, overflow per family, and count it', async () => {
     const sc = await sidecar({ METRICS_MAX_SERIES_TOTAL: '4' });
     // The sidecar's own families are outside the budget; nothing budgeted exists yet (no upstream).
-    await sendUdp(sc.statsdPort, ['a', 'b', 'c'].map((k) => `first:1|c|#k:${k}`).concat(['x', 'y', 'z'].map((k) => `second:1|g|#k:${k}`)).join('\n'));
+    await sendUdp(
+      sc.statsdPort,
+      ['a', 'b', 'c']
+        .map((k) => `first:1|c|#k:${k}`)
+        .concat(['x', 'y', 'z'].map((k) => `second:1|g|#k:${k}`))
+        .join('\n'),
+    );
     const p = await scrapeUntil(sc.metricsPort, (x) => lines(x, 'accepted') >= 6);
     expect(find(p, 'first_total').filter((s) => s.labels.k)).toHaveLength(3);
     expect(find(p, 'second').filter((s) => s.labels.k)).toHaveLength(1);
@@ -325,7 +331,18 @@ describe('MERGE_TARGETS collisions, duplicates and size (real targets over HTTP)
       'dups{a="2"} 3',
       '',
     ].join('\n'),
-    '/other': ['# TYPE shared_count gauge', 'shared_count 5', '# TYPE shared_total counter', 'shared_total 5', '# TYPE dups gauge', 'dups{a="2"} 9', 'dups{a="3"} 4', '# TYPE fine gauge', 'fine 7', ''].join('\n'),
+    '/other': [
+      '# TYPE shared_count gauge',
+      'shared_count 5',
+      '# TYPE shared_total counter',
+      'shared_total 5',
+      '# TYPE dups gauge',
+      'dups{a="2"} 9',
+      'dups{a="3"} 4',
+      '# TYPE fine gauge',
+      'fine 7',
+      '',
+    ].join('\n'),
   };
   const url = (p: string) => `http://127.0.0.1:${targetPort}${p}`;
 

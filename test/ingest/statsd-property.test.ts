@@ -29,14 +29,43 @@ function lineCount(text: string): number {
 
 const NAMES = [
   // maintained, in their StatsD and Prometheus spellings
-  'github_api_call_latency', 'github_webhook_latency', 'graphql_requests', 'graphql_requests_total', 'sqlalchemy_query_latency', 'sqlalchemy_query_latency_seconds',
-  'github_api_call_latency_count', 'github_api_call_latency_total', 'graphql_requests_bucket', 'graphql_requests_created',
+  'github_api_call_latency',
+  'github_webhook_latency',
+  'graphql_requests',
+  'graphql_requests_total',
+  'sqlalchemy_query_latency',
+  'sqlalchemy_query_latency_seconds',
+  'github_api_call_latency_count',
+  'github_api_call_latency_total',
+  'graphql_requests_bucket',
+  'graphql_requests_created',
   // reserved
-  'up', 'up_total', 'metrics_sidecar_info', 'metrics_sidecar_statsd_lines', 'metrics_sidecar_anything_new',
-  'flask_http_request', 'flask_http_request_total', 'flask_http_request_duration_seconds', 'flask_http_request_duration_seconds_count',
-  'flask_http_request_duration_seconds_bucket', 'flask_http_request_duration_seconds_sum', 'flask_http_request_exceptions', 'flask_http_request_created',
+  'up',
+  'up_total',
+  'metrics_sidecar_info',
+  'metrics_sidecar_statsd_lines',
+  'metrics_sidecar_anything_new',
+  'flask_http_request',
+  'flask_http_request_total',
+  'flask_http_request_duration_seconds',
+  'flask_http_request_duration_seconds_count',
+  'flask_http_request_duration_seconds_bucket',
+  'flask_http_request_duration_seconds_sum',
+  'flask_http_request_exceptions',
+  'flask_http_request_created',
   // ordinary, and ones that collide with each other through suffixes
-  'jobs', 'jobs_total', 'jobs_count', 'jobs_sum', 'jobs_bucket', 'jobs_created', 'jobs.done', 'queue-depth', '1st', 'a:b', 'le', '__x',
+  'jobs',
+  'jobs_total',
+  'jobs_count',
+  'jobs_sum',
+  'jobs_bucket',
+  'jobs_created',
+  'jobs.done',
+  'queue-depth',
+  '1st',
+  'a:b',
+  'le',
+  '__x',
 ];
 
 const name = fc.oneof(
@@ -49,7 +78,10 @@ const num = fc.oneof(
   fc.constantFrom('1', '0', '-1', '+5', '-2.5', '1e308', '1e309', '-1e309', 'NaN', 'Inf', '.5', '5.', '', 'abc', '0x10', '1:2:3', '100:200'),
   fc.double({ noNaN: false }).map(String),
 );
-const type = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('c', 'g', 'ms', 'h', 'd', 's') }, { weight: 1, arbitrary: fc.constantFrom('x', 'C', '', 'ms ', 'kv') });
+const type = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom('c', 'g', 'ms', 'h', 'd', 's') },
+  { weight: 1, arbitrary: fc.constantFrom('x', 'C', '', 'ms ', 'kv') },
+);
 const rate = fc.constantFrom('', '|@0.5', '|@1', '|@0', '|@2', '|@-1', '|@abc', '|@1e-300', '|@0.000001', '|@');
 const tagKey = fc.oneof(
   fc.constantFrom('le', 'otel_metric_overflow', 'exported_le', 'endpoint', 'status', '__name__', 'a-b', 'a_b', '1x', ''),
@@ -122,19 +154,33 @@ describe('StatsD store under generated hostile input', () => {
 
   it('should give the maintained families their contract types, whatever arrives first', () => {
     fc.assert(
-      fc.property(fc.shuffledSubarray(['graphql_requests:5|ms', 'graphql_requests:1|g', 'graphql_requests:2|c', 'github_api_call_latency:1|c', 'github_api_call_latency:3|ms', 'github_webhook_latency:1|g', 'github_webhook_latency:0.2|h'], { minLength: 7 }), (lines) => {
-        const { registry, store } = makeStore(true);
-        const outcomes = Object.fromEntries(lines.map((l) => [l, store.handleLine(l)]));
-        expect(outcomes['graphql_requests:2|c']).toBe('accepted');
-        expect(outcomes['github_api_call_latency:3|ms']).toBe('accepted');
-        expect(outcomes['github_webhook_latency:0.2|h']).toBe('accepted');
-        expect(outcomes['graphql_requests:5|ms']).toBe('type_conflict');
-        expect(outcomes['graphql_requests:1|g']).toBe('type_conflict');
-        expect(outcomes['github_api_call_latency:1|c']).toBe('type_conflict');
-        expect(outcomes['github_webhook_latency:1|g']).toBe('type_conflict');
-        const types = Object.fromEntries([...registry.all()].map((f) => [f.name, f.type]));
-        expect(types).toMatchObject({ graphql_requests_total: 'counter', github_api_call_latency: 'histogram', github_webhook_latency: 'histogram' });
-      }),
+      fc.property(
+        fc.shuffledSubarray(
+          [
+            'graphql_requests:5|ms',
+            'graphql_requests:1|g',
+            'graphql_requests:2|c',
+            'github_api_call_latency:1|c',
+            'github_api_call_latency:3|ms',
+            'github_webhook_latency:1|g',
+            'github_webhook_latency:0.2|h',
+          ],
+          { minLength: 7 },
+        ),
+        (lines) => {
+          const { registry, store } = makeStore(true);
+          const outcomes = Object.fromEntries(lines.map((l) => [l, store.handleLine(l)]));
+          expect(outcomes['graphql_requests:2|c']).toBe('accepted');
+          expect(outcomes['github_api_call_latency:3|ms']).toBe('accepted');
+          expect(outcomes['github_webhook_latency:0.2|h']).toBe('accepted');
+          expect(outcomes['graphql_requests:5|ms']).toBe('type_conflict');
+          expect(outcomes['graphql_requests:1|g']).toBe('type_conflict');
+          expect(outcomes['github_api_call_latency:1|c']).toBe('type_conflict');
+          expect(outcomes['github_webhook_latency:1|g']).toBe('type_conflict');
+          const types = Object.fromEntries([...registry.all()].map((f) => [f.name, f.type]));
+          expect(types).toMatchObject({ graphql_requests_total: 'counter', github_api_call_latency: 'histogram', github_webhook_latency: 'histogram' });
+        },
+      ),
       { numRuns: 50 },
     );
   });

@@ -87,7 +87,15 @@ describe('StatsD over raw UDP and TCP', () => {
   it('should take multi-line packets, sample rates, gauge deltas and multi-value timers', async () => {
     await sendUdp(
       sc.statsdPort,
-      ['jobs:1|c|@0.1|#queue:mail', 'jobs:2|c|#queue:mail', 'temp:20|g', 'temp:+5|g', 'temp:-2|g', 'render:100:200:300|ms|#page:home', 'sampled_hist:1|h|@0.5'].join('\n'),
+      [
+        'jobs:1|c|@0.1|#queue:mail',
+        'jobs:2|c|#queue:mail',
+        'temp:20|g',
+        'temp:+5|g',
+        'temp:-2|g',
+        'render:100:200:300|ms|#page:home',
+        'sampled_hist:1|h|@0.5',
+      ].join('\n'),
     );
     const p = await until(sc, (x) => lines(x, 'accepted') >= 7);
     expect(find(p, 'jobs_total', { queue: 'mail' })[0]?.value).toBeCloseTo(12);
@@ -132,7 +140,7 @@ describe('StatsD over raw UDP and TCP', () => {
     expect(find(p, 'good_two_total')[0]?.value).toBe(1);
   });
 
-  it('should count a type conflict (x as a counter is x_total: one name), and refuse the sidecar\'s own families', async () => {
+  it("should count a type conflict (x as a counter is x_total: one name), and refuse the sidecar's own families", async () => {
     await sendUdp(sc.statsdPort, ['mixed:1|c', 'mixed:1|g', 'flask_http_request_total:1|c', 'metrics_sidecar_info:5|g'].join('\n'));
     const p = await until(sc, (x) => lines(x, 'type_conflict') >= 3);
     expect(lines(p, 'type_conflict')).toBe(3);

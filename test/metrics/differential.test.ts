@@ -14,7 +14,11 @@ const labelValue = fc.oneof(fc.constantFrom('GET', 'POST', '/users/:id', 'a"b', 
 const op = fc.oneof(
   fc.record({ kind: fc.constant('inc' as const), a: labelValue, b: labelValue, by: fc.oneof(fc.constant(1), fc.double({ min: 0, max: 1e6, noNaN: true })) }),
   fc.record({ kind: fc.constant('set' as const), a: labelValue, v: fc.double({ noNaN: true, noDefaultInfinity: true }) }),
-  fc.record({ kind: fc.constant('observe' as const), a: labelValue, v: fc.oneof(fc.constantFrom(0, 0.005, 0.1, 1, 2.5, 10, 11), fc.double({ min: 0, max: 100, noNaN: true })) }),
+  fc.record({
+    kind: fc.constant('observe' as const),
+    a: labelValue,
+    v: fc.oneof(fc.constantFrom(0, 0.005, 0.1, 1, 2.5, 10, 11), fc.double({ min: 0, max: 100, noNaN: true })),
+  }),
 );
 
 function key(s: Sample): string {

@@ -68,7 +68,9 @@ export class Merger {
       maxFamilies: limits.maxFamiliesPerSource ?? Infinity,
     };
     this.contract = limits.contract ?? new Contract();
-    this.up = registry.register(new Gauge({ name: 'metrics_sidecar_merge_up', help: '1 when the last fetch of a merge target succeeded, else 0.', labelNames: ['target'] }));
+    this.up = registry.register(
+      new Gauge({ name: 'metrics_sidecar_merge_up', help: '1 when the last fetch of a merge target succeeded, else 0.', labelNames: ['target'] }),
+    );
     this.duration = registry.register(
       new Gauge({ name: 'metrics_sidecar_merge_duration_seconds', help: 'Duration of the last fetch of a merge target, in seconds.', labelNames: ['target'] }),
     );

@@ -50,7 +50,9 @@ export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  * under its own name and its StatsD spelling (`graphql_requests`, `sqlalchemy_query_latency`).
  */
 const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntries(
-  MAINTAINED_FAMILIES.flatMap((f) => [f.name, stripTotal(f.name), f.name.replace(/_seconds$/, '')].map((alias) => [alias, { name: f.name, db: f.db === true }])),
+  MAINTAINED_FAMILIES.flatMap((f) =>
+    [f.name, stripTotal(f.name), f.name.replace(/_seconds$/, '')].map((alias) => [alias, { name: f.name, db: f.db === true }]),
+  ),
 );
 
 export interface MappingFile {
@@ -74,7 +76,8 @@ export function parseMappingFile(text: string): MappingFile {
     if (typeof r !== 'object' || r === null || typeof r.match !== 'string' || r.match === '') throw new Error(`${where}: "match" (a glob) is required`);
     const drop = r.action === 'drop';
     if (r.action !== undefined && !drop) throw new Error(`${where}: "action" can only be "drop"`);
-    if (!drop && r.name !== undefined && (typeof r.name !== 'string' || !/^[a-zA-Z_:$][a-zA-Z0-9_:${}]*$/.test(r.name))) throw new Error(`${where}: "name" is not a metric name`);
+    if (!drop && r.name !== undefined && (typeof r.name !== 'string' || !/^[a-zA-Z_:$][a-zA-Z0-9_:${}]*$/.test(r.name)))
+      throw new Error(`${where}: "name" is not a metric name`);
     const labels: [string, string][] = [];
     if (r.labels !== undefined) {
       if (typeof r.labels !== 'object' || r.labels === null || Array.isArray(r.labels)) throw new Error(`${where}: "labels" must be a mapping`);

@@ -154,7 +154,8 @@ export class StatsdStore {
       target = this.resolve(p);
       // Overflow targets are not cached, so each line sent there is counted as a refusal; long
       // keys are not cached at all, so the cache stays small whatever the lines look like.
-      const cacheable = typeof target === 'string' ? target === 'type_conflict' || target === 'dropped' : !target.family.family.isOverflow(target.series as never);
+      const cacheable =
+        typeof target === 'string' ? target === 'type_conflict' || target === 'dropped' : !target.family.family.isOverflow(target.series as never);
       if (cacheable && p.name.length + sub.length <= CACHE_MAX_KEY_CHARS) {
         const cost = sub.length + CACHE_ENTRY_OVERHEAD + (byName === undefined ? p.name.length + CACHE_ENTRY_OVERHEAD : 0);
         if (this.cachedChars + cost > CACHE_MAX_CHARS) {
@@ -213,7 +214,14 @@ export class StatsdStore {
     const scale = p.type === 'ms' ? 0.001 : 1;
     const pairs = this.labels(mapped.labels, p.tags, kind);
     if (pairs === undefined) return { family: own, series: own.family.overflow('label_limit'), scale };
-    const series = own.family.childRendered(detach(renderLabelPairs(pairs.map((x) => x[0]), pairs.map((x) => x[1]))));
+    const series = own.family.childRendered(
+      detach(
+        renderLabelPairs(
+          pairs.map((x) => x[0]),
+          pairs.map((x) => x[1]),
+        ),
+      ),
+    );
     return { family: own, series: series!, scale };
   }
 
