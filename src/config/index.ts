@@ -138,7 +138,11 @@ export function loadConfig(env: Env = process.env): Config {
   const role = r.oneOf<Role>('SIDECAR_ROLE', ['web', 'worker'], listenPort === 0 ? 'worker' : 'web');
 
   const prefix = r.string('HTTP_METRICS_PREFIX', 'flask_http_request');
-  if (!PROMETHEUS_NAME.test(prefix)) r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  if (!PROMETHEUS_NAME.test(prefix)) {
+    r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  } else if (prefix.startsWith('metrics_sidecar_')) {
+    r.problem('HTTP_METRICS_PREFIX', "must not start with metrics_sidecar_ (the sidecar's own families)");
+  }
 
   const routePatterns = r.list('ROUTE_PATTERNS');
   for (const p of routePatterns) {
