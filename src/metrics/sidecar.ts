@@ -59,15 +59,22 @@ export function createSidecarMetrics(config: Config): SidecarMetrics {
  * exposition in either format.
  */
 function processMetrics(): (openMetrics: boolean) => Promise<string> {
-  const registry = new PromRegistry();
-  collectDefaultMetrics({ register: registry, prefix: SIDECAR_PREFIX });
-  // Gauges named `*_total` (active handles/requests/resources totals) read as counters to
-  // Prometheus's linter and are invalid family names in OpenMetrics; the labelled gauges carry the same.
-  for (const m of registry.getMetricsAsArray()) {
-    if (m.name.endsWith('_total') && (m as unknown as { type: string }).type !== 'counter') registry.removeSingleMetric(m.name);
+  // One per process, whatever the number of sidecars in it (tests run several): the metrics
+  // describe the process, and each collectDefaultMetrics starts its own event-loop and GC monitors.
+  if (processRegistry === undefined) {
+    processRegistry = new PromRegistry();
+    collectDefaultMetrics({ register: processRegistry, prefix: SIDECAR_PREFIX });
+    // Gauges named `*_total` (active handles/requests/resources totals) read as counters to
+    // Prometheus's linter and are invalid family names in OpenMetrics; the labelled gauges carry the same.
+    for (const m of processRegistry.getMetricsAsArray()) {
+      if (m.name.endsWith('_total') && (m as unknown as { type: string }).type !== 'counter') processRegistry.removeSingleMetric(m.name);
+    }
   }
+  const registry = processRegistry;
   return async (openMetrics) => renderPromClient(await registry.getMetricsAsJSON(), openMetrics);
 }
+
+let processRegistry: PromRegistry | undefined;
 
 type PromJson = Awaited<ReturnType<PromRegistry['getMetricsAsJSON']>>;
 
