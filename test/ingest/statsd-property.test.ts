@@ -11,7 +11,10 @@ import { Registry } from '../../src/metrics/registry';
 import { Mapper } from '../../src/ingest/statsd/mapper';
 import { OUTCOMES, StatsdStore, type Outcome } from '../../src/ingest/statsd/store';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
-import { Counter } from '../../src/metrics/registry';
+import { Counter, Histogram } from '../../src/metrics/registry';
+import { Contract, exposedNames } from '../../src/metrics/contract';
+
+const contract = new Contract();
 import { freePort, request } from '../helpers/net';
 import { spawnSidecar, type Child } from '../helpers/sidecar';
 import { parseExposition, value } from '../helpers/exposition';
@@ -114,6 +117,10 @@ function makeStore(enableDbMetrics: boolean): { registry: Registry; store: Stats
   const registry = new Registry(LIMITS);
   const dropped = registry.register(new Counter({ name: 'metrics_sidecar_series_dropped_total', help: 'Drops.', labelNames: ['family', 'reason'] }));
   registry.onDrop = (family, reason) => dropped.inc([family, reason]);
+  // The RED families, as the forwarder registers them: StatsD must not land beside them.
+  registry.register(new Histogram({ name: 'flask_http_request_duration_seconds', help: 'd', labelNames: ['path'], buckets: [1] })).observe(['/'], 0.5);
+  registry.register(new Counter({ name: 'flask_http_request_total', help: 't' })).inc();
+  registry.register(new Counter({ name: 'flask_http_request_exceptions_total', help: 'e' })).inc();
   const store = new StatsdStore(registry, new Mapper(undefined, DEFAULT_HTTP_BUCKETS), {
     enableDbMetrics,
     maxSeriesPerFamily: 20,
@@ -145,6 +152,16 @@ describe('StatsD store under generated hostile input', () => {
         expect(registry.budget.labelBytes).toBeLessThanOrEqual(LIMITS.maxLabelBytesTotal);
         expect([...registry.all()].filter((f) => !f.name.startsWith('metrics_sidecar_')).length).toBeLessThanOrEqual(40);
         for (const f of registry.all()) expect(f.size).toBeLessThanOrEqual(Math.min(f.maxSeries, 10_000) + 1);
+        // No StatsD family took a reserved name or a maintained name with another type, and no two share a sample name.
+        const owner = new Map<string, string>();
+        for (const f of registry.all()) {
+          if (!f.name.startsWith('metrics_sidecar_') && !f.name.startsWith('flask_http_request'))
+            expect([f.name, contract.refuse(f.name, f.type)]).toEqual([f.name, undefined]);
+          for (const n of exposedNames(f.name, f.type)) {
+            expect([n, owner.get(n)]).toEqual([n, undefined]);
+            owner.set(n, f.name);
+          }
+        }
         expect(promtoolErrors(registry.render(false))).toBe('');
         expect(promtoolErrors(registry.render(true))).toBe('');
       }),
