@@ -252,7 +252,7 @@ function writeValueLine(buf: Buffer, p: number, open: Buffer, bare: Buffer, labe
   } else {
     buf.set(open, p);
     p += open.length;
-    p += buf.write(labels, p);
+    p = writeText(buf, p, labels);
     buf[p++] = CLOSE;
     buf[p++] = SPACE;
   }
@@ -277,7 +277,7 @@ function writeHistogram(buf: Buffer, p: number, plan: Plan, s: HistogramSeries):
     if (hasLabels) {
       if (labelsAt < 0) {
         labelsAt = p;
-        labelsLen = buf.write(s.labels, p);
+        labelsLen = writeText(buf, p, s.labels) - p;
       } else {
         buf.copyWithin(p, labelsAt, labelsAt + labelsLen);
       }
@@ -309,8 +309,26 @@ function writeSumCount(buf: Buffer, p: number, head: Buffer, hasLabels: boolean,
 }
 
 /**
- * Writes `formatNumber(v)` at p and returns the new offset. Integers (the common case: counters,
- * bucket counts) are written digit by digit without a string; other values go through String(v),
+ * Writes a string as UTF-8 at p and returns the new offset. Label text is short and nearly always
+ * ASCII: a JS loop over it is cheaper than a call into Buffer#write, which takes the rest.
+ */
+function writeText(buf: Buffer, p: number, text: string): number {
+  const n = text.length;
+  if (n <= 64) {
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return p + buf.write(text, p);
+      buf[p + i] = c;
+    }
+    return p + n;
+  }
+  return p + buf.write(text, p);
+}
+
+/**
+ * Writes `formatNumber(v)` at p and returns the new offset, without a string in the common cases:
+ * integers (counters, bucket counts) digit by digit, and short decimals (`12.5`, `0.125`: StatsD
+ * gauges, sums of seconds) as an integer with a point. Anything else goes through String(v),
  * which is what formatNumber does.
  */
 export function writeNumber(buf: Buffer, p: number, v: number): number {
@@ -320,20 +338,69 @@ export function writeNumber(buf: Buffer, p: number, v: number): number {
       buf[p++] = 45; // -
       v = -v;
     }
-    let digits = 1;
-    for (let n = v; n >= 10; n = Math.floor(n / 10)) digits++;
-    const endAt = p + digits;
-    for (let i = endAt - 1; i >= p; i--) {
-      const r = v % 10;
-      buf[i] = 48 + r;
-      v = (v - r) / 10;
-    }
-    return endAt;
+    return writeDigits(buf, p, v, 0);
   }
   if (v !== v) return p + latin1Write(buf, 'NaN', p);
   if (v === Infinity) return p + latin1Write(buf, '+Inf', p);
   if (v === -Infinity) return p + latin1Write(buf, '-Inf', p);
+  const a = v < 0 ? -v : v;
+  if (a >= 1e-6 && a < DECIMAL_MAX) {
+    for (let d = 1; d <= 6; d++) {
+      const n = a * POW10[d];
+      if (Number.isInteger(n)) {
+        // n / 10^d is correctly rounded, so when it gives back a, the decimal n·10^-d is a's
+        // nearest: it round-trips. With n ≤ 2^50 the double's spacing is under a quarter of
+        // 10^-d, so no other string with d or fewer decimals round-trips, and without a trailing
+        // zero it is the shortest one: exactly what String(v) prints (fixed notation from 1e-6).
+        if (n % 10 === 0 || n / POW10[d] !== a) break;
+        if (v < 0) buf[p++] = 45;
+        return writeDigits(buf, p, n, d);
+      }
+    }
+  }
   return p + latin1Write(buf, String(v), p);
+}
+
+const POW10 = [1, 10, 100, 1000, 10000, 100000, 1000000];
+/** Decimals are written by the fast path only while n = a·10^d stays ≤ 2^50 (see writeNumber). */
+const DECIMAL_MAX = 2 ** 50 / 1e6;
+
+/** Writes the non-negative integer n with a decimal point `decimals` digits from the right. */
+function writeDigits(buf: Buffer, p: number, n: number, decimals: number): number {
+  let digits = n < 2147483648 ? smallDigits(n) : 10;
+  for (let m = n / 1e10; m >= 1; m /= 10) digits++;
+  // Leading zeros of a fraction (0.05 = 5 with 2 decimals) and the integer part's 0.
+  if (digits <= decimals) digits = decimals + 1;
+  const endAt = p + digits + (decimals > 0 ? 1 : 0);
+  let i = endAt - 1;
+  // Above 2^31 the digits come from float division (exact for safe integers); below, int32 maths.
+  while (n >= 2147483648) {
+    const q = Math.floor(n / 10);
+    buf[i--] = 48 + (n - q * 10);
+    n = q;
+    if (--decimals === 0) buf[i--] = 46; // .
+  }
+  let m = n | 0;
+  while (i >= p) {
+    const q = (m / 10) | 0;
+    buf[i--] = 48 + (m - q * 10);
+    m = q;
+    if (--decimals === 0) buf[i--] = 46; // .
+  }
+  return endAt;
+}
+
+function smallDigits(n: number): number {
+  if (n < 10) return 1;
+  if (n < 100) return 2;
+  if (n < 1000) return 3;
+  if (n < 10000) return 4;
+  if (n < 100000) return 5;
+  if (n < 1000000) return 6;
+  if (n < 10000000) return 7;
+  if (n < 100000000) return 8;
+  if (n < 1000000000) return 9;
+  return 10;
 }
 
 /** Buffer#latin1Write: ASCII text without the argument checks of Buffer#write (not in @types/node). */
