@@ -18,7 +18,10 @@
  * omission; the warm-up also absorbs the first GCs after the previous phase's scrapes):
  *   - proxied requests at a fixed 1,000 req/s through the main port: p50/p99/max latency;
  *   - a probe of the metrics port's /healthz at a fixed 500 req/s: a trivial request whose latency
- *     is the time it waited for the event loop, so its max is the sidecar's worst loop stall.
+ *     is mostly the time it waited for the event loop (plus the client's and the network's share);
+ *   - the sidecar's own event-loop delay, measured inside it (bench/lib/loop-delay.cjs, preloaded
+ *     with --require: monitorEventLoopDelay at 1 ms resolution): its max is the worst loop stall,
+ *     which the once-a-second target is judged on.
  * All clients run on CPU 1. Medians of the rounds' percentiles (max: the max over rounds).
  *
  * Results: a table on stdout and bench/results/stall.json. A missed target is not a failure; the
@@ -36,6 +39,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted, beginRun, runMain } from './lib/procs.mjs';
 import * as R from './lib/report.mjs';
@@ -48,6 +52,7 @@ import { runFixedRate } from './lib/fixed-rate.mjs';
 import { seriesLines, packLines, udpClient, sendPaced } from './lib/statsd.mjs';
 
 const log = R.logger('stall');
+const LOOP_DELAY_MODULE = fileURLToPath(new URL('./lib/loop-delay.cjs', import.meta.url));
 
 const SETTINGS = {
   series: R.envNum('BENCH_STALL_SERIES', 100_000),
@@ -185,6 +190,19 @@ function scrapeLoop(url, intervalMs = 0) {
   };
 }
 
+/** The worst event-loop delay the sidecar measured in itself over seconds ending in (from, to]. */
+function readLoopDelay(file, from, to) {
+  let lines = [];
+  try {
+    lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  } catch {
+    return null;
+  }
+  const inWindow = lines.filter((l) => l.t > from + 1000 && l.t <= to + 1000);
+  if (inWindow.length === 0) return null;
+  return { seconds: inWindow.length, max_ms: round(Math.max(...inWindow.map((l) => l.max_ms)), 2), p99_ms_worst_second: round(Math.max(...inWindow.map((l) => l.p99_ms)), 2) };
+}
+
 async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   sidecar.alive();
   await sleep(SETTINGS.settle_s * 1000);
@@ -194,6 +212,8 @@ async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   if (scraper) await sleep(500);
   const t0 = cpuTicks([sidecar.pid]);
   const w0 = performance.now();
+  // The loop-delay window: after the fixed-rate warm-up, to the end of the measurement.
+  const windowFrom = Date.now() + SETTINGS.warmup_s * 1000;
   let proxied;
   let probe;
   let scrapes = null;
@@ -206,9 +226,12 @@ async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
     if (scraper) scrapes = await scraper.stop();
   }
   const cpuPct = (((cpuTicks([sidecar.pid]) - t0) / hz) * 100) / ((performance.now() - w0) / 1000);
+  const windowTo = Date.now();
   sidecar.alive();
+  await sleep(1100); // the monitor's line for the last second
+  const loopDelay = readLoopDelay(sidecar.loopDelayFile, windowFrom, windowTo);
   const strip = ({ url, rate, duration_s, warmup_s, ...r }) => r;
-  return { phase, proxied: strip(proxied), healthz: strip(probe), scrapes, sidecar_cpu_pct: round(cpuPct, 1) };
+  return { phase, proxied: strip(proxied), healthz: strip(probe), scrapes, loop_delay: loopDelay, sidecar_cpu_pct: round(cpuPct, 1) };
 }
 
 function summarise(rounds) {
@@ -220,6 +243,7 @@ function summarise(rounds) {
     healthz_p50_ms: round(median(pick((r) => r.healthz.p50_ms)), 3),
     healthz_p99_ms: round(median(pick((r) => r.healthz.p99_ms)), 3),
     healthz_max_ms: round(Math.max(...pick((r) => r.healthz.max_ms ?? 0)), 3),
+    loop_delay_max_ms: rounds.every((r) => r.loop_delay) ? round(Math.max(...pick((r) => r.loop_delay.max_ms)), 2) : null,
     scrapes: rounds[0].scrapes ? rounds.reduce((a, r) => a + r.scrapes.scrapes, 0) : null,
     scrape_overruns: rounds[0].scrapes ? rounds.reduce((a, r) => a + r.scrapes.overruns, 0) : null,
     scrape_ms_p50: rounds[0].scrapes ? round(median(pick((r) => r.scrapes.ms_p50)), 1) : null,
@@ -244,15 +268,18 @@ async function main() {
   meta.versions.upstream = `${upstream.kind} ${upstream.version}`;
   log(`node ${meta.versions.node}; upstream ${meta.versions.upstream} on :${upstreamPort} (CPU ${SETTINGS.load_cpu}); temp dir ${tmp}`);
   log(`sidecar on :${mainPort} (metrics :${metricsPort}, StatsD :${statsdPort}; CPU ${SETTINGS.sidecar_cpu})`);
+  const loopDelayFile = path.join(tmp, 'loop-delay.jsonl');
   const sidecar = await startSidecar({
     cpus: SETTINGS.sidecar_cpu,
     ports: { listen: mainPort, metrics: metricsPort, statsd: statsdPort },
     upstream: `http://127.0.0.1:${upstreamPort}`,
     // Budgets generous enough for every loaded series (the per-family cap and the total budget).
-    env: { METRICS_MAX_SERIES_PER_FAMILY: String(Math.max(2000, SETTINGS.series * 2)), METRICS_MAX_SERIES_TOTAL: String(Math.max(10_000, SETTINGS.series * 4)) },
-    nodeArgs: SETTINGS.cpu_prof ? ['--cpu-prof', `--cpu-prof-dir=${path.join(tmp, 'cpuprof')}`] : [],
+    env: { METRICS_MAX_SERIES_PER_FAMILY: String(Math.max(2000, SETTINGS.series * 2)), METRICS_MAX_SERIES_TOTAL: String(Math.max(10_000, SETTINGS.series * 4)), BENCH_LOOP_DELAY_FILE: loopDelayFile },
+    // The sidecar measures its own event-loop delay (bench/lib/loop-delay.cjs, one line a second).
+    nodeArgs: ['--require', LOOP_DELAY_MODULE, ...(SETTINGS.cpu_prof ? ['--cpu-prof', `--cpu-prof-dir=${path.join(tmp, 'cpuprof')}`] : [])],
     tmp,
   });
+  sidecar.loopDelayFile = loopDelayFile;
   const mainUrl = `http://127.0.0.1:${mainPort}${SETTINGS.path}`;
 
   const load = await loadSeries(sidecar, statsdPort);
@@ -314,7 +341,7 @@ async function main() {
   const verdicts = {
     scraping_proxied_p99: S ? R.atMost(S.proxied_p99_ms, TARGETS.scraping_p99_ms_max) : 'skipped',
     periodic_proxied_p99_added: P ? R.atMost(ratios.periodic_proxied_p99_added_ms, TARGETS.periodic_p99_added_ms_max) : 'skipped',
-    periodic_max_loop_delay: P ? R.atMost(P.healthz_max_ms, TARGETS.periodic_max_loop_delay_ms_max) : 'skipped',
+    periodic_max_loop_delay: P ? R.atMost(P.loop_delay_max_ms ?? P.healthz_max_ms, TARGETS.periodic_max_loop_delay_ms_max) : 'skipped',
   };
 
   const out = [''];
@@ -330,7 +357,7 @@ async function main() {
       (P ? `; periodic = one scrape every ${SETTINGS.scrape_interval_ms} ms` : ''),
   );
   out.push('');
-  const head = ['phase', 'proxied p50', 'p99', 'max', 'p99 ÷ baseline', 'healthz p50', 'p99', 'max (loop stall)', 'scrapes', 'scrape p50 ms', 'sidecar CPU %'];
+  const head = ['phase', 'proxied p50', 'p99', 'max', 'p99 ÷ baseline', 'healthz p50', 'p99', 'max', 'loop delay max', 'scrapes', 'scrape p50 ms', 'sidecar CPU %'];
   const row = (name, s) => [
     PHASE_LABELS[name],
     R.fmt(s.proxied_p50_ms, 3),
@@ -340,30 +367,35 @@ async function main() {
     R.fmt(s.healthz_p50_ms, 3),
     R.fmt(s.healthz_p99_ms, 3),
     R.fmt(s.healthz_max_ms, 1),
+    R.fmt(s.loop_delay_max_ms, 1),
     s.scrapes === null ? '-' : String(s.scrapes),
     R.fmt(s.scrape_ms_p50, 1),
     R.fmt(s.sidecar_cpu_pct, 0),
   ];
   out.push(R.table(head, phases.map((p) => row(p, results[p]))));
-  out.push('(latencies in ms)');
+  out.push('(latencies in ms; loop delay max: measured inside the sidecar by monitorEventLoopDelay, without the probe client\'s and the network\'s share)');
   out.push('');
   const per = (phase, f) => rounds[phase].map((r) => R.fmt(f(r), 2)).join(' ');
   out.push(`proxied p99 by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.proxied.p99_ms)}]`).join('  ')}`);
   out.push(`healthz max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.healthz.max_ms)}]`).join('  ')}`);
+  out.push(`loop delay max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.loop_delay?.max_ms)}]`).join('  ')}`);
   out.push('');
   const signed = (x) => `${x >= 0 ? '+' : ''}${R.fmt(x, 2)} ms`;
   if (S) {
     out.push(R.targetLine('back to back: proxied p99:', `${R.fmt(S.proxied_p99_ms, 2)} ms`, `target <= ${TARGETS.scraping_p99_ms_max} ms`, verdicts.scraping_proxied_p99));
     out.push(R.targetLine('back to back: proxied p99 added over baseline:', signed(ratios.scraping_proxied_p99_added_ms)));
-    out.push(R.targetLine('back to back: max loop stall (healthz max):', `${R.fmt(S.healthz_max_ms, 1)} ms`));
+    out.push(R.targetLine('back to back: max event-loop delay:', `${R.fmt(S.loop_delay_max_ms, 1)} ms`, `(healthz max ${R.fmt(S.healthz_max_ms, 1)} ms)`));
   }
   if (P) {
     out.push(
       R.targetLine('once a second: proxied p99 added over baseline:', signed(ratios.periodic_proxied_p99_added_ms), `target <= +${TARGETS.periodic_p99_added_ms_max} ms`, verdicts.periodic_proxied_p99_added),
     );
-    out.push(R.targetLine('once a second: max loop stall (healthz max):', `${R.fmt(P.healthz_max_ms, 1)} ms`, `target <= ${TARGETS.periodic_max_loop_delay_ms_max} ms`, verdicts.periodic_max_loop_delay));
+    out.push(
+      R.targetLine('once a second: max event-loop delay:', `${R.fmt(P.loop_delay_max_ms ?? P.healthz_max_ms, 1)} ms`, `target <= ${TARGETS.periodic_max_loop_delay_ms_max} ms`, verdicts.periodic_max_loop_delay),
+    );
+    out.push(R.targetLine('once a second: max healthz latency:', `${R.fmt(P.healthz_max_ms, 1)} ms`));
   }
-  out.push(R.targetLine('baseline: max healthz latency (no scrapes):', `${R.fmt(B.healthz_max_ms, 1)} ms`));
+  out.push(R.targetLine('baseline (no scrapes): max event-loop delay:', `${R.fmt(B.loop_delay_max_ms, 1)} ms`, `(healthz max ${R.fmt(B.healthz_max_ms, 1)} ms)`));
   if (sidecarProfile) out.push(...sidecarProfileLines(sidecarProfile));
   out.push(...R.warningLines(warnings));
   if (invalid) {
