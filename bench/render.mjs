@@ -29,14 +29,13 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { installCleanup, start, stop, stopAll, freePorts, tail, interrupted, beginRun } from './lib/procs.mjs';
+import { start, stop, stopAll, freePorts, tail, interrupted, beginRun } from './lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -74,7 +73,7 @@ async function worker() {
       dump: { type: 'string' },
     },
   });
-  if (typeof global.gc !== 'function') throw new Error('worker needs node --expose-gc');
+  if (typeof globalThis.gc !== 'function') throw new Error('worker needs node --expose-gc');
   const require = createRequire(import.meta.url);
   const impl = opts.worker;
   const variant = opts.variant;
@@ -87,7 +86,7 @@ async function worker() {
   const lib = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'metrics', 'registry.js')) : require('prom-client');
   const bytes = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'exposition', 'render.js')) : null;
   const gcAll = () => {
-    for (let i = 0; i < 4; i++) global.gc();
+    for (let i = 0; i < 4; i++) globalThis.gc();
   };
   const mem = () => {
     const m = process.memoryUsage();
@@ -232,7 +231,10 @@ async function orchestrate() {
   const SETTINGS = {
     renders: R.envNum('BENCH_RENDERS', 9),
     warmup: R.envNum('BENCH_RENDER_WARMUP', 3),
-    variants: (process.env.BENCH_RENDER_VARIANTS || VARIANTS.join(',')).split(',').map((s) => s.trim()).filter(Boolean),
+    variants: (process.env.BENCH_RENDER_VARIANTS || VARIANTS.join(','))
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
     subject_cpu: 0,
     client_cpu: 1,
     scrape_headers: { accept: 'text/plain;version=0.0.4' },
@@ -253,7 +255,9 @@ async function orchestrate() {
     pushgateway: pg.bin ? await PG.pushgatewayVersion(pg.bin) : null,
   });
   R.pinSelf(SETTINGS.client_cpu);
-  log(`node ${meta.versions.node}, prom-client ${meta.versions.prom_client}, pushgateway ${meta.versions.pushgateway ?? `skipped: ${pg.skipped}`}; temp dir ${tmp}`);
+  log(
+    `node ${meta.versions.node}, prom-client ${meta.versions.prom_client}, pushgateway ${meta.versions.pushgateway ?? `skipped: ${pg.skipped}`}; temp dir ${tmp}`,
+  );
 
   const warnings = [];
   if (pg.skipped) warnings.push(`pushgateway comparison skipped: ${pg.skipped}`);
@@ -295,7 +299,10 @@ async function orchestrate() {
     const deadline = Date.now() + 180000;
     let result;
     while (!result) {
-      const line = m.output().split('\n').find((l) => l.startsWith('BENCH_RESULT '));
+      const line = m
+        .output()
+        .split('\n')
+        .find((l) => l.startsWith('BENCH_RESULT '));
       if (line) result = JSON.parse(line.slice('BENCH_RESULT '.length));
       else if (m.done) throw new Error(`${impl} worker ended (${m.exitInfo}):\n${tail(m.output())}`);
       else if (Date.now() > deadline) throw new Error(`${impl} worker gave no result within 180 s:\n${tail(m.output())}`);
@@ -388,8 +395,22 @@ async function orchestrate() {
     const perSeries = variant === 'flat' ? 'heap B/series' : 'heap B/histogram';
     const head = ['implementation', perSeries, 'render ms', 'HTTP scrape ms', 'body MB', 'samples'];
     const rows = [
-      ['ours render() (sync)', R.fmtInt(r.ours.heap.bytes_per_stored_series), R.fmt(r.ours.render_sync_ms.median, 1), '', R.fmt(r.ours.exposition_bytes / 1e6, 2), R.fmtInt(r.ours.samples)],
-      ['ours byte renderer (served)', '', R.fmt(r.ours.render_async_ms.median, 1), R.fmt(r.ours.http_scrape.ms.median, 1), R.fmt(r.ours.http_scrape.bytes / 1e6, 2), R.fmtInt(r.ours.http_scrape.samples)],
+      [
+        'ours render() (sync)',
+        R.fmtInt(r.ours.heap.bytes_per_stored_series),
+        R.fmt(r.ours.render_sync_ms.median, 1),
+        '',
+        R.fmt(r.ours.exposition_bytes / 1e6, 2),
+        R.fmtInt(r.ours.samples),
+      ],
+      [
+        'ours byte renderer (served)',
+        '',
+        R.fmt(r.ours.render_async_ms.median, 1),
+        R.fmt(r.ours.http_scrape.ms.median, 1),
+        R.fmt(r.ours.http_scrape.bytes / 1e6, 2),
+        R.fmtInt(r.ours.http_scrape.samples),
+      ],
       [
         'prom-client registry.metrics()',
         R.fmtInt(r.prom_client.heap.bytes_per_stored_series),
@@ -413,16 +434,35 @@ async function orchestrate() {
     out.push('');
     const q = ratios[variant];
     const v = verdicts[variant];
-    out.push(R.targetLine('render prom-client / ours byte renderer:', `${R.fmt(q.render_prom_client_over_ours_async, 1)}x`, `target >= ${TARGETS.speedup_min}x`, v.render_prom_client_over_ours_async));
+    out.push(
+      R.targetLine(
+        'render prom-client / ours byte renderer:',
+        `${R.fmt(q.render_prom_client_over_ours_async, 1)}x`,
+        `target >= ${TARGETS.speedup_min}x`,
+        v.render_prom_client_over_ours_async,
+      ),
+    );
     out.push(R.targetLine('render prom-client / ours render() (sync):', `${R.fmt(q.render_prom_client_over_ours_sync, 1)}x`));
     out.push(R.targetLine('HTTP scrape prom-client / ours:', `${R.fmt(q.http_scrape_prom_client_over_ours, 1)}x`));
     out.push(
       q.http_scrape_pushgateway_over_ours !== null
-        ? R.targetLine('HTTP scrape pushgateway / ours:', `${R.fmt(q.http_scrape_pushgateway_over_ours, 1)}x`, `target >= ${TARGETS.speedup_min}x`, v.http_scrape_pushgateway_over_ours)
+        ? R.targetLine(
+            'HTTP scrape pushgateway / ours:',
+            `${R.fmt(q.http_scrape_pushgateway_over_ours, 1)}x`,
+            `target >= ${TARGETS.speedup_min}x`,
+            v.http_scrape_pushgateway_over_ours,
+          )
         : R.targetLine('HTTP scrape pushgateway / ours:', 'skipped'),
     );
     if (variant === 'flat') {
-      out.push(R.targetLine('heap per stored series, ours:', `${R.fmtInt(r.ours.heap.bytes_per_stored_series)} B`, `target <= ${TARGETS.heap_bytes_per_series_max} B`, v.heap_bytes_per_stored_series));
+      out.push(
+        R.targetLine(
+          'heap per stored series, ours:',
+          `${R.fmtInt(r.ours.heap.bytes_per_stored_series)} B`,
+          `target <= ${TARGETS.heap_bytes_per_series_max} B`,
+          v.heap_bytes_per_stored_series,
+        ),
+      );
     } else {
       out.push(R.targetLine('heap per exposed series, ours:', `${R.fmtInt(r.ours.heap.bytes_per_exposed_series)} B`, '(per histogram above)'));
     }

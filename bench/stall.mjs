@@ -37,11 +37,10 @@
  */
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, stopAll, freePorts, cpuTicks, clockTicks, interrupted, beginRun, runMain } from './lib/procs.mjs';
+import { stopAll, freePorts, cpuTicks, clockTicks, beginRun, runMain } from './lib/procs.mjs';
 import * as R from './lib/report.mjs';
 import { round, median } from './lib/stats.mjs';
 import { timedGet, countSamples } from './lib/http.mjs';
@@ -66,7 +65,10 @@ const SETTINGS = {
   duration_s: R.envNum('BENCH_RATE_DURATION_S', 10),
   periodic_s: R.envNum('BENCH_STALL_PERIODIC_S', 60),
   scrape_interval_ms: R.envNum('BENCH_STALL_SCRAPE_INTERVAL_MS', 1000),
-  phases: (process.env.BENCH_STALL_PHASES || 'baseline,scraping,periodic').split(',').map((p) => p.trim()).filter(Boolean),
+  phases: (process.env.BENCH_STALL_PHASES || 'baseline,scraping,periodic')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean),
   warmup_s: 3,
   scrape_gzip: R.envBool('BENCH_SCRAPE_GZIP', true),
   settle_s: 1,
@@ -104,7 +106,7 @@ async function loadSeries(sidecar, statsdPort) {
       // Wait until the accepted counter stops moving.
       let last = -1;
       let acc = before;
-      for (let still = 0; still < 3; ) {
+      for (let still = 0; still < 3;) {
         await sleep(200);
         acc = (await statsdOutcomes(sidecar.metricsUrl)).accepted;
         still = acc === last ? still + 1 : 0;
@@ -192,22 +194,32 @@ function scrapeLoop(url, intervalMs = 0) {
 
 /** The worst event-loop delay the sidecar measured in itself over seconds ending in (from, to]. */
 function readLoopDelay(file, from, to) {
-  let lines = [];
+  let lines;
   try {
-    lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    lines = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
   } catch {
     return null;
   }
   const inWindow = lines.filter((l) => l.t > from + 1000 && l.t <= to + 1000);
   if (inWindow.length === 0) return null;
-  return { seconds: inWindow.length, max_ms: round(Math.max(...inWindow.map((l) => l.max_ms)), 2), p99_ms_worst_second: round(Math.max(...inWindow.map((l) => l.p99_ms)), 2) };
+  return {
+    seconds: inWindow.length,
+    max_ms: round(Math.max(...inWindow.map((l) => l.max_ms)), 2),
+    p99_ms_worst_second: round(Math.max(...inWindow.map((l) => l.p99_ms)), 2),
+  };
 }
 
 async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   sidecar.alive();
   await sleep(SETTINGS.settle_s * 1000);
   const duration = phase === 'periodic' ? SETTINGS.periodic_s : SETTINGS.duration_s;
-  log(`${phase}: ${SETTINGS.proxied_rps} proxied req/s + ${SETTINGS.probe_rps} /healthz req/s, ${SETTINGS.warmup_s}s + ${duration}s (round ${roundIdx + 1}/${SETTINGS.rounds})`);
+  log(
+    `${phase}: ${SETTINGS.proxied_rps} proxied req/s + ${SETTINGS.probe_rps} /healthz req/s, ${SETTINGS.warmup_s}s + ${duration}s (round ${roundIdx + 1}/${SETTINGS.rounds})`,
+  );
   const scraper = phase === 'baseline' ? null : scrapeLoop(sidecar.metricsUrl, phase === 'periodic' ? SETTINGS.scrape_interval_ms : 0);
   if (scraper) await sleep(500);
   const t0 = cpuTicks([sidecar.pid]);
@@ -220,7 +232,14 @@ async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   try {
     [proxied, probe] = await Promise.all([
       runFixedRate(mainUrl, { rate: SETTINGS.proxied_rps, duration, warmup: SETTINGS.warmup_s, cpus: SETTINGS.load_cpu, name: 'fixed-rate-proxied' }),
-      runFixedRate(sidecar.healthUrl, { rate: SETTINGS.probe_rps, duration, warmup: SETTINGS.warmup_s, maxSockets: 16, cpus: SETTINGS.load_cpu, name: 'fixed-rate-healthz' }),
+      runFixedRate(sidecar.healthUrl, {
+        rate: SETTINGS.probe_rps,
+        duration,
+        warmup: SETTINGS.warmup_s,
+        maxSockets: 16,
+        cpus: SETTINGS.load_cpu,
+        name: 'fixed-rate-healthz',
+      }),
     ]);
   } finally {
     if (scraper) scrapes = await scraper.stop();
@@ -230,7 +249,10 @@ async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   sidecar.alive();
   await sleep(1100); // the monitor's line for the last second
   const loopDelay = readLoopDelay(sidecar.loopDelayFile, windowFrom, windowTo);
-  const strip = ({ url, rate, duration_s, warmup_s, ...r }) => r;
+  const strip = (r) => {
+    const { url: _u, rate: _r, duration_s: _d, warmup_s: _w, ...rest } = r;
+    return rest;
+  };
   return { phase, proxied: strip(proxied), healthz: strip(probe), scrapes, loop_delay: loopDelay, sidecar_cpu_pct: round(cpuPct, 1) };
 }
 
@@ -274,7 +296,11 @@ async function main() {
     ports: { listen: mainPort, metrics: metricsPort, statsd: statsdPort },
     upstream: `http://127.0.0.1:${upstreamPort}`,
     // Budgets generous enough for every loaded series (the per-family cap and the total budget).
-    env: { METRICS_MAX_SERIES_PER_FAMILY: String(Math.max(2000, SETTINGS.series * 2)), METRICS_MAX_SERIES_TOTAL: String(Math.max(10_000, SETTINGS.series * 4)), BENCH_LOOP_DELAY_FILE: loopDelayFile },
+    env: {
+      METRICS_MAX_SERIES_PER_FAMILY: String(Math.max(2000, SETTINGS.series * 2)),
+      METRICS_MAX_SERIES_TOTAL: String(Math.max(10_000, SETTINGS.series * 4)),
+      BENCH_LOOP_DELAY_FILE: loopDelayFile,
+    },
     // The sidecar measures its own event-loop delay (bench/lib/loop-delay.cjs, one line a second).
     nodeArgs: ['--require', LOOP_DELAY_MODULE, ...(SETTINGS.cpu_prof ? ['--cpu-prof', `--cpu-prof-dir=${path.join(tmp, 'cpuprof')}`] : [])],
     tmp,
@@ -283,12 +309,15 @@ async function main() {
   const mainUrl = `http://127.0.0.1:${mainPort}${SETTINGS.path}`;
 
   const load = await loadSeries(sidecar, statsdPort);
-  if (load.stored < SETTINGS.series) warnings.push(`only ${load.stored} of ${SETTINGS.series} series were stored after ${load.attempts.length} attempts (UDP loss)`);
+  if (load.stored < SETTINGS.series)
+    warnings.push(`only ${load.stored} of ${SETTINGS.series} series were stored after ${load.attempts.length} attempts (UDP loss)`);
   const plain = await scrapeText(sidecar.metricsUrl, 60000);
   const exposition = { samples: countSamples(plain), bytes: Buffer.byteLength(plain) };
   const om = await timedGet(sidecar.metricsUrl, { headers: { ...PROMETHEUS_HEADERS, 'accept-encoding': 'gzip' } });
   exposition.prometheus_scrape = { content_type: om.headers['content-type'], content_encoding: om.headers['content-encoding'] ?? null, bytes: om.bytes };
-  log(`stored ${R.fmtInt(load.stored)} series in ${load.seconds}s; exposition ${R.fmtInt(exposition.samples)} samples, ${(exposition.bytes / 1e6).toFixed(1)} MB (${(om.bytes / 1e6).toFixed(2)} MB as scraped)`);
+  log(
+    `stored ${R.fmtInt(load.stored)} series in ${load.seconds}s; exposition ${R.fmtInt(exposition.samples)} samples, ${(exposition.bytes / 1e6).toFixed(1)} MB (${(om.bytes / 1e6).toFixed(2)} MB as scraped)`,
+  );
 
   const phases = PHASES.filter((p) => SETTINGS.phases.includes(p));
   for (const p of SETTINGS.phases) if (!PHASES.includes(p)) throw new Error(`BENCH_STALL_PHASES: unknown phase ${p} (${PHASES.join(', ')})`);
@@ -315,13 +344,17 @@ async function main() {
   const results = Object.fromEntries(phases.map((p) => [p, summarise(rounds[p])]));
   let invalid = false;
   for (const [phase, s] of Object.entries(results)) {
-    if (s.errors) warnings.push(`${phase}: ${s.errors} of ${s.requests} requests failed ${JSON.stringify(Object.assign({}, ...rounds[phase].flatMap((r) => [r.proxied.error_kinds, r.healthz.error_kinds])))}`);
+    if (s.errors)
+      warnings.push(
+        `${phase}: ${s.errors} of ${s.requests} requests failed ${JSON.stringify(Object.assign({}, ...rounds[phase].flatMap((r) => [r.proxied.error_kinds, r.healthz.error_kinds])))}`,
+      );
     if (s.errors / s.requests > MAX_ERROR_SHARE) invalid = true;
   }
   for (const phase of phases) {
     for (const r of rounds[phase]) {
       if (r.scrapes?.errors) warnings.push(`${phase} scraper: ${r.scrapes.errors} failed scrapes (${r.scrapes.last_error})`);
-      if (r.scrapes?.overruns) warnings.push(`${phase} scraper: ${r.scrapes.overruns} scrapes started late (the previous one took longer than ${SETTINGS.scrape_interval_ms} ms)`);
+      if (r.scrapes?.overruns)
+        warnings.push(`${phase} scraper: ${r.scrapes.overruns} scrapes started late (the previous one took longer than ${SETTINGS.scrape_interval_ms} ms)`);
     }
   }
   if (phases.some((p) => rounds[p].some((r) => !r.proxied.metronome_realtime))) {
@@ -357,7 +390,20 @@ async function main() {
       (P ? `; periodic = one scrape every ${SETTINGS.scrape_interval_ms} ms` : ''),
   );
   out.push('');
-  const head = ['phase', 'proxied p50', 'p99', 'max', 'p99 ÷ baseline', 'healthz p50', 'p99', 'max', 'loop delay max', 'scrapes', 'scrape p50 ms', 'sidecar CPU %'];
+  const head = [
+    'phase',
+    'proxied p50',
+    'p99',
+    'max',
+    'p99 ÷ baseline',
+    'healthz p50',
+    'p99',
+    'max',
+    'loop delay max',
+    'scrapes',
+    'scrape p50 ms',
+    'sidecar CPU %',
+  ];
   const row = (name, s) => [
     PHASE_LABELS[name],
     R.fmt(s.proxied_p50_ms, 3),
@@ -372,8 +418,13 @@ async function main() {
     R.fmt(s.scrape_ms_p50, 1),
     R.fmt(s.sidecar_cpu_pct, 0),
   ];
-  out.push(R.table(head, phases.map((p) => row(p, results[p]))));
-  out.push('(latencies in ms; loop delay max: measured inside the sidecar by monitorEventLoopDelay, without the probe client\'s and the network\'s share)');
+  out.push(
+    R.table(
+      head,
+      phases.map((p) => row(p, results[p])),
+    ),
+  );
+  out.push("(latencies in ms; loop delay max: measured inside the sidecar by monitorEventLoopDelay, without the probe client's and the network's share)");
   out.push('');
   const per = (phase, f) => rounds[phase].map((r) => R.fmt(f(r), 2)).join(' ');
   out.push(`proxied p99 by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.proxied.p99_ms)}]`).join('  ')}`);
@@ -382,20 +433,39 @@ async function main() {
   out.push('');
   const signed = (x) => `${x >= 0 ? '+' : ''}${R.fmt(x, 2)} ms`;
   if (S) {
-    out.push(R.targetLine('back to back: proxied p99:', `${R.fmt(S.proxied_p99_ms, 2)} ms`, `target <= ${TARGETS.scraping_p99_ms_max} ms`, verdicts.scraping_proxied_p99));
+    out.push(
+      R.targetLine(
+        'back to back: proxied p99:',
+        `${R.fmt(S.proxied_p99_ms, 2)} ms`,
+        `target <= ${TARGETS.scraping_p99_ms_max} ms`,
+        verdicts.scraping_proxied_p99,
+      ),
+    );
     out.push(R.targetLine('back to back: proxied p99 added over baseline:', signed(ratios.scraping_proxied_p99_added_ms)));
     out.push(R.targetLine('back to back: max event-loop delay:', `${R.fmt(S.loop_delay_max_ms, 1)} ms`, `(healthz max ${R.fmt(S.healthz_max_ms, 1)} ms)`));
   }
   if (P) {
     out.push(
-      R.targetLine('once a second: proxied p99 added over baseline:', signed(ratios.periodic_proxied_p99_added_ms), `target <= +${TARGETS.periodic_p99_added_ms_max} ms`, verdicts.periodic_proxied_p99_added),
+      R.targetLine(
+        'once a second: proxied p99 added over baseline:',
+        signed(ratios.periodic_proxied_p99_added_ms),
+        `target <= +${TARGETS.periodic_p99_added_ms_max} ms`,
+        verdicts.periodic_proxied_p99_added,
+      ),
     );
     out.push(
-      R.targetLine('once a second: max event-loop delay:', `${R.fmt(P.loop_delay_max_ms ?? P.healthz_max_ms, 1)} ms`, `target <= ${TARGETS.periodic_max_loop_delay_ms_max} ms`, verdicts.periodic_max_loop_delay),
+      R.targetLine(
+        'once a second: max event-loop delay:',
+        `${R.fmt(P.loop_delay_max_ms ?? P.healthz_max_ms, 1)} ms`,
+        `target <= ${TARGETS.periodic_max_loop_delay_ms_max} ms`,
+        verdicts.periodic_max_loop_delay,
+      ),
     );
     out.push(R.targetLine('once a second: max healthz latency:', `${R.fmt(P.healthz_max_ms, 1)} ms`));
   }
-  out.push(R.targetLine('baseline (no scrapes): max event-loop delay:', `${R.fmt(B.loop_delay_max_ms, 1)} ms`, `(healthz max ${R.fmt(B.healthz_max_ms, 1)} ms)`));
+  out.push(
+    R.targetLine('baseline (no scrapes): max event-loop delay:', `${R.fmt(B.loop_delay_max_ms, 1)} ms`, `(healthz max ${R.fmt(B.healthz_max_ms, 1)} ms)`),
+  );
   if (sidecarProfile) out.push(...sidecarProfileLines(sidecarProfile));
   out.push(...R.warningLines(warnings));
   if (invalid) {

@@ -24,7 +24,28 @@ function sample(): Registry {
   c.inc(['q"uo\\te\nnl', 'ünïcødé ✓ 𝄞'], 2.5);
   r.register(new Counter({ name: 'bare_total', help: 'No labels.' })).inc([], 7);
   const g = r.register(new Gauge({ name: 'temp_celsius', help: 'Temp.', labelNames: ['k'] }));
-  const values = [0, -0, 1, -1, 42, -1.5, 0.1, 1e21, 1e-7, 2 ** 31, -(2 ** 31) - 1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, 123456789.125, NaN, Infinity, -Infinity, Number.MIN_VALUE, -Number.MAX_VALUE];
+  const values = [
+    0,
+    -0,
+    1,
+    -1,
+    42,
+    -1.5,
+    0.1,
+    1e21,
+    1e-7,
+    2 ** 31,
+    -(2 ** 31) - 1,
+    Number.MAX_SAFE_INTEGER,
+    -Number.MAX_SAFE_INTEGER,
+    2 ** 53 + 2,
+    123456789.125,
+    NaN,
+    Infinity,
+    -Infinity,
+    Number.MIN_VALUE,
+    -Number.MAX_VALUE,
+  ];
   values.forEach((v, i) => g.set([`v${i}`], v));
   r.register(new Gauge({ name: 'empty_family', help: 'No series at all.' }));
   const h = r.register(new Histogram({ name: 'wait_seconds', help: 'Wait.', labelNames: ['q'], buckets: [0.005, 0.1, 1, 2.5, 10, 100] }));
@@ -43,7 +64,9 @@ describe('ExpositionWriter', () => {
   ])('should render what Registry.render does (%s)', (_name, om) => {
     const r = sample();
     expect(rendered(r, om)).toBe(expected(r, om));
-    expect(rendered(r, om, '# HELP merged_x M.\n# TYPE merged_x gauge\nmerged_x 1\n')).toBe(expected(r, om, '# HELP merged_x M.\n# TYPE merged_x gauge\nmerged_x 1\n'));
+    expect(rendered(r, om, '# HELP merged_x M.\n# TYPE merged_x gauge\nmerged_x 1\n')).toBe(
+      expected(r, om, '# HELP merged_x M.\n# TYPE merged_x gauge\nmerged_x 1\n'),
+    );
   });
 
   it('should render OpenMetrics counter family names without _total and # EOF last', () => {

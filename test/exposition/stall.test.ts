@@ -95,7 +95,9 @@ describe('scrape of 100k series', () => {
   });
 
   it('should stream a large exposition, gzipped when asked', async () => {
-    const r = await request(sc.metricsPort, '/debug/metrics', { headers: { 'accept-encoding': 'gzip', accept: 'application/openmetrics-text; version=1.0.0' } });
+    const r = await request(sc.metricsPort, '/debug/metrics', {
+      headers: { 'accept-encoding': 'gzip', accept: 'application/openmetrics-text; version=1.0.0' },
+    });
     expect(r.headers['content-encoding']).toBe('gzip');
     expect(r.headers['transfer-encoding']).toBe('chunked');
     const text = zlib.gunzipSync(r.body).toString('utf8');
