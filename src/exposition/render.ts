@@ -38,7 +38,9 @@ export class BufferPool {
   allocated = 0;
 
   /** `size`: bytes per chunk; tests use small ones to cross chunk boundaries often. */
-  constructor(readonly size = CHUNK_BYTES) {}
+  constructor(readonly size = CHUNK_BYTES) {
+    if (size < 64) throw new Error(`chunk buffers of ${size} bytes are too small (64 at least)`);
+  }
 
   take(): Buffer {
     const ab = this.free.pop();
@@ -85,6 +87,8 @@ export class ExpositionWriter {
   /** A series taken from the iterator that did not fit in the last chunk: the next one starts with it. */
   private held: ValueSeries | HistogramSeries | undefined;
   private stage: 'families' | 'extra' | 'eof' | 'done' = 'families';
+  /** How much of `extra` has been written. */
+  private extraAt = 0;
   private pendingHeader = false;
 
   constructor(
@@ -195,10 +199,20 @@ export class ExpositionWriter {
         continue;
       }
       if (this.stage === 'extra') {
-        const bound = this.extra.length * 3;
-        if (bound > 0) {
-          if (p + bound > end) return this.stop(p, bound);
-          p += buf.write(this.extra, p);
+        // Merged text can be megabytes: it is copied piece by piece into as many chunks as it takes.
+        const extra = this.extra;
+        while (this.extraAt < extra.length) {
+          let take = Math.min(extra.length - this.extraAt, Math.floor((end - p) / 3));
+          if (take < 2) return p; // the next chunk goes on
+          let to = this.extraAt + take;
+          // Never split a surrogate pair between two chunks (each half would become U+FFFD).
+          const last = extra.charCodeAt(to - 1);
+          if (to < extra.length && last >= 0xd800 && last <= 0xdbff) {
+            to--;
+            take--;
+          }
+          p += buf.write(take === extra.length ? extra : extra.slice(this.extraAt, to), p);
+          this.extraAt = to;
         }
         this.stage = this.openMetrics ? 'eof' : 'done';
         continue;

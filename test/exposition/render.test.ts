@@ -96,6 +96,22 @@ describe('ExpositionWriter', () => {
     }
   });
 
+  it('should spread a large merged text over chunks without splitting a character', () => {
+    const r = sample();
+    const extra = `# HELP merged M.\n# TYPE merged gauge\n${Array.from({ length: 3000 }, (_, i) => `merged{v="é𝄞${i}"} ${i}\n`).join('')}`;
+    for (const om of [false, true]) {
+      const pool = new BufferPool(1000);
+      const w = new ExpositionWriter(r.all(), om, extra, pool);
+      const chunks: Buffer[] = [];
+      for (let c = w.next(); c !== undefined; c = w.next()) {
+        expect(c.length).toBeLessThanOrEqual(1000);
+        chunks.push(Buffer.from(c));
+        pool.give(c);
+      }
+      expect(Buffer.concat(chunks).toString('utf8')).toBe(expected(r, om, extra));
+    }
+  });
+
   it('should match Registry.render on arbitrary families and values (property)', () => {
     const labelValue = fc.oneof(
       fc.string({ maxLength: 12 }),
