@@ -18,6 +18,8 @@ import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mappe
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
 import { Merger } from './ingest/merge/merger';
+import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
+import { StatusService } from './status/service';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -26,6 +28,8 @@ export interface Sidecar {
   metrics: SidecarMetrics;
   red: RedRecorder;
   lifecycle: Lifecycle;
+  /** The status page's model (status.json). */
+  status: StatusService;
   /** Listens on the configured ports; resolves with the bound ports (useful when 0 was asked). */
   start(): Promise<{ mainPort: number | undefined; metricsPort: number | undefined }>;
   /** Graceful shutdown; resolves when everything is closed. */
@@ -47,6 +51,17 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
   const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
+  const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
+  if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
+  const status = new StatusService({
+    config,
+    registry: metrics.registry,
+    lifecycle,
+    accessOpen: gate.open,
+    statsdSocket: () => statsd?.udpSocket,
+    udpStats: () => udpDrops?.read(),
+  });
+  if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -61,12 +76,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, status);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, status);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
@@ -75,6 +90,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     metrics,
     red,
     lifecycle,
+    status,
     async start() {
       await gate.init();
       await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
@@ -103,6 +119,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         forwarder?.close();
         gate.close();
         statsd?.close();
+        status.stop();
       });
     },
   };
@@ -121,5 +138,5 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
   });
-  return new StatsdServer(store, logger);
+  return new StatsdServer(store, logger, config.statsd.receiveBufferBytes);
 }
