@@ -32,6 +32,7 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle;white-space:nowrap}
 tbody th{font-weight:normal}
 td.n{text-align:right}
+table code{white-space:nowrap;overflow-wrap:normal}
 thead th{font-size:.8rem;color:var(--muted)}
 thead button{font:inherit;color:inherit;background:none;border:0;padding:.15rem .2rem;cursor:pointer;border-radius:4px;white-space:nowrap}
 thead th[aria-sort] button{color:var(--fg);font-weight:600}

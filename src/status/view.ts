@@ -129,7 +129,7 @@ export function createView(): View {
       ? `<div><dt>Upstream</dt><dd><code>${esc(up.url)}</code> ${up.health ? badge(up.health.healthy, 'healthy', 'unhealthy') + (up.health.detail ? ` <span class="muted">${esc(up.health.detail)}</span>` : '') : '<span class="muted">no health check configured</span>'}</dd></div>`
       : '';
     return (
-      `<section aria-labelledby="h-identity" class="card identity"><h2 id="h-identity">Identity</h2><dl class="kv">` +
+      `<section aria-labelledby="h-identity" class="card wide identity"><h2 id="h-identity">Identity</h2><dl class="kv">` +
       `<div><dt>App</dt><dd>${esc(id.app_name)}</dd></div>` +
       `<div><dt>Role</dt><dd>${esc(id.role)}</dd></div>` +
       `<div><dt>Version</dt><dd>${esc(id.version)} <span class="muted">(Node ${esc(id.node_version)})</span></dd></div>` +

@@ -67,9 +67,20 @@ export class UdpDropReader {
   }
 }
 
-/** The socket's inode, through its file descriptor (libuv's handle keeps it; not a public API, hence the care). */
+/**
+ * The socket's inode, through its file descriptor. Node keeps the libuv handle (which knows the
+ * fd) in a symbol-keyed state object; that is not a public API (and `_handle` is deprecated),
+ * hence the care: without it, the port alone identifies the socket.
+ */
 function socketInode(sock: dgram.Socket, procRoot: string): number | undefined {
-  const fd = (sock as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  let fd: unknown;
+  for (const sym of Object.getOwnPropertySymbols(sock)) {
+    const state = (sock as unknown as Record<symbol, unknown>)[sym];
+    if (state && typeof state === 'object' && 'handle' in state) {
+      fd = (state as { handle?: { fd?: unknown } }).handle?.fd;
+      break;
+    }
+  }
   if (typeof fd !== 'number' || fd < 0) return undefined;
   try {
     const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`${procRoot}/self/fd/${fd}`));
