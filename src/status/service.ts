@@ -200,8 +200,8 @@ export class StatusService {
     for (const [from, to, t] of points.slice(-SPARK_POINTS)) {
       const d = delta(to, from?.routes.get(key));
       const seconds = (t - (from?.t ?? t)) / 1000;
-      rps.push(seconds > 0 ? round(d[0] / seconds, 3) : 0);
-      p99.push(d[0] > 0 ? round(quantile(0.99, d, this.buckets), 6) : null);
+      rps.push(seconds > 0 ? sig(d[0] / seconds) : 0);
+      p99.push(d[0] > 0 ? sig(quantile(0.99, d, this.buckets)) : null);
     }
     return { rps, p99 };
   }
@@ -210,11 +210,11 @@ export class StatusService {
     const n = d[0];
     return {
       requests: Math.round(n),
-      rps: round(n / seconds, 3),
-      error_ratio: n > 0 ? round(d[1] / n, 4) : null,
-      p50: n > 0 ? round(quantile(0.5, d, this.buckets), 6) : null,
-      p90: n > 0 ? round(quantile(0.9, d, this.buckets), 6) : null,
-      p99: n > 0 ? round(quantile(0.99, d, this.buckets), 6) : null,
+      rps: sig(n / seconds),
+      error_ratio: n > 0 ? sig(d[1] / n) : null,
+      p50: n > 0 ? sig(quantile(0.5, d, this.buckets)) : null,
+      p90: n > 0 ? sig(quantile(0.9, d, this.buckets)) : null,
+      p99: n > 0 ? sig(quantile(0.99, d, this.buckets)) : null,
     };
   }
 
@@ -226,7 +226,7 @@ export class StatusService {
         const out = {} as Record<StatsdOutcome, number>;
         for (const o of OUTCOMES) {
           const key = `metrics_sidecar_statsd_lines_total|outcome="${o}"`;
-          out[o] = round(Math.max(0, (cur.counters.get(key) ?? 0) - (b.snap?.counters.get(key) ?? 0)) / b.seconds, 3);
+          out[o] = sig(Math.max(0, (cur.counters.get(key) ?? 0) - (b.snap?.counters.get(key) ?? 0)) / b.seconds);
         }
         return out;
       };
@@ -422,5 +422,10 @@ function round(v: number, digits: number): number {
   if (!Number.isFinite(v)) return 0;
   const f = 10 ** digits;
   return Math.round(v * f) / f;
+}
+
+/** Four significant digits: enough for a page, and a rate of 0.0004/s does not round to 0. */
+function sig(v: number): number {
+  return Number.isFinite(v) ? Number(v.toPrecision(4)) : 0;
 }
 

@@ -13,6 +13,10 @@ import { startSidecar, type Running } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { freePort, request } from '../helpers/net';
 
+// The callbacks given to page.evaluate run in the browser; this project's lib has no DOM types.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+declare const document: any;
+
 const ARTIFACTS = path.join(__dirname, '..', '..', 'test-artifacts');
 const USER = 'operator';
 const PASSWORD = 'correct horse battery staple 7f3a';
@@ -53,7 +57,7 @@ async function watchedPage(context: BrowserContext): Promise<Watched> {
   });
   // Runs before the page's own script (and outside its CSP): every violation is reported.
   await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
+    document.addEventListener('securitypolicyviolation', (e: { violatedDirective: string; blockedURI: string }) => {
       console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
     });
   });
