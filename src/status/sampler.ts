@@ -19,12 +19,14 @@ const FINE_KEEP_MS = 70_000;
 const COARSE_EVERY_MS = 60_000;
 const COARSE_KEEP = 16;
 
-/** Per route: [requests, 5xx, bucket 0 … bucket n (+Inf)], cumulative. */
-export type RouteVector = Float64Array;
-
+/**
+ * Per route, `width` numbers: [requests, 5xx, bucket 0 … bucket n (+Inf)], cumulative. Routes
+ * sit at the same slot in every snapshot (slot × width); one typed array per snapshot, not one
+ * per route, because allocating thousands of small typed arrays was most of the build time.
+ */
 export interface Snapshot {
   t: number;
-  routes: Map<string, RouteVector>;
+  routes: Float64Array;
   /** `family|labels` → cumulative value. */
   counters: Map<string, number>;
   /** The StatsD socket's kernel counters, when known. */
@@ -32,9 +34,7 @@ export interface Snapshot {
 }
 
 export interface RouteInfo {
-  key: string;
-  method: string;
-  route: string;
+  slot: number;
   error: boolean;
 }
 
@@ -47,15 +47,23 @@ export class Sampler {
   private timer: NodeJS.Timeout | undefined;
   private lastAsked = 0;
   private startedAt = 0;
-  /** Rendered label pairs → parsed route; rebuilt when the family is swept or grows past it. */
+  /** Rendered label pairs → route slot; bounded by the family's series (rebuilt when it was swept). */
   private readonly routeCache = new Map<string, RouteInfo>();
+  /** `method route` → slot, and back. Slots live as long as the rings do. */
+  private readonly slots = new Map<string, number>();
+  readonly keys: string[] = [];
+  /** Numbers per route in a snapshot. */
+  readonly width: number;
 
   constructor(
     private readonly registry: Registry,
     private readonly durationFamily: string,
     private readonly udpStats: () => UdpSocketStats | undefined,
     private readonly now: () => number = Date.now,
-  ) {}
+    buckets = 0,
+  ) {
+    this.width = buckets + 3;
+  }
 
   get running(): boolean {
     return this.timer !== undefined;
@@ -85,6 +93,8 @@ export class Sampler {
     this.fine = [];
     this.coarse = [];
     this.routeCache.clear();
+    this.slots.clear();
+    this.keys.length = 0;
   }
 
   /** One sampling step (the timer's; tests call it with a fake clock). */
@@ -95,6 +105,7 @@ export class Sampler {
       return;
     }
     const s = this.snapshot();
+    if (this.timer === undefined) return; // the snapshot started over (see snapshot())
     this.fine.push(s);
     while (this.fine.length > 1 && s.t - this.fine[0].t > FINE_KEEP_MS) this.fine.shift();
     if (s.t - this.coarse[this.coarse.length - 1].t >= COARSE_EVERY_MS - TICK_MS / 2) {
@@ -126,32 +137,37 @@ export class Sampler {
     if (info === undefined) {
       const l = parseLabels(labels);
       const overflow = l.otel_metric_overflow === 'true';
-      const method = overflow ? '*' : (l.method ?? '');
-      const route = overflow ? '(overflow)' : (l.path ?? '');
-      info = { key: `${method} ${route}`, method, route, error: Number(l.status) >= 500 };
+      const key = overflow ? '* (overflow)' : `${l.method ?? ''} ${l.path ?? ''}`;
+      let slot = this.slots.get(key);
+      if (slot === undefined) {
+        slot = this.keys.length;
+        this.slots.set(key, slot);
+        this.keys.push(key);
+      }
+      info = { slot, error: Number(l.status) >= 500 };
       this.routeCache.set(labels, info);
     }
     return info;
   }
 
   snapshot(): Snapshot {
-    const routes = new Map<string, RouteVector>();
     const family = this.registry.get(this.durationFamily);
+    let routes = new Float64Array(0);
     if (family !== undefined && family.type === 'histogram') {
-      if (this.routeCache.size > 2 * family.size + 100) this.routeCache.clear();
-      const width = family.buckets.length + 3;
+      // A family swept of idle series leaves stale entries behind: start sampling over (the next request restarts it).
+      if (this.routeCache.size > 2 * family.size + 1000) this.stop();
+      const w = this.width;
+      // Upper bound: every series could bring a new route.
+      routes = new Float64Array((this.keys.length + family.size) * w);
       for (const s of family.allSeries() as IterableIterator<HistogramSeries>) {
         const info = this.routeInfo(s.labels);
-        let v = routes.get(info.key);
-        if (v === undefined) {
-          v = new Float64Array(width);
-          routes.set(info.key, v);
-        }
-        v[0] += s.count;
-        if (info.error) v[1] += s.count;
+        const o = info.slot * w;
+        routes[o] += s.count;
+        if (info.error) routes[o + 1] += s.count;
         const c = s.counts;
-        for (let i = 0; i < c.length; i++) v[2 + i] += c[i];
+        for (let i = 0; i < c.length && i < w - 2; i++) routes[o + 2 + i] += c[i];
       }
+      if (routes.length > this.keys.length * w) routes = routes.slice(0, this.keys.length * w);
     }
     const counters = new Map<string, number>();
     for (const name of WATCHED_COUNTERS) {
@@ -161,6 +177,7 @@ export class Sampler {
     }
     return { t: this.now(), routes, counters, udp: this.udpStats() };
   }
+
 }
 
 /** Parses rendered label pairs (`a="x",b="y \"q\""`) into a record. */
