@@ -26,12 +26,14 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,30rem),1
 .card.wide{grid-column:1/-1}
 h2{font-size:1rem;margin:.1rem 0 .5rem}h3{font-size:.9rem;margin:.75rem 0 .35rem}
 .kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.5rem 1rem;margin:0}
-.kv dt{color:var(--muted);font-size:.8rem}.kv dd{margin:0;overflow-wrap:anywhere}
+.kv .span2{grid-column:span 2}.kv dt{color:var(--muted);font-size:.8rem}.kv dd{margin:0;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle;white-space:nowrap}
 tbody th{font-weight:normal}
 td.n{text-align:right}
+td.wrap{white-space:normal;min-width:12rem}
+table.statsd,table.refusals{width:auto;min-width:min(100%,30rem)}
 table code{white-space:nowrap;overflow-wrap:normal}
 thead th{font-size:.8rem;color:var(--muted)}
 thead button{font:inherit;color:inherit;background:none;border:0;padding:.15rem .2rem;cursor:pointer;border-radius:4px;white-space:nowrap}
@@ -80,8 +82,8 @@ export function renderPage(doc: StatusDocument, base: string, sortParam: string 
     ['h-traffic', 'Traffic'],
     ['h-sources', 'Sources'],
     ['h-access', 'Access'],
-    ['h-card', 'Cardinality'],
     ['h-config', 'Configuration'],
+    ['h-card', 'Cardinality'],
   ];
   return (
     `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +

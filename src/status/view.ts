@@ -127,7 +127,7 @@ export function createView(): View {
     const id = doc.identity;
     const up = id.upstream;
     const upstream = up
-      ? `<div><dt>Upstream</dt><dd><code>${esc(up.url)}</code> ${up.health ? badge(up.health.healthy, 'healthy', 'unhealthy') + (up.health.detail ? ` <span class="muted">${esc(up.health.detail)}</span>` : '') : '<span class="muted">no health check configured</span>'}</dd></div>`
+      ? `<div class="span2"><dt>Upstream</dt><dd><code>${esc(up.url)}</code> ${up.health ? badge(up.health.healthy, 'healthy', 'unhealthy') + (up.health.detail ? ` <span class="muted">${esc(up.health.detail)}</span>` : '') : '<span class="muted">no health check configured</span>'}</dd></div>`
       : '';
     return (
       `<section aria-labelledby="h-identity" class="card wide identity"><h2 id="h-identity">Identity</h2><dl class="kv">` +
@@ -198,23 +198,23 @@ export function createView(): View {
         `<h3>StatsD lines</h3><div class="scroll"><table class="statsd"><thead><tr><th scope="col">outcome</th><th scope="col">lines/s 1m</th><th scope="col">lines/s 15m</th><th scope="col">total</th></tr></thead><tbody>${rows}</tbody></table></div>` +
         `<p class="udp">UDP receive drops (kernel): <strong class="${drops ? 'bad-text' : ''}">${drops === null ? 'unknown' : int(drops)}</strong>` +
         `${s.udp.receive_drops_15m !== null ? ` <span class="muted">(${int(s.udp.receive_drops_15m)} in 15 min)</span>` : ''}; ` +
-        `queued ${bytes(s.udp.rx_queue_bytes)} of a ${bytes(s.udp.receive_buffer_bytes)} buffer.</p>`;
+        `queued now: ${bytes(s.udp.rx_queue_bytes)}${s.udp.receive_buffer_bytes !== null ? ` of a ${bytes(s.udp.receive_buffer_bytes)} receive buffer` : ''}.</p>`;
     }
     const m = doc.sources.merge;
     const merge =
       m.length === 0
         ? `<h3>Merge targets</h3><p class="muted">None (MERGE_TARGETS unset).</p>`
-        : `<h3>Merge targets</h3><div class="scroll"><table class="merge"><thead><tr><th scope="col">target</th><th scope="col">state</th><th scope="col">last fetch</th><th scope="col">size</th><th scope="col">families dropped</th><th scope="col">last error</th></tr></thead><tbody>` +
+        : `<h3>Merge targets</h3><div class="scroll"><table class="merge"><thead><tr><th scope="col">target</th><th scope="col">state</th><th scope="col">last fetch</th><th scope="col">size</th><th scope="col" title="families dropped">dropped</th><th scope="col">last error</th></tr></thead><tbody>` +
           m
             .map(
               (t) =>
                 `<tr class="${t.up === false ? 'down' : t.up ? 'up' : 'unknown'}"><th scope="row"><code>${esc(t.target)}</code></th><td>${badge(t.up, 'up', 'down', 'not fetched yet')}</td>` +
                 `<td>${t.last_duration_s === null ? '–' : secs(t.last_duration_s)}</td><td class="n">${bytes(t.last_size_bytes)}</td><td class="n">${int(t.families_dropped_total)}</td>` +
-                `<td>${t.last_error ? `<span class="bad-text">${esc(t.last_error)}</span>` : '–'}</td></tr>`,
+                `<td class="wrap">${t.last_error ? `<span class="bad-text">${esc(t.last_error)}</span>` : '–'}</td></tr>`,
             )
             .join('') +
           `</tbody></table></div><p class="muted">Targets are fetched when the metrics are scraped.</p>`;
-    return `<section aria-labelledby="h-sources" class="card"><h2 id="h-sources">Sources</h2>${statsd}${merge}</section>`;
+    return `<section aria-labelledby="h-sources" class="card wide"><h2 id="h-sources">Sources</h2>${statsd}${merge}</section>`;
   };
 
   const cardinality = (doc: StatusDocument): string => {
@@ -267,13 +267,13 @@ export function createView(): View {
       })
       .join('');
     return (
-      `<section aria-labelledby="h-config" class="card wide"><h2 id="h-config">Configuration</h2>` +
+      `<section aria-labelledby="h-config" class="card"><h2 id="h-config">Configuration</h2>` +
       `<details><summary>Effective settings (secrets redacted)</summary><div class="scroll"><table class="config"><tbody>${rows}</tbody></table></div></details></section>`
     );
   };
 
   return {
-    main: (doc, sort) => `${header(doc)}${traffic(doc, sort)}${sources(doc)}${access(doc)}${cardinality(doc)}${config(doc)}`,
+    main: (doc, sort) => `${header(doc)}${traffic(doc, sort)}${sources(doc)}${access(doc)}${config(doc)}${cardinality(doc)}`,
     title: (doc) => `${doc.identity.app_name} (${doc.identity.role}): metrics-sidecar status`,
     parseSort,
   };
