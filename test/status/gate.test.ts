@@ -57,6 +57,12 @@ describe('status page behind the access gate', () => {
     }
   });
 
+  it('should serve the page at /debug too (no trailing slash), its links being absolute', async () => {
+    const r = await request(sc.mainPort, '/debug', { headers: auth });
+    expect(r.status).toBe(200);
+    expect(r.text).toContain('data-json="/debug/status.json"');
+  });
+
   it('should serve status.js (no data in it) without credentials, cacheable by ETag', async () => {
     const r = await request(sc.metricsPort, '/status.js');
     expect(r.status).toBe(200);
