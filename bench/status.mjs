@@ -43,12 +43,23 @@ const { StatusService } = require(`${ROOT}/dist/status/service.js`);
 const { renderPage } = require(`${ROOT}/dist/status/page.js`);
 
 function scenario(totalSeries) {
-  const config = loadConfig({ LISTEN_PORT: '8080', STATSD_PORT: '0', METRICS_BASIC_AUTH_USERNAME: 'prometheus', METRICS_BASIC_AUTH_PASSWORD: 'bench-password-1' });
+  const config = loadConfig({
+    LISTEN_PORT: '8080',
+    STATSD_PORT: '0',
+    METRICS_BASIC_AUTH_USERNAME: 'prometheus',
+    METRICS_BASIC_AUTH_PASSWORD: 'bench-password-1',
+  });
   const cap = config.http.maxSeriesPerFamily;
   const metrics = createSidecarMetrics(config);
   const red = new RedRecorder(metrics.registry, config.http);
   let clock = Date.now();
-  const status = new StatusService({ config, registry: metrics.registry, lifecycle: { ready: () => true, draining: () => false }, accessOpen: false, now: () => clock });
+  const status = new StatusService({
+    config,
+    registry: metrics.registry,
+    lifecycle: { ready: () => true, draining: () => false },
+    accessOpen: false,
+    now: () => clock,
+  });
 
   const routes = Array.from({ length: cap / 2 }, (_, i) => `/api/v1/resource-${i}/:id`);
   const traffic = (n) => {
@@ -62,7 +73,9 @@ function scenario(totalSeries) {
   for (let f = 0; series < totalSeries; f++) {
     const n = Math.min(cap, totalSeries - series);
     if (f % 3 === 2) {
-      const h = metrics.registry.register(new Histogram({ name: `app_latency_${f}`, help: 'x', labelNames: ['endpoint', 'status'], buckets: config.http.buckets, maxSeries: cap }));
+      const h = metrics.registry.register(
+        new Histogram({ name: `app_latency_${f}`, help: 'x', labelNames: ['endpoint', 'status'], buckets: config.http.buckets, maxSeries: cap }),
+      );
       for (let i = 0; i < n; i++) h.observe([`/e/${i}`, '200'], 0.05);
     } else {
       const c = metrics.registry.register(new Counter({ name: `app_events_${f}_total`, help: 'x', labelNames: ['kind', 'shard'], maxSeries: cap }));
@@ -138,10 +151,13 @@ console.log(
 );
 console.log('');
 for (const r of results) {
-  console.log(targetLine(`build CPU p50 at ${fmtInt(r.series)} series (ms)`, fmt(r.build_ms.cpu_p50, 3), `≤ ${TARGET_MS} ms`, atMost(r.build_ms.cpu_p50, TARGET_MS)));
+  console.log(
+    targetLine(`build CPU p50 at ${fmtInt(r.series)} series (ms)`, fmt(r.build_ms.cpu_p50, 3), `≤ ${TARGET_MS} ms`, atMost(r.build_ms.cpu_p50, TARGET_MS)),
+  );
   console.log(targetLine(`build wall p50 at ${fmtInt(r.series)} series (ms)`, fmt(r.build_ms.p50, 3), `≤ ${TARGET_MS} ms`, atMost(r.build_ms.p50, TARGET_MS)));
 }
 const load = os.loadavg()[0];
-if (load > os.cpus().length) console.log(`\nnote: load average ${load.toFixed(1)} on ${os.cpus().length} CPUs during the run: wall times include waiting for a CPU; compare CPU times.`);
+if (load > os.cpus().length)
+  console.log(`\nnote: load average ${load.toFixed(1)} on ${os.cpus().length} CPUs during the run: wall times include waiting for a CPU; compare CPU times.`);
 const file = writeResults('status', { ...meta, settings: { runs: RUNS, sizes: SIZES, target_ms: TARGET_MS }, load_average_1m: os.loadavg()[0], results });
 console.log(`\nresults: ${file}`);

@@ -177,7 +177,6 @@ export class Sampler {
     }
     return { t: this.now(), routes, counters, udp: this.udpStats() };
   }
-
 }
 
 /** Parses rendered label pairs (`a="x",b="y \"q\""`) into a record. */

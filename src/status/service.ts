@@ -256,7 +256,7 @@ export class StatusService {
       for (const o of OUTCOMES) total[o] = cur.counters.get(`metrics_sidecar_statsd_lines_total|outcome="${o}"`) ?? 0;
       const udp = cur.udp;
       const base15 = b15.snap === undefined ? 0 : b15.snap.udp?.drops;
-      let rcvbuf: number | null = null;
+      let rcvbuf: number | null;
       try {
         rcvbuf = this.src.statsdSocket?.()?.getRecvBufferSize() ?? null;
       } catch {
@@ -443,4 +443,3 @@ function sig(v: number): number {
   for (let x = a; x < 1000 && f < 1e15; x *= 10) f *= 10;
   return Math.round(v * f) / f;
 }
-

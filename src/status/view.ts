@@ -75,7 +75,11 @@ export function createView(): View {
   const windowLabel = (covered: number, nominal: number): string =>
     covered >= nominal - 1 && covered <= nominal + 15 ? span(nominal) : covered > nominal ? `since start, ${span(covered)}` : `${span(covered)} so far`;
   const badge = (ok: boolean | null, yes: string, no: string, unknown = 'unknown'): string =>
-    ok === null ? `<span class="badge warn">${esc(unknown)}</span>` : ok ? `<span class="badge ok">${esc(yes)}</span>` : `<span class="badge bad">${esc(no)}</span>`;
+    ok === null
+      ? `<span class="badge warn">${esc(unknown)}</span>`
+      : ok
+        ? `<span class="badge ok">${esc(yes)}</span>`
+        : `<span class="badge bad">${esc(no)}</span>`;
 
   const spark = (values: (number | null)[], label: string, fmt: (v: number) => string): string => {
     const w = 64;
@@ -223,7 +227,10 @@ export function createView(): View {
     const rows = c.families
       .map((f) => {
         const full = f.cap !== null && f.series >= f.cap;
-        const meter = f.cap !== null ? `<meter min="0" max="${f.cap}" value="${Math.min(f.series, f.cap)}" low="${Math.round(f.cap * 0.7)}" high="${Math.round(f.cap * 0.9)}" optimum="0">${int(f.series)} of ${int(f.cap)}</meter>` : '';
+        const meter =
+          f.cap !== null
+            ? `<meter min="0" max="${f.cap}" value="${Math.min(f.series, f.cap)}" low="${Math.round(f.cap * 0.7)}" high="${Math.round(f.cap * 0.9)}" optimum="0">${int(f.series)} of ${int(f.cap)}</meter>`
+            : '';
         return (
           `<tr class="${full ? 'full' : ''}"><th scope="row"><code>${esc(f.name)}</code> <span class="muted">${esc(f.type)}</span></th>` +
           `<td class="n">${int(f.series)}</td><td class="n">${f.cap === null ? '–' : int(f.cap)}</td><td>${meter}</td>` +
@@ -247,13 +254,20 @@ export function createView(): View {
       a.refusals.length === 0
         ? `<p class="empty">No request refused since start.</p>`
         : `<div class="scroll"><table class="refusals"><thead><tr><th scope="col">listener</th><th scope="col">reason</th><th scope="col">last 15 min</th><th scope="col">since start</th></tr></thead><tbody>` +
-          a.refusals.map((r) => `<tr><td>${esc(r.listener)}</td><th scope="row">${esc(r.reason)}</th><td class="n">${int(r.last_15m)}</td><td class="n">${int(r.total)}</td></tr>`).join('') +
+          a.refusals
+            .map(
+              (r) =>
+                `<tr><td>${esc(r.listener)}</td><th scope="row">${esc(r.reason)}</th><td class="n">${int(r.last_15m)}</td><td class="n">${int(r.total)}</td></tr>`,
+            )
+            .join('') +
           `</tbody></table></div>`;
     const cidr =
       a.cidr_refused.length === 0
         ? ''
         : `<h3>Refused by the CIDR allow-list (15 min)</h3><ul class="addresses">` +
-          a.cidr_refused.map((r) => `<li><code>${esc(r.address)}</code> on ${esc(r.listener)}: ${int(r.count)}×, last ${esc(r.last_at.slice(11, 19))} UTC</li>`).join('') +
+          a.cidr_refused
+            .map((r) => `<li><code>${esc(r.address)}</code> on ${esc(r.listener)}: ${int(r.count)}×, last ${esc(r.last_at.slice(11, 19))} UTC</li>`)
+            .join('') +
           `</ul>`;
     return `<section aria-labelledby="h-access" class="card"><h2 id="h-access">Access</h2><p>Methods: ${methods}</p>${refusals}${cidr}</section>`;
   };

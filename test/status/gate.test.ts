@@ -18,12 +18,15 @@ describe('status page behind the access gate', () => {
   });
   afterAll(() => sc.stop());
 
-  it.each(['/debug/', '/debug', '/debug/status.json', '/DEBUG/%73tatus.json', '/debug//status.json'])('should answer 404 on the main port for %s without credentials', async (p) => {
-    const r = await request(sc.mainPort, p);
-    expect(r.status).toBe(404);
-    expect(r.text).toBe('not found\n');
-    expect(r.headers['www-authenticate']).toBeUndefined();
-  });
+  it.each(['/debug/', '/debug', '/debug/status.json', '/DEBUG/%73tatus.json', '/debug//status.json'])(
+    'should answer 404 on the main port for %s without credentials',
+    async (p) => {
+      const r = await request(sc.mainPort, p);
+      expect(r.status).toBe(404);
+      expect(r.text).toBe('not found\n');
+      expect(r.headers['www-authenticate']).toBeUndefined();
+    },
+  );
 
   it.each(['/debug/', '/debug/status.json'])('should answer 404 on the main port for %s with wrong credentials', async (p) => {
     expect((await request(sc.mainPort, p, { headers: wrong })).status).toBe(404);
@@ -74,7 +77,8 @@ describe('status page behind the access gate', () => {
 
   it('should count the refusals by listener and reason on the page', async () => {
     const doc = JSON.parse((await request(sc.metricsPort, '/status.json', { headers: auth })).text);
-    const by = (listener: string, reason: string) => doc.access.refusals.find((r: { listener: string; reason: string }) => r.listener === listener && r.reason === reason);
+    const by = (listener: string, reason: string) =>
+      doc.access.refusals.find((r: { listener: string; reason: string }) => r.listener === listener && r.reason === reason);
     expect(by('main', 'missing').total).toBeGreaterThanOrEqual(5);
     expect(by('main', 'bad_credentials').total).toBeGreaterThanOrEqual(2);
     expect(by('metrics', 'missing').total).toBeGreaterThanOrEqual(2);
@@ -115,7 +119,10 @@ describe('addresses refused by the CIDR allow-list', () => {
       expect(doc.access.cidr_refused).toEqual([{ address: '192.0.2.7', listener: 'metrics', count: 2, last_at: expect.any(String) }]);
       expect(r.text).not.toContain('10.9.9.9');
       expect(doc.access.refusals).toEqual(
-        expect.arrayContaining([expect.objectContaining({ listener: 'metrics', reason: 'cidr', total: 2 }), expect.objectContaining({ listener: 'metrics', reason: 'missing', total: 1 })]),
+        expect.arrayContaining([
+          expect.objectContaining({ listener: 'metrics', reason: 'cidr', total: 2 }),
+          expect.objectContaining({ listener: 'metrics', reason: 'missing', total: 1 }),
+        ]),
       );
     } finally {
       await sc.stop();

@@ -87,7 +87,16 @@ beforeAll(async () => {
   });
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 
   // Someone opens the page: sampling starts, and the windows count from here on.
@@ -118,7 +127,10 @@ afterAll(async () => {
 
 describe('status page in Chromium', () => {
   it('should show routes, StatsD outcomes, the dead merge target and the refusal, with no console error or CSP violation', async () => {
-    const context = await browser.newContext({ httpCredentials: { username: USER, password: PASSWORD, send: 'always' }, viewport: { width: 1280, height: 900 } });
+    const context = await browser.newContext({
+      httpCredentials: { username: USER, password: PASSWORD, send: 'always' },
+      viewport: { width: 1280, height: 900 },
+    });
     const { page, problems } = await watchedPage(context);
     const res = await page.goto(`http://127.0.0.1:${sc.metricsPort}/`);
     expect(res?.status()).toBe(200);

@@ -15,7 +15,8 @@ import { startSidecar, type Running } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { freePort, request } from '../helpers/net';
 
-type Shape = 'string' | 'number' | 'boolean' | 'string|null' | 'number|null' | 'boolean|null' | 'ignore' | Shape[] | { [k: string]: Shape } | { nullable: Shape };
+type Shape =
+  'string' | 'number' | 'boolean' | 'string|null' | 'number|null' | 'boolean|null' | 'ignore' | Shape[] | { [k: string]: Shape } | { nullable: Shape };
 
 const WINDOW: Shape = { requests: 'number', rps: 'number', error_ratio: 'number|null', p50: 'number|null', p90: 'number|null', p99: 'number|null' };
 const OUTCOMES: Shape = { accepted: 'number', malformed: 'number', dropped: 'number', type_conflict: 'number' };
@@ -69,7 +70,9 @@ const SCHEMA: Shape = {
     families_total: 'number',
     dropped_total: 'number',
     dropped_15m: 'number',
-    families: [{ name: 'string', type: 'string', series: 'number', cap: 'number|null', dropped_total: 'number', dropped_15m: 'number', overflow: 'number|null' }],
+    families: [
+      { name: 'string', type: 'string', series: 'number', cap: 'number|null', dropped_total: 'number', dropped_15m: 'number', overflow: 'number|null' },
+    ],
   },
   access: {
     open: 'boolean',
@@ -193,7 +196,11 @@ describe('status.json redaction', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'status-redact-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
   // Long, mixed secrets: they cannot occur in the document by chance.
-  const secret = fc.string({ minLength: 12, maxLength: 40, unit: fc.constantFrom(...'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ0123456789-_.~!*+=@#$%^&:;,'.split('')) });
+  const secret = fc.string({
+    minLength: 12,
+    maxLength: 40,
+    unit: fc.constantFrom(...'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ0123456789-_.~!*+=@#$%^&:;,'.split('')),
+  });
 
   it('should never show a secret from the configuration, in status.json or in the page', async () => {
     await fc.assert(
@@ -237,7 +244,13 @@ describe('status.json redaction', () => {
   });
 
   it('should scrub a secret that slipped into free text (a merge error message)', async () => {
-    const config = loadConfig({ LISTEN_PORT: '8080', STATSD_PORT: '0', METRICS_BASIC_AUTH_USERNAME: 'u', METRICS_BASIC_AUTH_PASSWORD: 's3cr3t-Pa55word', MERGE_TARGETS: 'http://127.0.0.1:1/m' });
+    const config = loadConfig({
+      LISTEN_PORT: '8080',
+      STATSD_PORT: '0',
+      METRICS_BASIC_AUTH_USERNAME: 'u',
+      METRICS_BASIC_AUTH_PASSWORD: 's3cr3t-Pa55word',
+      MERGE_TARGETS: 'http://127.0.0.1:1/m',
+    });
     const sidecar = createSidecar(config, silentLogger);
     sidecar.status.onMergeFetch({ target: 'http://127.0.0.1:1/m', ok: false, seconds: 0.1, error: 'upstream said s3cr3t-Pa55word' });
     const json = sidecar.status.json();
