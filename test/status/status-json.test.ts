@@ -192,6 +192,43 @@ describe('status.json', () => {
   });
 });
 
+describe('status.json with UPSTREAM_HEALTH_PATH', () => {
+  it("should show the app's health and count readiness as /readyz does", async () => {
+    let healthy = true;
+    const app = await startUpstream((req, res) => {
+      res.statusCode = req.url === '/healthz' && !healthy ? 503 : 200;
+      res.end('x');
+    });
+    const s = await startSidecar({
+      UPSTREAM_URL: app.url,
+      UPSTREAM_HEALTH_PATH: '/healthz',
+      UPSTREAM_HEALTH_INTERVAL_MS: '100',
+      UPSTREAM_HEALTH_FAILURE_THRESHOLD: '1',
+    });
+    const doc = async () => JSON.parse((await request(s.metricsPort, '/status.json')).text);
+    const until = async (ok: (d: { identity: { ready: boolean; upstream: { health: { healthy: boolean; detail: string | null } } } }) => boolean) => {
+      for (let i = 0; i < 200; i++) {
+        const d = await doc();
+        if (ok(d)) return d;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return doc();
+    };
+    try {
+      const up = await until((d) => d.identity.upstream.health.healthy);
+      expect(up.identity).toMatchObject({ ready: true, upstream: { url: app.url, health: { healthy: true, detail: null } } });
+      healthy = false;
+      const down = await until((d) => !d.identity.upstream.health.healthy);
+      expect(down.identity.ready).toBe(false);
+      expect(down.identity.upstream.health.detail).toMatch(/503/);
+      expect((await request(s.metricsPort, '/readyz')).status).toBe(503);
+    } finally {
+      await s.stop();
+      await app.close();
+    }
+  });
+});
+
 describe('status.json redaction', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'status-redact-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
