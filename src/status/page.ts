@@ -25,8 +25,8 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,30rem),1
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.75rem 1rem;min-width:0}
 .card.wide{grid-column:1/-1}
 h2{font-size:1rem;margin:.1rem 0 .5rem}h3{font-size:.9rem;margin:.75rem 0 .35rem}
-.kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.5rem 1rem;margin:0}
-.kv .span2{grid-column:span 2}.kv dt{color:var(--muted);font-size:.8rem}.kv dd{margin:0;overflow-wrap:anywhere}
+.kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,9rem),1fr));gap:.5rem 1rem;margin:0}
+@media (min-width:40rem){.kv .span2{grid-column:span 2}}.kv dt{color:var(--muted);font-size:.8rem}.kv dd{margin:0;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:.3rem .45rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:middle;white-space:nowrap}

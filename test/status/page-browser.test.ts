@@ -205,6 +205,17 @@ describe('status page in Chromium', () => {
     // Wide tables scroll inside their card; the page itself does not scroll sideways.
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     expect(overflow).toBeLessThanOrEqual(0);
+    // Nor does any element stick out of the window, except inside those scrolling boxes.
+    const outside = await page.evaluate(() => {
+      const width = document.documentElement.clientWidth;
+      return [...document.querySelectorAll('body *')]
+        .filter(
+          (e: { closest(s: string): unknown; getBoundingClientRect(): { right: number } }) =>
+            !e.closest('.scroll') && e.getBoundingClientRect().right > width + 1,
+        )
+        .map((e: { tagName: string; className: string }) => `${e.tagName}.${e.className}`);
+    });
+    expect(outside).toEqual([]);
     await page.screenshot({ path: path.join(ARTIFACTS, 'status-page-phone.png'), fullPage: true });
     await context.close();
   });
