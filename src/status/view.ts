@@ -177,7 +177,7 @@ export function createView(): View {
       `<strong>${num(tot.m15.rps)}</strong> req/s, p99 <strong>${secs(tot.m15.p99)}</strong> <span class="muted">(${esc(w15)})</span>. ` +
       `<span class="muted">From <code>${esc(t.family)}</code>; errors are 5xx answers.</span></p>` +
       (t.routes.length === 0
-        ? `<p class="empty">No request has been forwarded yet.</p>`
+        ? `<p class="empty">${doc.identity.upstream ? 'No request has been forwarded yet.' : 'No UPSTREAM_URL: this sidecar forwards nothing (worker pods serve metrics only).'}</p>`
         : `<form method="get" class="scroll"><table class="routes"><caption class="sr-only">Routes; the column buttons sort the table</caption><thead><tr>` +
           `${th('route')}${th('rps1')}${th('err1')}${th('p50')}${th('p90')}${th('p99')}${th('rps15')}${th('err15')}${th('p99_15')}` +
           `<th scope="col">req/s 15 min</th><th scope="col">p99 15 min</th></tr></thead><tbody>${rows}</tbody></table></form>`) +
