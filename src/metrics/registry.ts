@@ -357,12 +357,25 @@ export class Registry {
     this.collectors.push(fn);
   }
 
+  /** Runs the collectors, as every render does first: for renderers outside this module (exposition/render). */
+  collect(): void {
+    for (const c of this.collectors) c();
+  }
+
   /**
    * Joins an exposition rendered elsewhere into the async renders (renderStream and the ones built
-   * on it): its families must not be registered here, and their names must not collide with ours.
+   * on it; the exposition handler asks for it with renderExternals): its families must not be
+   * registered here, and their names must not collide with ours.
    */
   addExternal(render: (openMetrics: boolean) => Promise<string>): void {
     this.externals.push(render);
+  }
+
+  /** The externals' exposition text (prom-client's process metrics), to go after our families. */
+  async renderExternals(openMetrics: boolean): Promise<string> {
+    let out = '';
+    for (const render of this.externals) out += await render(openMetrics);
+    return out;
   }
 
   /** The exposition at once, synchronously (tests, benchmarks); externals are left out: they render asynchronously. */

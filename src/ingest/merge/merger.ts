@@ -39,6 +39,16 @@ interface MergedFamily {
   keys: Set<string>;
 }
 
+/** One fetch of a merge target, as the status page reports it. */
+export interface MergeFetch {
+  target: string;
+  ok: boolean;
+  seconds: number;
+  /** Body size (successful fetches). */
+  bytes?: number;
+  error?: string;
+}
+
 export type DropReason = 'type_conflict' | 'name_collision' | 'duplicate_series' | 'unsupported' | 'series_budget' | 'label_limit' | 'family_limit';
 
 export interface MergeLimits {
@@ -54,6 +64,8 @@ export class Merger {
   private readonly dropped: Counter;
   private readonly parseLimits: ParseLimits;
   private readonly contract: Contract;
+  /** Told about every fetch (the status page keeps the last one per target). */
+  onFetch: ((fetch: MergeFetch) => void) | undefined;
 
   constructor(
     private readonly targets: readonly URL[],
@@ -90,8 +102,8 @@ export class Merger {
     return Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS);
   }
 
-  /** Fetches every target (concurrently) and returns the merged families' exposition, in chunks. */
-  async collect(budgetMs: number, openMetrics: boolean): Promise<string[]> {
+  /** Fetches every target (concurrently) and returns the merged families' exposition text. */
+  async collect(budgetMs: number, openMetrics: boolean): Promise<string> {
     const fetched = await Promise.all(this.targets.map((t) => this.fetchOne(t, budgetMs)));
     const merged = new Map<string, MergedFamily>();
     /** Every sample name and spelling of the merged families → the family's name. */
@@ -156,8 +168,10 @@ export class Merger {
   private async fetchOne(url: URL, budgetMs: number): Promise<ParsedFamily[] | undefined> {
     const target = label(url);
     const started = performance.now();
+    let result: Omit<MergeFetch, 'seconds'> = { target, ok: false };
     try {
       const body = await fetchText(url, budgetMs, this.maxBytes);
+      result = { target, ok: true, bytes: Buffer.byteLength(body) };
       const parsed: ParseResult = await parseExpositionAsync(body, this.parseLimits);
       const { families, unsupported, dropped } = parsed;
       if (unsupported.length > 0) this.dropped.inc([target, 'unsupported'], unsupported.length);
@@ -168,10 +182,13 @@ export class Merger {
       return families;
     } catch (err) {
       this.up.set([target], 0);
+      result = { target, ok: false, error: (err as Error).message };
       this.logger.warn('merge target failed', { target, reason: (err as Error).message });
       return undefined;
     } finally {
-      this.duration.set([target], (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.duration.set([target], seconds);
+      this.onFetch?.({ ...result, seconds });
     }
   }
 }
@@ -214,7 +231,7 @@ function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string
   });
 }
 
-function render(families: MergedFamily[], openMetrics: boolean): string[] {
+function render(families: MergedFamily[], openMetrics: boolean): string {
   const out: string[] = [];
   for (const f of families) {
     let name = f.name;
@@ -225,7 +242,8 @@ function render(families: MergedFamily[], openMetrics: boolean): string[] {
     }
     out.push(`${f.help !== undefined ? `# HELP ${name} ${f.help}\n` : ''}# TYPE ${name} ${type}\n`);
     // Joined in slices: one family of a large target must not become one huge string.
-    for (let i = 0; i < f.samples.length; i += 1024) out.push(f.samples.slice(i, i + 1024).join(''));
+    for (const sample of f.samples) out.push(sample);
   }
-  return out;
+  // One join: the exposition writer copies it into the response in chunks, whatever its length.
+  return out.join('');
 }
