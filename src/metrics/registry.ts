@@ -151,9 +151,14 @@ abstract class Family<S extends { labels: string }> {
     }
   }
 
-  /** Series held, the overflow series included. */
+  /** Label sets stored (at most maxSeries); the overflow series, when there is one, comes on top (see hasOverflow). */
   get size(): number {
-    return this.series.size + (this.overflowSeries === undefined ? 0 : 1);
+    return this.series.size;
+  }
+
+  /** True once a refused label set has made the overflow series. */
+  get hasOverflow(): boolean {
+    return this.overflowSeries !== undefined;
   }
 
   /** Every series, the overflow series last (live objects, for readers such as the status page: never mutate them). */

@@ -56,7 +56,8 @@ describe('Registry', () => {
     r.onDrop = (f, reason) => dropped.push(`${f} ${reason}`);
     const c = r.register(new Counter({ name: 'c_total', help: 'c', labelNames: ['k'], maxSeries: 2 }));
     for (const k of ['a', 'b', 'c', 'a', 'd']) c.inc([k]);
-    expect(c.size).toBe(3);
+    expect(c.size).toBe(2);
+    expect(c.hasOverflow).toBe(true);
     expect(dropped).toEqual(['c_total family_cap', 'c_total family_cap']);
     const text = r.render(false);
     expect(text).toContain('c_total{k="a"} 2\n');
