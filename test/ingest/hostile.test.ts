@@ -266,8 +266,8 @@ describe('merge parser limits', () => {
   it('should drop duplicate series inside one source and count them', () => {
     const r = parseSource('# TYPE a gauge\na{x="1"} 1\na{x="1"} 2\na{x="2"} 3\n# TYPE b counter\nb_total 1\nb_total 2\n');
     expect(r.families.map((f) => [f.name, f.samples])).toEqual([
-      ['a', ['a{x="1"} 1\n', 'a{x="2"} 3\n']],
-      ['b_total', ['b_total 1\n']],
+      ['a', ['a{x="1"} 1', 'a{x="2"} 3']],
+      ['b_total', ['b_total 1']],
     ]);
     expect(r.dropped.duplicate_series).toBe(2);
   });

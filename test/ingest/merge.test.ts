@@ -123,7 +123,7 @@ describe('merge parser', () => {
 
   it('should strip timestamps and exemplars and drop _created samples', () => {
     const { families } = parseSource('# TYPE c counter\nc_total 3 1700000000.5 # {trace="a"} 1\nc_created 1700000000\n# EOF\n');
-    expect(families).toEqual([{ name: 'c_total', type: 'counter', help: undefined, samples: ['c_total 3\n'], keys: ['c_total'] }]);
+    expect(families).toEqual([{ name: 'c_total', type: 'counter', help: undefined, samples: ['c_total 3'], keys: ['c_total'] }]);
   });
 
   it('should set gaugehistogram families aside as unsupported', () => {

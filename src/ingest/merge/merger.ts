@@ -35,8 +35,11 @@ interface MergedFamily {
   name: string;
   type: MergedType;
   help: string | undefined;
+  /** Sample lines without their \n. */
   samples: string[];
-  keys: Set<string>;
+  keys: string[];
+  /** The keys as a set, made when a second target brings the same family (most never need it). */
+  keySet: Set<string> | undefined;
 }
 
 /** One fetch of a merge target, as the status page reports it. */
@@ -141,14 +144,15 @@ export class Merger {
       }
       budget.left -= f.samples.length;
       for (const n of names) claims.set(n, f.name);
-      merged.set(f.name, { name: f.name, type: f.type, help: f.help, samples: f.samples, keys: new Set(f.keys) });
+      merged.set(f.name, { name: f.name, type: f.type, help: f.help, samples: f.samples, keys: f.keys, keySet: undefined });
       return;
     }
     if (have.type !== f.type) {
       this.dropped.inc([target, 'type_conflict']);
       return;
     }
-    const fresh = f.keys.filter((k) => !have.keys.has(k)).length;
+    const keySet = (have.keySet ??= new Set(have.keys));
+    const fresh = f.keys.filter((k) => !keySet.has(k)).length;
     if (fresh > budget.left) {
       this.dropped.inc([target, 'series_budget']);
       return;
@@ -156,9 +160,9 @@ export class Merger {
     budget.left -= fresh;
     let dup = 0;
     f.samples.forEach((s, j) => {
-      if (have.keys.has(f.keys[j])) dup++;
+      if (keySet.has(f.keys[j])) dup++;
       else {
-        have.keys.add(f.keys[j]);
+        keySet.add(f.keys[j]);
         have.samples.push(s);
       }
     });
@@ -242,7 +246,7 @@ function render(families: MergedFamily[], openMetrics: boolean): string {
     }
     out.push(`${f.help !== undefined ? `# HELP ${name} ${f.help}\n` : ''}# TYPE ${name} ${type}\n`);
     // Joined in slices: one family of a large target must not become one huge string.
-    for (const sample of f.samples) out.push(sample);
+    if (f.samples.length > 0) out.push(f.samples.join('\n'), '\n');
   }
   // One join: the exposition writer copies it into the response in chunks, whatever its length.
   return out.join('');

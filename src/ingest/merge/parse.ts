@@ -19,7 +19,7 @@ export interface ParsedFamily {
   name: string;
   type: MergedType;
   help: string | undefined;
-  /** `name{labels} value` lines, each ending in \n. */
+  /** `name{labels} value` lines, without their \n (most are slices of the body: nothing is copied). */
   samples: string[];
   /** `name{labels}` of each sample, for duplicate detection across sources. */
   keys: string[];
@@ -140,6 +140,8 @@ class Parser {
     while (i < n && (isNameChar((c = line.charCodeAt(i))) || c === 58)) i++;
     const name = line.slice(0, i);
     let labels = '';
+    /** Length of the label text as written (`{...}` with a trailing comma, `{}`), to see whether it was normalised. */
+    let labelsRaw = 0;
     let overLimit = false;
     if (line.charCodeAt(i) === 123 /* { */) {
       const start = i;
@@ -182,6 +184,7 @@ class Parser {
       i++;
       // `{a="1",}` and `{}` are normalised: a trailing comma and empty braces are dropped.
       labels = count === 0 ? '' : line.charCodeAt(i - 2) === 44 ? `${line.slice(start, i - 2)}}` : line.slice(start, i);
+      labelsRaw = i - start;
     }
     if (line.charCodeAt(i) !== 32) this.fail('not a valid sample');
     i++;
@@ -219,9 +222,17 @@ class Parser {
       return;
     }
     fam.seen.add(key);
-    if (value === 'inf' || value === '+inf' || value === '-inf') value = value.replace('inf', 'Inf');
-    else if (value === 'nan') value = 'NaN';
-    fam.samples.push(`${key} ${value}\n`);
+    let normalized = end < n || labels.length !== labelsRaw;
+    if (value === 'inf' || value === '+inf' || value === '-inf') {
+      value = value.replace('inf', 'Inf');
+      normalized = true;
+    } else if (value === 'nan') {
+      value = 'NaN';
+      normalized = true;
+    }
+    // The line as it came (a slice of the body) unless something had to change: a large target
+    // then costs one small object per sample, not three new strings (less garbage, shorter GC pauses).
+    fam.samples.push(normalized ? `${key} ${value}` : line);
     fam.keys.push(key);
   }
 
