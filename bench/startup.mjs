@@ -9,7 +9,7 @@
  *                   no upstream), on free ports: spawn to the first `200` from the metrics port's
  *                   /readyz (polled every 5 ms).
  * Then idle RSS: BENCH_RSS_PROCS (3) sidecars started together and left idle; VmRSS 1 s after
- * ready and after BENCH_IDLE_MS (20000), by when V8's memory reducer has given back the young
+ * ready and after BENCH_IDLE_MS (30000), by when V8's memory reducer has given back the young
  * generation that start-up grew (~4-5 MiB): the second figure is what an idle pod holds.
  *
  * Prints medians with min–max, the sidecar minus the reference, the targets of issue 12
@@ -28,7 +28,7 @@ import { ROOT, envNum, preflight, pinSelf, baseMeta, fmt, table, atMost, targetL
 const log = logger('startup');
 const SETTINGS = {
   runs: envNum('BENCH_STARTUP_RUNS', 15),
-  idle_ms: envNum('BENCH_IDLE_MS', 20000),
+  idle_ms: envNum('BENCH_IDLE_MS', 30000),
   rss_procs: envNum('BENCH_RSS_PROCS', 3),
   poll_ms: 5,
   subject_cpu: 0,
