@@ -56,13 +56,23 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         red,
         logger,
         draining: () => lifecycle.draining(),
+        upgradeProtocols: config.upstreamUpgradeProtocols,
       })
     : undefined;
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
     const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger);
-    const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
+    const server = createMainServer({
+      forwarder,
+      debugApp,
+      lifecycle,
+      keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS,
+      red,
+      registry: metrics.registry,
+      logger,
+      upgradeProtocols: config.upstreamUpgradeProtocols,
+    });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {

@@ -29,6 +29,8 @@ export interface Config {
   upstream: URL | undefined;
   upstreamTimeoutMs: number;
   upstreamMaxConnections: number;
+  /** `Upgrade` protocols passed to the application (lower case); any other Upgrade header is removed. */
+  upstreamUpgradeProtocols: readonly string[];
   serveOnMainPort: boolean;
   prometheusPort: number;
   /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
@@ -40,6 +42,12 @@ export interface Config {
     routePatterns: readonly string[];
     excludePaths: readonly string[];
     maxSeriesPerFamily: number;
+    /** Route templates admitted as `path` values at most (configured patterns included). */
+    maxRouteTemplates: number;
+    /** A template longer than this is cut at a segment boundary (ends in `/:rest`). */
+    routeTemplateMaxLength: number;
+    /** Segments of a template at most (the rest becomes `/:rest`). */
+    routeTemplateMaxSegments: number;
   };
   access: {
     basicAuth: { username: string; password: SecretSource } | undefined;
@@ -87,6 +95,8 @@ export class ConfigError extends Error {
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
 const MAX_MS = 24 * 3600 * 1000;
+/** An HTTP token (RFC 9110 §5.6.2), the protocol name of an `Upgrade` value (without `/version`). */
+const UPGRADE_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
 export function loadConfig(env: Env = process.env): Config {
   const r = new EnvReader(env);
@@ -131,6 +141,10 @@ export function loadConfig(env: Env = process.env): Config {
   for (const p of routePatterns) {
     if (!ROUTE_PATTERN.test(p)) r.problem('ROUTE_PATTERNS', `${JSON.stringify(p)} is not a path pattern like /users/:id or /static/*`);
   }
+  const upgradeProtocols = (r.raw('UPSTREAM_UPGRADE_PROTOCOLS') === undefined ? ['websocket'] : r.list('UPSTREAM_UPGRADE_PROTOCOLS')).map((p) => p.toLowerCase());
+  for (const p of upgradeProtocols) {
+    if (!UPGRADE_TOKEN.test(p)) r.problem('UPSTREAM_UPGRADE_PROTOCOLS', `${JSON.stringify(p)} is not a protocol name like websocket`);
+  }
   const excludePaths = r.list('METRICS_EXCLUDE_PATHS');
   for (const p of excludePaths) {
     if (!p.startsWith('/')) r.problem('METRICS_EXCLUDE_PATHS', `${JSON.stringify(p)} must start with "/"`);
@@ -173,6 +187,7 @@ export function loadConfig(env: Env = process.env): Config {
     upstream,
     upstreamTimeoutMs: r.int('UPSTREAM_TIMEOUT_MS', 60_000, 1, MAX_MS),
     upstreamMaxConnections: r.int('UPSTREAM_MAX_CONNECTIONS', 0, 0, 100_000),
+    upstreamUpgradeProtocols: upgradeProtocols,
     serveOnMainPort,
     prometheusPort,
     metricsPath,
@@ -183,6 +198,9 @@ export function loadConfig(env: Env = process.env): Config {
       routePatterns,
       excludePaths,
       maxSeriesPerFamily: r.int('METRICS_MAX_SERIES_PER_FAMILY', 2000, 1, 10_000_000),
+      maxRouteTemplates: r.int('ROUTE_TEMPLATES_MAX', 1000, 1, 1_000_000),
+      routeTemplateMaxLength: r.int('ROUTE_TEMPLATE_MAX_LENGTH', 128, 16, 4096),
+      routeTemplateMaxSegments: r.int('ROUTE_TEMPLATE_MAX_SEGMENTS', 12, 1, 256),
     },
     access: {
       basicAuth,

@@ -3,12 +3,13 @@
  * - on the metrics port: `METRICS_PATH`, `/healthz`, `/readyz`;
  * - on the main port, for the reserved `/debug/` tree only: `METRICS_PATH` (when
  *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`; everything else there is 404.
- * Routing is on the normalised path (see proxy/reserved), so every spelling that was reserved is
- * answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
+ * Routing is on the normalised canonical path (see proxy/target and proxy/reserved), so every
+ * spelling that was reserved is answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
  */
 import Koa from 'koa';
 import Router from '@koa/router';
 import { normalizePath } from '../proxy/reserved';
+import { targetOf } from '../proxy/target';
 import { exposition, type ListenerName } from '../exposition/handler';
 import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
@@ -33,7 +34,15 @@ export function createDebugApp(listener: ListenerName, config: Config, metrics: 
   app.use(async (ctx, next) => {
     state.track(ctx.res);
     if (state.draining()) ctx.set('connection', 'close');
-    ctx.path = normalizePath(ctx.req.url ?? '/');
+    // Routing on the canonical target (proxy/target), the one the main listener checked; a target
+    // the sidecar refuses is 400 here too (the metrics port has no listener in front to do it).
+    const t = targetOf(ctx.req);
+    if (!t.ok) {
+      ctx.status = t.status;
+      ctx.body = 'bad request\n';
+      return;
+    }
+    ctx.path = normalizePath(t.path);
     await next();
   });
 
