@@ -11,7 +11,8 @@
  * 1. longer than MAX_TARGET_LENGTH → 414; `*` (OPTIONS * / GET *) → 400; any `#` → 400.
  * 2. absolute-form `http(s)://authority/p?q` → origin-form `/p?q` (`/` when the path is empty);
  *    another scheme, or a target not starting with `/` → 400.
- * 3. the query (from the first `?`) is passed through byte for byte.
+ * 3. the query (from the first `?`) is passed through byte for byte (it may hold only visible
+ *    ASCII, as Node's parser already ensures).
  * 4. the path, one pass: `%XX` of an unreserved character (ALPHA DIGIT - . _ ~) is decoded, every
  *    other escape is kept with upper-case hex; a malformed `%` → 400; `%2F`, `%5C` → 400; a raw
  *    `\` → 400; control characters (raw, `%00`-`%1F`, `%7F`, or C1 after UTF-8 decoding) and raw
@@ -86,6 +87,9 @@ export function canonicalize(raw: string): Target {
   const q = rest.indexOf('?');
   const rawPath = q === -1 ? rest : rest.slice(0, q);
   const query = q === -1 ? '' : rest.slice(q);
+  // Node's parser lets only visible ASCII through; the query is passed on as it is, so check it holds nothing else.
+  // eslint-disable-next-line no-control-regex
+  if (query !== '' && /[^\x21-\x7e]/.test(query)) return refuse(/[\x00-\x20\x7f]/.test(query) ? 'control' : 'non_ascii');
   const path = canonicalPath(rawPath);
   if (typeof path !== 'string') return refuse(path.reason);
   const reserved = MIGHT_BE_RESERVED.test(path) && isReservedPath(normalizePath(path));
