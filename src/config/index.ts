@@ -141,7 +141,10 @@ export function loadConfig(env: Env = process.env): Config {
   for (const p of routePatterns) {
     if (!ROUTE_PATTERN.test(p)) r.problem('ROUTE_PATTERNS', `${JSON.stringify(p)} is not a path pattern like /users/:id or /static/*`);
   }
-  const upgradeProtocols = (r.raw('UPSTREAM_UPGRADE_PROTOCOLS') === undefined ? ['websocket'] : r.list('UPSTREAM_UPGRADE_PROTOCOLS')).map((p) => p.toLowerCase());
+  // Blank means unset (the default, websocket); `none` passes no upgrade at all.
+  const upgradeRaw = r.raw('UPSTREAM_UPGRADE_PROTOCOLS');
+  const upgradeProtocols =
+    upgradeRaw === undefined ? ['websocket'] : upgradeRaw.toLowerCase() === 'none' ? [] : r.list('UPSTREAM_UPGRADE_PROTOCOLS').map((p) => p.toLowerCase());
   for (const p of upgradeProtocols) {
     if (!UPGRADE_TOKEN.test(p)) r.problem('UPSTREAM_UPGRADE_PROTOCOLS', `${JSON.stringify(p)} is not a protocol name like websocket`);
   }
