@@ -49,7 +49,6 @@ const ID_SEGMENT = [
 /** True when a path segment looks like an identifier or a token rather than a route word. */
 export function isIdLike(seg: string): boolean {
   if (seg.length > MAX_WORD_LENGTH) return true;
-  if (seg.length < 2) return false;
   for (const re of ID_SEGMENT) if (re.test(seg)) return true;
   if (seg.length < 8) return false;
   let digits = 0;
