@@ -75,7 +75,10 @@ export class RedRecorder {
       }),
     );
     this.routeCacheResets = registry.register(
-      new Counter({ name: 'metrics_sidecar_route_cache_resets_total', help: 'Times the path-to-template cache was emptied because it reached its entry or byte bound.' }),
+      new Counter({
+        name: 'metrics_sidecar_route_cache_resets_total',
+        help: 'Times the path-to-template cache was emptied because it reached its entry or byte bound.',
+      }),
     );
     this.routes = new RouteTemplater(http.routePatterns, http.excludePaths, {
       maxLength: http.routeTemplateMaxLength,

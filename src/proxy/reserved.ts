@@ -16,6 +16,7 @@ const MAX_DECODE_ROUNDS = 4;
  * word, or hides it behind percent-encoding or non-ASCII look-alikes (full-width letters fold to
  * ASCII under NFKC).
  */
+// eslint-disable-next-line no-control-regex
 const MIGHT_BE_RESERVED = /debug|%|[^\x00-\x7f]/i;
 
 /** True when the request target (as received, `req.url`) is `/debug` or lies under `/debug/`. */

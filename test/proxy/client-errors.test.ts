@@ -38,7 +38,7 @@ describe('client errors', () => {
     ['two Host headers, other case', 'GET /x HTTP/1.1\r\nhost: a\r\nHOST: a\r\nConnection: close\r\n\r\n', 'GET', 'duplicate_host'],
     ['a fragment', 'GET /x#y HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'GET', 'fragment'],
     ['a bad escape', 'POST /x%zz HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi', 'POST', 'bad_escape'],
-  ])('should answer %s with 400, record it as the client\'s and forward nothing', async (_name, bytes, method, reason) => {
+  ])("should answer %s with 400, record it as the client's and forward nothing", async (_name, bytes, method, reason) => {
     const before = await scrape();
     const raw = await rawRequest(sc.mainPort, bytes);
     expect(statusOf(raw)).toBe(400);
@@ -75,7 +75,8 @@ describe('client errors', () => {
     const after = await scrape();
     const total = (p: Parsed) => value(p, 'metrics_sidecar_client_errors_total');
     expect(total(after)).toBe(total(before) + 1);
-    if (reason !== undefined) expect(value(after, 'metrics_sidecar_client_errors_total', { reason })).toBe(value(before, 'metrics_sidecar_client_errors_total', { reason }) + 1);
+    if (reason !== undefined)
+      expect(value(after, 'metrics_sidecar_client_errors_total', { reason })).toBe(value(before, 'metrics_sidecar_client_errors_total', { reason }) + 1);
     expect(value(after, 'flask_http_request_exceptions_total')).toBe(0);
     expect(warnings()).toEqual([]);
   });

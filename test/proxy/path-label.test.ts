@@ -72,7 +72,14 @@ describe('RouteTemplater bounds', () => {
 
 describe('RedRecorder path admission', () => {
   const make = (maxRouteTemplates = 1000, routePatterns: string[] = []) =>
-    new RedRecorder(new Registry(), { prefix: 'h', buckets: DEFAULT_HTTP_BUCKETS, routePatterns, excludePaths: [], maxSeriesPerFamily: 100_000, maxRouteTemplates });
+    new RedRecorder(new Registry(), {
+      prefix: 'h',
+      buckets: DEFAULT_HTTP_BUCKETS,
+      routePatterns,
+      excludePaths: [],
+      maxSeriesPerFamily: 100_000,
+      maxRouteTemplates,
+    });
   const paths = (red: RedRecorder) => [...red.duration.allSeries()].map((s) => /path="([^"]*)"/.exec(s.labels)![1]);
 
   it.each([400, 404, 405, 414, 431])('should never mint a template for a %d', (status) => {
@@ -92,7 +99,8 @@ describe('RedRecorder path admission', () => {
 
   it('should send new templates past the bound to /:overflow, counting each', () => {
     const red = make(10);
-    for (let i = 0; i < 50; i++) red.record('GET', red.route(`/page/${'abcdefghijklmnopqrstuvwxyz'[i % 26]}${'abcdefghijklmnopqrstuvwxyz'[Math.floor(i / 26)]}`)!, 200, 0.01, false);
+    for (let i = 0; i < 50; i++)
+      red.record('GET', red.route(`/page/${'abcdefghijklmnopqrstuvwxyz'[i % 26]}${'abcdefghijklmnopqrstuvwxyz'[Math.floor(i / 26)]}`)!, 200, 0.01, false);
     const seen = new Set(paths(red));
     expect(seen.size).toBe(11);
     expect(seen.has(OVERFLOW_ROUTE)).toBe(true);
@@ -159,7 +167,8 @@ describe('path label over the wire', () => {
   });
 
   it('should bound the templates a catch-all route can mint', async () => {
-    for (let i = 0; i < 120; i++) await request(sc.mainPort, `/spa/section${String.fromCharCode(97 + (i % 26))}${String.fromCharCode(97 + Math.floor(i / 26))}`);
+    for (let i = 0; i < 120; i++)
+      await request(sc.mainPort, `/spa/section${String.fromCharCode(97 + (i % 26))}${String.fromCharCode(97 + Math.floor(i / 26))}`);
     const { p } = await scrape();
     const templates = new Set(p.samples.filter((s) => s.name === 'flask_http_request_duration_seconds_count').map((s) => s.labels.path));
     expect(templates.size).toBeLessThanOrEqual(50 + 2);
@@ -167,7 +176,7 @@ describe('path label over the wire', () => {
     expect(value(p, 'metrics_sidecar_route_templates_refused_total', { reason: 'limit' })).toBeGreaterThan(0);
   });
 
-  it("should log the template, not the token, when the app fails", async () => {
+  it('should log the template, not the token, when the app fails', async () => {
     const down = await startSidecar({ UPSTREAM_URL: `http://127.0.0.1:${await freePort()}`, LOG_LEVEL: 'info' });
     try {
       const token = 'xK-3nF_q8Rz0aY7Bv2LmWc';

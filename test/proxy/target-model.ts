@@ -139,8 +139,11 @@ function firstWord(path: string): string | undefined {
   for (let k = 0; k < 4; k++) s = decodeLayer(s) ?? s;
   s = s.normalize('NFKC').toLowerCase().split('\\').join('/');
   for (const seg of s.split('/')) {
-    // eslint-disable-next-line no-control-regex
-    const word = seg.split(';')[0].replace(/[\u0000-\u001f\u007f]/g, '').replace(/[.\s]+$/, '');
+    const word = seg
+      .split(';')[0]
+      // eslint-disable-next-line no-control-regex
+      .replace(/[\u0000-\u001f\u007f]/g, '')
+      .replace(/[.\s]+$/, '');
     if (word !== '') return word;
   }
   return undefined;

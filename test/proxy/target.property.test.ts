@@ -13,16 +13,92 @@ import { startSidecar, type Running } from '../helpers/sidecar';
 import { model, wireOutcomes, type Outcome } from './target-model';
 
 const PIECES = [
-  '/', '/', '/', '/', '\\', '.', '.', '..', '%', ';', '?', '#',
-  '0', '1', '2', '5', '9', 'a', 'c', 'e', 'f', 'A', 'C', 'E', 'F',
-  '%2e', '%2E', '%2f', '%2F', '%5c', '%5C', '%25', '%252e', '%252f', '%2525', '%3b', '%3F', '%23',
-  '%00', '%0a', '%7f', '%c2%85', '%ff', '%e2%82', '%c0%ae', '%e2%80%ae',
-  'debug', 'debug', 'DEBUG', 'Debug', 'dEbUg', '%64ebug', '%44%45%42%55%47', '%2564ebug',
+  '/',
+  '/',
+  '/',
+  '/',
+  '\\',
+  '.',
+  '.',
+  '..',
+  '%',
+  ';',
+  '?',
+  '#',
+  '0',
+  '1',
+  '2',
+  '5',
+  '9',
+  'a',
+  'c',
+  'e',
+  'f',
+  'A',
+  'C',
+  'E',
+  'F',
+  '%2e',
+  '%2E',
+  '%2f',
+  '%2F',
+  '%5c',
+  '%5C',
+  '%25',
+  '%252e',
+  '%252f',
+  '%2525',
+  '%3b',
+  '%3F',
+  '%23',
+  '%00',
+  '%0a',
+  '%7f',
+  '%c2%85',
+  '%ff',
+  '%e2%82',
+  '%c0%ae',
+  '%e2%80%ae',
+  'debug',
+  'debug',
+  'DEBUG',
+  'Debug',
+  'dEbUg',
+  '%64ebug',
+  '%44%45%42%55%47',
+  '%2564ebug',
   '%EF%BD%84%EF%BD%85%EF%BD%82%EF%BD%95%EF%BD%87', // full-width ｄｅｂｕｇ, encoded
-  '%ef%bc%8e', '%EF%BC%8F', '%E2%80%A4', '%E2%80%A5', // full-width . and /, one- and two-dot leaders
-  'ｄｅｂｕｇ', '．', '／', // raw non-ASCII: Node's parser refuses the bytes
-  'metrics', 'healthz', 'x', 'api', 'users', ';jsessionid=1', '..;', '%2e%2e;x', '~', '-', '_', '=', '&', ':', '@', '!',
-  '\x00', '\x01', '\t', '\x7f', ' ', '\x1b', '\r', '\n',
+  '%ef%bc%8e',
+  '%EF%BC%8F',
+  '%E2%80%A4',
+  '%E2%80%A5', // full-width . and /, one- and two-dot leaders
+  'ｄｅｂｕｇ',
+  '．',
+  '／', // raw non-ASCII: Node's parser refuses the bytes
+  'metrics',
+  'healthz',
+  'x',
+  'api',
+  'users',
+  ';jsessionid=1',
+  '..;',
+  '%2e%2e;x',
+  '~',
+  '-',
+  '_',
+  '=',
+  '&',
+  ':',
+  '@',
+  '!',
+  '\x00',
+  '\x01',
+  '\t',
+  '\x7f',
+  ' ',
+  '\x1b',
+  '\r',
+  '\n',
 ];
 const PREFIXES = ['/', '/', '/', '/', '//', '/debug', '/DEBUG/', '/debug/', '', 'http://h', 'HTTP://h:8080', 'https://h', 'ftp://h', '*'];
 
@@ -30,14 +106,12 @@ const targetArb = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('*', '/', '/debug', '/debug/..', 'http://h', 'http://h?x') },
   {
     weight: 30,
-    arbitrary: fc
-      .tuple(fc.constantFrom(...PREFIXES), fc.array(fc.constantFrom(...PIECES), { maxLength: 14 }))
-      .map(([prefix, pieces]) => {
-        let rest = pieces.join('');
-        // After an absolute-form authority the path starts with `/` or `?` (Node's parser decides what an authority may hold).
-        if (/^[a-z]+:\/\/h(:\d+)?$/i.test(prefix) && rest !== '' && !rest.startsWith('/') && !rest.startsWith('?')) rest = `/${rest}`;
-        return prefix + rest;
-      }),
+    arbitrary: fc.tuple(fc.constantFrom(...PREFIXES), fc.array(fc.constantFrom(...PIECES), { maxLength: 14 })).map(([prefix, pieces]) => {
+      let rest = pieces.join('');
+      // After an absolute-form authority the path starts with `/` or `?` (Node's parser decides what an authority may hold).
+      if (/^[a-z]+:\/\/h(:\d+)?$/i.test(prefix) && rest !== '' && !rest.startsWith('/') && !rest.startsWith('?')) rest = `/${rest}`;
+      return prefix + rest;
+    }),
   },
 );
 
@@ -90,7 +164,9 @@ async function rawUpstream(): Promise<{ port: number; seen: string[]; close(): P
         buf = buf.slice(end + 4);
         const target = head.slice(0, head.indexOf('\r\n')).split(' ')[1];
         seen.push(target);
-        sock.write(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-from: upstream\r\ncontent-length: ${Buffer.byteLength(target, 'latin1')}\r\n\r\n${target}`);
+        sock.write(
+          `HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nx-from: upstream\r\ncontent-length: ${Buffer.byteLength(target, 'latin1')}\r\n\r\n${target}`,
+        );
       }
     });
   });
@@ -184,7 +260,9 @@ class RawClient {
 /** Undefined when the answer fits the outcome, else why not. */
 function check(out: Outcome, got: Answer): string | undefined {
   if (out.kind === 'forward') {
-    return got.fromUpstream && got.status === 200 && got.body === out.target ? undefined : `expected upstream to get ${out.target}, got ${got.status} ${got.body.slice(0, 80)}`;
+    return got.fromUpstream && got.status === 200 && got.body === out.target
+      ? undefined
+      : `expected upstream to get ${out.target}, got ${got.status} ${got.body.slice(0, 80)}`;
   }
   if (got.fromUpstream) return `model says ${out.kind}, but the upstream received ${got.body}`;
   if (out.kind === 'reserved') return got.status === 404 || got.status === 200 ? undefined : `reserved: expected the sidecar's 404/200, got ${got.status}`;
@@ -238,7 +316,9 @@ describe('canonical target over the wire', () => {
     expect(upstream.seen.length).toBeGreaterThanOrEqual(expectedForwards + unexpectedForwards);
     expect(expectedForwards).toBeGreaterThan(1000);
     // Nothing of this is the application's failure.
-    expect(sc.logs.filter((l) => l.level === 'warn' && l.msg !== 'metrics endpoints are open to any client: no allow-list or credentials are configured')).toEqual([]);
+    expect(
+      sc.logs.filter((l) => l.level === 'warn' && l.msg !== 'metrics endpoints are open to any client: no allow-list or credentials are configured'),
+    ).toEqual([]);
     // A hang guard for a loaded 2-core machine, not a speed assertion (about 15 s when idle).
   }, 600_000);
 });

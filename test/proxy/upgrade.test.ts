@@ -120,7 +120,11 @@ describe('Upgrade: h2c and other protocols not allowed', () => {
   });
 
   it('should pass a WebSocket upgrade, with only the allowed protocol in Upgrade', async () => {
-    const raw = await rawRequest(sc.mainPort, 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 1000);
+    const raw = await rawRequest(
+      sc.mainPort,
+      'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      1000,
+    );
     expect(statusOf(raw)).toBe(101);
     expect(app.seen).toHaveLength(1);
     expect(app.seen[0].upgrade).toBe(true);
@@ -135,7 +139,11 @@ describe('UPSTREAM_UPGRADE_PROTOCOLS', () => {
     try {
       const custom = await rawRequest(sc.mainPort, 'GET /c HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: my-proto/2\r\n\r\n', 1000);
       expect(statusOf(custom)).toBe(101);
-      const ws = await rawRequest(sc.mainPort, 'GET /w HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 1000);
+      const ws = await rawRequest(
+        sc.mainPort,
+        'GET /w HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        1000,
+      );
       expect(statusOf(ws)).toBe(200);
       expect(app.seen.map((s) => [s.url, s.upgrade])).toEqual([
         ['/c', true],
