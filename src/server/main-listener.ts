@@ -92,6 +92,9 @@ export function createMainServer(opts: MainServerOptions): http.Server {
       replayWithoutUpgrade(server, req, socket, head);
       return;
     }
+    // Node removed its own error listener when it handed the socket over: a client resetting the
+    // connection now must not become an uncaught 'error' (it would take the process down).
+    socket.on('error', destroyOnError);
     const start = performance.now();
     const t = targetOf(req);
     const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : undefined;
@@ -112,6 +115,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
 
   // CONNECT asks for a tunnel; the sidecar is not a forward proxy. (Without a listener Node drops the socket silently.)
   server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', destroyOnError);
     clientErrors.inc(['connect']);
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     red?.refused(req.method ?? 'CONNECT', 405, 0);
@@ -130,6 +134,10 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
   });
   return server;
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /** Status (0: just close) and a bounded reason label for an error of Node's HTTP parser or socket. */

@@ -113,6 +113,26 @@ describe('client errors', () => {
     expect(warnings()).toEqual([]);
   });
 
+  it('should survive clients that reset the connection right after an upgrade or CONNECT request', async () => {
+    const requests = [
+      'GET /debug/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      'GET /debug/.. HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+      'GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      'GET /x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n\r\n',
+      'CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n',
+    ];
+    const closed: Promise<unknown>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const sock = net.connect(sc.mainPort, '127.0.0.1');
+      sock.on('error', () => undefined);
+      closed.push(new Promise((r) => sock.on('close', r)));
+      sock.write(requests[i % requests.length], () => sock.resetAndDestroy());
+    }
+    await Promise.all(closed);
+    // Still serving: an uncaught socket error would have ended this process.
+    expect((await request(sc.mainPort, '/still-here')).status).toBe(200);
+  });
+
   it.each([
     ['HPE_HEADER_OVERFLOW', 431, 'header_overflow'],
     ['HPE_INVALID_METHOD', 400, 'invalid_method'],
