@@ -20,7 +20,7 @@ interface SeriesSet {
 }
 
 /** Upper bound of distinct (method, route, status) keys cached; far above any family cap. */
-const MAX_CACHED_KEYS = 50_000;
+const MAX_CACHED_KEYS = 10_000;
 
 /** The `path` of requests the application did not route, and of those the sidecar refused. */
 export const UNMATCHED_ROUTE = '/:unmatched';
