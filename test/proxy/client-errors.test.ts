@@ -67,11 +67,19 @@ describe('client errors', () => {
     ['two Content-Length', 'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab', 400, 'unexpected_content_length'],
     ['a bad request line', 'GET /x HTTP/9.9x\r\nHost: a\r\n\r\n', 400, undefined],
     ['a control byte in the target', 'GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'invalid_url'],
+    [
+      'Transfer-Encoding with Content-Length (smuggling)',
+      'POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /debug/metrics HTTP/1.1\r\nHost: a\r\n\r\n',
+      400,
+      undefined,
+    ],
+    ['an obs-folded header', 'GET /a HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n', 400, undefined],
     ['bad chunked framing', 'POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, undefined],
   ])('should answer %s before a request exists, and count it by reason', async (_name, bytes, status, reason) => {
     const before = await scrape();
     const raw = await rawRequest(sc.mainPort, bytes);
     expect(statusOf(raw)).toBe(status);
+    expect(upstream.seen).toEqual([]);
     const after = await scrape();
     const total = (p: Parsed) => value(p, 'metrics_sidecar_client_errors_total');
     expect(total(after)).toBe(total(before) + 1);
