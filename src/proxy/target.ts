@@ -25,9 +25,9 @@
  * 6. reserved (`/debug` or under `/debug/`) is decided by proxy/reserved's aggressive normaliser
  *    applied to the canonical path (over-reserving is harmless).
  */
-import { isUtf8 } from 'node:buffer';
 import type http from 'node:http';
 import { isReservedPath, normalizePath } from './reserved';
+import { hexValue, percentDecodeOnce } from './percent';
 
 /** nginx's default `large_client_header_buffers` line size; Node's own bound is the 16 KiB header limit. */
 export const MAX_TARGET_LENGTH = 8192;
@@ -180,25 +180,10 @@ function deepSegmentProblem(seg: string): TargetRefusal | undefined {
   return undefined;
 }
 
-/**
- * Decodes every valid `%XX` run as UTF-8 (malformed `%` sequences stay as they are); undefined
- * when a run is not valid UTF-8.
- */
+/** One layer of percent-decoding; undefined when the bytes are not valid UTF-8. */
 function decodeOnce(s: string): string | undefined {
-  let invalid = false;
-  const decoded = s.replace(/(?:%[0-9a-fA-F]{2})+/g, (run) => {
-    const bytes = Buffer.from(run.replace(/%/g, ''), 'hex');
-    if (!isUtf8(bytes)) invalid = true;
-    return bytes.toString('utf8');
-  });
-  return invalid ? undefined : decoded;
-}
-
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1; // includes NaN past the end of the string
+  const d = percentDecodeOnce(s);
+  return d.utf8 ? d.text : undefined;
 }
 
 function isUnreserved(b: number): boolean {

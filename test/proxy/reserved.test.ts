@@ -80,6 +80,11 @@ describe('normalizePath', () => {
     expect(normalizePath(input)).toBe(output);
   });
 
+  it('should trim trailing dots after any run of dots (the old regex was quadratic on this)', () => {
+    expect(normalizePath(`/debug${'.'.repeat(16_000)}x/y...`)).toBe(`/debug${'.'.repeat(16_000)}x/y`);
+    expect(normalizePath(`/debug${'.'.repeat(16_000)}`)).toBe('/debug');
+  });
+
   it('should decode a bounded number of rounds, so hostile nesting costs little', () => {
     const nested = `/${'%25'.repeat(10000)}64ebug`;
     const started = Date.now();
