@@ -67,6 +67,19 @@ export interface Config {
     /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
     receiveBufferBytes: number;
   };
+  /** Memory budgets of the metric store (see the README's "Limits"). */
+  limits: {
+    /** Series stored across all sources (the sidecar's own families aside); merged series take what is left. */
+    maxSeriesTotal: number;
+    /** Characters of label text stored across all series. */
+    maxLabelBytesTotal: number;
+    /** Labels on one StatsD or merged series. */
+    maxLabelsPerSeries: number;
+    /** UTF-8 bytes of one label value. */
+    maxLabelValueBytes: number;
+    /** Families one source (StatsD, each merge target) may create. */
+    maxFamiliesPerSource: number;
+  };
   mergeTargets: readonly URL[];
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
@@ -154,7 +167,11 @@ export function loadConfig(env: Env = process.env): Config {
   const role = r.oneOf<Role>('SIDECAR_ROLE', ['web', 'worker'], listenPort === 0 ? 'worker' : 'web');
 
   const prefix = r.string('HTTP_METRICS_PREFIX', 'flask_http_request');
-  if (!PROMETHEUS_NAME.test(prefix)) r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  if (!PROMETHEUS_NAME.test(prefix)) {
+    r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  } else if (prefix.startsWith('metrics_sidecar_')) {
+    r.problem('HTTP_METRICS_PREFIX', "must not start with metrics_sidecar_ (the sidecar's own families)");
+  }
 
   const routePatterns = r.list('ROUTE_PATTERNS');
   for (const p of routePatterns) {
@@ -268,8 +285,15 @@ export function loadConfig(env: Env = process.env): Config {
       mappingFile: r.file('STATSD_MAPPING_FILE'),
       receiveBufferBytes: r.int('STATSD_RECEIVE_BUFFER_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     },
+    limits: {
+      maxSeriesTotal: r.int('METRICS_MAX_SERIES_TOTAL', 20_000, 1, 100_000_000),
+      maxLabelBytesTotal: r.int('METRICS_MAX_LABEL_BYTES_TOTAL', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      maxLabelsPerSeries: r.int('METRICS_MAX_LABELS_PER_SERIES', 16, 1, 1000),
+      maxLabelValueBytes: r.int('METRICS_MAX_LABEL_VALUE_BYTES', 256, 16, 1024 * 1024),
+      maxFamiliesPerSource: r.int('METRICS_MAX_FAMILIES_PER_SOURCE', 1000, 1, 1_000_000),
+    },
     mergeTargets,
-    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     shutdown: {
       timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
       delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),

@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import YAML from 'yaml';
 import { sanitizeLabelName, sanitizeMetricName } from './parser';
+import { MAINTAINED_FAMILIES, stripTotal } from '../../metrics/contract';
 
 export type Kind = 'counter' | 'gauge' | 'histogram';
 
@@ -44,18 +45,15 @@ interface Rule {
 /** Second-based buckets for the maintained latency families (API calls, webhooks, queries). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const BUILT_IN: Record<string, { name: string; kind: Kind; db?: boolean }> = {
-  github_api_call_latency: { name: 'github_api_call_latency', kind: 'histogram' },
-  github_webhook_latency: { name: 'github_webhook_latency', kind: 'histogram' },
-  graphql_requests: { name: 'graphql_requests_total', kind: 'counter' },
-  graphql_requests_total: { name: 'graphql_requests_total', kind: 'counter' },
-  sqlalchemy_query_latency: { name: 'sqlalchemy_query_latency_seconds', kind: 'histogram', db: true },
-  sqlalchemy_query_latency_seconds: { name: 'sqlalchemy_query_latency_seconds', kind: 'histogram', db: true },
-};
-
-/** The family names the built-in rules produce (the maintained application metrics). */
-export const MAINTAINED_FAMILIES = [...new Set(Object.values(BUILT_IN).map((b) => b.name))];
-export const DB_FAMILY = 'sqlalchemy_query_latency_seconds';
+/**
+ * The built-in rules: each maintained family (src/metrics/contract.ts, which also fixes its type)
+ * under its own name and its StatsD spelling (`graphql_requests`, `sqlalchemy_query_latency`).
+ */
+const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntries(
+  MAINTAINED_FAMILIES.flatMap((f) =>
+    [f.name, stripTotal(f.name), f.name.replace(/_seconds$/, '')].map((alias) => [alias, { name: f.name, db: f.db === true }]),
+  ),
+);
 
 export interface MappingFile {
   rules: Rule[];
@@ -78,7 +76,8 @@ export function parseMappingFile(text: string): MappingFile {
     if (typeof r !== 'object' || r === null || typeof r.match !== 'string' || r.match === '') throw new Error(`${where}: "match" (a glob) is required`);
     const drop = r.action === 'drop';
     if (r.action !== undefined && !drop) throw new Error(`${where}: "action" can only be "drop"`);
-    if (!drop && r.name !== undefined && (typeof r.name !== 'string' || !/^[a-zA-Z_:$][a-zA-Z0-9_:${}]*$/.test(r.name))) throw new Error(`${where}: "name" is not a metric name`);
+    if (!drop && r.name !== undefined && (typeof r.name !== 'string' || !/^[a-zA-Z_:$][a-zA-Z0-9_:${}]*$/.test(r.name)))
+      throw new Error(`${where}: "name" is not a metric name`);
     const labels: [string, string][] = [];
     if (r.labels !== undefined) {
       if (typeof r.labels !== 'object' || r.labels === null || Array.isArray(r.labels)) throw new Error(`${where}: "labels" must be a mapping`);
