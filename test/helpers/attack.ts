@@ -77,8 +77,17 @@ export function alive(child: Child): boolean {
 
 /** Why the child is dead, with the tail of what it wrote (for failure messages). */
 export function deathNote(child: Child): string {
-  const tail = child.logs.slice(-5).map((l) => JSON.stringify(l).slice(0, 400));
-  return `sidecar exit code ${child.proc.exitCode}, signal ${child.proc.signalCode}; last output: ${tail.join(' | ')}`;
+  const stderr = child.logs
+    .filter((l) => typeof l.stderr === 'string')
+    .map((l) => l.stderr as string)
+    .join('')
+    .trim();
+  const lastErrors = warnings(child.logs)
+    .slice(-2)
+    .map((l) => JSON.stringify(l).slice(0, 300));
+  // The thrown error's own line, not the stack (Jest would render a stack as a code frame).
+  const thrown = stderr.split('\n').filter((l) => /^\s*(\w*Error|FATAL|<--- |Aborted|Killed)/.test(l));
+  return `sidecar exit code ${child.proc.exitCode}, signal ${child.proc.signalCode}; stderr: ${thrown.slice(0, 3).join(' / ').slice(0, 600) || stderr.slice(-300) || '(none)'}; last warnings: ${lastErrors.join(' | ') || '(none)'}`;
 }
 
 /** Status of one request on the main port, 0 when the connection failed (refused, reset). */
@@ -132,11 +141,15 @@ export function sendTcp(port: number, chunks: Iterable<string>): Promise<void> {
   });
 }
 
-/** Waits (polling) until `ok()` holds or the child dies; returns whether it held. */
+/** Waits (polling) until `ok()` holds or the child dies; returns whether it held. A throw counts as not yet. */
 export async function eventually(ok: () => Promise<boolean> | boolean, child?: Child, tries = 400, everyMs = 50): Promise<boolean> {
   for (let i = 0; i < tries; i++) {
     if (child && !alive(child)) return false;
-    if (await ok()) return true;
+    try {
+      if (await ok()) return true;
+    } catch {
+      // not yet (or the child is dying: checked next round)
+    }
     await new Promise((r) => setTimeout(r, everyMs));
   }
   return false;
