@@ -57,7 +57,7 @@ function promtool(text) {
   if (text === null) return 'too big';
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', maxBuffer: 64 * MiB });
   if (r.status === 0) return 'ok';
-  return `FAIL: ${`${r.stdout}${r.stderr}`.trim().split('\n')[0].slice(0, 100)}`;
+  return `FAIL: ${`${r.stdout}${r.stderr}`.trim().split('\n')[0].replace(/^error while linting: text format parsing error in /, '').slice(0, 60)}`;
 }
 
 const linesCounted = (text) =>
@@ -81,7 +81,7 @@ const ATTACKS = [
     async run(ctx) {
       const rand = prng(4);
       const statuses = await flood(ctx.ports[0], take(2000, () => `/${letters(15_000, rand)}`));
-      return { sent: '2,000 req', check: () => `app answered ${fmtStatuses(statuses)}` };
+      return { sent: '2,000 req', check: () => [true, `app answered ${fmtStatuses(statuses)}`] };
     },
   },
   {
@@ -95,11 +95,11 @@ const ATTACKS = [
       return {
         sent: '2,505 req',
         check: (text) => {
-          if (text === null) return 'no exposition';
+          if (text === null) return [false, 'no exposition'];
           const real = sampleValue(text, 'flask_http_request_duration_seconds_count', { path: '/api/reports/summary' }) ?? 0;
           const total = sampleValue(text, 'flask_http_request_total') ?? 0;
           const counted = sampleValue(text, 'flask_http_request_duration_seconds_count') ?? 0;
-          return `real route ${real}/5; histogram counts ${counted}/${total} requests`;
+          return [real === 5 && counted === total, `real route ${real}/5; histogram counts ${counted}/${total} requests`];
         },
       };
     },
@@ -113,7 +113,7 @@ const ATTACKS = [
         reqs.push(`GET ${t} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       }
       await each(reqs, 8, (r) => raw(ctx.ports[0], r, 1000));
-      return { sent: `${reqs.length} req`, check: () => `app's /debug/ reached ${ctx.app.seen.debug}×` };
+      return { sent: `${reqs.length} req`, check: () => [ctx.app.seen.debug === 0, `app's /debug/ reached ${ctx.app.seen.debug}×`] };
     },
   },
   {
@@ -121,7 +121,7 @@ const ATTACKS = [
     async run(ctx) {
       const req = 'GET / HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n';
       await each(Array.from({ length: 300 }, () => req), 8, (r) => raw(ctx.ports[0], r, 500));
-      return { sent: '300 req', check: () => `h2c switched by app ${ctx.app.seen.upgrades.h2c ?? 0}×` };
+      return { sent: '300 req', check: () => [!ctx.app.seen.upgrades.h2c, `h2c switched by app ${ctx.app.seen.upgrades.h2c ?? 0}×`] };
     },
   },
   {
@@ -143,7 +143,11 @@ const ATTACKS = [
       );
       return {
         sent: '600 req',
-        check: (text) => `client got ${fmtStatuses(statuses)}; exceptions ${text === null ? '?' : (sampleValue(text, 'flask_http_request_exceptions_total') ?? 0)}`,
+        check: (text) => {
+          const exceptions = text === null ? null : (sampleValue(text, 'flask_http_request_exceptions_total') ?? 0);
+          const fourxx = Object.entries(statuses).every(([st]) => Number(st) >= 400 && Number(st) < 500);
+          return [fourxx && exceptions === 0, `client got ${fmtStatuses(statuses)}; exceptions ${exceptions ?? '?'}`];
+        },
       };
     },
   },
@@ -152,7 +156,12 @@ const ATTACKS = [
     async run(ctx) {
       const tokens = Array.from({ length: 2000 }, () => crypto.randomBytes(16).toString('base64url'));
       await flood(ctx.ports[0], tokens.map((t) => `/reset-password/${t}`));
-      return { sent: '2,000 req', check: (text) => (text === null ? 'no exposition' : `tokens in exposition ${tokens.filter((t) => text.includes(t)).length}`) };
+      return { sent: '2,000 req', check: (text) => {
+          if (text === null) return [false, 'no exposition'];
+          const leaked = tokens.filter((t) => text.includes(t)).length;
+          return [leaked === 0, `tokens in exposition ${leaked}`];
+        },
+      };
     },
   },
   {
@@ -215,7 +224,13 @@ const ATTACKS = [
       await get(ctx.ports[0], '/hello');
       return {
         sent: '1 target',
-        check: (text) => (text === null ? 'no exposition' : `app_jobs_total{queue="a"} ×${text.split('\n').filter((l) => l.startsWith('app_jobs_total{queue="a"}')).length}`),
+        check: (text) => {
+          if (text === null) return [false, 'no exposition'];
+          const dup = text.split('\n').filter((l) => l.startsWith('app_jobs_total{queue="a"}')).length;
+          const count = sampleValue(text, 'flask_http_request_duration_seconds_count') ?? 0;
+          const total = sampleValue(text, 'flask_http_request_total') ?? 0;
+          return [dup === 1 && count === total, `app_jobs_total{queue="a"} ×${dup}; histogram _count sum ${count} for ${total} requests`];
+        },
       };
     },
   },
@@ -247,7 +262,7 @@ const ATTACKS = [
       for (let i = 0; i < 500 && !began; i++) if ((await get(ctx.ports[0], `/during/${i}`, agent)) === 200 && !began) during++;
       await scraping;
       agent.destroy();
-      return { sent: `${fmt(ctx.setup.target.bytes / 1e6, 1)} MB`, check: () => `proxied ${during} while the scrape was prepared (${fmt(beganMs - completeMs, 0)} ms)` };
+      return { sent: `${fmt(ctx.setup.target.bytes / 1e6, 1)} MB`, check: () => [during > 0, `proxied ${during} while the scrape was prepared (${fmt(beganMs - completeMs, 0)} ms)`] };
     },
   },
 ];
@@ -260,9 +275,9 @@ function fmtStatuses(statuses) {
 
 function countedCheck(n) {
   return (text) => {
-    if (text === null) return 'no exposition';
+    if (text === null) return [false, 'no exposition'];
     const dropped = (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'dropped' }) ?? 0) + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'type_conflict' }) ?? 0);
-    return `counted ${linesCounted(text)}/${n}, refused ${dropped}`;
+    return [linesCounted(text) === n, `counted ${linesCounted(text)}/${n}, refused ${dropped}`];
   };
 }
 
@@ -310,7 +325,7 @@ async function runAttack(attack, app, limit, heapCap, tmp) {
     main_during: { ok: ctx.probes.filter((p) => p === 200).length, probes: ctx.probes.length },
     main_after: after,
     promtool: s.status === 200 ? promtool(s.text) : 'no exposition',
-    check: result.check(s.status === 200 ? s.text : null),
+    ...(([ok, text]) => ({ check_ok: ok, check: text }))(result.check(s.status === 200 ? s.text : null)),
     died,
   };
   row.verdict = !died && peak > 0 && peak < limit.bytes ? 'PASS' : 'MISS';
@@ -348,7 +363,7 @@ async function main() {
     `bench:attack: issue 9's attack classes against node dist/main.js, one sidecar each (memory limit ${limit.quantity}, ${limit.from}; heap ${heapCap ? 'capped at the limit' : 'not capped'})`,
     '',
     table(
-      ['attack', 'sent', 'peak RSS MiB', 'expo MiB', 'scrape', 'main during', 'main after', 'promtool', 'RSS < limit', 'check'],
+      ['attack', 'sent', 'peak RSS MiB', 'expo MiB', 'scrape', 'main during', 'main after', 'promtool', 'RSS < limit', 'check', ''],
       rows.map((r) => [
         r.attack,
         r.sent,
@@ -359,12 +374,14 @@ async function main() {
         r.main_after || 'none',
         r.promtool,
         r.verdict,
+        r.check_ok ? 'PASS' : 'MISS',
         r.check,
       ]),
     ),
     '',
     `peak RSS = VmHWM of the sidecar after the attack and a scrape; "main during" = GET /hello answered 200 / probes sent while the attack ran;`,
-    `"died" = the process ended (past the heap cap, as an OOM kill would end it). PASS = alive and peak RSS under ${limit.quantity}.`,
+    `"died" = the process ended (past the heap cap, as an OOM kill would end it). RSS < limit: PASS = alive and peak RSS under ${limit.quantity}.`,
+    'check: PASS when the attack-specific requirement holds (no leak, every line counted, totals add up, proxying went on during the merge).',
     ...warningLines(warnings),
   ];
   process.stdout.write(`${out.join('\n')}\n`);

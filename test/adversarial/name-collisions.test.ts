@@ -61,73 +61,85 @@ const STATSD_LINES = [
 
 let upstream: Upstream;
 let target: http.Server;
-let sc: Child;
-let statsdPort: number;
+const children: Child[] = [];
 
 beforeAll(async () => {
   upstream = await startUpstream();
   target = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(TARGET_BODY));
   await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-  statsdPort = await freePort();
-  sc = await spawnSidecar({
-    UPSTREAM_URL: upstream.url,
-    STATSD_PORT: String(statsdPort),
-    MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
-  });
 });
 
 afterAll(async () => {
-  sc?.proc.kill('SIGKILL');
-  await sc?.exited;
+  for (const c of children) {
+    c.proc.kill('SIGKILL');
+    await c.exited;
+  }
   await upstream?.close();
   await new Promise((r) => target?.close(r));
 });
 
+/** A sidecar fed by one source, after one real request (so its own RED families have a series to collide with). */
+async function sidecar(env: Record<string, string>): Promise<Child> {
+  const c = await spawnSidecar({ UPSTREAM_URL: upstream.url, ...env });
+  children.push(c);
+  expect((await request(c.mainPort, '/hello')).status).toBe(200);
+  return c;
+}
+
+/** What must hold whatever the source: the sidecar's histogram and counters carry only its own samples. */
+function ownFamiliesIntact(text: string): Record<string, unknown> {
+  const p = parseExposition(text);
+  return {
+    // The one request, and nothing a source added under the histogram's sample names.
+    countSum: value(p, 'flask_http_request_duration_seconds_count'),
+    countSamples: find(p, 'flask_http_request_duration_seconds_count').length,
+    sumSamples: find(p, 'flask_http_request_duration_seconds_sum').length,
+    infBucketSum: value(p, 'flask_http_request_duration_seconds_bucket', { le: '+Inf' }),
+    requests: value(p, 'flask_http_request_total'),
+    exceptions: value(p, 'flask_http_request_exceptions_total'),
+    claimed: [
+      ...find(p, 'flask_http_request_total_created'),
+      ...find(p, 'metrics_sidecar_info_info'),
+      ...find(p, 'metrics_sidecar_scrapes_total_created'),
+      ...find(p, 'up'),
+    ].map((s) => `${s.name}${JSON.stringify(s.labels)} ${s.value}`),
+    promtool: promtool(text),
+  };
+}
+
+const INTACT = { countSum: 1, countSamples: 1, sumSamples: 1, infBucketSum: 1, requests: 1, exceptions: 0, claimed: [], promtool: { ok: true, output: '' } };
+
 describe('finding 6: suffix-aware collisions and duplicate series', () => {
-  it('should keep the sidecar histogram its own, refuse every claimed spelling, drop the duplicate, and pass promtool', async () => {
-    // One real request, so the sidecar's own RED families have a series to collide with.
-    expect((await request(sc.mainPort, '/hello')).status).toBe(200);
-    await sendTcp(statsdPort, [STATSD_LINES.map((l) => `${l}\n`).join('')]);
-    let text = '';
-    const counted = await eventually(async () => {
-      const s = await scrape(sc.metricsPort);
-      text = s.text;
-      return s.status === 200 && value(parseExposition(s.text), 'metrics_sidecar_statsd_lines_total') >= STATSD_LINES.length;
-    }, sc);
-    expect(alive(sc)).toBe(true);
-    expect(counted).toBe(true);
-    const p = parseExposition(text);
-    const ownSamples = (suffix: string): string[] =>
-      find(p, `flask_http_request_duration_seconds${suffix}`).map((s) => `${JSON.stringify(s.labels)} ${s.value}`);
+  it('a merge target cannot claim the sidecar\'s sample names, and its duplicate series is dropped and counted', async () => {
+    const c = await sidecar({ MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics` });
+    const s = await scrape(c.metricsPort);
+    expect(s.status).toBe(200);
+    const p = parseExposition(s.text);
     expect({
-      // The one request, and nothing a source added under the histogram's sample names.
-      count: value(p, 'flask_http_request_duration_seconds_count'),
-      infBuckets: find(p, 'flask_http_request_duration_seconds_bucket', { le: '+Inf' }).map((s) => s.value),
-      claimedSamples: [
-        ...ownSamples('_count').filter((s) => !s.includes('"path"')),
-        ...ownSamples('_sum').filter((s) => !s.includes('"path"')),
-        ...find(p, 'flask_http_request_total_created').map((s) => s.value),
-        ...find(p, 'metrics_sidecar_info_info').map((s) => s.value),
-        ...find(p, 'metrics_sidecar_scrapes_total_created').map((s) => s.value),
-        ...find(p, 'up').map((s) => s.value),
-      ],
-      exceptions: value(p, 'flask_http_request_exceptions_total'),
-      requests: value(p, 'flask_http_request_total'),
+      ...ownFamiliesIntact(s.text),
       jobsA: find(p, 'app_jobs_total', { queue: 'a' }).length,
       jobsB: find(p, 'app_jobs_total', { queue: 'b' }).length,
       duplicateCounted: value(p, 'metrics_sidecar_merge_families_dropped_total', { reason: 'duplicate_series' }) >= 1,
-      statsdRefused: value(p, 'metrics_sidecar_statsd_lines_total') - value(p, 'metrics_sidecar_statsd_lines_total', { outcome: 'accepted' }),
-    }).toEqual({
-      count: 1,
-      infBuckets: [1],
-      claimedSamples: [],
-      exceptions: 0,
-      requests: 1,
-      jobsA: 1,
-      jobsB: 1,
-      duplicateCounted: true,
+    }).toEqual({ ...INTACT, jobsA: 1, jobsB: 1, duplicateCounted: true });
+  });
+
+  it('StatsD lines cannot claim the sidecar\'s sample names: each is refused and counted', async () => {
+    const statsdPort = await freePort();
+    const c = await sidecar({ STATSD_PORT: String(statsdPort) });
+    await sendTcp(statsdPort, [STATSD_LINES.map((l) => `${l}\n`).join('')]);
+    let text = '';
+    const counted = await eventually(async () => {
+      const s = await scrape(c.metricsPort);
+      text = s.text;
+      return s.status === 200 && value(parseExposition(s.text), 'metrics_sidecar_statsd_lines_total') >= STATSD_LINES.length;
+    }, c);
+    expect(alive(c)).toBe(true);
+    expect(counted).toBe(true);
+    const p = parseExposition(text);
+    const all = value(p, 'metrics_sidecar_statsd_lines_total');
+    expect({ ...ownFamiliesIntact(text), statsdRefused: all - value(p, 'metrics_sidecar_statsd_lines_total', { outcome: 'accepted' }) }).toEqual({
+      ...INTACT,
       statsdRefused: STATSD_LINES.length,
     });
-    expect(promtool(text)).toEqual({ ok: true, output: '' });
   });
 });
