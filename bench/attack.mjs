@@ -25,7 +25,23 @@ import { beginRun, freePorts, runMain } from './lib/procs.mjs';
 import { baseMeta, envBool, fmt, logger, pinSelf, preflight, table, writeResults, warningLines } from './lib/report.mjs';
 import { startSidecar } from './lib/sidecar.mjs';
 import { sampleValue } from './lib/http.mjs';
-import { DOT_SPELLINGS, chunked, each, flood, get, letters, memoryLimit, prng, raw, rssOf, sendTcp, sendUdp, startApp, startBigTarget, take } from './lib/attacks.mjs';
+import {
+  DOT_SPELLINGS,
+  chunked,
+  each,
+  flood,
+  get,
+  letters,
+  memoryLimit,
+  prng,
+  raw,
+  rssOf,
+  sendTcp,
+  sendUdp,
+  startApp,
+  startBigTarget,
+  take,
+} from './lib/attacks.mjs';
 
 const log = logger('attack');
 const MiB = 1024 ** 2;
@@ -38,16 +54,21 @@ runMain('attack', main);
 function scrape(port) {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const req = http.get({ host: '127.0.0.1', port, path: '/debug/metrics', agent: false, timeout: 60_000, headers: { accept: 'text/plain;version=0.0.4' } }, (res) => {
-      const chunks = [];
-      let bytes = 0;
-      res.on('data', (c) => {
-        bytes += c.length;
-        if (bytes <= KEEP_BYTES) chunks.push(c);
-      });
-      res.on('end', () => resolve({ status: res.statusCode, bytes, text: bytes <= KEEP_BYTES ? Buffer.concat(chunks).toString('utf8') : null, ms: performance.now() - t0 }));
-      res.on('error', () => resolve({ status: 0, bytes, text: null, ms: performance.now() - t0 }));
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/debug/metrics', agent: false, timeout: 60_000, headers: { accept: 'text/plain;version=0.0.4' } },
+      (res) => {
+        const chunks = [];
+        let bytes = 0;
+        res.on('data', (c) => {
+          bytes += c.length;
+          if (bytes <= KEEP_BYTES) chunks.push(c);
+        });
+        res.on('end', () =>
+          resolve({ status: res.statusCode, bytes, text: bytes <= KEEP_BYTES ? Buffer.concat(chunks).toString('utf8') : null, ms: performance.now() - t0 }),
+        );
+        res.on('error', () => resolve({ status: 0, bytes, text: null, ms: performance.now() - t0 }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve({ status: 0, bytes: 0, text: null, ms: performance.now() - t0 }));
   });
@@ -57,7 +78,11 @@ function promtool(text) {
   if (text === null) return 'too big';
   const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', maxBuffer: 64 * MiB });
   if (r.status === 0) return 'ok';
-  return `FAIL: ${`${r.stdout}${r.stderr}`.trim().split('\n')[0].replace(/^error while linting: text format parsing error in /, '').slice(0, 60)}`;
+  return `FAIL: ${`${r.stdout}${r.stderr}`
+    .trim()
+    .split('\n')[0]
+    .replace(/^error while linting: text format parsing error in /, '')
+    .slice(0, 60)}`;
 }
 
 const linesCounted = (text) =>
@@ -80,7 +105,10 @@ const ATTACKS = [
     name: 'http: 2,000 × 15 KB letter-only paths',
     async run(ctx) {
       const rand = prng(4);
-      const statuses = await flood(ctx.ports[0], take(2000, () => `/${letters(15_000, rand)}`));
+      const statuses = await flood(
+        ctx.ports[0],
+        take(2000, () => `/${letters(15_000, rand)}`),
+      );
       return { sent: '2,000 req', check: () => [true, `app answered ${fmtStatuses(statuses)}`] };
     },
   },
@@ -90,8 +118,15 @@ const ATTACKS = [
       const rand = prng(5);
       const words = ['admin', 'backup', 'config', 'wp', 'login', 'old', 'test', 'api', 'shell', 'env'];
       const word = () => `${words[Math.floor(rand() * words.length)]}${letters(4 + Math.floor(rand() * 6), rand)}`;
-      await flood(ctx.ports[0], take(2500, () => `/${word()}/${word()}`));
-      await flood(ctx.ports[0], take(5, () => '/api/reports/summary'), 1);
+      await flood(
+        ctx.ports[0],
+        take(2500, () => `/${word()}/${word()}`),
+      );
+      await flood(
+        ctx.ports[0],
+        take(5, () => '/api/reports/summary'),
+        1,
+      );
       return {
         sent: '2,505 req',
         check: (text) => {
@@ -110,7 +145,9 @@ const ATTACKS = [
       const reqs = [];
       for (let i = 0; i < 20; i++) for (const t of DOT_SPELLINGS) reqs.push(`GET ${t} HTTP/1.1\r\nHost: app\r\nX-Attack-Id: ${i}\r\nConnection: close\r\n\r\n`);
       for (const t of ['/debug/..', '/debug/%2e%2e']) {
-        reqs.push(`GET ${t} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        reqs.push(
+          `GET ${t} HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
       }
       await each(reqs, 8, (r) => raw(ctx.ports[0], r, 1000));
       return { sent: `${reqs.length} req`, check: () => [ctx.app.seen.debug === 0, `app's /debug/ reached ${ctx.app.seen.debug}×`] };
@@ -120,7 +157,11 @@ const ATTACKS = [
     name: 'http: Upgrade: h2c × 300',
     async run(ctx) {
       const req = 'GET / HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n';
-      await each(Array.from({ length: 300 }, () => req), 8, (r) => raw(ctx.ports[0], r, 500));
+      await each(
+        Array.from({ length: 300 }, () => req),
+        8,
+        (r) => raw(ctx.ports[0], r, 500),
+      );
       return { sent: '300 req', check: () => [!ctx.app.seen.upgrades.h2c, `h2c switched by app ${ctx.app.seen.upgrades.h2c ?? 0}×`] };
     },
   },
@@ -155,8 +196,13 @@ const ATTACKS = [
     name: 'http: 2,000 reset-password tokens in paths',
     async run(ctx) {
       const tokens = Array.from({ length: 2000 }, () => crypto.randomBytes(16).toString('base64url'));
-      await flood(ctx.ports[0], tokens.map((t) => `/reset-password/${t}`));
-      return { sent: '2,000 req', check: (text) => {
+      await flood(
+        ctx.ports[0],
+        tokens.map((t) => `/reset-password/${t}`),
+      );
+      return {
+        sent: '2,000 req',
+        check: (text) => {
           if (text === null) return [false, 'no exposition'];
           const leaked = tokens.filter((t) => text.includes(t)).length;
           return [leaked === 0, `tokens in exposition ${leaked}`];
@@ -248,13 +294,15 @@ const ATTACKS = [
       const t0 = performance.now();
       let beganMs = 0;
       const scraping = new Promise((resolve) => {
-        http.get({ host: '127.0.0.1', port: ctx.ports[1], path: '/debug/metrics', agent: false }, (res) => {
-          began = true;
-          beganMs = performance.now() - t0;
-          res.resume();
-          res.on('end', resolve);
-          res.on('error', resolve);
-        }).on('error', resolve);
+        http
+          .get({ host: '127.0.0.1', port: ctx.ports[1], path: '/debug/metrics', agent: false }, (res) => {
+            began = true;
+            beganMs = performance.now() - t0;
+            res.resume();
+            res.on('end', resolve);
+            res.on('error', resolve);
+          })
+          .on('error', resolve);
       });
       await complete;
       const completeMs = performance.now() - t0;
@@ -262,7 +310,10 @@ const ATTACKS = [
       for (let i = 0; i < 500 && !began; i++) if ((await get(ctx.ports[0], `/during/${i}`, agent)) === 200 && !began) during++;
       await scraping;
       agent.destroy();
-      return { sent: `${fmt(ctx.setup.target.bytes / 1e6, 1)} MB`, check: () => [during > 0, `proxied ${during} while the scrape was prepared (${fmt(beganMs - completeMs, 0)} ms)`] };
+      return {
+        sent: `${fmt(ctx.setup.target.bytes / 1e6, 1)} MB`,
+        check: () => [during > 0, `proxied ${during} while the scrape was prepared (${fmt(beganMs - completeMs, 0)} ms)`],
+      };
     },
   },
 ];
@@ -276,7 +327,9 @@ function fmtStatuses(statuses) {
 function countedCheck(n) {
   return (text) => {
     if (text === null) return [false, 'no exposition'];
-    const dropped = (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'dropped' }) ?? 0) + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'type_conflict' }) ?? 0);
+    const dropped =
+      (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'dropped' }) ?? 0) +
+      (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'type_conflict' }) ?? 0);
     return [linesCounted(text) === n, `counted ${linesCounted(text)}/${n}, refused ${dropped}`];
   };
 }
@@ -286,8 +339,20 @@ function countedCheck(n) {
 async function runAttack(attack, app, limit, heapCap, tmp) {
   const setup = attack.setup ? await attack.setup() : { env: {} };
   const ports = await freePorts(3);
-  const env = { LOG_LEVEL: 'warn', ...(attack.env ?? {}), ...setup.env, ...(heapCap ? { NODE_OPTIONS: `--max-old-space-size=${Math.floor(limit.bytes / MiB)}` } : {}) };
-  const sc = await startSidecar({ name: `sidecar-${ATTACKS.indexOf(attack)}`, cpus: 0, ports: { listen: ports[0], metrics: ports[1], statsd: ports[2] }, upstream: app.url, env, tmp });
+  const env = {
+    LOG_LEVEL: 'warn',
+    ...(attack.env ?? {}),
+    ...setup.env,
+    ...(heapCap ? { NODE_OPTIONS: `--max-old-space-size=${Math.floor(limit.bytes / MiB)}` } : {}),
+  };
+  const sc = await startSidecar({
+    name: `sidecar-${ATTACKS.indexOf(attack)}`,
+    cpus: 0,
+    ports: { listen: ports[0], metrics: ports[1], statsd: ports[2] },
+    upstream: app.url,
+    env,
+    tmp,
+  });
   app.reset();
   const ctx = { sc, ports, app, setup, probes: [] };
   let peak = 0;

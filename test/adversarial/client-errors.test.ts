@@ -38,7 +38,7 @@ const ATTACKS: [string, (id: string) => string][] = [
   ['POST * with a body', (id) => `POST * HTTP/1.1\r\nHost: app\r\nX-Attack-Id: ${id}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi`],
 ];
 
-describe('finding 7: errors the client made are the client\'s', () => {
+describe("finding 7: errors the client made are the client's", () => {
   it('control: an ordinary request through the sidecar reaches the app', async () => {
     expect(await mainPortStatus(sc.mainPort)).toBe(200);
   });
@@ -58,9 +58,14 @@ describe('finding 7: errors the client made are the client\'s', () => {
     // One comparison, so a failure shows every way the sidecar got it wrong at once.
     expect({
       notA4xx: [...new Set(answers.filter((a) => a.status < 400 || a.status > 499).map((a) => `${a.attack} → ${a.status}`))],
-      forwarded: app.saw().filter((x) => x.attack_id !== null).map((x) => x.attack_id),
+      forwarded: app
+        .saw()
+        .filter((x) => x.attack_id !== null)
+        .map((x) => x.attack_id),
       exceptions: value(p, 'flask_http_request_exceptions_total'),
-      recorded5xx: find(p, 'flask_http_request_total').filter((x) => Number(x.labels.status) >= 500).map((x) => `${x.labels.method} ${x.labels.status}: ${x.value}`),
+      recorded5xx: find(p, 'flask_http_request_total')
+        .filter((x) => Number(x.labels.status) >= 500)
+        .map((x) => `${x.labels.method} ${x.labels.status}: ${x.value}`),
       warnings: [...new Set(newWarnings.map((l) => l.msg))],
     }).toEqual({ notA4xx: [], forwarded: [], exceptions: 0, recorded5xx: [], warnings: [] });
     expect(promtool(s.text)).toEqual({ ok: true, output: '' });

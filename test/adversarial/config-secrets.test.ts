@@ -44,7 +44,11 @@ const CASES: [string, Record<string, string>, string][] = [
   ['UPSTREAM_URL with a path', { UPSTREAM_URL: `http://${USER}:${SECRET}@127.0.0.1:8000/api` }, 'UPSTREAM_URL'],
   ['UPSTREAM_URL, password only, unparseable host', { UPSTREAM_URL: `http://:${SECRET}@[::1` }, 'UPSTREAM_URL'],
   ['MERGE_TARGETS with ftp', { MERGE_TARGETS: `ftp://${USER}:${SECRET}@app.internal/metrics` }, 'MERGE_TARGETS'],
-  ['MERGE_TARGETS, second item with a bad port', { MERGE_TARGETS: `http://127.0.0.1:9000/metrics,http://${USER}:${SECRET}@127.0.0.1:70000/metrics` }, 'MERGE_TARGETS'],
+  [
+    'MERGE_TARGETS, second item with a bad port',
+    { MERGE_TARGETS: `http://127.0.0.1:9000/metrics,http://${USER}:${SECRET}@127.0.0.1:70000/metrics` },
+    'MERGE_TARGETS',
+  ],
 ];
 
 describe('finding 5: URL credentials never reach stdout or stderr', () => {

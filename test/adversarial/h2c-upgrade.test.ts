@@ -89,10 +89,22 @@ describe('finding 3: Upgrade: h2c never reaches the app', () => {
   });
 
   it.each([
-    ['h2c on GET /', false, 'GET / HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n'],
-    ['h2c on POST', false, 'POST /form HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n'],
+    [
+      'h2c on GET /',
+      false,
+      'GET / HTTP/1.1\r\nHost: app\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    ],
+    [
+      'h2c on POST',
+      false,
+      'POST /form HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+    ],
     ['H2C in capitals', false, 'GET /caps HTTP/1.1\r\nHost: app\r\nConnection: upgrade\r\nUpgrade: H2C\r\n\r\n'],
-    ['h2c offered beside websocket (only websocket may pass)', true, 'GET /list HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'],
+    [
+      'h2c offered beside websocket (only websocket may pass)',
+      true,
+      'GET /list HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    ],
     ['an unknown protocol', false, 'GET /tls HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: TLS/1.2\r\n\r\n'],
   ])('%s: no h2c (or other unlisted protocol) in what the app receives', async (_name, websocketOffered, bytes) => {
     const before = upstream.heads.length;

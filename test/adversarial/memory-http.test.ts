@@ -78,7 +78,11 @@ interface Verdict {
   death: string;
 }
 
-async function verdict(c: Child, during: { main: number; scrape: number }, text: { value: string }): Promise<Verdict & { peakRssMiB: number; expositionMiB: number }> {
+async function verdict(
+  c: Child,
+  during: { main: number; scrape: number },
+  text: { value: string },
+): Promise<Verdict & { peakRssMiB: number; expositionMiB: number }> {
   const s = alive(c) ? await scrape(c.metricsPort).catch(() => ({ status: 0, text: '', bytes: 0 })) : { status: 0, text: '', bytes: 0 };
   text.value = s.text;
   const rss = alive(c) ? peakRss(c.proc.pid!) : Infinity;
@@ -133,7 +137,13 @@ describe(`finding 4 (HTTP): the path label cannot grow memory past the ${memoryL
     const first = await flood(c.mainPort, take(1250, path));
     const during = { main: await mainPortStatus(c.mainPort), scrape: alive(c) ? (await scrape(c.metricsPort).catch(() => ({ status: 0 }))).status : 0 };
     const second = alive(c) ? await flood(c.mainPort, take(1250, path)) : new Map();
-    const real = alive(c) ? await flood(c.mainPort, take(5, () => '/api/reports/summary'), 1) : new Map();
+    const real = alive(c)
+      ? await flood(
+          c.mainPort,
+          take(5, () => '/api/reports/summary'),
+          1,
+        )
+      : new Map();
     const text = { value: '' };
     const v = await verdict(c, during, text);
     const sent = 2500 + 1 + 5; // the attack, the probe during it, the real route (the probe after comes after the scrape)

@@ -15,7 +15,20 @@ import { freePort } from '../helpers/net';
 import { peakRss, spawnSidecar, type Child } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { parseExposition, value } from '../helpers/exposition';
-import { alive, deathNote, eventually, expositionBound, heapCapOptions, letters, mainPortStatus, memoryLimit, prng, promtool, scrape, sendTcp } from '../helpers/attack';
+import {
+  alive,
+  deathNote,
+  eventually,
+  expositionBound,
+  heapCapOptions,
+  letters,
+  mainPortStatus,
+  memoryLimit,
+  prng,
+  promtool,
+  scrape,
+  sendTcp,
+} from '../helpers/attack';
 
 jest.setTimeout(240_000);
 

@@ -110,7 +110,7 @@ function ownFamiliesIntact(text: string): Record<string, unknown> {
 const INTACT = { countSum: 1, countSamples: 1, sumSamples: 1, infBucketSum: 1, requests: 1, exceptions: 0, claimed: [], promtool: { ok: true, output: '' } };
 
 describe('finding 6: suffix-aware collisions and duplicate series', () => {
-  it('a merge target cannot claim the sidecar\'s sample names, and its duplicate series is dropped and counted', async () => {
+  it("a merge target cannot claim the sidecar's sample names, and its duplicate series is dropped and counted", async () => {
     const c = await sidecar({ MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics` });
     const s = await scrape(c.metricsPort);
     expect(s.status).toBe(200);
@@ -123,7 +123,7 @@ describe('finding 6: suffix-aware collisions and duplicate series', () => {
     }).toEqual({ ...INTACT, jobsA: 1, jobsB: 1, duplicateCounted: true });
   });
 
-  it('StatsD lines cannot claim the sidecar\'s sample names: each is refused and counted', async () => {
+  it("StatsD lines cannot claim the sidecar's sample names: each is refused and counted", async () => {
     const statsdPort = await freePort();
     const c = await sidecar({ STATSD_PORT: String(statsdPort) });
     await sendTcp(statsdPort, [STATSD_LINES.map((l) => `${l}\n`).join('')]);

@@ -69,7 +69,6 @@ export function promtool(text: string): { ok: boolean; output: string } {
   return { ok: r.status === 0, output: `${r.stdout ?? ''}${r.stderr ?? ''}`.slice(0, 2000) };
 }
 
-
 /** True while the child process has not exited. */
 export function alive(child: Child): boolean {
   return child.proc.exitCode === null && child.proc.signalCode === null;
