@@ -2,9 +2,10 @@
  * Issue 9, finding 4 (HTTP): memory grown remotely and unauthenticated through the `path` label.
  *
  * Upstream: Flask under gunicorn, which answers 400 to request lines past 4 KB and 404 to paths it
- * does not route. The built sidecar runs with Node's heap capped at the chart's default memory
- * limit (values.yaml `sidecar.resources.limits.memory`, 256Mi by default), as the container would
- * be: past it the process dies, as an OOM kill would take the main port down. Required (DESIGN.md):
+ * does not route. The built sidecar is held to the chart's default memory limit
+ * (values.yaml `sidecar.resources.limits.memory`, 256Mi by default) as the container would be:
+ * killed once its RSS passes it (and its heap capped there), as an OOM kill would take the main
+ * port down. Required (DESIGN.md):
  * a path the app does not route never mints a `path` label; the process lives, the main port
  * answers during and after, the scrape answers 200 and passes promtool, the exposition stays under
  * a quarter of the limit and peak RSS (VmHWM) under the limit; a real route still gets recorded
@@ -15,7 +16,7 @@ import { request } from '../helpers/net';
 import { peakRss, spawnSidecar, type Child } from '../helpers/sidecar';
 import { startFlask, type Flask } from '../helpers/gunicorn';
 import { parseExposition, value } from '../helpers/exposition';
-import { alive, deathNote, expositionBound, heapCapOptions, letters, mainPortStatus, memoryLimit, prng, promtool, scrape } from '../helpers/attack';
+import { alive, deathNote, oomKiller, expositionBound, heapCapOptions, letters, mainPortStatus, memoryLimit, prng, promtool, scrape } from '../helpers/attack';
 
 jest.setTimeout(240_000);
 
@@ -37,6 +38,7 @@ afterAll(async () => {
 async function sidecar(): Promise<Child> {
   const c = await spawnSidecar({ UPSTREAM_URL: app.url, LOG_LEVEL: 'info', NODE_OPTIONS: heapCapOptions() });
   children.push(c);
+  oomKiller(c);
   return c;
 }
 

@@ -2,8 +2,9 @@
  * Issue 9, finding 4 (StatsD): memory grown through StatsD, at the default limits.
  *
  * Three bounded attacks over StatsD TCP (lossless, so every line must be counted), each against
- * its own built sidecar with Node's heap capped at the chart's default memory limit (values.yaml
- * `sidecar.resources.limits.memory`, 256Mi by default), as the container would be:
+ * its own built sidecar held to the chart's default memory limit (values.yaml
+ * `sidecar.resources.limits.memory`, 256Mi by default) as the container would be: killed once its
+ * RSS passes it, heap capped there.
  *   - 2,000 timer lines with 2,500 tags each (every later scrape used to answer 500);
  *   - 4,000 refused `type_conflict` lines of 60 KB (they used to be cached whole);
  *   - 300,000 distinct metric names (RSS used to grow by ~340 MB with nothing counted as dropped).
@@ -18,6 +19,7 @@ import { parseExposition, value } from '../helpers/exposition';
 import {
   alive,
   deathNote,
+  oomKiller,
   eventually,
   expositionBound,
   heapCapOptions,
@@ -74,6 +76,7 @@ async function attack(n: number, make: (i: number) => string): Promise<Record<st
   const statsdPort = await freePort();
   const c = await spawnSidecar({ UPSTREAM_URL: upstream.url, STATSD_PORT: String(statsdPort), LOG_LEVEL: 'info', NODE_OPTIONS: heapCapOptions() });
   children.push(c);
+  oomKiller(c);
   const half = Math.floor(n / 2);
   await sendTcp(statsdPort, chunked(take(half, make))).catch(() => undefined);
   const mainDuring = await mainPortStatus(c.mainPort);

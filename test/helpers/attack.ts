@@ -69,6 +69,33 @@ export function promtool(text: string): { ok: boolean; output: string } {
   return { ok: r.status === 0, output: `${r.stdout ?? ''}${r.stderr ?? ''}`.slice(0, 2000) };
 }
 
+const oomKilled = new WeakMap<Child, number>();
+
+/**
+ * Kills the child with SIGKILL as soon as its resident memory passes `limit`, as the kernel would
+ * kill a container past its memory limit (checked every 50 ms; the heap cap of heapCapOptions()
+ * stays as the backstop between checks). A process that would need gigabytes so dies at the
+ * limit, quickly, instead of grinding through garbage collections or eating the machine.
+ */
+export function oomKiller(child: Child, limit = memoryLimit().bytes): () => void {
+  const timer = setInterval(() => {
+    if (!alive(child)) return clearInterval(timer);
+    let rss: number;
+    try {
+      rss = Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.proc.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    } catch {
+      return; // exiting
+    }
+    if (rss > limit) {
+      oomKilled.set(child, rss);
+      child.proc.kill('SIGKILL');
+      clearInterval(timer);
+    }
+  }, 50);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** True while the child process has not exited. */
 export function alive(child: Child): boolean {
   return child.proc.exitCode === null && child.proc.signalCode === null;
@@ -84,6 +111,8 @@ export function deathNote(child: Child): string {
   const lastErrors = warnings(child.logs)
     .slice(-2)
     .map((l) => JSON.stringify(l).slice(0, 300));
+  const oom = oomKilled.get(child);
+  if (oom !== undefined) return `OOM: killed by the test at VmRSS ${Math.round(oom / 1024 ** 2)} MiB, past the ${memoryLimit().quantity} limit`;
   // The thrown error's own line, not the stack (Jest would render a stack as a code frame).
   const thrown = stderr.split('\n').filter((l) => /^\s*(\w*Error|FATAL|<--- |Aborted|Killed)/.test(l));
   return `sidecar exit code ${child.proc.exitCode}, signal ${child.proc.signalCode}; stderr: ${thrown.slice(0, 3).join(' / ').slice(0, 600) || stderr.slice(-300) || '(none)'}; last warnings: ${lastErrors.join(' | ') || '(none)'}`;
