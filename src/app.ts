@@ -18,6 +18,7 @@ import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mappe
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
 import { Merger } from './ingest/merge/merger';
+import { AppHealth } from './server/app-health';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -47,6 +48,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
   const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
+  const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -61,12 +63,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, appHealth);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, appHealth);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
@@ -78,6 +80,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     async start() {
       await gate.init();
       await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
+      appHealth?.start();
       const bound: Record<string, number> = {};
       for (const s of servers) {
         await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
@@ -90,6 +93,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         upstream: config.upstream?.origin,
         metrics_path: config.metricsPath,
         serve_on_main_port: config.serveOnMainPort,
+        upstream_health_path: config.appHealth ? `${config.appHealth.url.pathname}${config.appHealth.url.search}` : undefined,
       });
       if (gate.open) {
         logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
@@ -101,6 +105,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     stop() {
       return lifecycle.drain(config.shutdown, () => {
         forwarder?.close();
+        appHealth?.stop();
         gate.close();
         statsd?.close();
       });

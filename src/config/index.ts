@@ -57,6 +57,19 @@ export interface Config {
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
   shutdown: { timeoutMs: number; delayMs: number };
+  /** App-aware health (UPSTREAM_HEALTH_PATH); undefined = readiness is the sidecar's own only. */
+  appHealth: AppHealthConfig | undefined;
+}
+
+export interface AppHealthConfig {
+  /** The app's health URL: UPSTREAM_URL with UPSTREAM_HEALTH_PATH (path and query). */
+  url: URL;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failed checks that make the sidecar unready. */
+  failureThreshold: number;
+  /** Consecutive successful checks that make it ready again (and ready at start). */
+  successThreshold: number;
 }
 
 export interface KubernetesAuthConfig {
@@ -164,6 +177,25 @@ export function loadConfig(env: Env = process.env): Config {
     if (u) mergeTargets.push(u);
   }
 
+  // App-aware health: the path is checked on UPSTREAM_URL, so it needs one.
+  const healthPath = r.raw('UPSTREAM_HEALTH_PATH');
+  let appHealth: AppHealthConfig | undefined;
+  const healthTiming = {
+    intervalMs: r.int('UPSTREAM_HEALTH_INTERVAL_MS', 5_000, 100, MAX_MS),
+    timeoutMs: r.int('UPSTREAM_HEALTH_TIMEOUT_MS', 2_000, 1, 60_000),
+    failureThreshold: r.int('UPSTREAM_HEALTH_FAILURE_THRESHOLD', 3, 1, 1_000),
+    successThreshold: r.int('UPSTREAM_HEALTH_SUCCESS_THRESHOLD', 1, 1, 1_000),
+  };
+  if (healthPath !== undefined) {
+    if (!healthPath.startsWith('/') || healthPath.startsWith('//') || /[\s#]/.test(healthPath)) {
+      r.problem('UPSTREAM_HEALTH_PATH', `${JSON.stringify(healthPath)} must be a path on the app starting with "/" (a query is allowed)`);
+    } else if (upstream === undefined) {
+      r.problem('UPSTREAM_HEALTH_PATH', 'needs UPSTREAM_URL: the path is checked on the app');
+    } else {
+      appHealth = { url: new URL(healthPath, upstream), ...healthTiming };
+    }
+  }
+
   const config: Config = {
     role,
     appName: r.string('APP_NAME', 'app'),
@@ -214,6 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
       delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),
     },
+    appHealth,
   };
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);
