@@ -52,7 +52,13 @@ export interface Config {
     secretReloadMs: number;
     kubernetes: KubernetesAuthConfig | undefined;
   };
-  statsd: { port: number; host: string; mappingFile: string | undefined };
+  statsd: {
+    port: number;
+    host: string;
+    mappingFile: string | undefined;
+    /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
+    receiveBufferBytes: number;
+  };
   mergeTargets: readonly URL[];
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
@@ -239,6 +245,7 @@ export function loadConfig(env: Env = process.env): Config {
       port: r.port('STATSD_PORT', 9125),
       host: r.string('STATSD_HOST', '127.0.0.1'),
       mappingFile: r.file('STATSD_MAPPING_FILE'),
+      receiveBufferBytes: r.int('STATSD_RECEIVE_BUFFER_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     },
     mergeTargets,
     mergeMaxBytes: r.int('MERGE_MAX_BYTES', 10 * 1024 * 1024, 1024, 1024 * 1024 * 1024),

@@ -16,6 +16,9 @@ import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
 import type { AppHealth } from './app-health';
+import type { StatusService } from '../status/service';
+import { statusHandlers } from '../status/page';
+import { watchCidrRefusals } from '../status/gate-watch';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -26,7 +29,16 @@ export interface AppState {
   track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
 }
 
-export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger, appHealth?: AppHealth): Koa {
+export function createDebugApp(
+  listener: ListenerName,
+  config: Config,
+  metrics: SidecarMetrics,
+  state: AppState,
+  gate: AccessGate,
+  merger?: Merger,
+  appHealth?: AppHealth,
+  status?: StatusService,
+): Koa {
   const app = new Koa();
   app.silent = true;
   const router = new Router();
@@ -39,8 +51,18 @@ export function createDebugApp(listener: ListenerName, config: Config, metrics: 
     await next();
   });
 
+  const guard = status ? watchCidrRefusals(gate.middleware(listener), listener, config, status) : gate.middleware(listener);
   if (listener === 'metrics' || config.serveOnMainPort) {
-    router.get(config.metricsPath, gate.middleware(listener), exposition(metrics, listener, merger));
+    router.get(config.metricsPath, guard, exposition(metrics, listener, merger));
+  }
+  // The status page lives where the metrics do (on the main port only with SERVE_PROMETHEUS_ENDPOINT),
+  // behind the same gate. status.js holds no data (the same file in every sidecar), so it is not gated.
+  if (status && (listener === 'metrics' || config.serveOnMainPort)) {
+    const base = listener === 'main' ? '/debug' : '';
+    const h = statusHandlers(status, base);
+    router.get(listener === 'main' ? ['/debug', '/debug/'] : '/', guard, h.page);
+    router.get(`${base}/status.json`, guard, h.json);
+    router.get(`${base}/status.js`, h.script);
   }
   router.get(`${healthPrefix}/healthz`, (ctx) => {
     ctx.body = 'ok\n';
