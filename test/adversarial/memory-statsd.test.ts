@@ -146,7 +146,7 @@ describe(`finding 4 (StatsD): no StatsD input can grow memory past the ${memoryL
   });
 
   it('300,000 distinct metric names', async () => {
-    const v = await attack(300_000, (i) => `attack.name_${i.toString(36)}:1|c`);
+    const v = await attack(300_000, (i) => `attack.name_${i}:1|c`);
     expect(judged(v)).toEqual(HEALTHY);
   });
 });

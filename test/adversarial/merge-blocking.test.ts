@@ -54,6 +54,8 @@ beforeAll(async () => {
     UPSTREAM_URL: upstream.url,
     MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
     MERGE_MAX_BYTES: String(10 * 1024 * 1024),
+    // ~100k series: above the default total budget (20k), which would cut the target short.
+    METRICS_MAX_SERIES_TOTAL: '200000',
     LOG_LEVEL: 'info',
   });
 });
