@@ -14,10 +14,13 @@ import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
 import { listening } from './server/listen';
 import { AccessGate } from './access/gate';
-import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
+import { Mapper } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
 import { Merger } from './ingest/merge/merger';
+import { startupFields } from './log/startup';
+import { rateLimited } from './log/rate-limit';
+import { accessLog } from './log/access';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -46,7 +49,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes) : undefined;
+  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes) : undefined;
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -54,22 +57,23 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         timeoutMs: config.upstreamTimeoutMs,
         maxConnections: config.upstreamMaxConnections,
         red,
-        logger,
+        logger: rateLimited(logger),
         draining: () => lifecycle.draining(),
       })
     : undefined;
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, logger);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, logger);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
+  if (config.accessLog) for (const s of servers) accessLog(s.server, s.name, logger);
 
   return {
     metrics,
@@ -83,14 +87,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
         bound[s.name] = (s.server.address() as AddressInfo).port;
       }
-      logger.info('listening', {
-        role: config.role,
-        main_port: bound.main,
-        metrics_port: bound.metrics,
-        upstream: config.upstream?.origin,
-        metrics_path: config.metricsPath,
-        serve_on_main_port: config.serveOnMainPort,
-      });
+      logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }));
       if (gate.open) {
         logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
           see: 'METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_USERNAME, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH',
@@ -109,15 +106,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 }
 
 function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): StatsdServer {
-  let file: MappingFile | undefined;
-  if (config.statsd.mappingFile !== undefined) {
-    try {
-      file = loadMappingFile(config.statsd.mappingFile);
-    } catch (err) {
-      throw new Error(`STATSD_MAPPING_FILE ${config.statsd.mappingFile}: ${(err as Error).message}`);
-    }
-  }
-  const store = new StatsdStore(metrics.registry, new Mapper(file, config.http.buckets), {
+  // The mapping file was read and validated with the rest of the configuration.
+  const store = new StatsdStore(metrics.registry, new Mapper(config.statsd.mapping, config.http.buckets), {
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
   });

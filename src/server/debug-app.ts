@@ -14,6 +14,7 @@ import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
+import type { Logger } from '../log/logger';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -24,9 +25,14 @@ export interface AppState {
   track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
 }
 
-export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger): Koa {
+export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger, logger?: Logger): Koa {
   const app = new Koa();
   app.silent = true;
+  // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.
+  app.on('error', (err: Error & { status?: number; expose?: boolean }, ctx?: Koa.Context) => {
+    if (err.status !== undefined && err.status < 500) return;
+    logger?.error('endpoint failed', { listener, path: ctx?.path, err });
+  });
   const router = new Router();
   const healthPrefix = listener === 'main' ? '/debug' : '';
 
