@@ -129,7 +129,7 @@ export class EnvReader {
     try {
       u = new URL(v);
     } catch {
-      this.problem(name, `${quote(v)} is not an absolute URL`);
+      this.problem(name, `${shownUrl(v)} is not an absolute URL`);
       return undefined;
     }
     if (u.username || u.password) {
@@ -137,7 +137,7 @@ export class EnvReader {
       return undefined;
     }
     if (!protocols.includes(u.protocol)) {
-      this.problem(name, `${quote(v)} must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
+      this.problem(name, `${shownUrl(v)} must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
       return undefined;
     }
     return u;
@@ -221,6 +221,11 @@ export function parseCidr(text: string): Cidr | undefined {
 export function hasUserinfo(v: string): boolean {
   const m = /^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]*([^/\\?#]*)/.exec(v.trim());
   return m !== null && m[1].includes('@');
+}
+
+/** A URL for a message: quoted, unless it holds an "@" anywhere (it could be userinfo in a spelling no check foresaw). */
+function shownUrl(v: string): string {
+  return v.includes('@') ? 'the value (not shown: it contains "@")' : quote(v);
 }
 
 export function quote(v: string): string {

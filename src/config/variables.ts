@@ -187,7 +187,7 @@ export function markdownTable(): string {
   const rows = ['| variable | default | meaning |', '|---|---|---|'];
   for (const name of VARIABLE_NAMES) {
     const v = VARIABLES[name] as VariableSpec<unknown>;
-    const def = v.default === 'none' || /[`(]/.test(v.default) ? v.default : `\`${v.default}\``;
+    const def = v.default === 'none' || /[`( ]/.test(v.default) ? v.default : `\`${v.default}\``;
     rows.push(`| \`${name}\` | ${def} | ${v.doc.replace(/\|/g, '\\|')} |`);
   }
   return `${rows.join('\n')}\n`;
