@@ -134,6 +134,8 @@ export function createLogger(level: LogLevel = 'info', sink?: Sink, base: Fields
       base: Object.keys(base).length > 0 ? base : null,
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Errors are serialised above (with their cause chain); pino's own `err` serializer would fold it.
+      serializers: { err: (v: unknown) => v },
       redact: { paths: REDACT_PATHS, censor: REDACTED },
     },
     destination,

@@ -1,0 +1,135 @@
+/**
+ * The logger: pino's JSON lines behind the small Logger interface, secrets redacted whatever field
+ * they hide in, errors with their cause chain, nothing lost at exit, repeated warnings limited.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { createLogger, REDACTED, SECRET_KEYS, type Logger } from '../../src/log/logger';
+import { rateLimited } from '../../src/log/rate-limit';
+
+function capture(level: 'debug' | 'info' | 'warn' | 'error' = 'debug'): { logger: Logger; lines: string[]; entries: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const logger = createLogger(level, (l) => lines.push(l));
+  return { logger, lines, entries: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+describe('createLogger', () => {
+  it('should write one JSON line per event with the level name, ISO time, msg and fields', () => {
+    const { logger, lines, entries } = capture('info');
+    logger.debug('hidden');
+    logger.info('hello', { port: 8080 });
+    logger.warn('careful');
+    logger.error('broken');
+    logger.fatal('dead');
+    expect(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n'))).toBe(true);
+    expect(entries().map((e) => e.level)).toEqual(['info', 'warn', 'error', 'fatal']);
+    expect(entries()[0]).toMatchObject({ msg: 'hello', port: 8080 });
+    expect(new Date(entries()[0].time as string).toISOString()).toBe(entries()[0].time);
+    expect(logger.isDebug()).toBe(false);
+    expect(capture('debug').logger.isDebug()).toBe(true);
+  });
+
+  it.each(SECRET_KEYS)('should redact a %s field at any depth up to three levels', (key) => {
+    const { logger, lines } = capture();
+    const secret = `s3cret-${key}-value`;
+    logger.warn('request', { [key]: secret, headers: { [key]: secret }, req: { headers: { [key]: secret } }, a: { b: { c: { [key]: secret } } } });
+    expect(lines.join('')).not.toContain(secret);
+    expect(lines.join('').split(REDACTED).length - 1).toBe(4);
+  });
+
+  it('should strip URL credentials from the message, string fields, URL objects and error messages', () => {
+    const { logger, lines } = capture();
+    logger.warn('fetch https://alice:pw-in-msg@example.com/x failed', {
+      target: 'http://bob:pw-in-field@127.0.0.1:9000/metrics',
+      url: new URL('https://carol:pw-in-url@example.com/'),
+      list: ['ftp://dave:pw-in-list@host/'],
+      err: new Error('connect to http://erin:pw-in-error@host failed'),
+    });
+    const text = lines.join('');
+    for (const s of ['pw-in-msg', 'pw-in-field', 'pw-in-url', 'pw-in-list', 'pw-in-error', 'alice', 'bob', 'carol', 'dave', 'erin']) expect(text).not.toContain(s);
+    expect(text).toContain('https://[REDACTED]@example.com/x');
+  });
+
+  it('should serialise errors with their code and cause chain', () => {
+    const { logger, entries } = capture();
+    const socket = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED' });
+    const err = new TypeError('fetch failed', { cause: socket });
+    logger.error('upstream failed', { err });
+    const e = entries()[0].err as Record<string, any>;
+    expect(e).toMatchObject({ type: 'TypeError', message: 'fetch failed', cause: { type: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:8000' } });
+    expect(typeof e.stack).toBe('string');
+  });
+
+  it('should bound a cyclic cause chain', () => {
+    const { logger, entries } = capture();
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    (a as { cause?: unknown }).cause = b;
+    logger.error('loop', { err: a });
+    let depth = 0;
+    for (let e = entries()[0].err as Record<string, unknown> | undefined; e; e = e.cause as Record<string, unknown> | undefined) depth++;
+    expect(depth).toBeLessThanOrEqual(6);
+  });
+
+  it('should write to stdout asynchronously and lose no line at process.exit', () => {
+    const logger = path.join(__dirname, '..', '..', 'dist', 'log', 'logger.js');
+    const script = `const { createLogger, flushLogs } = require(${JSON.stringify(logger)});
+      const log = createLogger('info');
+      for (let i = 0; i < 5000; i++) log.info('line', { i, pad: 'x'.repeat(100) });
+      flushLogs();
+      process.exit(0);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(r.status).toBe(0);
+    const got = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(got).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+  });
+
+  it('should flush on exit even without an explicit flush (pino registers an exit hook)', () => {
+    const logger = path.join(__dirname, '..', '..', 'dist', 'log', 'logger.js');
+    const script = `const { createLogger } = require(${JSON.stringify(logger)});
+      const log = createLogger('info');
+      for (let i = 0; i < 2000; i++) log.info('line', { i });
+      process.exit(3);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(r.status).toBe(3);
+    expect(r.stdout.trim().split('\n')).toHaveLength(2000);
+  });
+});
+
+describe('rateLimited', () => {
+  it('should let a burst per kind through, hold back the rest, and report how many', () => {
+    const { logger, entries } = capture();
+    let t = 0;
+    const limited = rateLimited(logger, { burst: 2, windowMs: 1000, now: () => t });
+    for (let i = 0; i < 100; i++) limited.warn('upstream failed', { code: 'ECONNREFUSED' });
+    limited.warn('merge target failed', { target: 'a' });
+    expect(entries().map((e) => e.msg)).toEqual(['upstream failed', 'upstream failed', 'merge target failed']);
+    t = 1000;
+    limited.warn('upstream failed', { code: 'ECONNREFUSED' });
+    expect(entries()[3]).toMatchObject({ msg: 'upstream failed', suppressed: 98 });
+    limited.info('info passes', {});
+    limited.info('info passes', {});
+    limited.info('info passes', {});
+    expect(entries().filter((e) => e.msg === 'info passes')).toHaveLength(3);
+  });
+
+  it('should separate kinds given as fields.kind and bound how many kinds it tracks', () => {
+    const { logger, entries } = capture();
+    const limited = rateLimited(logger, { burst: 1, windowMs: 60_000, maxKinds: 10 });
+    for (let i = 0; i < 50; i++) limited.warn('target failed', { kind: `target ${i % 3}` });
+    expect(entries()).toHaveLength(3);
+    for (let i = 0; i < 1000; i++) limited.warn('many', { kind: `k${i}` });
+    expect(entries()).toHaveLength(1003);
+  });
+
+  it('should write a summary line when the window ends with lines held back', async () => {
+    const { logger, entries } = capture();
+    const limited = rateLimited(logger, { burst: 1, windowMs: 50 });
+    for (let i = 0; i < 10; i++) limited.warn('dead target');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(entries().map((e) => [e.msg, e.suppressed])).toEqual([
+      ['dead target', undefined],
+      ['dead target (repeated)', 9],
+    ]);
+  });
+});
