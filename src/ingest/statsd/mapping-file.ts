@@ -114,7 +114,7 @@ export function parseMappingFile(text: string): MappingFile {
       if (typeof r.name !== 'string' || !(matchType === 'regex' ? REGEX_NAME_TEMPLATE : METRIC_NAME_TEMPLATE).test(r.name)) {
         throw new Error(`${at}: "name" ${JSON.stringify(r.name)} is not a metric name (letters, digits, _ and :, with $1 or \${1} captures)`);
       }
-      name = r.name;
+      name = checkTemplate(r.name, `${at}: "name"`);
     } else if (!drop) {
       throw new Error(`${at}: "name" is required (unless action: drop)`);
     }
@@ -125,7 +125,7 @@ export function parseMappingFile(text: string): MappingFile {
       for (const [k, v] of Object.entries(r.labels)) {
         if (!LABEL_NAME.test(k)) throw new Error(`${at}: label name ${JSON.stringify(k)} is invalid`);
         if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new Error(`${at}: label ${k} must be a string`);
-        labels.push([k, String(v)]);
+        labels.push([k, checkTemplate(String(v), `${at}: label ${k}`)]);
       }
     }
     if (r.help !== undefined && typeof r.help !== 'string') throw new Error(`${at}: "help" must be a string`);
@@ -208,6 +208,17 @@ function moreSpecific(a: string[], b: string[]): boolean {
     if (a[i] === '*' && b[i] !== '*') return false;
   }
   return false;
+}
+
+/**
+ * `$2_seconds` reads, in statsd_exporter as in Go's regexp, as a reference to a capture named
+ * "2_seconds", which is empty; this project once read it as `${2}_seconds`. Rather than map such a
+ * file differently from either, say how to write it.
+ */
+function checkTemplate(t: string, where: string): string {
+  const m = /\$(\d+)([A-Za-z_]\w*)/.exec(t.replace(/\$\$/g, ''));
+  if (m) throw new Error(`${where}: "$${m[1]}${m[2]}" refers to a capture named "${m[1]}${m[2]}" (empty); write "\${${m[1]}}${m[2]}"`);
+  return t;
 }
 
 function escapeRegex(s: string): string {
