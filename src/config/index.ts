@@ -18,7 +18,8 @@ import { parseMappingFile, type MappingFile } from '../ingest/statsd/mapping-fil
 export type { Cidr, Problem } from './parse';
 
 export type Role = 'web' | 'worker';
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type { LogLevel } from '../log/logger';
+import type { LogLevel } from '../log/logger';
 
 export { DEFAULT_HTTP_BUCKETS } from './variables';
 
@@ -111,7 +112,6 @@ export interface Loaded {
   /** Things that are valid but probably not meant (a misspelt variable, a web role with no upstream). */
   warnings: string[];
 }
-
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;

@@ -60,6 +60,12 @@ export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => {
 
 export const REDACTED = '[REDACTED]';
 
+/**
+ * Any field whose name ends in one of these words is redacted too, in any case and at any depth
+ * (`METRICS_BASIC_AUTH_PASSWORD`, `x-api-key`, `upstreamToken`): pino's paths are exact names.
+ */
+const SECRET_KEY = /(^|[_\-.]|[a-z])(pass(word|wd)?|secret|token|authorization|cookie|api[_-]?key|credentials?|private[_-]?key)$/i;
+
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi;
 
 /** `scheme://user:pw@host` → `scheme://[REDACTED]@host`, anywhere in a string. */
@@ -96,14 +102,14 @@ function clean(v: unknown, depth: number): unknown {
   if (Array.isArray(v)) return v.map((x) => clean(x, depth + 1));
   if (Buffer.isBuffer(v)) return `<${v.length} bytes>`;
   const out: Fields = {};
-  for (const [k, x] of Object.entries(v)) out[k] = clean(x, depth + 1);
+  for (const [k, x] of Object.entries(v)) out[k] = SECRET_KEY.test(k) ? REDACTED : clean(x, depth + 1);
   return out;
 }
 
 function cleanFields(fields: Fields | undefined): Fields | undefined {
   if (fields === undefined) return undefined;
   const out: Fields = {};
-  for (const [k, v] of Object.entries(fields)) out[k] = clean(v, 0);
+  for (const [k, v] of Object.entries(fields)) out[k] = SECRET_KEY.test(k) ? REDACTED : clean(v, 0);
   return out;
 }
 

@@ -37,6 +37,18 @@ describe('createLogger', () => {
     expect(lines.join('').split(REDACTED).length - 1).toBe(4);
   });
 
+  it.each(['METRICS_BASIC_AUTH_PASSWORD', 'upstreamToken', 'X-Api-Key', 'client_secret', 'Set-Cookie', 'proxyAuthorization'])('should redact a field named %s at any depth', (key) => {
+    const { logger, lines } = capture();
+    logger.warn('x', { [key]: 'v4lue-1', a: { b: { c: { d: { e: { [key]: 'v4lue-2' } } } } } });
+    expect(lines.join('')).not.toMatch(/v4lue/);
+  });
+
+  it('should leave ordinary fields alone', () => {
+    const { logger, entries } = capture();
+    logger.info('x', { tokens: 3, route: '/users/:id', cached: true, target: 'http://127.0.0.1:9000/metrics' });
+    expect(entries()[0]).toMatchObject({ tokens: 3, route: '/users/:id', cached: true, target: 'http://127.0.0.1:9000/metrics' });
+  });
+
   it('should strip URL credentials from the message, string fields, URL objects and error messages', () => {
     const { logger, lines } = capture();
     logger.warn('fetch https://alice:pw-in-msg@example.com/x failed', {
