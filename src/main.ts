@@ -87,18 +87,18 @@ function redactQuery(v: string): string {
   return stripUrlCredentials(v).replace(/\?[^,\s]*/g, '?[REDACTED]');
 }
 
-function exit(code: number): void {
+async function exit(code: number): Promise<void> {
   process.exitCode = code;
-  flushLogs();
+  await flushLogs();
   // Anything still holding the loop open (a stray timer) must not keep a drained pod alive.
   setTimeout(() => process.exit(code), 100).unref();
 }
 
 main(process.argv.slice(2)).then(
   (code) => exit(code),
-  (err: unknown) => {
+  async (err: unknown) => {
     createLogger('info').fatal('failed to start', { err });
-    flushLogs();
+    await flushLogs();
     process.exit(1);
   },
 );

@@ -10,11 +10,12 @@
  * `https://[REDACTED]@host`) before they are serialised. Errors are serialised with their `code`
  * and their `cause` chain (undici puts the socket error there).
  *
- * Without a sink the lines go to stdout through pino's asynchronous destination (sonic-boom): the
- * hot path never blocks on a write, and pino flushes what is buffered when the process exits, so
- * the last lines before `process.exit` are not lost. Tests pass a sink that receives each line.
+ * Without a sink the lines go to stdout asynchronously (./stdout.ts): the hot path never blocks on a
+ * write, and what is queued is written when the process exits, so the last lines before
+ * `process.exit` are not lost. Tests pass a sink that receives each line.
  */
 import pino from 'pino';
+import { StdoutWriter } from './stdout';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type Fields = Record<string, unknown>;
@@ -113,23 +114,17 @@ function cleanFields(fields: Fields | undefined): Fields | undefined {
   return out;
 }
 
-let stdoutDestination: pino.DestinationStream | undefined;
+let stdoutWriter: StdoutWriter | undefined;
 
-/** One asynchronous stdout destination per process, shared by every logger writing there. */
-function stdout(): pino.DestinationStream {
-  // minLength 0: write as soon as the event loop lets it (no batching delay), never synchronously.
-  stdoutDestination ??= pino.destination({ fd: 1, sync: false, minLength: 0 });
-  return stdoutDestination;
+/** One stdout writer per process, shared by every logger writing there. */
+function stdout(): StdoutWriter {
+  stdoutWriter ??= new StdoutWriter(1);
+  return stdoutWriter;
 }
 
-/** Flushes buffered lines now (before an exit that must not lose them). */
-export function flushLogs(): void {
-  const d = stdoutDestination as (pino.DestinationStream & { flushSync?: () => void }) | undefined;
-  try {
-    d?.flushSync?.();
-  } catch {
-    // not ready yet (nothing written) or already closed: nothing to flush
-  }
+/** Resolves once every line logged so far is written to stdout (before an exit that must keep them). */
+export function flushLogs(): Promise<void> {
+  return stdoutWriter?.flush() ?? Promise.resolve();
 }
 
 export function createLogger(level: LogLevel = 'info', sink?: Sink, base: Fields = {}): Logger {

@@ -2,7 +2,7 @@
  * The logger: pino's JSON lines behind the small Logger interface, secrets redacted whatever field
  * they hide in, errors with their cause chain, nothing lost at exit, repeated warnings limited.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { createLogger, REDACTED, SECRET_KEYS, type Logger } from '../../src/log/logger';
 import { rateLimited } from '../../src/log/rate-limit';
@@ -83,28 +83,57 @@ describe('createLogger', () => {
     expect(depth).toBeLessThanOrEqual(6);
   });
 
-  it('should write to stdout asynchronously and lose no line at process.exit', () => {
-    const logger = path.join(__dirname, '..', '..', 'dist', 'log', 'logger.js');
-    const script = `const { createLogger, flushLogs } = require(${JSON.stringify(logger)});
+  const LOGGER_JS = path.join(__dirname, '..', '..', 'dist', 'log', 'logger.js');
+
+  it('should write to stdout asynchronously: nothing is written before the event loop turns', () => {
+    const script = `const fs = require('fs');
+      const { createLogger } = require(${JSON.stringify(LOGGER_JS)});
       const log = createLogger('info');
-      for (let i = 0; i < 5000; i++) log.info('line', { i, pad: 'x'.repeat(100) });
-      flushLogs();
-      process.exit(0);`;
+      const writeSync = fs.writeSync, write = fs.write;
+      let syncWrites = 0, asyncWrites = 0;
+      fs.writeSync = (...a) => (syncWrites++, writeSync(...a));
+      fs.write = (...a) => (asyncWrites++, write(...a));
+      for (let i = 0; i < 1000; i++) log.info('line', { i });
+      const during = syncWrites + asyncWrites;
+      setTimeout(() => { process.stderr.write(JSON.stringify({ during, syncWrites, asyncWrites })); }, 200);`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     expect(r.status).toBe(0);
+    const counts = JSON.parse(r.stderr) as { during: number; syncWrites: number; asyncWrites: number };
+    expect(counts.during).toBe(0); // the 1000 calls returned without writing
+    expect(counts.syncWrites).toBe(0);
+    expect(counts.asyncWrites).toBeGreaterThanOrEqual(1);
+    expect(counts.asyncWrites).toBeLessThan(1000); // batched, not one write per line
+    expect(r.stdout.trim().split('\n')).toHaveLength(1000);
+  });
+
+  it('should lose no line at process.exit', () => {
+    const script = `const { createLogger } = require(${JSON.stringify(LOGGER_JS)});
+      const log = createLogger('info');
+      for (let i = 0; i < 5000; i++) log.info('line', { i, pad: 'x'.repeat(100) });
+      process.exit(3);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    expect(r.status).toBe(3);
     const got = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { i: number }).i);
     expect(got).toEqual(Array.from({ length: 5000 }, (_, i) => i));
   });
 
-  it('should flush on exit even without an explicit flush (pino registers an exit hook)', () => {
-    const logger = path.join(__dirname, '..', '..', 'dist', 'log', 'logger.js');
-    const script = `const { createLogger } = require(${JSON.stringify(logger)});
+  it('should still exit when nobody reads stdout any more (no retry loop on EPIPE)', async () => {
+    const script = `const { createLogger, flushLogs } = require(${JSON.stringify(LOGGER_JS)});
       const log = createLogger('info');
-      for (let i = 0; i < 2000; i++) log.info('line', { i });
-      process.exit(3);`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-    expect(r.status).toBe(3);
-    expect(r.stdout.trim().split('\n')).toHaveLength(2000);
+      log.info('first');
+      process.stdin.once('data', async () => {
+        for (let i = 0; i < 100; i++) log.info('after the reader left', { i });
+        await flushLogs();
+        log.info('last');
+        process.exit(0);
+      });`;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    child.stdout.destroy(); // the reader goes away
+    await new Promise((r) => setTimeout(r, 100));
+    child.stdin.end('go\n');
+    expect(await exited).toBe(0);
   });
 });
 
