@@ -41,7 +41,11 @@ function descendants(pid: number): number[] {
   }
   const out: number[] = [];
   const walk = (p: number) => {
-    for (const [child, pp] of parent) if (pp === p) (out.push(child), walk(child));
+    for (const [child, pp] of parent) {
+      if (pp !== p) continue;
+      out.push(child);
+      walk(child);
+    }
   };
   walk(pid);
   return out;
@@ -71,7 +75,7 @@ describe('demo', () => {
   it('should start the app and both sidecars on 127.0.0.1, show traffic, and stop everything on one Ctrl-C without a second-signal warning', async () => {
     const [appPort, webPort, workerPort] = [await freePort(), await freePort(), await freePort()];
     const demo = startDemo({ DEMO_APP_PORT: String(appPort), DEMO_WEB_PORT: String(webPort), DEMO_WORKER_PORT: String(workerPort) });
-    let tree: number[] = [];
+    let tree: number[];
     try {
       for (let i = 0; i < 200 && !demo.output().includes('Traffic is flowing'); i++) await new Promise((r) => setTimeout(r, 100));
       expect(demo.output()).toContain('Traffic is flowing');
@@ -96,7 +100,15 @@ describe('demo', () => {
         .find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
       if (other) {
         for (const port of [appPort, webPort, workerPort]) {
-          const refused = await new Promise<boolean>((resolve) => net.connect(port, other).once('connect', function (this: net.Socket) { this.destroy(); resolve(false); }).once('error', () => resolve(true)));
+          const refused = await new Promise<boolean>((resolve) =>
+            net
+              .connect(port, other)
+              .once('connect', function (this: net.Socket) {
+                this.destroy();
+                resolve(false);
+              })
+              .once('error', () => resolve(true)),
+          );
           expect(refused).toBe(true);
         }
       }
@@ -111,21 +123,25 @@ describe('demo', () => {
     expect(processesWith(`LISTEN_PORT=${webPort}`)).toEqual([]);
   }, 60000);
 
-  it.each(['DEMO_APP_PORT', 'DEMO_WEB_PORT', 'DEMO_WORKER_PORT'])('should name %s when its port is taken, and leave nothing running', async (variable) => {
-    const ports: Record<string, number> = { DEMO_APP_PORT: await freePort(), DEMO_WEB_PORT: await freePort(), DEMO_WORKER_PORT: await freePort() };
-    const holder = net.createServer();
-    await new Promise<void>((r) => holder.listen(ports[variable], '127.0.0.1', r));
-    try {
-      const demo = startDemo(Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])));
-      expect(await demo.exited).toBe(1);
-      expect(demo.output()).toContain(`port ${ports[variable]} on 127.0.0.1 is already in use; choose another with ${variable}=<port>`);
-      expect(demo.output()).not.toContain('ReferenceError');
-      expect(processesWith(`LISTEN_PORT=${ports.DEMO_WEB_PORT}`)).toEqual([]);
-      expect(processesWith(`PROMETHEUS_PORT=${ports.DEMO_WORKER_PORT}`)).toEqual([]);
-    } finally {
-      await new Promise((r) => holder.close(r));
-    }
-  }, 30000);
+  it.each(['DEMO_APP_PORT', 'DEMO_WEB_PORT', 'DEMO_WORKER_PORT'])(
+    'should name %s when its port is taken, and leave nothing running',
+    async (variable) => {
+      const ports: Record<string, number> = { DEMO_APP_PORT: await freePort(), DEMO_WEB_PORT: await freePort(), DEMO_WORKER_PORT: await freePort() };
+      const holder = net.createServer();
+      await new Promise<void>((r) => holder.listen(ports[variable], '127.0.0.1', r));
+      try {
+        const demo = startDemo(Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])));
+        expect(await demo.exited).toBe(1);
+        expect(demo.output()).toContain(`port ${ports[variable]} on 127.0.0.1 is already in use; choose another with ${variable}=<port>`);
+        expect(demo.output()).not.toContain('ReferenceError');
+        expect(processesWith(`LISTEN_PORT=${ports.DEMO_WEB_PORT}`)).toEqual([]);
+        expect(processesWith(`PROMETHEUS_PORT=${ports.DEMO_WORKER_PORT}`)).toEqual([]);
+      } finally {
+        await new Promise((r) => holder.close(r));
+      }
+    },
+    30000,
+  );
 
   it('should stop everything when a sidecar dies, naming it', async () => {
     const [appPort, webPort, workerPort] = [await freePort(), await freePort(), await freePort()];

@@ -171,7 +171,6 @@ export class KubernetesAuthorizer {
 
   private loadApis(): Promise<Apis> {
     this.apis ??= (async () => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       const k8s = require('@kubernetes/client-node') as K8s;
       const kc = new k8s.KubeConfig();
       if (this.cfg.kubeconfig) kc.loadFromFile(this.cfg.kubeconfig);

@@ -284,7 +284,7 @@ function checkKubeconfig(text: string): void {
   try {
     doc = YAML.parse(text) as typeof doc;
   } catch (err) {
-    throw new Error(`not YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw new Error(`not YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   if (!doc || typeof doc !== 'object') throw new Error('not a kubeconfig (a YAML mapping)');
   const current = doc['current-context'];

@@ -22,7 +22,11 @@ export interface VariableSpec<T> {
 const MAX_MS = 24 * 3600 * 1000;
 
 const port = (def: number, doc: string): VariableSpec<number> => ({ default: String(def), doc, read: (r, n) => r.port(n, def) });
-const int = (def: number, min: number, max: number, doc: string, shown = String(def)): VariableSpec<number> => ({ default: shown, doc, read: (r, n) => r.int(n, def, min, max) });
+const int = (def: number, min: number, max: number, doc: string, shown = String(def)): VariableSpec<number> => ({
+  default: shown,
+  doc,
+  read: (r, n) => r.int(n, def, min, max),
+});
 const ms = (def: number, min: number, doc: string, max = MAX_MS): VariableSpec<number> => int(def, min, max, doc);
 const bool = (def: boolean, doc: string): VariableSpec<boolean> => ({ default: String(def), doc, read: (r, n) => r.bool(n, def) });
 const str = (def: string, doc: string): VariableSpec<string> => ({ default: def, doc, read: (r, n) => r.string(n, def) });
@@ -75,10 +79,10 @@ export const VARIABLES = {
   ACCESS_LOG: bool(false, 'one `info` line per request on both listeners (method, path without query, status, bytes, duration)'),
   ENABLE_DB_METRICS: bool(false, 'store and expose the DB family `sqlalchemy_query_latency_seconds`'),
   STATSD_PORT: port(9125, 'StatsD/DogStatsD UDP and TCP port; `0` = off'),
-  STATSD_HOST: str('127.0.0.1', 'StatsD bind address (loopback: only the pod\'s containers can send)'),
-  STATSD_MAPPING_FILE: file('StatsD mapping rules in [statsd_exporter\'s format](#mapping-rules) (YAML), read and validated at start'),
-  MERGE_TARGETS: list('comma list of URLs (the app\'s own `/metrics`) merged into the exposition at scrape time'),
-  MERGE_MAX_BYTES: int(10 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'a merge target\'s body is refused past this size'),
+  STATSD_HOST: str('127.0.0.1', "StatsD bind address (loopback: only the pod's containers can send)"),
+  STATSD_MAPPING_FILE: file("StatsD mapping rules in [statsd_exporter's format](#mapping-rules) (YAML), read and validated at start"),
+  MERGE_TARGETS: list("comma list of URLs (the app's own `/metrics`) merged into the exposition at scrape time"),
+  MERGE_MAX_BYTES: int(10 * 1024 * 1024, 1024, 1024 * 1024 * 1024, "a merge target's body is refused past this size"),
   METRICS_ALLOWED_CIDRS: cidrs('comma list of IPs/CIDRs, IPv4 and IPv6, allowed to read metrics'),
   TRUSTED_PROXIES: cidrs('CIDRs of proxies whose `X-Forwarded-For` is believed'),
   METRICS_BASIC_AUTH_USERNAME: optional('basic auth user name (UTF-8, no `:`)'),
@@ -94,7 +98,7 @@ export const VARIABLES = {
   METRICS_KUBERNETES_STALE_MS: ms(300_000, 0, 'past its TTL, how long a cached decision keeps serving while the API server is unreachable'),
   METRICS_KUBERNETES_TIMEOUT_MS: ms(2_000, 1, 'timeout of one TokenReview or SubjectAccessReview call (aborted past it)', 60_000),
   METRICS_KUBERNETES_MAX_REQUESTS_PER_S: int(20, 1, 100_000, 'API calls per second at most (a decision costs two)'),
-  KUBECONFIG: file('a kubeconfig file instead of the pod\'s ServiceAccount (development); read only with `METRICS_KUBERNETES_AUTH=true`', 'in-cluster config'),
+  KUBECONFIG: file("a kubeconfig file instead of the pod's ServiceAccount (development); read only with `METRICS_KUBERNETES_AUTH=true`", 'in-cluster config'),
 } as const;
 
 export type VariableName = keyof typeof VARIABLES;
@@ -112,7 +116,23 @@ export function readVariable<K extends VariableName>(r: EnvReader, name: K): Val
  * Prefixes that mark a variable as meant for the sidecar. Others in the environment (PATH, the
  * app's own settings) are none of its business.
  */
-export const OWN_PREFIXES = ['METRICS_', 'STATSD_', 'MERGE_', 'UPSTREAM_', 'LISTEN_', 'PROMETHEUS_', 'SHUTDOWN_', 'HTTP_', 'SIDECAR_', 'SECRET_', 'ROUTE_', 'ACCESS_LOG', 'TRUSTED_', 'SERVE_', 'ENABLE_DB'];
+export const OWN_PREFIXES = [
+  'METRICS_',
+  'STATSD_',
+  'MERGE_',
+  'UPSTREAM_',
+  'LISTEN_',
+  'PROMETHEUS_',
+  'SHUTDOWN_',
+  'HTTP_',
+  'SIDECAR_',
+  'SECRET_',
+  'ROUTE_',
+  'ACCESS_LOG',
+  'TRUSTED_',
+  'SERVE_',
+  'ENABLE_DB',
+];
 
 /** Well-known variables with those prefixes that belong to something else. */
 const FOREIGN = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'HTTP_PROXY_REQUEST_FULLURI']);
@@ -196,7 +216,11 @@ export function markdownTable(): string {
 /** docs/variables.json: every name the sidecar reads (the chart reserves them). */
 export function variablesJson(): string {
   return `${JSON.stringify(
-    VARIABLE_NAMES.map((name) => ({ name, default: (VARIABLES[name] as VariableSpec<unknown>).default, secret: (VARIABLES[name] as VariableSpec<unknown>).secret === true })),
+    VARIABLE_NAMES.map((name) => ({
+      name,
+      default: (VARIABLES[name] as VariableSpec<unknown>).default,
+      secret: (VARIABLES[name] as VariableSpec<unknown>).secret === true,
+    })),
     null,
     2,
   )}\n`;

@@ -71,7 +71,8 @@ function startSidecar(name: string, env: Record<string, string>): ChildProcess {
 
 async function waitHealthy(port: number, p: string, child: ChildProcess, variable: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new DemoError(`the sidecar on port ${port} (${variable}) exited before it was ready (${child.exitCode ?? child.signalCode})`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new DemoError(`the sidecar on port ${port} (${variable}) exited before it was ready (${child.exitCode ?? child.signalCode})`);
     const ok = await new Promise<boolean>((resolve) => {
       http
         .get({ host: HOST, port, path: p, agent: false }, (res) => {

@@ -9,13 +9,17 @@ import os from 'node:os';
 import path from 'node:path';
 
 // semver ships no types here (a transitive dependency of npm's tooling and jest); the two calls used:
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const semver = require('semver') as { minVersion(range: string): { version: string } | null; satisfies(version: string, range: string, opts?: { includePrerelease?: boolean }): boolean };
+const semver = require('semver') as {
+  minVersion(range: string): { version: string } | null;
+  satisfies(version: string, range: string, opts?: { includePrerelease?: boolean }): boolean;
+};
 
 const ROOT = path.join(__dirname, '..', '..');
 const SCRIPT = path.join(ROOT, '.ci', 'ensure-promtool');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string }; scripts: Record<string, string> };
-const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { optional?: boolean; hasInstallScript?: boolean; engines?: { node?: string } | string[]; os?: string[] }> };
+const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as {
+  packages: Record<string, { optional?: boolean; hasInstallScript?: boolean; engines?: { node?: string } | string[]; os?: string[] }>;
+};
 
 describe('promtool on a fresh machine', () => {
   it('should run first in npm test', () => {

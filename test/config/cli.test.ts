@@ -71,13 +71,49 @@ describe('one validation phase: files read at start are checked by --check-confi
   };
 
   const cases: [string, () => Record<string, string>, string, RegExp][] = [
-    ['a mapping file that is not YAML', () => ({ STATSD_MAPPING_FILE: file('yaml-error.yaml', 'mappings:\n  - match: [unclosed\n') }), 'STATSD_MAPPING_FILE', /yaml-error\.yaml.*not valid YAML/],
-    ['a mapping rule with a bad name', () => ({ STATSD_MAPPING_FILE: file('bad-name.yaml', 'mappings:\n  - match: "a.*"\n    name: "bad name!"\n') }), 'STATSD_MAPPING_FILE', /bad-name\.yaml.*mappings\[0\].*"bad name!" is not a metric name/],
-    ['a malformed API keys file', () => ({ METRICS_API_KEYS_FILE: file('keys', 'prometheus not-a-key metrics\n') }), 'METRICS_API_KEYS_FILE', /keys": line 1: the key must be/],
-    ['an empty password file', () => ({ METRICS_BASIC_AUTH_USERNAME: 'prom', METRICS_BASIC_AUTH_PASSWORD_FILE: file('password', '') }), 'METRICS_BASIC_AUTH_PASSWORD_FILE', /password": the file is empty/],
-    ['a kubeconfig without a server', () => ({ METRICS_KUBERNETES_AUTH: 'true', KUBECONFIG: file('kubeconfig', 'apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {}}]\n') }), 'KUBECONFIG', /kubeconfig": cluster "c" has no server/],
+    [
+      'a mapping file that is not YAML',
+      () => ({ STATSD_MAPPING_FILE: file('yaml-error.yaml', 'mappings:\n  - match: [unclosed\n') }),
+      'STATSD_MAPPING_FILE',
+      /yaml-error\.yaml.*not valid YAML/,
+    ],
+    [
+      'a mapping rule with a bad name',
+      () => ({ STATSD_MAPPING_FILE: file('bad-name.yaml', 'mappings:\n  - match: "a.*"\n    name: "bad name!"\n') }),
+      'STATSD_MAPPING_FILE',
+      /bad-name\.yaml.*mappings\[0\].*"bad name!" is not a metric name/,
+    ],
+    [
+      'a malformed API keys file',
+      () => ({ METRICS_API_KEYS_FILE: file('keys', 'prometheus not-a-key metrics\n') }),
+      'METRICS_API_KEYS_FILE',
+      /keys": line 1: the key must be/,
+    ],
+    [
+      'an empty password file',
+      () => ({ METRICS_BASIC_AUTH_USERNAME: 'prom', METRICS_BASIC_AUTH_PASSWORD_FILE: file('password', '') }),
+      'METRICS_BASIC_AUTH_PASSWORD_FILE',
+      /password": the file is empty/,
+    ],
+    [
+      'a kubeconfig without a server',
+      () => ({
+        METRICS_KUBERNETES_AUTH: 'true',
+        KUBECONFIG: file(
+          'kubeconfig',
+          'apiVersion: v1\nkind: Config\ncurrent-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {}}]\n',
+        ),
+      }),
+      'KUBECONFIG',
+      /kubeconfig": cluster "c" has no server/,
+    ],
     ['a missing file', () => ({ STATSD_MAPPING_FILE: path.join(tmp, 'nope.yaml') }), 'STATSD_MAPPING_FILE', /nope\.yaml" is not a readable file/],
-    ['bad bucket lists', () => ({ HTTP_DURATION_BUCKETS: '1,0.5,abc' }), 'HTTP_DURATION_BUCKETS', /"abc" is not a positive number; bucket bounds must be strictly ascending \(1 then 0\.5\)/],
+    [
+      'bad bucket lists',
+      () => ({ HTTP_DURATION_BUCKETS: '1,0.5,abc' }),
+      'HTTP_DURATION_BUCKETS',
+      /"abc" is not a positive number; bucket bounds must be strictly ascending \(1 then 0\.5\)/,
+    ],
   ];
 
   it.each(cases)('should fail --check-config and a real start alike (exit 2) for %s', (_what, envOf, variable, why) => {
@@ -124,19 +160,30 @@ describe('warnings', () => {
     expect(check.status).toBe(0);
     expect(check.stdout).toContain('warning: unknown variable METRICS_ALLOWED_CIDR is ignored; did you mean METRICS_ALLOWED_CIDRS?');
 
-    const { warnings } = readConfig({ UPSTREAM_URL: 'http://127.0.0.1:8000', METRICS_ALLOWED_CIDR: '10.0.0.0/8', STATSD_PROT: '1', HTTP_PROXY: 'http://proxy:3128', PATH: '/bin' });
+    const { warnings } = readConfig({
+      UPSTREAM_URL: 'http://127.0.0.1:8000',
+      METRICS_ALLOWED_CIDR: '10.0.0.0/8',
+      STATSD_PROT: '1',
+      HTTP_PROXY: 'http://proxy:3128',
+      PATH: '/bin',
+    });
     expect(warnings).toEqual([
       'unknown variable METRICS_ALLOWED_CIDR is ignored; did you mean METRICS_ALLOWED_CIDRS?',
       'unknown variable STATSD_PROT is ignored; did you mean STATSD_PORT?',
     ]);
   });
 
-  it.each(['METRICS_', 'STATSD_', 'MERGE_', 'UPSTREAM_', 'LISTEN_', 'PROMETHEUS_', 'SHUTDOWN_', 'HTTP_', 'SIDECAR_'])('should warn about an unknown %s variable', (prefix) => {
-    expect(unknownVariables({ [`${prefix}SOMETHING_ELSE`]: 'x' }).map((u) => u.name)).toEqual([`${prefix}SOMETHING_ELSE`]);
-  });
+  it.each(['METRICS_', 'STATSD_', 'MERGE_', 'UPSTREAM_', 'LISTEN_', 'PROMETHEUS_', 'SHUTDOWN_', 'HTTP_', 'SIDECAR_'])(
+    'should warn about an unknown %s variable',
+    (prefix) => {
+      expect(unknownVariables({ [`${prefix}SOMETHING_ELSE`]: 'x' }).map((u) => u.name)).toEqual([`${prefix}SOMETHING_ELSE`]);
+    },
+  );
 
   it('should not warn about what Kubernetes Service links inject', () => {
-    expect(unknownVariables({ PROMETHEUS_SERVICE_HOST: '10.0.0.1', PROMETHEUS_PORT_9090_TCP_ADDR: '10.0.0.1', METRICS_SIDECAR_SERVICE_PORT_HTTP: '80' })).toEqual([]);
+    expect(
+      unknownVariables({ PROMETHEUS_SERVICE_HOST: '10.0.0.1', PROMETHEUS_PORT_9090_TCP_ADDR: '10.0.0.1', METRICS_SIDECAR_SERVICE_PORT_HTTP: '80' }),
+    ).toEqual([]);
   });
 
   it('should warn when a web role has no UPSTREAM_URL, and not for a worker', () => {
@@ -198,7 +245,10 @@ describe('the variable table', () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-table-'));
     try {
       const kubeconfig = path.join(tmp, 'kubeconfig');
-      fs.writeFileSync(kubeconfig, 'current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\n');
+      fs.writeFileSync(
+        kubeconfig,
+        'current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\n',
+      );
       // Every branch on: all optional parts of the configuration are read.
       const env: Record<string, string> = { METRICS_KUBERNETES_AUTH: 'true', KUBECONFIG: kubeconfig, LISTEN_PORT: '0', SERVE_PROMETHEUS_ENDPOINT: 'false' };
       const seen = new Set<string>();

@@ -94,7 +94,9 @@ mappings:
   });
 
   it('help text', () => {
-    const r = mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n').map('http.request.200', 'counter') as Mapping;
+    const r = mapper(
+      'mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n',
+    ).map('http.request.200', 'counter') as Mapping;
     expect(r).toMatchObject({ name: 'http_requests_total', help: 'Total number of http requests', labels: [['code', '200']] });
   });
 
@@ -120,7 +122,15 @@ mappings:
     max_age: 30s
 `);
     const m = new Mapper(file, BUCKETS);
-    expect(m.map('test.timing.foo.github.ok', 'histogram')).toMatchObject({ name: 'my_timer', buckets: [0.01, 0.025, 0.05, 0.1], labels: [['provider', 'github'], ['outcome', 'ok'], ['job', 'foo_server']] });
+    expect(m.map('test.timing.foo.github.ok', 'histogram')).toMatchObject({
+      name: 'my_timer',
+      buckets: [0.01, 0.025, 0.05, 0.1],
+      labels: [
+        ['provider', 'github'],
+        ['outcome', 'ok'],
+        ['job', 'foo_server'],
+      ],
+    });
     expect(m.map('other.timing.foo.github.ok', 'histogram')).toMatchObject({ name: 'my_summary_timer', buckets: BUCKETS });
     expect(file.notes.join('\n')).toMatch(/observer_type summary is observed as a histogram/);
   });
@@ -151,7 +161,14 @@ mappings:
 `);
     const m = new Mapper(file, BUCKETS);
     expect(m.map('test.timing.a.b.c', 'histogram')).toMatchObject({ name: 'my_timer', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], ttlMs: 0 });
-    expect(m.map('other.distribution.a.b.c', 'histogram')).toMatchObject({ name: 'other_distribution', labels: [['provider', 'b'], ['outcome', 'c'], ['job', 'a_server_other']] });
+    expect(m.map('other.distribution.a.b.c', 'histogram')).toMatchObject({
+      name: 'other_distribution',
+      labels: [
+        ['provider', 'b'],
+        ['outcome', 'c'],
+        ['job', 'a_server_other'],
+      ],
+    });
   });
 
   it('drop action: a regex "." after a glob drops everything else', () => {
@@ -236,7 +253,7 @@ describe('errors and the older spelling', () => {
     expect(() => parseMappingFile(yaml)).toThrow(message);
   });
 
-  it('should keep the older top-level buckets working (statsd_exporter\'s deprecated spelling too)', () => {
+  it("should keep the older top-level buckets working (statsd_exporter's deprecated spelling too)", () => {
     const m = mapper('defaults:\n  buckets: [1, 2]\nmappings:\n- match: "a.*"\n  name: "a_$1"\n  buckets: [0.5, 5]\n- match: "b.*"\n  name: "b"\n');
     expect((m.map('a.x', 'histogram') as Mapping).buckets).toEqual([0.5, 5]);
     expect((m.map('b.x', 'histogram') as Mapping).buckets).toEqual([1, 2]);

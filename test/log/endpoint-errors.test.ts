@@ -18,7 +18,7 @@ import { startSidecar } from '../helpers/sidecar';
 describe('errors on the sidecar endpoints', () => {
   it('should log a failing metrics endpoint as an error with its cause, and answer 500', async () => {
     const config = loadConfig({ LISTEN_PORT: '0', STATSD_PORT: '0' });
-    const lines: Record<string, any>[] = [];
+    const lines: Record<string, unknown>[] = [];
     const logger = createLogger('info', (l) => lines.push(JSON.parse(l)));
     const metrics = createSidecarMetrics(config);
     const lifecycle = new Lifecycle(logger);
@@ -37,7 +37,12 @@ describe('errors on the sidecar endpoints', () => {
       expect(r.status).toBe(500);
       expect(r.text).not.toContain('merge exploded');
       const entry = lines.find((l) => l.msg === 'endpoint failed');
-      expect(entry).toMatchObject({ level: 'error', listener: 'metrics', path: '/debug/metrics', err: { message: 'merge exploded', cause: { code: 'ECONNRESET', message: 'socket hang up' } } });
+      expect(entry).toMatchObject({
+        level: 'error',
+        listener: 'metrics',
+        path: '/debug/metrics',
+        err: { message: 'merge exploded', cause: { code: 'ECONNRESET', message: 'socket hang up' } },
+      });
       expect(JSON.stringify(lines)).not.toContain('never-logged-token');
     } finally {
       await new Promise((r) => server.close(r));

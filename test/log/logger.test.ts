@@ -37,11 +37,14 @@ describe('createLogger', () => {
     expect(lines.join('').split(REDACTED).length - 1).toBe(4);
   });
 
-  it.each(['METRICS_BASIC_AUTH_PASSWORD', 'upstreamToken', 'X-Api-Key', 'client_secret', 'Set-Cookie', 'proxyAuthorization'])('should redact a field named %s at any depth', (key) => {
-    const { logger, lines } = capture();
-    logger.warn('x', { [key]: 'v4lue-1', a: { b: { c: { d: { e: { [key]: 'v4lue-2' } } } } } });
-    expect(lines.join('')).not.toMatch(/v4lue/);
-  });
+  it.each(['METRICS_BASIC_AUTH_PASSWORD', 'upstreamToken', 'X-Api-Key', 'client_secret', 'Set-Cookie', 'proxyAuthorization'])(
+    'should redact a field named %s at any depth',
+    (key) => {
+      const { logger, lines } = capture();
+      logger.warn('x', { [key]: 'v4lue-1', a: { b: { c: { d: { e: { [key]: 'v4lue-2' } } } } } });
+      expect(lines.join('')).not.toMatch(/v4lue/);
+    },
+  );
 
   it('should leave ordinary fields alone', () => {
     const { logger, entries } = capture();
@@ -58,7 +61,8 @@ describe('createLogger', () => {
       err: new Error('connect to http://erin:pw-in-error@host failed'),
     });
     const text = lines.join('');
-    for (const s of ['pw-in-msg', 'pw-in-field', 'pw-in-url', 'pw-in-list', 'pw-in-error', 'alice', 'bob', 'carol', 'dave', 'erin']) expect(text).not.toContain(s);
+    for (const s of ['pw-in-msg', 'pw-in-field', 'pw-in-url', 'pw-in-list', 'pw-in-error', 'alice', 'bob', 'carol', 'dave', 'erin'])
+      expect(text).not.toContain(s);
     expect(text).toContain('https://[REDACTED]@example.com/x');
   });
 
@@ -67,8 +71,12 @@ describe('createLogger', () => {
     const socket = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8000'), { code: 'ECONNREFUSED' });
     const err = new TypeError('fetch failed', { cause: socket });
     logger.error('upstream failed', { err });
-    const e = entries()[0].err as Record<string, any>;
-    expect(e).toMatchObject({ type: 'TypeError', message: 'fetch failed', cause: { type: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:8000' } });
+    const e = entries()[0].err as Record<string, unknown>;
+    expect(e).toMatchObject({
+      type: 'TypeError',
+      message: 'fetch failed',
+      cause: { type: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:8000' },
+    });
     expect(typeof e.stack).toBe('string');
   });
 
@@ -113,7 +121,10 @@ describe('createLogger', () => {
       process.exit(3);`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     expect(r.status).toBe(3);
-    const got = r.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { i: number }).i);
+    const got = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { i: number }).i);
     expect(got).toEqual(Array.from({ length: 5000 }, (_, i) => i));
   });
 

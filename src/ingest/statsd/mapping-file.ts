@@ -79,7 +79,7 @@ export function parseMappingFile(text: string): MappingFile {
   try {
     doc = YAML.parse(text) ?? {};
   } catch (err) {
-    throw new Error(`not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw new Error(`not valid YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new Error('the mapping file must be a YAML mapping with "mappings:"');
   const { defaults: rawDefaults = {}, mappings: rawRules = [] } = doc as { defaults?: unknown; mappings?: unknown };
@@ -90,7 +90,8 @@ export function parseMappingFile(text: string): MappingFile {
 
   const defaultMatchType = oneOf(defaults.match_type, ['glob', 'regex'], 'defaults.match_type') ?? 'glob';
   observerType(defaults.observer_type ?? defaults.timer_type, 'defaults', notes);
-  if (defaults.summary_options !== undefined || defaults.quantiles !== undefined) notes.push('defaults: summary options are ignored (summaries are observed as histograms)');
+  if (defaults.summary_options !== undefined || defaults.quantiles !== undefined)
+    notes.push('defaults: summary options are ignored (summaries are observed as histograms)');
   const defaultBuckets = bucketsOf(defaults, 'defaults');
   const ttlMs = defaults.ttl === undefined ? 0 : duration(defaults.ttl, 'defaults.ttl');
   const globDisableOrdering = defaults.glob_disable_ordering === true;
@@ -145,7 +146,7 @@ export function parseMappingFile(text: string): MappingFile {
         // RE2's named groups (?P<name>...) are JavaScript's (?<name>...).
         regex = new RegExp(r.match.replace(/\(\?P</g, '(?<'));
       } catch (err) {
-        throw new Error(`${at}: invalid regex: ${(err as Error).message}`);
+        throw new Error(`${at}: invalid regex: ${(err as Error).message}`, { cause: err });
       }
     }
     const rule: Rule = {
@@ -239,9 +240,11 @@ function observerType(v: unknown, where: string, notes: string[]): void {
 /** `histogram_options.buckets`, or the older top-level `buckets`; both at once is an error, as in statsd_exporter. */
 function bucketsOf(r: Record<string, unknown>, where: string): number[] | undefined {
   const opts = r.histogram_options;
-  if (opts !== undefined && opts !== null && (typeof opts !== 'object' || Array.isArray(opts))) throw new Error(`${where}: "histogram_options" must be a mapping`);
+  if (opts !== undefined && opts !== null && (typeof opts !== 'object' || Array.isArray(opts)))
+    throw new Error(`${where}: "histogram_options" must be a mapping`);
   const nested = (opts as Record<string, unknown> | undefined | null)?.buckets;
-  if (nested !== undefined && r.buckets !== undefined) throw new Error(`${where}: "buckets" and "histogram_options.buckets" are both set; use histogram_options.buckets`);
+  if (nested !== undefined && r.buckets !== undefined)
+    throw new Error(`${where}: "buckets" and "histogram_options.buckets" are both set; use histogram_options.buckets`);
   const v = nested ?? r.buckets;
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || v.length === 0 || !v.every((b, i) => typeof b === 'number' && Number.isFinite(b) && (i === 0 || b > (v[i - 1] as number)))) {
