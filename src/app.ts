@@ -21,6 +21,9 @@ import { Merger } from './ingest/merge/merger';
 import { startupFields } from './log/startup';
 import { rateLimited } from './log/rate-limit';
 import { accessLog } from './log/access';
+import { AppHealth } from './server/app-health';
+import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
+import { StatusService } from './status/service';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -29,6 +32,8 @@ export interface Sidecar {
   metrics: SidecarMetrics;
   red: RedRecorder;
   lifecycle: Lifecycle;
+  /** The status page's model (status.json). */
+  status: StatusService;
   /** Listens on the configured ports; resolves with the bound ports (useful when 0 was asked). */
   start(): Promise<{ mainPort: number | undefined; metricsPort: number | undefined }>;
   /** Graceful shutdown; resolves when everything is closed. */
@@ -50,6 +55,25 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
   const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes) : undefined;
+  const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
+  const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
+  if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
+  const status = new StatusService({
+    config,
+    registry: metrics.registry,
+    // Ready as /readyz answers it: the sidecar running, and the app healthy when a health path is set.
+    lifecycle: { ready: () => lifecycle.ready() && (appHealth?.ready() ?? true), draining: () => lifecycle.draining() },
+    accessOpen: gate.open,
+    statsdSocket: () => statsd?.udpSocket,
+    udpStats: () => udpDrops?.read(),
+    upstreamHealth: appHealth ? () => ({ healthy: appHealth.ready(), detail: appHealth.ready() ? undefined : appHealth.reason() }) : undefined,
+    // The registry's total series budget, once the store has one (read by shape: see the store's SeriesBudget).
+    seriesBudget: () => {
+      const max = (metrics.registry as unknown as { budget?: { limits?: { maxSeriesTotal?: number } } }).budget?.limits?.maxSeriesTotal;
+      return max !== undefined && Number.isFinite(max) ? max : undefined;
+    },
+  });
+  if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
 
   const forwarder = config.upstream
     ? new Forwarder({
@@ -64,12 +88,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, logger);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     const server = createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs: MAIN_KEEPALIVE_TIMEOUT_MS });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, logger);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
@@ -79,9 +103,11 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     metrics,
     red,
     lifecycle,
+    status,
     async start() {
       await gate.init();
       await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
+      appHealth?.start();
       const bound: Record<string, number> = {};
       for (const s of servers) {
         await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
@@ -98,8 +124,10 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     stop() {
       return lifecycle.drain(config.shutdown, () => {
         forwarder?.close();
+        appHealth?.stop();
         gate.close();
         statsd?.close();
+        status.stop();
       });
     },
   };
@@ -111,5 +139,5 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
   });
-  return new StatsdServer(store, logger);
+  return new StatsdServer(store, logger, config.statsd.receiveBufferBytes);
 }

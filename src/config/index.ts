@@ -70,11 +70,26 @@ export interface Config {
     mappingFile: string | undefined;
     /** The mapping file, parsed and validated at config time. */
     mapping: MappingFile | undefined;
+    /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
+    receiveBufferBytes: number;
   };
   mergeTargets: readonly URL[];
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
   shutdown: { timeoutMs: number; delayMs: number };
+  /** App-aware health (UPSTREAM_HEALTH_PATH); undefined = readiness is the sidecar's own only. */
+  appHealth: AppHealthConfig | undefined;
+}
+
+export interface AppHealthConfig {
+  /** The app's health URL: UPSTREAM_URL with UPSTREAM_HEALTH_PATH (path and query). */
+  url: URL;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive failed checks that make the sidecar unready. */
+  failureThreshold: number;
+  /** Consecutive successful checks that make it ready again (and ready at start). */
+  successThreshold: number;
 }
 
 export interface KubernetesAuthConfig {
@@ -222,6 +237,25 @@ export function readConfig(env: Env = process.env): Loaded {
     };
   }
 
+  // App-aware health: the path is checked on UPSTREAM_URL, so it needs one.
+  const healthPath = v('UPSTREAM_HEALTH_PATH');
+  let appHealth: AppHealthConfig | undefined;
+  const healthTiming = {
+    intervalMs: v('UPSTREAM_HEALTH_INTERVAL_MS'),
+    timeoutMs: v('UPSTREAM_HEALTH_TIMEOUT_MS'),
+    failureThreshold: v('UPSTREAM_HEALTH_FAILURE_THRESHOLD'),
+    successThreshold: v('UPSTREAM_HEALTH_SUCCESS_THRESHOLD'),
+  };
+  if (healthPath !== undefined) {
+    if (!healthPath.startsWith('/') || healthPath.startsWith('//') || /[\s#]/.test(healthPath)) {
+      r.problem('UPSTREAM_HEALTH_PATH', `${JSON.stringify(healthPath)} must be a path on the app starting with "/" (a query is allowed)`);
+    } else if (upstream === undefined) {
+      r.problem('UPSTREAM_HEALTH_PATH', 'needs UPSTREAM_URL: the path is checked on the app');
+    } else {
+      appHealth = { url: new URL(healthPath, upstream), ...healthTiming };
+    }
+  }
+
   const config: Config = {
     role,
     appName: v('APP_NAME'),
@@ -257,6 +291,7 @@ export function readConfig(env: Env = process.env): Loaded {
       host: v('STATSD_HOST'),
       mappingFile,
       mapping,
+      receiveBufferBytes: v('STATSD_RECEIVE_BUFFER_BYTES'),
     },
     mergeTargets,
     mergeMaxBytes: v('MERGE_MAX_BYTES'),
@@ -264,6 +299,7 @@ export function readConfig(env: Env = process.env): Loaded {
       timeoutMs: v('SHUTDOWN_TIMEOUT_MS'),
       delayMs: v('SHUTDOWN_DELAY_MS'),
     },
+    appHealth,
   };
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);

@@ -1,18 +1,33 @@
 /**
  * Serves the registry's exposition as a Koa middleware, negotiated and optionally gzipped.
- * gzip runs on libuv's thread pool, so large expositions do not block the proxy while compressing.
+ *
+ * Rendering goes straight into byte chunks (./render) in slices of about a millisecond. A small
+ * exposition (the first slice finishes it) is sent whole with a Content-Length; a large one is
+ * streamed chunk by chunk with backpressure, so neither rendering nor a slow client holds the
+ * event loop or much memory. gzip runs on libuv's thread pool (zlib's async API) in both cases.
  */
+import { pipeline, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import type { Context } from 'koa';
 import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
+import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import { Merger } from '../ingest/merge/merger';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
 const GZIP_MIN_BYTES = 1024;
+/** Rendering work done before the event loop is let through. */
+const SLICE_MS = 1;
+/** An exposition up to this size, rendered within one slice, is sent whole with a Content-Length. */
+const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
+/**
+ * gzip level of streamed (large) expositions. Levels 1-3 are zlib's fast strategy: on 100k series
+ * level 3 took 12 ms of CPU for 4.4 MB (0.71 MB out) where the default 6 took 27 ms (0.68 MB),
+ * and that CPU comes from the core the proxy runs on.
+ */
+const STREAM_GZIP_LEVEL = 3;
 
 export type ListenerName = 'main' | 'metrics';
 
@@ -23,15 +38,29 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
     const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
-    const chunks = await metrics.registry.renderChunks(om, merged);
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');
     ctx.vary('accept-encoding');
     const gz = acceptsGzip(ctx.get('accept-encoding'));
-    if (chunks.length <= 3) {
+
+    const registry = metrics.registry;
+    registry.collect();
+    const writer = new ExpositionWriter(registry.all(), om, merged);
+    // The first slice: a small exposition is complete after it.
+    const first: Buffer[] = [];
+    let bytes = 0;
+    const deadline = performance.now() + SLICE_MS;
+    while (!writer.done && bytes < WHOLE_MAX_BYTES && (first.length === 0 || performance.now() < deadline)) {
+      const chunk = writer.next();
+      if (chunk === undefined) break;
+      first.push(chunk);
+      bytes += chunk.length;
+    }
+    if (writer.done) {
       // Small: one piece, with a Content-Length.
-      const body = chunks.join('');
+      const body = first.length === 1 ? Buffer.from(first[0]) : Buffer.concat(first, bytes);
+      for (const c of first) sharedPool.give(c);
       if (gz && body.length >= GZIP_MIN_BYTES) {
         ctx.set('content-encoding', 'gzip');
         ctx.body = await gzip(body);
@@ -40,14 +69,30 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
       }
       return;
     }
-    // Large: streamed chunk by chunk (compressed on libuv's pool when gzip is accepted), so no
-    // single join, conversion or compression step holds the event loop for long.
-    const stream = Readable.from(chunks, { objectMode: false });
+
+    // Large: streamed by hand (Koa steps aside), so that each chunk's buffer returns to the pool
+    // once the socket or zlib has consumed it.
+    ctx.status = 200;
+    ctx.respond = false;
+    const res = ctx.res;
+    if (gz) res.setHeader('content-encoding', 'gzip');
+    if (ctx.method === 'HEAD') {
+      for (const c of first) sharedPool.give(c);
+      res.end();
+      return;
+    }
+    let out: Writable = res;
     if (gz) {
-      ctx.set('content-encoding', 'gzip');
-      ctx.body = stream.pipe(zlib.createGzip());
-    } else {
-      ctx.body = stream;
+      const z = zlib.createGzip({ level: STREAM_GZIP_LEVEL, chunkSize: CHUNK_BYTES });
+      // pipeline destroys the gzip stream if the client goes away, which ends the render below.
+      pipeline(z, res, () => {});
+      out = z;
+    }
+    try {
+      await streamExposition(writer, out, { sliceMs: SLICE_MS }, first);
+    } catch (err) {
+      // Headers are gone: all that can be done is to cut the response short.
+      res.destroy(err as Error);
     }
   };
 }

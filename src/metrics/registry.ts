@@ -252,6 +252,11 @@ export class Registry {
     this.collectors.push(fn);
   }
 
+  /** Runs the collectors, as every render does first: for renderers outside this module (exposition/render). */
+  collect(): void {
+    for (const c of this.collectors) c();
+  }
+
   render(openMetrics: boolean): string {
     for (const c of this.collectors) c();
     const out: string[] = [];

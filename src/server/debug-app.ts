@@ -1,8 +1,9 @@
 /**
  * The Koa apps that answer the sidecar's own endpoints:
- * - on the metrics port: `METRICS_PATH`, `/healthz`, `/readyz`;
+ * - on the metrics port: `METRICS_PATH`, `/healthz`, `/readyz`, `/app-health` (with UPSTREAM_HEALTH_PATH);
  * - on the main port, for the reserved `/debug/` tree only: `METRICS_PATH` (when
- *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`; everything else there is 404.
+ *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`, `/debug/app-health`;
+ *   everything else there is 404.
  * Routing is on the normalised path (see proxy/reserved), so every spelling that was reserved is
  * answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
  */
@@ -15,6 +16,10 @@ import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
 import type { Logger } from '../log/logger';
+import type { AppHealth } from './app-health';
+import type { StatusService } from '../status/service';
+import { statusHandlers } from '../status/page';
+import { watchCidrRefusals } from '../status/gate-watch';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -25,7 +30,17 @@ export interface AppState {
   track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
 }
 
-export function createDebugApp(listener: ListenerName, config: Config, metrics: SidecarMetrics, state: AppState, gate: AccessGate, merger?: Merger, logger?: Logger): Koa {
+export function createDebugApp(
+  listener: ListenerName,
+  config: Config,
+  metrics: SidecarMetrics,
+  state: AppState,
+  gate: AccessGate,
+  merger?: Merger,
+  appHealth?: AppHealth,
+  status?: StatusService,
+  logger?: Logger,
+): Koa {
   const app = new Koa();
   app.silent = true;
   // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.
@@ -43,17 +58,40 @@ export function createDebugApp(listener: ListenerName, config: Config, metrics: 
     await next();
   });
 
+  const guard = status ? watchCidrRefusals(gate.middleware(listener), listener, config, status) : gate.middleware(listener);
   if (listener === 'metrics' || config.serveOnMainPort) {
-    router.get(config.metricsPath, gate.middleware(listener), exposition(metrics, listener, merger));
+    router.get(config.metricsPath, guard, exposition(metrics, listener, merger));
+  }
+  // The status page lives where the metrics do (on the main port only with SERVE_PROMETHEUS_ENDPOINT),
+  // behind the same gate. status.js holds no data (the same file in every sidecar), so it is not gated.
+  if (status && (listener === 'metrics' || config.serveOnMainPort)) {
+    const base = listener === 'main' ? '/debug' : '';
+    const h = statusHandlers(status, base);
+    router.get(listener === 'main' ? ['/debug', '/debug/'] : '/', guard, h.page);
+    router.get(`${base}/status.json`, guard, h.json);
+    router.get(`${base}/status.js`, h.script);
   }
   router.get(`${healthPrefix}/healthz`, (ctx) => {
     ctx.body = 'ok\n';
   });
   router.get(`${healthPrefix}/readyz`, (ctx) => {
-    const ready = state.ready();
+    // The app's health is the background loop's state: the probe never waits on the app.
+    const ready = state.ready() && (appHealth?.ready() ?? true);
     ctx.status = ready ? 200 : 503;
-    ctx.body = ready ? 'ready\n' : 'draining\n';
+    ctx.body = ready ? 'ready\n' : !state.ready() ? 'draining\n' : `app unhealthy: ${appHealth?.reason() ?? ''}\n`;
   });
+  if (appHealth) {
+    // The app's health, asked now and relayed (status and the start of the body), for the kubelet
+    // to probe an app that listens on 127.0.0.1 only. Open like the other health endpoints.
+    router.get(`${healthPrefix}/app-health`, async (ctx) => {
+      const answer = await appHealth.relay();
+      ctx.status = answer.status;
+      ctx.set('cache-control', 'no-store');
+      ctx.set('x-content-type-options', 'nosniff');
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = answer.body;
+    });
+  }
 
   app.use(router.routes());
   // Only the metrics port tells a client which methods exist; the main port hides its /debug/ tree.

@@ -28,6 +28,7 @@ import {
   scenarios,
   scenarioValues,
   templateArgs,
+  type Loose,
   type Manifest,
 } from './helm';
 import { validateModels, type ModelResult } from './models';
@@ -74,6 +75,7 @@ const SCENARIOS: Record<string, Expected> = {
   'network-policy': { ...BASE, networkPolicy: true, podDisruptionBudget: true },
   full: { ...BASE, webMetricsPort: 'http', podDisruptionBudget: true, discoveryAnnotations: true },
   'worker-only': { ...BASE, web: false, serviceMonitor: 'basicAuth', networkPolicy: true },
+  'app-health': BASE,
 };
 
 const WEB = `${FULLNAME}-web`;
@@ -98,13 +100,14 @@ const DEFAULTS = YAML.parse(fs.readFileSync(path.join(CHART, 'values.yaml'), 'ut
 
 /** A value of the merged (defaults + scenario) values, by dotted path. */
 function valueOf(scenario: Record<string, unknown>, dotted: string): unknown {
-  const pick = (o: unknown): unknown => dotted.split('.').reduce<unknown>((acc, k) => (acc && typeof acc === 'object' ? (acc as Record<string, unknown>)[k] : undefined), o);
+  const pick = (o: unknown): unknown =>
+    dotted.split('.').reduce<unknown>((acc, k) => (acc && typeof acc === 'object' ? (acc as Record<string, unknown>)[k] : undefined), o);
   const v = pick(scenario);
   return v === undefined ? pick(DEFAULTS) : v;
 }
 
-function podSpec(d: Manifest): Record<string, any> {
-  return d.spec.template.spec as Record<string, any>;
+function podSpec(d: Manifest): Record<string, Loose> {
+  return d.spec.template.spec as Record<string, Loose>;
 }
 function containers(d: Manifest): Container[] {
   const spec = podSpec(d);
@@ -136,7 +139,7 @@ function secretData(docs: Manifest[], name: string, key: string): string | undef
  * variables must name a file that one of the container's volumes provides.
  */
 function podEnvironment(docs: Manifest[], d: Manifest, c: Container, root: string): Record<string, string> {
-  const volumes = new Map<string, Record<string, any>>((podSpec(d).volumes as Record<string, any>[]).map((v) => [v.name as string, v]));
+  const volumes = new Map<string, Record<string, Loose>>((podSpec(d).volumes as Record<string, Loose>[]).map((v) => [v.name as string, v]));
   const files = new Map<string, string>();
   for (const m of (c.volumeMounts as { name: string; mountPath: string }[] | undefined) ?? []) {
     const v = volumes.get(m.name);
@@ -217,9 +220,10 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   const values = () => scenarioValues(name);
   const deployments = () => ofKind(docs(), 'Deployment');
 
-  it('should pass helm lint --strict', () => {
+  it('should pass helm lint --strict without notes or warnings', () => {
     const r = helm(['lint', '--strict', CHART, '-f', scenarioFile(name)]);
     expect(r.stderr + r.stdout).toContain('0 chart(s) failed');
+    expect((r.stdout + r.stderr).split('\n').filter((l) => /\[(INFO|WARNING|ERROR)\]/.test(l))).toEqual([]);
     expect(r.status).toBe(0);
   });
 
@@ -233,16 +237,29 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding']);
     for (const d of docs()) {
       if (clusterScoped.has(d.kind)) expect(d.metadata.namespace).toBeUndefined();
-      else if (d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboard')) expect(d.metadata.namespace).toBe(valueOf(values(), 'grafanaDashboard.namespace') || NAMESPACE);
+      else if (d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboard'))
+        expect(d.metadata.namespace).toBe(valueOf(values(), 'grafanaDashboard.namespace') || NAMESPACE);
       else expect(d.metadata.namespace).toBe(NAMESPACE);
     }
   });
 
   it('should deploy the expected workloads: app/worker container + metrics-sidecar', () => {
-    const names = deployments().map((d) => d.metadata.name).sort();
+    const names = deployments()
+      .map((d) => d.metadata.name)
+      .sort();
     expect(names).toEqual(want.web ? [WEB, WORKER] : [WORKER]);
-    if (want.web) expect(containers(get(docs(), 'Deployment', WEB)).map((c) => c.name)).toEqual(['app', 'metrics-sidecar']);
-    expect(containers(get(docs(), 'Deployment', WORKER)).map((c) => c.name)).toEqual(['worker', 'metrics-sidecar']);
+    // helm template's default cluster version is >= 1.29: the sidecar is a native sidecar, first of
+    // the init containers, and the app is the only regular container.
+    for (const [name, app] of want.web
+      ? [
+          [WEB, 'app'],
+          [WORKER, 'worker'],
+        ]
+      : [[WORKER, 'worker']]) {
+      const spec = podSpec(get(docs(), 'Deployment', name));
+      expect((spec.initContainers as Container[]).map((c) => [c.name, c.restartPolicy])).toEqual([['metrics-sidecar', 'Always']]);
+      expect((spec.containers as Container[]).map((c) => c.name)).toEqual([app]);
+    }
   });
 
   it('should apply common.env to every container of both workloads', () => {
@@ -251,9 +268,14 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       for (const c of containers(d)) {
         const env = envMap(c);
         for (const e of common) {
-          expect({ deployment: d.metadata.name, container: c.name, env: env.get(e.name)?.name }).toEqual({ deployment: d.metadata.name, container: c.name, env: e.name });
+          expect({ deployment: d.metadata.name, container: c.name, env: env.get(e.name)?.name }).toEqual({
+            deployment: d.metadata.name,
+            container: c.name,
+            env: e.name,
+          });
           // The worker's sidecar has no main port: the chart forces this one off there.
-          const expected = d.metadata.name === WORKER && c.name === 'metrics-sidecar' && e.name === 'SERVE_PROMETHEUS_ENDPOINT' ? { name: e.name, value: 'false' } : e;
+          const expected =
+            d.metadata.name === WORKER && c.name === 'metrics-sidecar' && e.name === 'SERVE_PROMETHEUS_ENDPOINT' ? { name: e.name, value: 'false' } : e;
           expect(env.get(e.name)).toEqual(expected);
         }
         // Each name once: duplicates break server-side apply (env is keyed by name).
@@ -319,17 +341,26 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   });
 
   it('should run every container non-root, with a read-only root filesystem and no capabilities', () => {
-    const pods = [...deployments().map((d) => ({ name: d.metadata.name, spec: podSpec(d) })), ...ofKind(docs(), 'Pod').map((p) => ({ name: p.metadata.name, spec: p.spec as Record<string, any> }))];
+    const pods = [
+      ...deployments().map((d) => ({ name: d.metadata.name, spec: podSpec(d) })),
+      ...ofKind(docs(), 'Pod').map((p) => ({ name: p.metadata.name, spec: p.spec as Record<string, Loose> })),
+    ];
     for (const { name: pod, spec } of pods) {
       expect({ pod, runAsNonRoot: spec.securityContext?.runAsNonRoot }).toEqual({ pod, runAsNonRoot: true });
-      for (const c of spec.containers as Container[]) {
-        const sc = c.securityContext as Record<string, any>;
-        expect({ pod, c: c.name, ro: sc.readOnlyRootFilesystem, esc: sc.allowPrivilegeEscalation, drop: sc.capabilities?.drop }).toEqual({ pod, c: c.name, ro: true, esc: false, drop: ['ALL'] });
+      for (const c of [...((spec.initContainers as Container[] | undefined) ?? []), ...(spec.containers as Container[])]) {
+        const sc = c.securityContext as Record<string, Loose>;
+        expect({ pod, c: c.name, ro: sc.readOnlyRootFilesystem, esc: sc.allowPrivilegeEscalation, drop: sc.capabilities?.drop }).toEqual({
+          pod,
+          c: c.name,
+          ro: true,
+          esc: false,
+          drop: ['ALL'],
+        });
       }
     }
   });
 
-  it('should give the pods a grace period longer than the sidecar’s drain, and the web app a preStop sleep inside it', () => {
+  it('should give the pods a grace period longer than the sidecar’s drain, and the web app a preStop sleep inside it only when asked (native sidecar)', () => {
     for (const d of deployments()) {
       const s = container(d, 'metrics-sidecar');
       const delayMs = Number(envValue(s, 'SHUTDOWN_DELAY_MS'));
@@ -339,10 +370,15 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       const grace = podSpec(d).terminationGracePeriodSeconds as number;
       expect(grace * 1000).toBeGreaterThan(delayMs + timeoutMs);
       if (d.metadata.name === WEB) {
+        // A native sidecar stops after the app: no preStop sleep unless web.preStopSleepSeconds asks.
         const configured = valueOf(values(), 'web.preStopSleepSeconds') as number | null;
-        const sleep = (container(d, 'app').lifecycle as { preStop: { sleep: { seconds: number } } }).preStop.sleep.seconds;
-        expect(sleep).toBe(configured ?? delayMs / 1000);
-        expect(sleep).toBeLessThan(grace);
+        const lifecycle = container(d, 'app').lifecycle as { preStop: { sleep: { seconds: number } } } | undefined;
+        if (configured === null) {
+          expect(lifecycle).toBeUndefined();
+        } else {
+          expect(lifecycle?.preStop.sleep.seconds).toBe(configured);
+          expect(configured).toBeLessThan(grace);
+        }
       }
       // The sidecar drains on SIGTERM by itself (SHUTDOWN_DELAY_MS): no preStop of its own.
       expect(s.lifecycle).toBeUndefined();
@@ -365,6 +401,20 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       expect(config!.access.kubernetes !== undefined).toBe(want.kubernetesAuth);
       expect(config!.access.allowedCidrs.length).toBe((valueOf(values(), 'metrics.allowedCidrs') as string[]).length);
     }
+  });
+
+  it('should wire web.healthCheck.path: the sidecar checks the app, the app is probed through the sidecar’s /debug/app-health', () => {
+    if (!want.web) return;
+    const d = get(docs(), 'Deployment', WEB);
+    const s = container(d, 'metrics-sidecar');
+    const app = container(d, 'app') as Container & { livenessProbe?: { httpGet?: unknown }; readinessProbe?: { httpGet?: unknown } };
+    const healthPath = valueOf(values(), 'web.healthCheck.path') as string;
+    expect(envValue(s, 'UPSTREAM_HEALTH_PATH')).toBe(healthPath || undefined);
+    if (!healthPath) return;
+    const relay = { path: '/debug/app-health', port: port(s, 'http') };
+    expect(app.livenessProbe?.httpGet).toEqual(relay);
+    expect(app.readinessProbe?.httpGet).toEqual(relay);
+    expect(envValue(s, 'UPSTREAM_HEALTH_FAILURE_THRESHOLD')).toBe(String(valueOf(values(), 'web.healthCheck.failureThreshold')));
   });
 
   it('should mount secrets as directories (rotations reach the running sidecar), never through subPath', () => {
@@ -412,12 +462,13 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       expect(svc.metadata.labels).toMatchObject(sm.spec.selector.matchLabels as Record<string, string>);
       expect(sm.spec.namespaceSelector).toEqual({ matchNames: [NAMESPACE] });
       expect(sm.spec.endpoints).toHaveLength(1);
-      const ep = sm.spec.endpoints[0] as Record<string, any>;
+      const ep = sm.spec.endpoints[0] as Record<string, Loose>;
       expect(ep.port).toBe(sm.metadata.name === WEB ? want.webMetricsPort : 'metrics');
       expect((svc.spec.ports as { name: string }[]).map((p) => p.name)).toContain(ep.port);
       expect(ep.path).toBe('/debug/metrics');
-      expect(ep.interval).toBe(valueOf(values(), 'serviceMonitor.interval'));
-      expect(ep.scrapeTimeout).toBe(valueOf(values(), 'serviceMonitor.scrapeTimeout'));
+      // Empty = Prometheus' own: the field is left out.
+      expect(ep.interval).toBe(valueOf(values(), 'serviceMonitor.interval') || undefined);
+      expect(ep.scrapeTimeout).toBe(valueOf(values(), 'serviceMonitor.scrapeTimeout') || undefined);
       expect(ep.bearerTokenFile).toBeUndefined();
       expect(ep.bearerTokenSecret).toBeUndefined();
       // The operator's own `endpoint` target label must not push the app's `endpoint` aside.
@@ -435,7 +486,7 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   it('should wire the ServiceMonitor’s auth to what the values enable, from Secrets the sidecar also reads', () => {
     if (want.serviceMonitor === null) return;
     for (const sm of ofKind(docs(), 'ServiceMonitor')) {
-      const ep = sm.spec.endpoints[0] as Record<string, any>;
+      const ep = sm.spec.endpoints[0] as Record<string, Loose>;
       switch (want.serviceMonitor) {
         case 'none':
           expect(ep.basicAuth).toBeUndefined();
@@ -448,7 +499,9 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
           // The sidecar reads the same Secret: username from its key, password from the mounted file.
           const s = container(get(docs(), 'Deployment', sm.metadata.name), 'metrics-sidecar');
           expect(envMap(s).get('METRICS_BASIC_AUTH_USERNAME')?.valueFrom).toEqual({ secretKeyRef: { name: username.name, key: username.key } });
-          const vol = (podSpec(get(docs(), 'Deployment', sm.metadata.name)).volumes as Record<string, any>[]).find((v) => v.secret?.secretName === password.name);
+          const vol = (podSpec(get(docs(), 'Deployment', sm.metadata.name)).volumes as Record<string, Loose>[]).find(
+            (v) => v.secret?.secretName === password.name,
+          );
           expect(vol?.secret.items).toEqual([{ key: password.key, path: 'password' }]);
           const existing = valueOf(values(), 'metrics.basicAuth.existingSecret') as string;
           if (existing) {
@@ -488,7 +541,9 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
   });
 
   it('should generate Secrets only when no existing Secret is named', () => {
-    const secrets = ofKind(docs(), 'Secret').map((s) => s.metadata.name).sort();
+    const secrets = ofKind(docs(), 'Secret')
+      .map((s) => s.metadata.name)
+      .sort();
     const expected: string[] = [];
     if (valueOf(values(), 'metrics.apiKeys.enabled') && !valueOf(values(), 'metrics.apiKeys.existingSecret')) expected.push(`${FULLNAME}-api-keys`);
     if (valueOf(values(), 'metrics.basicAuth.enabled') && !valueOf(values(), 'metrics.basicAuth.existingSecret')) expected.push(`${FULLNAME}-basic-auth`);
@@ -553,7 +608,11 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
         continue;
       }
       const portName = d.metadata.name === WEB ? want.webMetricsPort : 'metrics';
-      expect(a).toMatchObject({ 'prometheus.io/scrape': 'true', 'prometheus.io/path': '/debug/metrics', 'prometheus.io/port': String(port(container(d, 'metrics-sidecar'), portName)) });
+      expect(a).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/path': '/debug/metrics',
+        'prometheus.io/port': String(port(container(d, 'metrics-sidecar'), portName)),
+      });
     }
   });
 
@@ -568,8 +627,14 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     } else {
       expect(notes).not.toContain(`deploy/${WEB}`);
     }
-    const auth = want.serviceMonitor ?? (valueOf(values(), 'metrics.basicAuth.enabled') ? 'basicAuth' : valueOf(values(), 'metrics.apiKeys.enabled') ? 'apiKey' : 'none');
-    const curl = { none: 'curl -s http://localhost', basicAuth: 'curl -s -u "$METRICS_USER:$METRICS_PASSWORD" http://localhost', apiKey: 'curl -s -H "Authorization: Bearer $METRICS_TOKEN" http://localhost', kubernetes: 'curl -s -H "Authorization: Bearer $METRICS_TOKEN" http://localhost' }[auth];
+    const auth =
+      want.serviceMonitor ?? (valueOf(values(), 'metrics.basicAuth.enabled') ? 'basicAuth' : valueOf(values(), 'metrics.apiKeys.enabled') ? 'apiKey' : 'none');
+    const curl = {
+      none: 'curl -s http://localhost',
+      basicAuth: 'curl -s -u "$METRICS_USER:$METRICS_PASSWORD" http://localhost',
+      apiKey: 'curl -s -H "Authorization: Bearer $METRICS_TOKEN" http://localhost',
+      kubernetes: 'curl -s -H "Authorization: Bearer $METRICS_TOKEN" http://localhost',
+    }[auth];
     expect(notes).toContain(`${curl}:8491/debug/metrics`);
     if (auth === 'basicAuth') expect(notes).toMatch(/METRICS_PASSWORD=\$\(kubectl -n apps get secret \S+ -o jsonpath='\{\.data\.\w+\}' \| base64 -d\)/);
     if (auth === 'kubernetes') expect(notes).toContain(`kubectl -n ${NAMESPACE} create token ${FULLNAME}-scraper`);
@@ -598,10 +663,15 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
 
 describe('chart conventions', () => {
   it('should render one kind per template file, named after the kind', () => {
-    const r = helm(templateArgs([scenarioFile('full')], ['--set', 'metrics.kubernetesAuth.enabled=true,serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true']));
-    expect(r.status).toBe(0);
+    const all =
+      'metrics.kubernetesAuth.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,metrics.basicAuth.enabled=true,metrics.apiKeys.enabled=true';
+    const outputs = ['serviceMonitor.enabled=true', 'podMonitor.enabled=true'].map((monitor) => {
+      const r = helm(templateArgs([scenarioFile('full')], ['--set', `${all},${monitor}`]));
+      expect(r.status).toBe(0);
+      return r.stdout;
+    });
     const kindsBySource = new Map<string, Set<string>>();
-    for (const chunk of r.stdout.split(/^---$/m)) {
+    for (const chunk of outputs.join('\n---\n').split(/^---$/m)) {
       const source = /^# Source: metrics-sidecar\/templates\/(\S+)$/m.exec(chunk)?.[1];
       const doc = parseManifests(chunk)[0];
       if (!source || !doc) continue;
@@ -642,11 +712,11 @@ describe('chart conventions', () => {
     expect(kinds).toEqual(['Deployment', 'Pod', 'Service', 'ServiceAccount']);
   });
 
-  it('should use the exec `sleep` preStop before Kubernetes 1.30 (no lifecycle sleep action there)', () => {
-    const old = render([], ['--kube-version', '1.29.0']);
+  it('should use the exec `sleep` preStop before Kubernetes 1.30 (no lifecycle sleep action there), the sleep action after', () => {
+    const old = render([], ['--kube-version', '1.28.0']);
     const app = container(get(old, 'Deployment', WEB), 'app');
     expect(app.lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
-    const current = render([], ['--kube-version', '1.31.0']);
+    const current = render([], ['--kube-version', '1.31.0', '--set', 'sidecar.native=false']);
     expect(container(get(current, 'Deployment', WEB), 'app').lifecycle).toEqual({ preStop: { sleep: { seconds: 5 } } });
   });
 
@@ -660,7 +730,14 @@ describe('chart conventions', () => {
       common: { env: common },
       sidecar: { env: [{ name: 'LOG_LEVEL', value: 'debug' }] },
       web: { env: [{ name: 'WEB_CONCURRENCY', value: '4' }] },
-      metrics: { basicAuth: { enabled: true }, apiKeys: { enabled: true }, kubernetesAuth: { enabled: true }, statsd: { mappings: 'mappings: []\n' }, mergeTargets: { web: ['http://127.0.0.1:9100/metrics'] } },
+      metrics: {
+        serveOnMainPort: true,
+        basicAuth: { enabled: true },
+        apiKeys: { enabled: true },
+        kubernetesAuth: { enabled: true },
+        statsd: { mappings: 'mappings: []\n' },
+        mergeTargets: { web: ['http://127.0.0.1:9100/metrics'] },
+      },
       serviceMonitor: { enabled: true },
     });
     expect(r.status).toBe(0);

@@ -60,7 +60,12 @@ beforeAll(async () => {
     // One line of each maintained application family, so that a sidecar that ingests StatsD
     // exports them (one that does not yet ignores the datagram).
     const socket = dgram.createSocket('udp4');
-    const lines = ['github_api_call_latency:12|ms|#endpoint:repos,status:200', 'github_webhook_latency:30|ms|#event:push', 'graphql_requests:1|c|#operation:viewer', 'sqlalchemy_query_latency:3|ms|#statement:select'];
+    const lines = [
+      'github_api_call_latency:12|ms|#endpoint:repos,status:200',
+      'github_webhook_latency:30|ms|#event:push',
+      'graphql_requests:1|c|#operation:viewer',
+      'sqlalchemy_query_latency:3|ms|#statement:select',
+    ];
     await new Promise<void>((resolve) => socket.send(lines.join('\n'), statsdPort, '127.0.0.1', () => resolve()));
     socket.close();
     const auth = { authorization: `Basic ${Buffer.from('prometheus:test-password').toString('base64')}` };
@@ -119,6 +124,17 @@ describe('the sidecar’s exposition (the reference list of names)', () => {
 });
 
 describe('PrometheusRule', () => {
+  const runbook = fs.readFileSync(path.join(CHART, 'RUNBOOK.md'), 'utf8');
+
+  it('should use metrics.httpPrefix in the RED alerts', () => {
+    const r = renderValues({ prometheusRule: { enabled: true }, metrics: { httpPrefix: 'http_request' } });
+    expect(r.status).toBe(0);
+    const text = JSON.stringify(groups(get(parseManifests(r.stdout), 'PrometheusRule', FULLNAME)));
+    expect(text).not.toContain('flask_http_request');
+    expect(text).toContain('rate(http_request_total{');
+    expect(text).toContain('http_request_duration_seconds_bucket{');
+  });
+
   it('should have the stable alerts and the being-added ones in separate groups', () => {
     const byGroup = Object.fromEntries(groups(rule).map((g) => [g.name, g.rules.map((r) => r.alert)]));
     expect(byGroup).toEqual({
@@ -152,6 +168,11 @@ describe('PrometheusRule', () => {
         expect(r.labels).toMatchObject({ severity: expect.stringMatching(/^(warning|critical)$/), team: 'platform' });
         expect(r.annotations?.summary).toBeTruthy();
         expect(r.annotations?.description).toBeTruthy();
+        // Every alert links its runbook section (a heading named after the alert in RUNBOOK.md).
+        expect(r.annotations?.runbook_url).toBe(
+          `https://github.com/metrics-sidecar/metrics-sidecar/blob/main/charts/metrics-sidecar/RUNBOOK.md#${r.alert!.toLowerCase()}`,
+        );
+        expect(runbook).toContain(`\n## ${r.alert}\n`);
       }
     }
     const latency = groups(rule)[0].rules.find((r) => r.alert === 'MetricsSidecarHighLatencyP99')!;
@@ -163,7 +184,15 @@ describe('PrometheusRule', () => {
     const variants: Manifest[] = [rule];
     for (const values of [
       { prometheusRule: { enabled: true, selector: 'cluster="prod", namespace="apps"' } },
-      { prometheusRule: { enabled: true, alerts: { mergeSourceDown: { enabled: false, for: '5m', severity: 'warning' }, statsdParseErrors: { enabled: false, for: '5m', severity: 'warning' } } } },
+      {
+        prometheusRule: {
+          enabled: true,
+          alerts: {
+            mergeSourceDown: { enabled: false, for: '5m', severity: 'warning' },
+            statsdParseErrors: { enabled: false, for: '5m', severity: 'warning' },
+          },
+        },
+      },
     ]) {
       const r = renderValues(values);
       expect(r.stderr).toBe('');
@@ -206,11 +235,31 @@ describe('Grafana dashboard', () => {
     .filter((v) => v.type === 'query')
     .map((v) => ({ variable: v.name, query: typeof v.query === 'string' ? v.query : v.query.query }));
 
-  it('should be shipped unchanged in the ConfigMap labelled for the Grafana sidecar', () => {
+  it('should be shipped in the ConfigMap labelled for the Grafana sidecar, changed only in its uid and title (unique per release)', () => {
     expect(dashboardCm.metadata.labels?.grafana_dashboard).toBe('1');
     expect(dashboardCm.metadata.namespace).toBe('monitoring');
     expect(dashboardCm.metadata.annotations).toEqual({ grafana_folder: 'Apps' });
-    expect(JSON.parse((dashboardCm.data as Record<string, string>)['metrics-sidecar.json'])).toEqual(dashboard);
+    const shipped = JSON.parse((dashboardCm.data as Record<string, string>)['metrics-sidecar.json']) as Dashboard & { uid: string; title: string };
+    expect({ ...shipped, uid: 'x', title: 'x' }).toEqual({ ...dashboard, uid: 'x', title: 'x' });
+    expect(shipped.uid).toMatch(/^[a-zA-Z0-9-]{1,40}$/);
+    expect(shipped.title).toBe('metrics-sidecar (apps/demo)');
+  });
+
+  it('should give each release its own dashboard uid and title, and use metrics.httpPrefix in the RED queries', () => {
+    const cm = (values: unknown, release = 'demo') => {
+      const r = renderValues(values, [], release);
+      expect(r.status).toBe(0);
+      const d = parseManifests(r.stdout).find((x) => x.kind === 'ConfigMap' && x.metadata.name.endsWith('-dashboard'))!;
+      return JSON.parse((d.data as Record<string, string>)['metrics-sidecar.json']) as Dashboard & { uid: string; title: string };
+    };
+    const a = cm({ grafanaDashboard: { enabled: true } }, 'one');
+    const b = cm({ grafanaDashboard: { enabled: true } }, 'two');
+    expect(a.uid).not.toBe(b.uid);
+    expect(a.title).not.toBe(b.title);
+    const prefixed = JSON.stringify(cm({ grafanaDashboard: { enabled: true }, metrics: { httpPrefix: 'http_request' } }));
+    expect(prefixed).not.toContain('flask_http_request');
+    expect(prefixed).toContain('rate(http_request_total{');
+    expect(prefixed).toContain('http_request_duration_seconds_bucket');
   });
 
   it('should have unique panel ids and query the selected data source', () => {
@@ -228,8 +277,17 @@ describe('Grafana dashboard', () => {
     expect(all).toMatch(/status=~"5\.\."/);
     expect(all).toMatch(/histogram_quantile\(0\.99, sum by \(path, le\) \(rate\(flask_http_request_duration_seconds_bucket/);
     expect(all).toMatch(/histogram_quantile\(0\.5, sum by \(path, le\)/);
-    for (const n of ['github_api_call_latency_bucket', 'github_webhook_latency_bucket', 'graphql_requests_total', 'sqlalchemy_query_latency_seconds_bucket']) expect(all).toContain(n);
-    for (const n of ['up{', 'metrics_sidecar_info', 'metrics_sidecar_auth_failures_total', 'metrics_sidecar_series_dropped_total', 'metrics_sidecar_statsd_lines_total', 'metrics_sidecar_merge_up']) expect(all).toContain(n);
+    for (const n of ['github_api_call_latency_bucket', 'github_webhook_latency_bucket', 'graphql_requests_total', 'sqlalchemy_query_latency_seconds_bucket'])
+      expect(all).toContain(n);
+    for (const n of [
+      'up{',
+      'metrics_sidecar_info',
+      'metrics_sidecar_auth_failures_total',
+      'metrics_sidecar_series_dropped_total',
+      'metrics_sidecar_statsd_lines_total',
+      'metrics_sidecar_merge_up',
+    ])
+      expect(all).toContain(n);
   });
 
   it('should parse every panel expression and variable query with the PromQL grammar', () => {

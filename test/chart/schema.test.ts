@@ -14,7 +14,11 @@ describe('values.schema.json', () => {
     ['a misspelled ServiceMonitor key', { serviceMonitor: { scrapeTimout: '5s' } }, /at '\/serviceMonitor': additional properties 'scrapeTimout' not allowed/],
     ['a misspelled auth key', { metrics: { basicAuth: { enable: true } } }, /at '\/metrics\/basicAuth': additional properties 'enable' not allowed/],
     ['a misspelled env entry key', { common: { env: [{ name: 'ENABLE_DB_METRICS', valeu: 'true' }] } }, /additional properties 'valeu' not allowed/],
-    ['a misspelled alert key', { prometheusRule: { alerts: { errorRatio: { enabled: true, for: '5m', severity: 'warning', treshold: 1 } } } }, /additional properties 'treshold' not allowed/],
+    [
+      'a misspelled alert key',
+      { prometheusRule: { alerts: { errorRatio: { enabled: true, for: '5m', severity: 'warning', treshold: 1 } } } },
+      /additional properties 'treshold' not allowed/,
+    ],
   ])('should reject %s', (_what, values, message) => {
     const r = renderValues(values);
     expect(r.status).not.toBe(0);
@@ -52,10 +56,39 @@ describe('values.schema.json', () => {
     },
   );
 
-  it('should accept the seeds’ common.env form', () => {
-    const r = renderValues({ common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }, { name: 'ENABLE_DB_METRICS', value: 'true' }] } });
+  it('should accept the seeds’ common.env form when it agrees with the explicit metrics.serveOnMainPort', () => {
+    const r = renderValues({
+      common: {
+        env: [
+          { name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' },
+          { name: 'ENABLE_DB_METRICS', value: 'true' },
+        ],
+      },
+      metrics: { serveOnMainPort: true },
+    });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+  });
+
+  it.each(['HTTP_METRICS_PREFIX', 'UPSTREAM_HEALTH_PATH', 'UPSTREAM_HEALTH_FAILURE_THRESHOLD'])(
+    'should keep %s (explicit values) out of sidecar.env',
+    (name) => {
+      const r = renderValues({ sidecar: { env: [{ name, value: '1' }] } });
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(SCHEMA_ERROR);
+    },
+  );
+
+  it.each([
+    ['an unknown native mode', { sidecar: { native: 'maybe' } }, /at '\/sidecar\/native'/],
+    ['a health path without a leading slash', { web: { healthCheck: { path: 'healthz' } } }, /at '\/web\/healthCheck\/path'/],
+    ['a RED prefix that is not a metric name', { metrics: { httpPrefix: 'http-request' } }, /at '\/metrics\/httpPrefix'/],
+    ['an unknown scrape scheme', { serviceMonitor: { scheme: 'ftp' } }, /at '\/serviceMonitor\/scheme'/],
+  ])('should reject %s', (_what, values, message) => {
+    const r = renderValues(values);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(SCHEMA_ERROR);
+    expect(r.stderr).toMatch(message);
   });
 
   it('should fail helm lint --strict on a misspelled key', () => {
@@ -68,11 +101,25 @@ describe('values.schema.json', () => {
 describe('template guards', () => {
   it.each([
     ['a grace period shorter than the drain', { web: { terminationGracePeriodSeconds: 20 } }, /terminationGracePeriodSeconds \(20\) must exceed/],
-    ['ServiceMonitor auth by a method that is off', { serviceMonitor: { enabled: true, auth: 'apiKey' } }, /serviceMonitor.auth=apiKey but that method is not enabled/],
+    [
+      'ServiceMonitor auth by a method that is off',
+      { serviceMonitor: { enabled: true, auth: 'apiKey' } },
+      /serviceMonitor.auth=apiKey but that method is not enabled/,
+    ],
     [
       'a metrics path outside /debug/ served on the main port',
-      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }] }, metrics: { path: '/metrics' } },
+      { metrics: { serveOnMainPort: true, path: '/metrics' } },
       /metrics.path must be under \/debug\//,
+    ],
+    [
+      'a SERVE_PROMETHEUS_ENDPOINT in common.env that disagrees with metrics.serveOnMainPort',
+      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }] } },
+      /SERVE_PROMETHEUS_ENDPOINT="true" in common.env\/sidecar.env disagrees with metrics.serveOnMainPort=false/,
+    ],
+    [
+      'both ServiceMonitors and PodMonitors',
+      { serviceMonitor: { enabled: true }, podMonitor: { enabled: true } },
+      /enable serviceMonitor or podMonitor, not both/,
     ],
     [
       'Kubernetes auth in the ServiceMonitor with no token to send',

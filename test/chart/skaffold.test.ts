@@ -52,7 +52,14 @@ describe('skaffold.yaml', () => {
 
   it('should port-forward the web main port and the worker metrics port of Services the chart creates', () => {
     // Render as skaffold would: its release name, the dev profile's values, an image.
-    const r = renderValues({ ...(devOverrides as object), sidecar: { ...((devOverrides as { sidecar?: object }).sidecar ?? {}), image: { repository: 'metrics-sidecar', tag: 'dev' } } }, [], release.name);
+    const r = renderValues(
+      {
+        ...(devOverrides as object),
+        sidecar: { ...((devOverrides as { sidecar?: object }).sidecar ?? {}), image: { repository: 'metrics-sidecar', tag: 'dev' } },
+      },
+      [],
+      release.name,
+    );
     expect(r.status).toBe(0);
     const docs = parseManifests(r.stdout);
     expect(config.portForward.map((p) => p.resourceType)).toEqual(['service', 'service']);

@@ -33,10 +33,14 @@ describe.each([
     const raw = await rawRequest(sc.mainPort, get(target));
     const status = statusOf(raw);
     expect(upstream.seen).toEqual([]);
-    const isMetrics = normalizePath(target) === '/debug/metrics';
-    if (serve === 'true' && isMetrics && status !== 400) {
+    const normalized = normalizePath(target);
+    const isMetrics = normalized === '/debug/metrics';
+    // The status page lives beside the metrics (open gate here: served).
+    const isStatus = ['/debug', '/debug/', '/debug/status.json', '/debug/status.js'].includes(normalized);
+    if (serve === 'true' && (isMetrics || isStatus) && status !== 400) {
       expect(status).toBe(200);
-      expect(raw).toContain('# TYPE flask_http_request_total counter');
+      if (isMetrics) expect(raw).toContain('# TYPE flask_http_request_total counter');
+      else expect(raw).not.toContain('# TYPE');
     } else {
       // 404 from the sidecar, or 400 where Node's parser already refuses the bytes.
       expect([404, 400]).toContain(status);

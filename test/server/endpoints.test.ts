@@ -70,7 +70,8 @@ describe('endpoints', () => {
   it('should answer 404 for anything else on the metrics port, and 405 for other methods on its paths', async () => {
     const sc = await startSidecar({ UPSTREAM_URL: upstream.url });
     try {
-      expect((await request(sc.metricsPort, '/')).status).toBe(404);
+      expect((await request(sc.metricsPort, '/nothing-here')).status).toBe(404);
+      expect((await request(sc.metricsPort, '/')).status).toBe(200); // the status page
       expect((await request(sc.metricsPort, '/users/1')).status).toBe(404);
       expect((await request(sc.metricsPort, '/debug/metrics', { method: 'POST', body: 'x' })).status).toBe(405);
       expect(upstream.seen.filter((s) => s.url === '/users/1')).toEqual([]);

@@ -137,25 +137,101 @@ metrics-sidecar.isTrue: "true" when the string is true as the sidecar reads bool
 
 {{/*
 metrics-sidecar.serveOnMainPort: "true" when the web sidecar serves the metrics path on its main
-port. The chart learns it where the seeds put it: SERVE_PROMETHEUS_ENDPOINT in common.env, or in
-sidecar.env (later entries win, as in Kubernetes). Else "".
+port (metrics.serveOnMainPort), else "". The value is explicit: a SERVE_PROMETHEUS_ENDPOINT entry in
+common.env or sidecar.env (the seeds' form; the last one counts, as in Kubernetes) must agree with
+it, or rendering fails, so that the ServiceMonitor, the rules and the sidecar never disagree about
+where metrics are.
 */}}
 {{- define "metrics-sidecar.serveOnMainPort" -}}
-{{- $value := "" }}
+{{- $explicit := .Values.metrics.serveOnMainPort }}
+{{- $fromEnv := "" }}
 {{- range (concat .Values.common.env .Values.sidecar.env) }}
 {{- if and (eq .name "SERVE_PROMETHEUS_ENDPOINT") (hasKey . "value") }}
-{{- $value = .value }}
+{{- $fromEnv = .value }}
 {{- end }}
 {{- end }}
-{{- include "metrics-sidecar.isTrue" $value }}
+{{- if and $fromEnv (ne (include "metrics-sidecar.isTrue" $fromEnv) (ternary "true" "" $explicit)) }}
+{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: set metrics.serveOnMainPort (the chart sets the variable from it)" $fromEnv $explicit) }}
+{{- end }}
+{{- if $explicit }}true{{ end }}
 {{- end }}
 
 {{/*
 metrics-sidecar.webMetricsPort: name of the web pods' port that serves metrics: "http" (main
-port, SERVE_PROMETHEUS_ENDPOINT=true) or "metrics" (PROMETHEUS_PORT).
+port, metrics.serveOnMainPort) or "metrics" (PROMETHEUS_PORT).
 */}}
 {{- define "metrics-sidecar.webMetricsPort" -}}
 {{- if include "metrics-sidecar.serveOnMainPort" . }}http{{ else }}metrics{{ end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.metricsPortName: the port that serves metrics in a workload's pods.
+Call with (dict "ctx" $ "role" "web"|"worker").
+*/}}
+{{- define "metrics-sidecar.metricsPortName" -}}
+{{- if eq .role "web" }}{{ include "metrics-sidecar.webMetricsPort" .ctx }}{{ else }}metrics{{ end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.native: "true" when the sidecar runs as a native sidecar (an init container with
+restartPolicy: Always: started before the app, stopped after it), else "". sidecar.native=auto
+decides from the cluster's version (native sidecars are on by default from Kubernetes 1.29).
+*/}}
+{{- define "metrics-sidecar.native" -}}
+{{- $n := toString .Values.sidecar.native }}
+{{- if eq $n "true" }}true
+{{- else if and (eq $n "auto") (semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version) }}true
+{{- end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.podLabels: labels of a workload's pod template: the selector labels and the stable
+identity labels, never helm.sh/chart or a version (a chart upgrade alone must not roll the pods).
+Call with (dict "ctx" $ "component" "web"|"worker").
+*/}}
+{{- define "metrics-sidecar.podLabels" -}}
+{{ include "metrics-sidecar.componentSelectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "metrics-sidecar.name" .ctx }}
+{{- with merge (dict) (get .ctx.Values .component).podLabels .ctx.Values.common.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.demoCommand: the command of the demo app (web) or demo worker, used only when the
+workload's image.repository is empty. Call with (dict "role" "web"|"worker" "port" .Values.web.port).
+*/}}
+{{- define "metrics-sidecar.demoCommand" -}}
+{{- if eq .role "web" }}
+- python
+- -c
+- |
+  import http.server as h, signal, sys
+  class H(h.BaseHTTPRequestHandler):
+      def do_GET(self):
+          self.send_response(200); self.end_headers(); self.wfile.write(b"hello from the demo app\n")
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+  h.ThreadingHTTPServer(("127.0.0.1", {{ int .port }}), H).serve_forever()
+{{- else }}
+- python
+- -c
+- |
+  import signal, sys, time
+  signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+  while True: time.sleep(3600)
+{{- end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.workloadImage: image of the app or worker container; an empty repository means the
+demo (python:3.12-slim). Call with (dict "image" .Values.web.image).
+*/}}
+{{- define "metrics-sidecar.workloadImage" -}}
+{{- if .image.repository }}
+{{- include "metrics-sidecar.image" (dict "image" .image "default" "latest") }}
+{{- else }}
+{{- printf "python:%s" (default "3.12-slim" .image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -299,9 +375,10 @@ then the container's own env (later wins). Call with (dict "ctx" $ "env" .Values
 
 {{/*
 metrics-sidecar.sidecarEnv: env of a sidecar: APP_NAME, then common.env and sidecar.env, then what
-the chart owns (ports, paths, auth files, StatsD, merge targets, drain; the schema keeps these
-names out of common.env and sidecar.env). The worker's sidecar has no main port, so it always gets
-SERVE_PROMETHEUS_ENDPOINT=false. Call with (dict "ctx" $ "role" "web"|"worker").
+the chart owns (ports, paths, the RED prefix, serving on the main port, the app's health path, auth
+files, StatsD, merge targets, drain; the schema keeps these names out of sidecar.env). The
+worker's sidecar has no main port, so it always gets SERVE_PROMETHEUS_ENDPOINT=false.
+Call with (dict "ctx" $ "role" "web"|"worker").
 */}}
 {{- define "metrics-sidecar.sidecarEnv" -}}
 {{- $ := .ctx }}
@@ -313,13 +390,24 @@ SERVE_PROMETHEUS_ENDPOINT=false. Call with (dict "ctx" $ "role" "web"|"worker").
 {{- if $web }}
 {{- $owned = append $owned (dict "name" "LISTEN_PORT" "value" (toString $.Values.sidecar.listenPort)) }}
 {{- $owned = append $owned (dict "name" "UPSTREAM_URL" "value" (printf "http://127.0.0.1:%v" $.Values.web.port)) }}
+{{- $owned = append $owned (dict "name" "SERVE_PROMETHEUS_ENDPOINT" "value" (ternary "true" "false" (eq $serveOnMain "true"))) }}
 {{- $owned = append $owned (dict "name" "PROMETHEUS_PORT" "value" (ternary "0" (toString $m.port) (eq $serveOnMain "true"))) }}
+{{- with $.Values.web.healthCheck }}
+{{- if .path }}
+{{- $owned = append $owned (dict "name" "UPSTREAM_HEALTH_PATH" "value" .path) }}
+{{- $owned = append $owned (dict "name" "UPSTREAM_HEALTH_INTERVAL_MS" "value" (toString (mul .intervalSeconds 1000))) }}
+{{- $owned = append $owned (dict "name" "UPSTREAM_HEALTH_TIMEOUT_MS" "value" (toString (mul .timeoutSeconds 1000))) }}
+{{- $owned = append $owned (dict "name" "UPSTREAM_HEALTH_FAILURE_THRESHOLD" "value" (toString .failureThreshold)) }}
+{{- $owned = append $owned (dict "name" "UPSTREAM_HEALTH_SUCCESS_THRESHOLD" "value" (toString .successThreshold)) }}
+{{- end }}
+{{- end }}
 {{- else }}
 {{- $owned = append $owned (dict "name" "LISTEN_PORT" "value" "0") }}
 {{- $owned = append $owned (dict "name" "SERVE_PROMETHEUS_ENDPOINT" "value" "false") }}
 {{- $owned = append $owned (dict "name" "PROMETHEUS_PORT" "value" (toString $m.port)) }}
 {{- end }}
 {{- $owned = append $owned (dict "name" "METRICS_PATH" "value" $m.path) }}
+{{- $owned = append $owned (dict "name" "HTTP_METRICS_PREFIX" "value" $m.httpPrefix) }}
 {{- $owned = append $owned (dict "name" "STATSD_PORT" "value" (ternary (toString $m.statsd.port) "0" $m.statsd.enabled)) }}
 {{- if and $m.statsd.enabled (include "metrics-sidecar.statsdConfigMapName" $) }}
 {{- $owned = append $owned (dict "name" "STATSD_MAPPING_FILE" "value" "/etc/metrics-sidecar/statsd/mapping.yaml") }}
@@ -353,26 +441,48 @@ SERVE_PROMETHEUS_ENDPOINT=false. Call with (dict "ctx" $ "role" "web"|"worker").
 {{- end }}
 
 {{/*
-metrics-sidecar.sidecarContainer: the metrics-sidecar container of a workload. Web: owns the main
-port `http` (probes on /debug/healthz, /debug/readyz) and, unless it serves metrics there, the
-`metrics` port. Worker: the `metrics` port only (probes on /healthz, /readyz).
-Call with (dict "ctx" $ "role" "web"|"worker").
+metrics-sidecar.probe: a full probe block from values; when it names no handler (httpGet,
+tcpSocket, exec, grpc), the chart's httpGet is added. Call with (dict "probe" .Values.x "path" "/p" "port" "http").
 */}}
-{{- define "metrics-sidecar.sidecarContainer" -}}
+{{- define "metrics-sidecar.probe" -}}
+{{- $p := deepCopy .probe }}
+{{- if not (or (hasKey $p "httpGet") (hasKey $p "tcpSocket") (hasKey $p "exec") (hasKey $p "grpc")) }}
+{{- $_ := set $p "httpGet" (dict "path" .path "port" .port) }}
+{{- end }}
+{{- toYaml $p }}
+{{- end }}
+
+{{/*
+metrics-sidecar.container: the metrics-sidecar container of a workload, as one list item. Web: owns
+the main port `http` (probes on /debug/healthz, /debug/readyz) and, unless metrics are served
+there, the `metrics` port. Worker: the `metrics` port only (probes on /healthz, /readyz). In native
+mode (see metrics-sidecar.native) it carries `restartPolicy: Always` and belongs in initContainers.
+Public: a parent chart calls it with its subchart's context,
+(dict "ctx" (index $.Subcharts "metrics-sidecar") "role" "web").
+*/}}
+{{- define "metrics-sidecar.container" -}}
 {{- $ := .ctx }}
+{{- $s := $.Values.sidecar }}
 {{- $web := eq .role "web" }}
 {{- $metricsPort := or (not $web) (not (include "metrics-sidecar.serveOnMainPort" $)) }}
 {{- $probePort := ternary "http" "metrics" $web }}
 {{- $probePrefix := ternary "/debug" "" $web }}
 - name: metrics-sidecar
   image: {{ include "metrics-sidecar.sidecarImage" $ | quote }}
-  imagePullPolicy: {{ $.Values.sidecar.image.pullPolicy }}
+  imagePullPolicy: {{ $s.image.pullPolicy }}
+  {{- if include "metrics-sidecar.native" $ }}
+  restartPolicy: Always
+  {{- end }}
   env:
     {{- include "metrics-sidecar.sidecarEnv" . | nindent 4 }}
+  {{- with $s.envFrom }}
+  envFrom:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   ports:
     {{- if $web }}
     - name: http
-      containerPort: {{ $.Values.sidecar.listenPort }}
+      containerPort: {{ $s.listenPort }}
       protocol: TCP
     {{- end }}
     {{- if $metricsPort }}
@@ -380,21 +490,19 @@ Call with (dict "ctx" $ "role" "web"|"worker").
       containerPort: {{ $.Values.metrics.port }}
       protocol: TCP
     {{- end }}
+  {{- with $s.startupProbe }}
+  startupProbe:
+    {{- include "metrics-sidecar.probe" (dict "probe" . "path" (printf "%s/healthz" $probePrefix) "port" $probePort) | nindent 4 }}
+  {{- end }}
   livenessProbe:
-    httpGet:
-      path: {{ $probePrefix }}/healthz
-      port: {{ $probePort }}
-    {{- toYaml $.Values.sidecar.livenessProbe | nindent 4 }}
+    {{- include "metrics-sidecar.probe" (dict "probe" $s.livenessProbe "path" (printf "%s/healthz" $probePrefix) "port" $probePort) | nindent 4 }}
   readinessProbe:
-    httpGet:
-      path: {{ $probePrefix }}/readyz
-      port: {{ $probePort }}
-    {{- toYaml $.Values.sidecar.readinessProbe | nindent 4 }}
-  {{- with $.Values.sidecar.resources }}
+    {{- include "metrics-sidecar.probe" (dict "probe" $s.readinessProbe "path" (printf "%s/readyz" $probePrefix) "port" $probePort) | nindent 4 }}
+  {{- with $s.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- with $.Values.sidecar.securityContext }}
+  {{- with $s.securityContext }}
   securityContext:
     {{- toYaml . | nindent 4 }}
   {{- end }}
@@ -406,8 +514,64 @@ Call with (dict "ctx" $ "role" "web"|"worker").
 {{- end }}
 
 {{/*
+metrics-sidecar.volumes: the volumes the sidecar container mounts (Secrets, the StatsD mapping), as
+list items; empty when it mounts none. Public: call with the chart's (or subchart's) context.
+*/}}
+{{- define "metrics-sidecar.volumes" -}}
+{{- include "metrics-sidecar.sidecarVolumes" . }}
+{{- end }}
+
+{{/*
+metrics-sidecar.servicePorts: the ports of a Service in front of the sidecar, as list items: `http`
+(web: the main port, targetPort the sidecar's `http`) and `metrics` when metrics are served on the
+dedicated port. Public. Call with (dict "ctx" $ "role" "web"|"worker" "port" <Service port of http>).
+*/}}
+{{- define "metrics-sidecar.servicePorts" -}}
+{{- $ := .ctx }}
+{{- if eq .role "web" }}
+- name: http
+  port: {{ .port }}
+  targetPort: http
+  protocol: TCP
+{{- end }}
+{{- if or (ne .role "web") (not (include "metrics-sidecar.serveOnMainPort" $)) }}
+- name: metrics
+  port: {{ $.Values.metrics.port }}
+  targetPort: metrics
+  protocol: TCP
+{{- end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.appProbes: liveness and readiness of the app container. An explicit probe from
+values is used as given; otherwise, with healthCheck.path set, both point at the sidecar's
+/debug/app-health on its main port, which relays the app's health path (the app listens on 127.0.0.1 only,
+where the kubelet cannot reach it). Call with (dict "ctx" $ "values" .Values.web).
+*/}}
+{{- define "metrics-sidecar.appProbes" -}}
+{{- $v := .values }}
+{{- /* The number, not the name `http`: the kubelet resolves a probe's named port in the probed container only. */}}
+{{- $relay := dict "httpGet" (dict "path" "/debug/app-health" "port" (int .ctx.Values.sidecar.listenPort)) }}
+{{- $health := and (hasKey $v "healthCheck") $v.healthCheck.path }}
+{{- if $v.livenessProbe }}
+livenessProbe:
+  {{- toYaml $v.livenessProbe | nindent 2 }}
+{{- else if $health }}
+livenessProbe:
+  {{- toYaml (merge (deepCopy $relay) $v.healthCheck.livenessProbe) | nindent 2 }}
+{{- end }}
+{{- if $v.readinessProbe }}
+readinessProbe:
+  {{- toYaml $v.readinessProbe | nindent 2 }}
+{{- else if $health }}
+readinessProbe:
+  {{- toYaml (merge (deepCopy $relay) $v.healthCheck.readinessProbe) | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
 metrics-sidecar.sidecarVolumeMounts: the sidecar's Secret and ConfigMap mounts (directories, not
-subPath, so that rotated Secrets reach the running sidecar).
+subPath, so that rotated Secrets reach the running sidecar), then sidecar.extraVolumeMounts.
 */}}
 {{- define "metrics-sidecar.sidecarVolumeMounts" -}}
 {{- $m := .Values.metrics }}
@@ -425,6 +589,9 @@ subPath, so that rotated Secrets reach the running sidecar).
 - name: statsd-mapping
   mountPath: /etc/metrics-sidecar/statsd
   readOnly: true
+{{- end }}
+{{- with .Values.sidecar.extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -461,16 +628,18 @@ reads are projected (the plain API key Prometheus sends stays out of the pod).
 {{- end }}
 
 {{/*
-metrics-sidecar.preStop: lifecycle of the web app container: it sleeps while the sidecar, which
-gets SIGTERM at once, keeps serving with readiness 503 (SHUTDOWN_DELAY_MS), so requests the
-sidecar still accepts are not forwarded to an app that already quit. Uses the kubelet's `sleep`
-action (no binary needed in the app image) from Kubernetes 1.30, an exec `sleep` before.
-Renders nothing when the sleep is 0.
+metrics-sidecar.appLifecycle: lifecycle of the web app container. As a regular container the
+sidecar gets SIGTERM at the same moment as the app, so the app sleeps in preStop while the
+sidecar, serving with readiness 503 (SHUTDOWN_DELAY_MS), lets endpoints go: requests the sidecar
+still accepts are not forwarded to an app that already quit. Uses the kubelet's `sleep` action (no
+binary needed in the app image) from Kubernetes 1.30, an exec `sleep` before. As a native sidecar
+it stops after the app, and no sleep is added unless web.preStopSleepSeconds asks for one.
+Renders nothing when the sleep is 0. Public: call with the chart's (or subchart's) context.
 */}}
-{{- define "metrics-sidecar.preStop" -}}
+{{- define "metrics-sidecar.appLifecycle" -}}
 {{- $seconds := .Values.web.preStopSleepSeconds }}
 {{- if kindIs "invalid" $seconds }}
-{{- $seconds = .Values.sidecar.drain.delaySeconds }}
+{{- $seconds = ternary 0 .Values.sidecar.drain.delaySeconds (eq (include "metrics-sidecar.native" .) "true") }}
 {{- end }}
 {{- if gt (int $seconds) 0 }}
 lifecycle:
@@ -529,4 +698,85 @@ label ServiceMonitors give).
 {{- $f := include "metrics-sidecar.fullname" . }}
 {{- printf "namespace=%q, job=~%q" .Release.Namespace (printf "%s-web|%s-worker" $f $f) }}
 {{- end }}
+{{- end }}
+
+{{/*
+metrics-sidecar.monitor: a ServiceMonitor or PodMonitor (Prometheus Operator) scraping the sidecar
+of one workload: the port and path that serve metrics, the credentials Prometheus needs, and the
+relabeling that keeps the app's own `endpoint` label. Settings come from serviceMonitor (both
+kinds). Public. Call with (dict "ctx" $ "kind" "ServiceMonitor"|"PodMonitor" "name" "<object name>"
+"role" "web"|"worker" "selector" (dict <labels of the Service, or of the pods>) "labels" (dict ...)).
+*/}}
+{{- define "metrics-sidecar.monitor" -}}
+{{- $ := .ctx }}
+{{- $sm := $.Values.serviceMonitor }}
+{{- $pod := eq .kind "PodMonitor" }}
+apiVersion: monitoring.coreos.com/v1
+kind: {{ .kind }}
+metadata:
+  name: {{ .name }}
+  namespace: {{ default $.Release.Namespace $sm.namespace }}
+  {{- with merge (dict) $sm.labels .labels }}
+  labels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $sm.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- with $sm.jobLabel }}
+  jobLabel: {{ . }}
+  {{- end }}
+  {{- with $sm.targetLabels }}
+  {{ ternary "podTargetLabels" "targetLabels" $pod }}:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $sm.scrapeClass }}
+  scrapeClass: {{ . }}
+  {{- end }}
+  {{- if $sm.sampleLimit }}
+  sampleLimit: {{ $sm.sampleLimit }}
+  {{- end }}
+  namespaceSelector:
+    matchNames: [{{ $.Release.Namespace | quote }}]
+  selector:
+    matchLabels:
+      {{- toYaml .selector | nindent 6 }}
+  {{ ternary "podMetricsEndpoints" "endpoints" $pod }}:
+    - port: {{ include "metrics-sidecar.metricsPortName" . }}
+      path: {{ $.Values.metrics.path }}
+      scheme: {{ $sm.scheme }}
+      {{- with $sm.interval }}
+      interval: {{ . }}
+      {{- end }}
+      {{- with $sm.scrapeTimeout }}
+      scrapeTimeout: {{ . }}
+      {{- end }}
+      honorLabels: {{ $sm.honorLabels }}
+      {{- with $sm.tlsConfig }}
+      tlsConfig:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with include "metrics-sidecar.endpointAuth" $ | trim }}
+      {{- . | nindent 6 }}
+      {{- end }}
+      {{- with $sm.relabelings }}
+      relabelings:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- /* Prometheus Operator gives every target an `endpoint` label (the port name), so the
+      github_api_call_latency family's own `endpoint` label arrives as `exported_endpoint`; these
+      two put it back where the metric contract, the dashboard and the alerts expect it. */}}
+      metricRelabelings:
+        - sourceLabels: [exported_endpoint]
+          regex: "(.+)"
+          targetLabel: endpoint
+          replacement: "$1"
+          action: replace
+        - regex: exported_endpoint
+          action: labeldrop
+        {{- with $sm.metricRelabelings }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
 {{- end }}

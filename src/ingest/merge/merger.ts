@@ -27,12 +27,24 @@ interface MergedFamily {
   keys: Set<string>;
 }
 
+/** One fetch of a merge target, as the status page reports it. */
+export interface MergeFetch {
+  target: string;
+  ok: boolean;
+  seconds: number;
+  /** Body size (successful fetches). */
+  bytes?: number;
+  error?: string;
+}
+
 export type DropReason = 'type_conflict' | 'name_collision' | 'duplicate_series' | 'unsupported';
 
 export class Merger {
   private readonly up: Gauge;
   private readonly duration: Gauge;
   private readonly dropped: Counter;
+  /** Told about every fetch (the status page keeps the last one per target). */
+  onFetch: ((fetch: MergeFetch) => void) | undefined;
 
   constructor(
     private readonly targets: readonly URL[],
@@ -100,18 +112,23 @@ export class Merger {
   private async fetchOne(url: URL, budgetMs: number): Promise<ParsedFamily[] | undefined> {
     const target = label(url);
     const started = performance.now();
+    let result: Omit<MergeFetch, 'seconds'> = { target, ok: false };
     try {
       const body = await fetchText(url, budgetMs, this.maxBytes);
+      result = { target, ok: true, bytes: Buffer.byteLength(body) };
       const { families, unsupported } = parseExposition(body);
       for (let i = 0; i < unsupported.length; i++) this.dropped.inc([target, 'unsupported']);
       this.up.set([target], 1);
       return families;
     } catch (err) {
       this.up.set([target], 0);
+      result = { target, ok: false, error: (err as Error).message };
       this.logger.warn('merge target failed', { target, reason: (err as Error).message });
       return undefined;
     } finally {
-      this.duration.set([target], (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.duration.set([target], seconds);
+      this.onFetch?.({ ...result, seconds });
     }
   }
 }

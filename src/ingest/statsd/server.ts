@@ -10,7 +10,8 @@ import { listening } from '../../server/listen';
 
 /** A TCP line longer than this is garbage (or an attack): it is dropped, and counted malformed. */
 const MAX_TCP_LINE = 64 * 1024;
-const RECV_BUFFER = 8 * 1024 * 1024;
+/** Default SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max and doubles it). */
+export const DEFAULT_RECV_BUFFER = 8 * 1024 * 1024;
 const TICK_MS = 1000;
 
 export class StatsdServer {
@@ -22,10 +23,16 @@ export class StatsdServer {
   constructor(
     private readonly store: StatsdStore,
     private readonly logger: Logger,
+    private readonly recvBufferBytes = DEFAULT_RECV_BUFFER,
   ) {}
 
+  /** The bound UDP socket (the status page reads its kernel drop count), undefined until started. */
+  get udpSocket(): dgram.Socket | undefined {
+    return this.udp;
+  }
+
   async start(host: string, port: number): Promise<void> {
-    const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: RECV_BUFFER });
+    const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: this.recvBufferBytes });
     udp.on('message', (msg) => this.store.handlePacket(msg.toString('utf8')));
     udp.on('error', (err) => this.logger.error('statsd udp socket failed', { err }));
     await listening(udp, (ready) => udp.bind(port, host, ready));

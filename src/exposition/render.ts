@@ -1,0 +1,503 @@
+/**
+ * The exposition rendered straight into byte buffers, for scrapes that cost the proxy nothing.
+ *
+ * The registry's own renderer (`Registry.render`, `Family.pieces`) builds one template string per
+ * series and joins them: on 100k series that is ~200k short-lived strings and several MB of
+ * flattened text per scrape, and the garbage it leaves is what stalled forwarded requests (a
+ * back-to-back scrape put the proxy's p99 at ~60 ms). This writer produces the same bytes without
+ * a string per series: names and `le` pieces are encoded once per family and copied, label text
+ * (stored once per series) is copied into the buffer with `Buffer#write`, integers are written
+ * digit by digit, and histogram lines after the first copy their label bytes from the first.
+ * Buffers are 64 KB and come from a small free list, so a scrape allocates almost nothing.
+ *
+ * `ExpositionWriter` is synchronous and knows nothing about time; `streamExposition` drives it in
+ * slices of about a millisecond with `setImmediate` between them, writing each chunk to the
+ * response (or to a gzip stream, whose compression runs on libuv's thread pool) with backpressure.
+ * Output is byte-identical to `Registry.render` in both formats (test/exposition/render.test.ts).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
+import type { AnyFamily, HistogramSeries, ValueSeries } from '../metrics/registry';
+
+/** Size of one output chunk: what a socket or zlib takes in one write. */
+export const CHUNK_BYTES = 64 * 1024;
+/** Upper bound of a number's text (`-1.2345678901234567e-308` is 24 bytes). */
+const NUMBER_MAX_BYTES = 32;
+/** Buffers kept for reuse between writes and scrapes (4 MB of 64 KB chunks at most). */
+const POOL_MAX = 64;
+
+const NL = 10;
+const SPACE = 32;
+const CLOSE = 125; // }
+const COMMA = 44;
+
+/** A free list of equal-sized chunk buffers: a chunk goes back once its consumer is done with it. */
+export class BufferPool {
+  private readonly free: ArrayBuffer[] = [];
+  /** Buffers allocated because the free list was empty (tests and benchmarks read it). */
+  allocated = 0;
+
+  /** `size`: bytes per chunk; tests use small ones to cross chunk boundaries often. */
+  constructor(readonly size = CHUNK_BYTES) {
+    if (size < 64) throw new Error(`chunk buffers of ${size} bytes are too small (64 at least)`);
+  }
+
+  take(): Buffer {
+    const ab = this.free.pop();
+    if (ab !== undefined) return Buffer.from(ab, 0, this.size);
+    this.allocated++;
+    return Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /** Returns a chunk (or a view of one) taken from this pool; oversize chunks are left to GC. */
+  give(chunk: Buffer): void {
+    const ab = chunk.buffer;
+    if (ab.byteLength === this.size && chunk.byteOffset === 0 && this.free.length < POOL_MAX && ab instanceof ArrayBuffer) this.free.push(ab);
+  }
+}
+
+/** The process's pool: scrapes are rarely concurrent, so a few buffers serve all of them. */
+export const sharedPool = new BufferPool();
+
+/** A family's fixed byte pieces for one scrape, encoded once instead of once per series. */
+interface Plan {
+  family: AnyFamily;
+  header: string;
+  /** Counter/gauge: `name{` and `name `. Histogram: `name_bucket{` and unused. */
+  open: Buffer;
+  bare: Buffer;
+  /** Histogram only. */
+  le?: Buffer[]; // `le="x"} ` per bucket, last +Inf
+  sumOpen?: Buffer; // `name_sum{`
+  sumBare?: Buffer; // `name_sum `
+  countOpen?: Buffer;
+  countBare?: Buffer;
+}
+
+/**
+ * Renders a registry's families (then `extra`, then `# EOF` in OpenMetrics) into successive byte
+ * chunks. Series are read through the families' public iteration, so a series added or removed
+ * between two chunks is rendered or skipped as a Map iterator sees it; a series is never split
+ * between two states (each is written in one synchronous step).
+ */
+export class ExpositionWriter {
+  private readonly families: Iterator<AnyFamily>;
+  private plan: Plan | undefined;
+  private series: Iterator<ValueSeries | HistogramSeries> | undefined;
+  /** A series taken from the iterator that did not fit in the last chunk: the next one starts with it. */
+  private held: ValueSeries | HistogramSeries | undefined;
+  private stage: 'families' | 'extra' | 'eof' | 'done' = 'families';
+  /** How much of `extra` has been written. */
+  private extraAt = 0;
+  private pendingHeader = false;
+
+  constructor(
+    families: Iterable<AnyFamily>,
+    private readonly openMetrics: boolean,
+    private readonly extra = '',
+    private readonly pool: BufferPool = sharedPool,
+  ) {
+    this.families = families[Symbol.iterator]();
+  }
+
+  get done(): boolean {
+    return this.stage === 'done';
+  }
+
+  /**
+   * The next chunk (a view of a pool buffer, or a buffer of its own for an item larger than a
+   * chunk), or undefined when the exposition is complete. Hand the chunk back to the pool once
+   * its consumer is done with it, or drop it.
+   */
+  next(): Buffer | undefined {
+    if (this.stage === 'done') return undefined;
+    const buf = this.pool.take();
+    const n = this.fill(buf);
+    if (n > 0) return buf.subarray(0, n);
+    this.pool.give(buf);
+    if (this.done) return undefined;
+    // The next item does not fit in an empty chunk: it gets a buffer of its own.
+    const big = Buffer.allocUnsafeSlow(this.nextItemBound());
+    const m = this.fill(big);
+    return big.subarray(0, m);
+  }
+
+  /** The whole exposition as one buffer (small expositions, tests). */
+  all(): Buffer {
+    const parts: Buffer[] = [];
+    for (let c = this.next(); c !== undefined; c = this.next()) parts.push(Buffer.from(c));
+    return Buffer.concat(parts);
+  }
+
+  // ---- item bookkeeping: an item is a family header, one series, the extra text or `# EOF`.
+
+  private boundCache = 0;
+
+  /** Upper bound in bytes of the item fill() stopped at (set by fill when it did not fit). */
+  private nextItemBound(): number {
+    return this.boundCache;
+  }
+
+  /** Renders whole items into buf from offset 0 until the next does not fit; returns the bytes written. */
+  private fill(buf: Buffer): number {
+    let p = 0;
+    const end = buf.length;
+    for (;;) {
+      if (this.stage === 'families') {
+        if (this.plan === undefined) {
+          const r = this.families.next();
+          if (r.done) {
+            this.stage = 'extra';
+            continue;
+          }
+          this.plan = makePlan(r.value, this.openMetrics);
+          this.series = r.value.allSeries();
+          this.pendingHeader = true;
+        }
+        const plan = this.plan;
+        if (this.pendingHeader) {
+          const bound = plan.header.length * 3;
+          if (p + bound > end) return this.stop(p, bound);
+          p += buf.write(plan.header, p);
+          this.pendingHeader = false;
+        }
+        const it = this.series!;
+        if (plan.le === undefined) {
+          // Counter or gauge: `name{labels} value\n` or `name value\n`.
+          const open = plan.open;
+          const bare = plan.bare;
+          const fixed = open.length + NUMBER_MAX_BYTES + 3;
+          for (;;) {
+            const s = (this.held ?? it.next().value) as ValueSeries | undefined;
+            this.held = undefined;
+            if (s === undefined) break;
+            const labels = s.labels;
+            const bound = fixed + labels.length * 3;
+            if (p + bound > end) {
+              this.held = s;
+              return this.stop(p, bound);
+            }
+            p = writeValueLine(buf, p, open, bare, labels, s.value);
+          }
+        } else {
+          const le = plan.le;
+          const perLine = plan.open.length + NUMBER_MAX_BYTES + 16 + maxLength(le);
+          for (;;) {
+            const s = (this.held ?? it.next().value) as HistogramSeries | undefined;
+            this.held = undefined;
+            if (s === undefined) break;
+            const bound = (le.length + 2) * (perLine + s.labels.length * 3);
+            if (p + bound > end) {
+              this.held = s;
+              return this.stop(p, bound);
+            }
+            p = writeHistogram(buf, p, plan, s);
+          }
+        }
+        this.plan = undefined;
+        this.series = undefined;
+        continue;
+      }
+      if (this.stage === 'extra') {
+        // Merged text can be megabytes: it is copied piece by piece into as many chunks as it takes.
+        const extra = this.extra;
+        while (this.extraAt < extra.length) {
+          let take = Math.min(extra.length - this.extraAt, Math.floor((end - p) / 3));
+          if (take < 2) return p; // the next chunk goes on
+          let to = this.extraAt + take;
+          // Never split a surrogate pair between two chunks (each half would become U+FFFD).
+          const last = extra.charCodeAt(to - 1);
+          if (to < extra.length && last >= 0xd800 && last <= 0xdbff) {
+            to--;
+            take--;
+          }
+          p += buf.write(take === extra.length ? extra : extra.slice(this.extraAt, to), p);
+          this.extraAt = to;
+        }
+        this.stage = this.openMetrics ? 'eof' : 'done';
+        continue;
+      }
+      if (this.stage === 'eof') {
+        if (p + 6 > end) return this.stop(p, 6);
+        p += latin1Write(buf, '# EOF\n', p);
+        this.stage = 'done';
+        continue;
+      }
+      return p; // done
+    }
+  }
+
+  private stop(p: number, bound: number): number {
+    this.boundCache = bound;
+    return p;
+  }
+}
+
+function maxLength(bufs: Buffer[]): number {
+  let m = 0;
+  for (const b of bufs) if (b.length > m) m = b.length;
+  return m;
+}
+
+function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
+  const name = family.name;
+  // OpenMetrics names a counter family without the _total suffix its samples carry.
+  const familyName = family.type === 'counter' && openMetrics ? name.slice(0, -'_total'.length) : name;
+  const header = `# HELP ${familyName} ${escapeHelp(family.help)}\n# TYPE ${familyName} ${family.type}\n`;
+  if (family.type !== 'histogram') return { family, header, open: Buffer.from(`${name}{`), bare: Buffer.from(`${name} `) };
+  const le = [...family.buckets.map((b) => (openMetrics && Number.isInteger(b) ? `${b}.0` : formatNumber(b))), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));
+  return {
+    family,
+    header,
+    open: Buffer.from(`${name}_bucket{`),
+    bare: Buffer.alloc(0),
+    le,
+    sumOpen: Buffer.from(`${name}_sum{`),
+    sumBare: Buffer.from(`${name}_sum `),
+    countOpen: Buffer.from(`${name}_count{`),
+    countBare: Buffer.from(`${name}_count `),
+  };
+}
+
+function writeValueLine(buf: Buffer, p: number, open: Buffer, bare: Buffer, labels: string, value: number): number {
+  if (labels.length === 0) {
+    buf.set(bare, p);
+    p += bare.length;
+  } else {
+    buf.set(open, p);
+    p += open.length;
+    p = writeText(buf, p, labels);
+    buf[p++] = CLOSE;
+    buf[p++] = SPACE;
+  }
+  p = writeNumber(buf, p, value);
+  buf[p++] = NL;
+  return p;
+}
+
+function writeHistogram(buf: Buffer, p: number, plan: Plan, s: HistogramSeries): number {
+  const le = plan.le!;
+  const open = plan.open;
+  const counts = s.counts;
+  const hasLabels = s.labels.length > 0;
+  // The label bytes are encoded once, on the first bucket line, and copied for the others.
+  let labelsAt = -1;
+  let labelsLen = 0;
+  let acc = 0;
+  for (let i = 0; i < le.length; i++) {
+    acc += counts[i];
+    buf.set(open, p);
+    p += open.length;
+    if (hasLabels) {
+      if (labelsAt < 0) {
+        labelsAt = p;
+        labelsLen = writeText(buf, p, s.labels) - p;
+      } else {
+        buf.copyWithin(p, labelsAt, labelsAt + labelsLen);
+      }
+      p += labelsLen;
+      buf[p++] = COMMA;
+    }
+    buf.set(le[i], p);
+    p += le[i].length;
+    p = writeNumber(buf, p, acc);
+    buf[p++] = NL;
+  }
+  p = writeSumCount(buf, p, hasLabels ? plan.sumOpen! : plan.sumBare!, hasLabels, labelsAt, labelsLen, s.sum);
+  p = writeSumCount(buf, p, hasLabels ? plan.countOpen! : plan.countBare!, hasLabels, labelsAt, labelsLen, s.count);
+  return p;
+}
+
+function writeSumCount(buf: Buffer, p: number, head: Buffer, hasLabels: boolean, labelsAt: number, labelsLen: number, v: number): number {
+  buf.set(head, p);
+  p += head.length;
+  if (hasLabels) {
+    buf.copyWithin(p, labelsAt, labelsAt + labelsLen);
+    p += labelsLen;
+    buf[p++] = CLOSE;
+    buf[p++] = SPACE;
+  }
+  p = writeNumber(buf, p, v);
+  buf[p++] = NL;
+  return p;
+}
+
+/**
+ * Writes a string as UTF-8 at p and returns the new offset. Label text is short and nearly always
+ * ASCII: a JS loop over it is cheaper than a call into Buffer#write, which takes the rest.
+ */
+function writeText(buf: Buffer, p: number, text: string): number {
+  const n = text.length;
+  if (n <= 64) {
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c >= 0x80) return p + buf.write(text, p);
+      buf[p + i] = c;
+    }
+    return p + n;
+  }
+  return p + buf.write(text, p);
+}
+
+/**
+ * Writes `formatNumber(v)` at p and returns the new offset, without a string in the common cases:
+ * integers (counters, bucket counts) digit by digit, and short decimals (`12.5`, `0.125`: StatsD
+ * gauges, sums of seconds) as an integer with a point. Anything else goes through String(v),
+ * which is what formatNumber does.
+ */
+export function writeNumber(buf: Buffer, p: number, v: number): number {
+  if (Number.isSafeInteger(v)) {
+    // -0 is an integer and String(-0) is "0": `v < 0` is false for it, so it prints as 0.
+    if (v < 0) {
+      buf[p++] = 45; // -
+      v = -v;
+    }
+    return writeDigits(buf, p, v, 0);
+  }
+  if (v !== v) return p + latin1Write(buf, 'NaN', p);
+  if (v === Infinity) return p + latin1Write(buf, '+Inf', p);
+  if (v === -Infinity) return p + latin1Write(buf, '-Inf', p);
+  const a = v < 0 ? -v : v;
+  if (a >= 1e-6 && a < DECIMAL_MAX) {
+    for (let d = 1; d <= 6; d++) {
+      const n = a * POW10[d];
+      if (Number.isInteger(n)) {
+        // n / 10^d is correctly rounded, so when it gives back a, the decimal n·10^-d is a's
+        // nearest: it round-trips. With n ≤ 2^50 the double's spacing is under a quarter of
+        // 10^-d, so no other string with d or fewer decimals round-trips, and without a trailing
+        // zero it is the shortest one: exactly what String(v) prints (fixed notation from 1e-6).
+        if (n % 10 === 0 || n / POW10[d] !== a) break;
+        if (v < 0) buf[p++] = 45;
+        return writeDigits(buf, p, n, d);
+      }
+    }
+  }
+  return p + latin1Write(buf, String(v), p);
+}
+
+const POW10 = [1, 10, 100, 1000, 10000, 100000, 1000000];
+/** Decimals are written by the fast path only while n = a·10^d stays ≤ 2^50 (see writeNumber). */
+const DECIMAL_MAX = 2 ** 50 / 1e6;
+
+/** Writes the non-negative integer n with a decimal point `decimals` digits from the right. */
+function writeDigits(buf: Buffer, p: number, n: number, decimals: number): number {
+  let digits = n < 2147483648 ? smallDigits(n) : 10;
+  for (let m = n / 1e10; m >= 1; m /= 10) digits++;
+  // Leading zeros of a fraction (0.05 = 5 with 2 decimals) and the integer part's 0.
+  if (digits <= decimals) digits = decimals + 1;
+  const endAt = p + digits + (decimals > 0 ? 1 : 0);
+  let i = endAt - 1;
+  // Above 2^31 the digits come from float division (exact for safe integers); below, int32 maths.
+  while (n >= 2147483648) {
+    const q = Math.floor(n / 10);
+    buf[i--] = 48 + (n - q * 10);
+    n = q;
+    if (--decimals === 0) buf[i--] = 46; // .
+  }
+  let m = n | 0;
+  while (i >= p) {
+    const q = (m / 10) | 0;
+    buf[i--] = 48 + (m - q * 10);
+    m = q;
+    if (--decimals === 0) buf[i--] = 46; // .
+  }
+  return endAt;
+}
+
+function smallDigits(n: number): number {
+  if (n < 10) return 1;
+  if (n < 100) return 2;
+  if (n < 1000) return 3;
+  if (n < 10000) return 4;
+  if (n < 100000) return 5;
+  if (n < 1000000) return 6;
+  if (n < 10000000) return 7;
+  if (n < 100000000) return 8;
+  if (n < 1000000000) return 9;
+  return 10;
+}
+
+/** Buffer#latin1Write: ASCII text without the argument checks of Buffer#write (not in @types/node). */
+function latin1Write(buf: Buffer, text: string, p: number): number {
+  return (buf as unknown as { latin1Write(t: string, o: number): number }).latin1Write(text, p);
+}
+
+/** registry.ts's formatNumber, kept here so this module needs no runtime import of the registry. */
+function formatNumber(v: number): string {
+  if (Number.isFinite(v)) return String(v);
+  if (Number.isNaN(v)) return 'NaN';
+  return v > 0 ? '+Inf' : '-Inf';
+}
+
+function escapeHelp(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+export interface StreamOptions {
+  /** Work done in one go before the event loop is let through (default 1 ms). */
+  sliceMs?: number;
+  pool?: BufferPool;
+}
+
+/**
+ * Writes the writer's chunks to `out` (a response or a gzip stream in front of one), then ends it.
+ * Rendering runs in slices of about `sliceMs`, with `setImmediate` between them so forwarded
+ * requests are served in between, and stops while `out` is full (backpressure: at most one chunk
+ * or so is buffered, however slow the client). A chunk's buffer goes back to the pool once `out`
+ * has consumed it (its write callback: zlib has compressed it, or the socket has taken it).
+ * `first` are chunks already rendered. Resolves when `out` has finished; rejects when it fails or
+ * closes early (the client went away): the writer is then simply dropped.
+ */
+export function streamExposition(writer: ExpositionWriter, out: Writable, opts: StreamOptions = {}, first: Buffer[] = []): Promise<void> {
+  const sliceMs = opts.sliceMs ?? 1;
+  const pool = opts.pool ?? sharedPool;
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      out.off('error', onError);
+      out.off('close', onClose);
+      out.off('finish', onFinish);
+      out.off('drain', slice);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onError = (err: Error) => settle(err);
+    const onClose = () => settle(new Error('the response closed before the exposition was complete'));
+    const onFinish = () => settle();
+    out.on('error', onError);
+    out.on('close', onClose);
+    out.on('finish', onFinish);
+
+    const write = (chunk: Buffer): boolean =>
+      out.write(chunk, (err) => {
+        if (!err) pool.give(chunk);
+      });
+
+    function slice(): void {
+      if (settled || out.destroyed) return;
+      try {
+        const deadline = performance.now() + sliceMs;
+        for (;;) {
+          const chunk = first.length > 0 ? first.shift() : writer.next();
+          if (chunk === undefined) {
+            out.end();
+            return;
+          }
+          if (!write(chunk)) {
+            out.once('drain', slice);
+            return;
+          }
+          if (performance.now() >= deadline) {
+            setImmediate(slice);
+            return;
+          }
+        }
+      } catch (err) {
+        out.destroy(err as Error);
+      }
+    }
+    slice();
+  });
+}
