@@ -139,6 +139,7 @@ async function main(): Promise<void> {
   const onSignal = () => exit(0);
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  process.once('SIGHUP', onSignal); // the terminal closed: the sidecars, in their own group, would not hear it
 
   app = createDemoApp();
   await new Promise<void>((resolve, reject) => app!.once('error', reject).listen(ports.app, HOST, resolve));
