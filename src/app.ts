@@ -21,6 +21,7 @@ import { Merger } from './ingest/merge/merger';
 import { startupFields } from './log/startup';
 import { rateLimited } from './log/rate-limit';
 import { accessLog } from './log/access';
+import { Contract } from './metrics/contract';
 import { AppHealth } from './server/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
@@ -54,7 +55,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes) : undefined;
+  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) }) : undefined;
   const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
   const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
   if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
@@ -138,6 +139,10 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
   const store = new StatsdStore(metrics.registry, new Mapper(config.statsd.mapping, config.http.buckets), {
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
+    maxFamilies: config.limits.maxFamiliesPerSource,
+    maxLabels: config.limits.maxLabelsPerSeries,
+    maxLabelValueBytes: config.limits.maxLabelValueBytes,
+    contract: new Contract(config.http.prefix),
   });
   return new StatsdServer(store, logger, config.statsd.receiveBufferBytes);
 }

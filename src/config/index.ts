@@ -73,6 +73,19 @@ export interface Config {
     /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
     receiveBufferBytes: number;
   };
+  /** Memory budgets of the metric store (see the README's "Limits"). */
+  limits: {
+    /** Series stored across all sources (the sidecar's own families aside); merged series take what is left. */
+    maxSeriesTotal: number;
+    /** Characters of label text stored across all series. */
+    maxLabelBytesTotal: number;
+    /** Labels on one StatsD or merged series. */
+    maxLabelsPerSeries: number;
+    /** UTF-8 bytes of one label value. */
+    maxLabelValueBytes: number;
+    /** Families one source (StatsD, each merge target) may create. */
+    maxFamiliesPerSource: number;
+  };
   mergeTargets: readonly URL[];
   /** A merge target's body is refused past this size. */
   mergeMaxBytes: number;
@@ -174,7 +187,11 @@ export function readConfig(env: Env = process.env): Loaded {
   const role: Role = v('SIDECAR_ROLE') ?? (listenPort === 0 ? 'worker' : 'web');
 
   const prefix = v('HTTP_METRICS_PREFIX');
-  if (!PROMETHEUS_NAME.test(prefix)) r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  if (!PROMETHEUS_NAME.test(prefix)) {
+    r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
+  } else if (prefix.startsWith('metrics_sidecar_')) {
+    r.problem('HTTP_METRICS_PREFIX', "must not start with metrics_sidecar_ (the sidecar's own families)");
+  }
 
   const routePatterns = v('ROUTE_PATTERNS');
   for (const p of routePatterns) {
@@ -292,6 +309,13 @@ export function readConfig(env: Env = process.env): Loaded {
       mappingFile,
       mapping,
       receiveBufferBytes: v('STATSD_RECEIVE_BUFFER_BYTES'),
+    },
+    limits: {
+      maxSeriesTotal: v('METRICS_MAX_SERIES_TOTAL'),
+      maxLabelBytesTotal: v('METRICS_MAX_LABEL_BYTES_TOTAL'),
+      maxLabelsPerSeries: v('METRICS_MAX_LABELS_PER_SERIES'),
+      maxLabelValueBytes: v('METRICS_MAX_LABEL_VALUE_BYTES'),
+      maxFamiliesPerSource: v('METRICS_MAX_FAMILIES_PER_SOURCE'),
     },
     mergeTargets,
     mergeMaxBytes: v('MERGE_MAX_BYTES'),

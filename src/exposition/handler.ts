@@ -38,6 +38,8 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
     const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    // prom-client's process and runtime metrics, then the merged families, after ours.
+    const extra = (await metrics.registry.renderExternals(om)) + merged;
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');
@@ -46,7 +48,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
 
     const registry = metrics.registry;
     registry.collect();
-    const writer = new ExpositionWriter(registry.all(), om, merged);
+    const writer = new ExpositionWriter(registry.all(), om, extra);
     // The first slice: a small exposition is complete after it.
     const first: Buffer[] = [];
     let bytes = 0;

@@ -2,11 +2,17 @@
  * A small metric store built for the proxy's hot path and for cheap scrapes.
  *
  * Each series keeps its label pairs pre-rendered (`method="GET",status="200"`), so recording is a
- * number update and rendering is string concatenation. Families cap their series count; a series
- * that would exceed the cap is not created and the drop is reported to the registry's drop hook.
+ * number update and rendering is string concatenation.
+ *
+ * Memory is a budget: a family caps its series count, the registry caps the series (and the bytes
+ * of label text) of all budgeted families together, and a label value past its byte limit never
+ * becomes a series. A label set that would break a limit is not stored: its events go to the
+ * family's one overflow series, labelled `otel_metric_overflow="true"` (OpenTelemetry's
+ * convention), so totals stay right, and the refusal is reported to the registry's drop hook.
  */
 
 import { performance } from 'node:perf_hooks';
+import { exposedNames, isSidecarFamily, OVERFLOW_LABEL } from './contract';
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -14,11 +20,45 @@ export interface FamilyOptions {
   name: string;
   help: string;
   labelNames?: readonly string[];
-  /** Maximum number of label combinations; further ones are dropped and counted. */
+  /** Maximum number of label combinations; further ones go to the overflow series and are counted. */
   maxSeries?: number;
 }
 
-export type DropHook = (family: string) => void;
+/** Why a label set was not stored (it went to the family's overflow series). */
+export type DropReason = 'family_cap' | 'series_budget' | 'label_limit';
+
+export type DropHook = (family: string, reason: DropReason) => void;
+
+/** Limits the registry shares among its budgeted families (all but the sidecar's own). */
+export interface RegistryLimits {
+  /** Series stored across every budgeted family; merged sources take what is left at scrape time. */
+  maxSeriesTotal: number;
+  /** Characters of rendered label text stored across every budgeted family. */
+  maxLabelBytesTotal: number;
+  /** UTF-8 bytes of one label value. */
+  maxLabelValueBytes: number;
+}
+
+const NO_LIMITS: RegistryLimits = { maxSeriesTotal: Infinity, maxLabelBytesTotal: Infinity, maxLabelValueBytes: Infinity };
+
+/** What the budgeted families hold together right now. */
+export class SeriesBudget {
+  series = 0;
+  labelBytes = 0;
+  constructor(readonly limits: RegistryLimits) {}
+
+  /** Room for one more series with this much label text? */
+  fits(labelBytes: number): boolean {
+    return this.series < this.limits.maxSeriesTotal && this.labelBytes + labelBytes <= this.limits.maxLabelBytesTotal;
+  }
+
+  /** Series a merged source may still add in this scrape. */
+  remaining(): number {
+    return Math.max(0, this.limits.maxSeriesTotal - this.series);
+  }
+}
+
+const OVERFLOW_PAIR = `${OVERFLOW_LABEL}="true"`;
 
 abstract class Family<S extends { labels: string }> {
   abstract readonly type: MetricType;
@@ -27,7 +67,12 @@ abstract class Family<S extends { labels: string }> {
   readonly labelNames: readonly string[];
   readonly maxSeries: number;
   protected readonly series = new Map<string, S>();
+  /** The one series holding the events of label sets that were refused; made on first need. */
+  private overflowSeries: S | undefined;
   onDrop: DropHook | undefined;
+  /** Set by the registry: the shared budget (undefined for the sidecar's own families) and limits. */
+  budget: SeriesBudget | undefined;
+  limits: RegistryLimits = NO_LIMITS;
 
   constructor(opts: FamilyOptions) {
     this.name = opts.name;
@@ -36,30 +81,54 @@ abstract class Family<S extends { labels: string }> {
     this.maxSeries = opts.maxSeries ?? Infinity;
   }
 
-  /** The series for these label values (in `labelNames` order), or undefined when capped. */
+  /**
+   * The series for these label values (in `labelNames` order). A label set that breaks a limit
+   * gets the overflow series (never undefined today; the type stays for callers that check).
+   */
   child(values: readonly string[] = []): S | undefined {
     const key = values.length === 1 ? values[0] : values.join('\u0000');
     const s = this.series.get(key);
-    return s !== undefined ? s : this.add(key, renderLabelPairs(this.labelNames, values));
+    if (s !== undefined) return s;
+    const max = this.limits.maxLabelValueBytes;
+    if (max !== Infinity) {
+      // A UTF-8 byte is at least a UTF-16 unit and at most three: count bytes only when it can matter.
+      for (const v of values) if (v.length > max || (v.length * 3 > max && Buffer.byteLength(v) > max)) return this.overflow('label_limit');
+    }
+    return this.add(key, renderLabelPairs(this.labelNames, values));
   }
 
   /**
    * The series whose label pairs are already rendered (`a="1",b="2"`, names sorted): for sources
-   * such as StatsD tags, where each event brings its own label names. Undefined when capped.
+   * such as StatsD tags, where each event brings its own label names (the caller checks them
+   * against the limits). Gets the overflow series when the family or the budget is full.
    */
   childRendered(labels: string): S | undefined {
     const s = this.series.get(labels);
     return s !== undefined ? s : this.add(labels, labels);
   }
 
-  private add(key: string, labels: string): S | undefined {
-    if (this.series.size >= this.maxSeries) {
-      this.onDrop?.(this.name);
-      return undefined;
+  private add(key: string, labels: string): S {
+    if (this.series.size >= this.maxSeries) return this.overflow('family_cap');
+    const budget = this.budget;
+    if (budget !== undefined) {
+      if (!budget.fits(labels.length)) return this.overflow('series_budget');
+      budget.series++;
+      budget.labelBytes += labels.length;
     }
     const s = this.create(labels);
     this.series.set(key, s);
     return s;
+  }
+
+  /** Counts a refused label set and returns the series that takes its events instead. */
+  overflow(reason: DropReason): S {
+    this.onDrop?.(this.name, reason);
+    if (this.overflowSeries === undefined) this.overflowSeries = this.create(OVERFLOW_PAIR);
+    return this.overflowSeries;
+  }
+
+  isOverflow(s: S): boolean {
+    return s === this.overflowSeries;
   }
 
   /** Removes series for which `expired` is true (idle series past their TTL). */
@@ -68,23 +137,40 @@ abstract class Family<S extends { labels: string }> {
     for (const [k, s] of this.series) {
       if (expired(s)) {
         this.series.delete(k);
+        this.release(s);
         n++;
       }
     }
     return n;
   }
 
+  private release(s: S): void {
+    if (this.budget !== undefined) {
+      this.budget.series--;
+      this.budget.labelBytes -= s.labels.length;
+    }
+  }
+
+  /** Label sets stored (at most maxSeries); the overflow series, when there is one, comes on top (see hasOverflow). */
   get size(): number {
     return this.series.size;
   }
 
-  /** Every series (live objects, for readers such as the status page: never mutate them). */
-  allSeries(): IterableIterator<S> {
-    return this.series.values();
+  /** True once a refused label set has made the overflow series. */
+  get hasOverflow(): boolean {
+    return this.overflowSeries !== undefined;
+  }
+
+  /** Every series, the overflow series last (live objects, for readers such as the status page: never mutate them). */
+  *allSeries(): IterableIterator<S> {
+    yield* this.series.values();
+    if (this.overflowSeries !== undefined) yield this.overflowSeries;
   }
 
   reset(): void {
+    for (const s of this.series.values()) this.release(s);
     this.series.clear();
+    this.overflowSeries = undefined;
   }
 
   protected abstract create(labels: string): S;
@@ -127,7 +213,7 @@ export class Counter extends Family<ValueSeries> {
   *pieces(openMetrics: boolean): Generator<string> {
     // OpenMetrics names the family without the _total suffix its samples carry.
     yield this.header(openMetrics ? this.name.slice(0, -'_total'.length) : this.name, 'counter');
-    yield* valuePieces(this.name, this.series.values());
+    yield* valuePieces(this.name, this.allSeries());
   }
 }
 
@@ -145,7 +231,7 @@ export class Gauge extends Family<ValueSeries> {
 
   *pieces(): Generator<string> {
     yield this.header(this.name, 'gauge');
-    yield* valuePieces(this.name, this.series.values());
+    yield* valuePieces(this.name, this.allSeries());
   }
 }
 
@@ -200,7 +286,7 @@ export class Histogram extends Family<HistogramSeries> {
     yield this.header(this.name, 'histogram');
     const le = openMetrics ? this.leOpenMetrics : this.leText;
     const bucket = `${this.name}_bucket{`;
-    for (const s of this.series.values()) {
+    for (const s of this.allSeries()) {
       const sep = s.labels === '' ? '' : ',';
       let acc = 0;
       let text = '';
@@ -217,14 +303,33 @@ export class Histogram extends Family<HistogramSeries> {
 
 export type AnyFamily = Counter | Gauge | Histogram;
 
+/** Chunks of the exposition are joined up to about this many characters: never one huge string. */
+export const CHUNK_CHARS = 64 * 1024;
+
 export class Registry {
   private readonly families = new Map<string, AnyFamily>();
+  /** Every sample name (and OpenMetrics spelling) a family puts in the exposition → that family. */
+  private readonly claims = new Map<string, string>();
   private readonly collectors: (() => void)[] = [];
+  /** Families rendered elsewhere (prom-client's process metrics), joined in after ours. */
+  private readonly externals: ((openMetrics: boolean) => Promise<string>)[] = [];
+  readonly budget: SeriesBudget;
   onDrop: DropHook | undefined;
+
+  constructor(limits: Partial<RegistryLimits> = {}) {
+    this.budget = new SeriesBudget({ ...NO_LIMITS, ...limits });
+  }
 
   register<F extends AnyFamily>(family: F): F {
     if (this.families.has(family.name)) throw new Error(`metric ${family.name} is already registered`);
-    family.onDrop = (name) => this.onDrop?.(name);
+    const names = exposedNames(family.name, family.type);
+    const clash = names.find((n) => this.claims.has(n));
+    if (clash !== undefined) throw new Error(`metric ${family.name} collides with ${this.claims.get(clash)} (both expose ${clash})`);
+    for (const n of names) this.claims.set(n, family.name);
+    family.onDrop = (name, reason) => this.onDrop?.(name, reason);
+    family.limits = this.budget.limits;
+    // The sidecar's own families are bounded by construction; everything a client can grow is budgeted.
+    family.budget = isSidecarFamily(family.name) ? undefined : this.budget;
     this.families.set(family.name, family);
     return family;
   }
@@ -239,12 +344,17 @@ export class Registry {
   }
 
   /**
-   * True when a family already holds this name or its counter twin (`x` and `x_total` are one
-   * family, `x`, in OpenMetrics): what StatsD and merged sources may not claim.
+   * The registered family a new family of this name and type would collide with (same name, or
+   * any of their sample names and spellings meet: `x_count` against histogram `x`, `x` against
+   * counter `x_total`), or undefined: what StatsD and merged sources check before claiming a name.
    */
-  taken(name: string): boolean {
-    const base = name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
-    return this.families.has(base) || this.families.has(`${base}_total`);
+  collision(name: string, type: MetricType | 'summary' | 'untyped'): string | undefined {
+    if (this.families.has(name)) return name;
+    for (const n of exposedNames(name, type)) {
+      const owner = this.claims.get(n);
+      if (owner !== undefined) return owner;
+    }
+    return undefined;
   }
 
   /** Runs before every render (process metrics and other sampled values). */
@@ -257,6 +367,23 @@ export class Registry {
     for (const c of this.collectors) c();
   }
 
+  /**
+   * Joins an exposition rendered elsewhere into the async renders (renderStream and the ones built
+   * on it; the exposition handler asks for it with renderExternals): its families must not be
+   * registered here, and their names must not collide with ours.
+   */
+  addExternal(render: (openMetrics: boolean) => Promise<string>): void {
+    this.externals.push(render);
+  }
+
+  /** The externals' exposition text (prom-client's process metrics), to go after our families. */
+  async renderExternals(openMetrics: boolean): Promise<string> {
+    let out = '';
+    for (const render of this.externals) out += await render(openMetrics);
+    return out;
+  }
+
+  /** The exposition at once, synchronously (tests, benchmarks); externals are left out: they render asynchronously. */
   render(openMetrics: boolean): string {
     for (const c of this.collectors) c();
     const out: string[] = [];
@@ -270,27 +397,38 @@ export class Registry {
    * between them, so that a large scrape never stalls the requests the sidecar is forwarding.
    * `extra` (families merged from elsewhere, already rendered) goes before OpenMetrics' `# EOF`.
    */
-  async renderAsync(openMetrics: boolean, extra = '', sliceMs = 4): Promise<string> {
+  async renderAsync(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): Promise<string> {
     return (await this.renderChunks(openMetrics, extra, sliceMs)).join('');
   }
 
-  /**
-   * renderAsync's exposition as chunks of about 1,000 series each, to be written out one by one:
-   * joining 100k series into one string is itself a long blocking step.
-   */
-  async renderChunks(openMetrics: boolean, extra = '', sliceMs = 4): Promise<string[]> {
-    for (const c of this.collectors) c();
-    // Pieces are joined into one chunk per ~1,000 series as we go: a single join of 100k pieces
-    // at the end (flattening one huge string tree) blocked the loop for 20-40 ms by itself.
+  /** renderStream's chunks, all of them (for callers that want the whole exposition at once). */
+  async renderChunks(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): Promise<string[]> {
     const out: string[] = [];
+    for await (const c of this.renderStream(openMetrics, extra, sliceMs)) out.push(c);
+    return out;
+  }
+
+  /**
+   * The exposition as chunks of about CHUNK_CHARS characters, made as they are pulled: a scrape
+   * written to a slow client holds a chunk or two, never the whole text, and no single string ever
+   * nears V8's limit. Between chunks the event loop is let through every ~`sliceMs`.
+   */
+  async *renderStream(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): AsyncGenerator<string> {
+    for (const c of this.collectors) c();
+    // Pieces are joined into one chunk per ~64 KB as we go: a single join of 100k pieces at the
+    // end (flattening one huge string tree) blocked the loop for 20-40 ms by itself.
     let pending: string[] = [];
+    let size = 0;
     let deadline = performance.now() + sliceMs;
     for (const f of [...this.families.values()]) {
       for (const piece of f.pieces(openMetrics)) {
         pending.push(piece);
-        if (pending.length === 1024) {
-          out.push(pending.join(''));
+        size += piece.length;
+        if (size >= CHUNK_CHARS) {
+          const chunk = pending.join('');
           pending = [];
+          size = 0;
+          yield chunk;
           if (performance.now() > deadline) {
             await new Promise((resolve) => setImmediate(resolve));
             deadline = performance.now() + sliceMs;
@@ -298,10 +436,13 @@ export class Registry {
         }
       }
     }
-    out.push(pending.join(''));
-    out.push(extra);
-    if (openMetrics) out.push('# EOF\n');
-    return out;
+    if (pending.length > 0) yield pending.join('');
+    for (const render of this.externals) {
+      const text = await render(openMetrics);
+      if (text !== '') yield text;
+    }
+    for (const e of typeof extra === 'string' ? [extra] : extra) if (e !== '') yield e;
+    if (openMetrics) yield '# EOF\n';
   }
 }
 

@@ -1,9 +1,11 @@
 /**
- * The sidecar's own health metrics (`metrics_sidecar_*`), including process metrics under that
- * prefix so they never collide with the `process_*` families of an application merged in later.
+ * The sidecar's own health metrics (`metrics_sidecar_*`), including process and Node.js runtime
+ * metrics (prom-client's collectDefaultMetrics) under that prefix so they never collide with the
+ * `process_*` families of an application merged in later.
  */
-import fs from 'node:fs';
-import { Counter, Gauge, Registry } from './registry';
+import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
+import { Counter, escapeLabelValue, formatNumber, Gauge, Registry } from './registry';
+import { SIDECAR_PREFIX, stripTotal } from './contract';
 import type { Config } from '../config';
 import { VERSION } from '../version';
 
@@ -15,7 +17,11 @@ export interface SidecarMetrics {
 }
 
 export function createSidecarMetrics(config: Config): SidecarMetrics {
-  const registry = new Registry();
+  const registry = new Registry({
+    maxSeriesTotal: config.limits.maxSeriesTotal,
+    maxLabelBytesTotal: config.limits.maxLabelBytesTotal,
+    maxLabelValueBytes: config.limits.maxLabelValueBytes,
+  });
 
   const info = registry.register(
     new Gauge({ name: 'metrics_sidecar_info', help: 'Always 1; identifies the sidecar and the app it serves.', labelNames: ['version', 'app_name', 'role'] }),
@@ -31,39 +37,67 @@ export function createSidecarMetrics(config: Config): SidecarMetrics {
     new Counter({ name: 'metrics_sidecar_scrapes_total', help: 'Expositions served, by listener and format.', labelNames: ['listener', 'format'] }),
   );
   const seriesDropped = registry.register(
-    new Counter({ name: 'metrics_sidecar_series_dropped_total', help: 'New series refused because their family reached its series cap.', labelNames: ['family'] }),
+    new Counter({
+      name: 'metrics_sidecar_series_dropped_total',
+      help: 'Label sets not stored, by family and reason (family_cap, series_budget, label_limit); their events went to the family\'s otel_metric_overflow="true" series.',
+      labelNames: ['family', 'reason'],
+    }),
   );
-  registry.onDrop = (family) => seriesDropped.inc([family]);
+  registry.onDrop = (family, reason) => seriesDropped.inc([family, reason]);
 
-  const inflight = registry.register(
-    new Gauge({ name: 'metrics_sidecar_inflight_requests', help: 'Requests being forwarded to the application right now.' }),
-  );
+  const inflight = registry.register(new Gauge({ name: 'metrics_sidecar_inflight_requests', help: 'Requests being forwarded to the application right now.' }));
   inflight.set([], 0);
 
-  registerProcessMetrics(registry);
+  registry.addExternal(processMetrics());
   return { registry, scrapes, seriesDropped, inflight };
 }
 
-function registerProcessMetrics(registry: Registry): void {
-  const p = 'metrics_sidecar_process_';
-  const cpu = registry.register(new Counter({ name: `${p}cpu_seconds_total`, help: 'User and system CPU time spent by the sidecar, in seconds.' }));
-  const rss = registry.register(new Gauge({ name: `${p}resident_memory_bytes`, help: 'Resident memory of the sidecar, in bytes.' }));
-  const heap = registry.register(new Gauge({ name: `${p}heap_bytes`, help: 'V8 heap used by the sidecar, in bytes.' }));
-  const start = registry.register(new Gauge({ name: `${p}start_time_seconds`, help: 'Start time of the sidecar since the Unix epoch, in seconds.' }));
-  const fds = registry.register(new Gauge({ name: `${p}open_fds`, help: 'Open file descriptors of the sidecar.' }));
-
-  start.set([], Math.round(Date.now() / 1000 - process.uptime()));
-  const cpuSeries = cpu.child([]);
-  registry.addCollector(() => {
-    const u = process.cpuUsage();
-    if (cpuSeries) cpuSeries.value = (u.user + u.system) / 1e6;
-    const m = process.memoryUsage();
-    rss.set([], m.rss);
-    heap.set([], m.heapUsed);
-    try {
-      fds.set([], fs.readdirSync('/proc/self/fd').length);
-    } catch {
-      // Not Linux: leave the gauge at its last value.
+/**
+ * prom-client's default metrics (process CPU, memory, file descriptors, event-loop lag, GC, heap
+ * spaces, handles), on a private prom-client registry under the `metrics_sidecar_` prefix so they
+ * never collide with an application's merged `process_*` / `nodejs_*`, rendered into our
+ * exposition in either format.
+ */
+function processMetrics(): (openMetrics: boolean) => Promise<string> {
+  // One per process, whatever the number of sidecars in it (tests run several): the metrics
+  // describe the process, and each collectDefaultMetrics starts its own event-loop and GC monitors.
+  if (processRegistry === undefined) {
+    processRegistry = new PromRegistry();
+    collectDefaultMetrics({ register: processRegistry, prefix: SIDECAR_PREFIX });
+    // Gauges named `*_total` (active handles/requests/resources totals) read as counters to
+    // Prometheus's linter and are invalid family names in OpenMetrics; the labelled gauges carry the same.
+    for (const m of processRegistry.getMetricsAsArray()) {
+      if (m.name.endsWith('_total') && (m as unknown as { type: string }).type !== 'counter') processRegistry.removeSingleMetric(m.name);
     }
-  });
+  }
+  const registry = processRegistry;
+  return async (openMetrics) => renderPromClient(await registry.getMetricsAsJSON(), openMetrics);
+}
+
+let processRegistry: PromRegistry | undefined;
+
+type PromJson = Awaited<ReturnType<PromRegistry['getMetricsAsJSON']>>;
+
+/** prom-client's metrics (as JSON) in the text format or OpenMetrics, the way our families render. */
+export function renderPromClient(metrics: PromJson, openMetrics: boolean): string {
+  const out: string[] = [];
+  for (const m of metrics) {
+    const values = m.values as { value: number | null; labels: Record<string, string | number>; metricName?: string }[];
+    if (values.length === 0) continue;
+    const type = String(m.type);
+    const family = openMetrics && type === 'counter' ? stripTotal(m.name) : m.name;
+    out.push(`# HELP ${family} ${m.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}\n# TYPE ${family} ${type}\n`);
+    for (const v of values) {
+      const pairs: string[] = [];
+      for (const [k, raw] of Object.entries(v.labels)) {
+        let lv = String(raw);
+        if (k === 'le' && openMetrics && typeof raw === 'number' && Number.isInteger(raw)) lv = `${raw}.0`;
+        else if (k === 'le' && typeof raw === 'number') lv = formatNumber(raw);
+        pairs.push(`${k}="${escapeLabelValue(lv)}"`);
+      }
+      const labels = pairs.length === 0 ? '' : `{${pairs.join(',')}}`;
+      out.push(`${v.metricName ?? m.name}${labels} ${formatNumber(v.value ?? NaN)}\n`);
+    }
+  }
+  return out.join('');
 }

@@ -8,7 +8,8 @@ import { find, parseExposition, type Parsed } from '../helpers/exposition';
 import { OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from '../../src/exposition/negotiate';
 
 /** Prometheus's own Accept header (2.x scrape). */
-const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+const PROMETHEUS_ACCEPT =
+  'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
 
 function labelNames(p: Parsed, name: string): string[][] {
   return [...new Set(find(p, name).map((s) => JSON.stringify(Object.keys(s.labels).sort())))].map((j) => JSON.parse(j) as string[]);
@@ -65,11 +66,21 @@ describe('metric contract', () => {
     expect(find(parsed, 'metrics_sidecar_info')[0]).toMatchObject({ labels: { app_name: 'shop', role: 'web' }, value: 1 });
   });
 
-  it('should prefix its own process metrics so they never collide with an app\'s', () => {
+  it("should prefix its own process metrics so they never collide with an app's", () => {
     for (const n of ['cpu_seconds_total', 'resident_memory_bytes', 'heap_bytes', 'start_time_seconds', 'open_fds']) {
       expect(find(parsed, `metrics_sidecar_process_${n}`)[0]?.value).toBeGreaterThan(0);
     }
     expect([...parsed.types.keys()].filter((n) => n.startsWith('process_') || n.startsWith('nodejs_'))).toEqual([]);
+  });
+
+  it("should join prom-client's runtime metrics (event-loop lag, heap spaces, GC) in both formats", async () => {
+    expect(parsed.types.get('metrics_sidecar_nodejs_eventloop_lag_seconds')).toBe('gauge');
+    expect(find(parsed, 'metrics_sidecar_nodejs_heap_space_size_used_bytes').length).toBeGreaterThan(3);
+    expect(parsed.types.has('metrics_sidecar_nodejs_active_handles_total')).toBe(false);
+    const om = (await request(sc.metricsPort, '/debug/metrics', { headers: { accept: PROMETHEUS_ACCEPT } })).text;
+    expect(om).toContain('# TYPE metrics_sidecar_process_cpu_seconds counter\nmetrics_sidecar_process_cpu_seconds_total ');
+    expect(om.indexOf('metrics_sidecar_process_cpu_seconds_total')).toBeLessThan(om.indexOf('# EOF'));
+    expect(om.match(/# EOF/g)).toHaveLength(1);
   });
 
   it('should pass promtool check metrics', () => {
@@ -90,7 +101,7 @@ describe('metric contract', () => {
     expect(r.text).not.toContain('# EOF');
   });
 
-  it('should serve OpenMetrics 1.0.0 to Prometheus\'s Accept header', async () => {
+  it("should serve OpenMetrics 1.0.0 to Prometheus's Accept header", async () => {
     const r = await request(sc.metricsPort, '/debug/metrics', { headers: { accept: PROMETHEUS_ACCEPT } });
     expect(r.headers['content-type']).toBe(OPENMETRICS_CONTENT_TYPE);
     expect(r.text.endsWith('# EOF\n')).toBe(true);
@@ -141,8 +152,15 @@ describe('metric options', () => {
     try {
       for (const p of ['/a', '/b', '/c', '/d', '/e', '/healthz', '/internal/x']) await request(sc.mainPort, p);
       const p = parseExposition((await request(sc.metricsPort, '/debug/metrics')).text);
-      expect(find(p, 'flask_http_request_duration_seconds_count').map((s) => s.labels.path)).toEqual(['/a', '/b', '/c']);
-      expect(find(p, 'metrics_sidecar_series_dropped_total', { family: 'flask_http_request_duration_seconds' })[0]?.value).toBe(2);
+      expect(find(p, 'flask_http_request_duration_seconds_count').map((s) => s.labels.path ?? JSON.stringify(s.labels))).toEqual([
+        '/a',
+        '/b',
+        '/c',
+        '{"otel_metric_overflow":"true"}',
+      ]);
+      // The refused label sets' requests are in the overflow series: the family's total stays right.
+      expect(find(p, 'flask_http_request_duration_seconds_count', { otel_metric_overflow: 'true' })[0]?.value).toBe(2);
+      expect(find(p, 'metrics_sidecar_series_dropped_total', { family: 'flask_http_request_duration_seconds', reason: 'family_cap' })[0]?.value).toBe(2);
       // Excluded paths are forwarded but not recorded.
       expect(upstream.seen.map((s) => s.url)).toContain('/internal/x');
       expect(find(p, 'flask_http_request_total')[0]?.value).toBe(5);

@@ -27,7 +27,8 @@ describe('scrape of 100k series', () => {
   };
   beforeAll(async () => {
     upstream = await startUpstream((_req, res) => res.end('ok'));
-    sc = await startSidecar({ UPSTREAM_URL: upstream.url });
+    // The total series budget (METRICS_MAX_SERIES_TOTAL, 20,000 by default) is raised for this size.
+    sc = await startSidecar({ UPSTREAM_URL: upstream.url, METRICS_MAX_SERIES_TOTAL: '200000' });
     const g = sc.sidecar.metrics.registry.register(new Gauge({ name: 'big_family', help: 'Many series.', labelNames: ['id', 'shard'] }));
     probe(g, 'first', 'render:first');
     for (let i = 0; i < 100_000; i++) g.set([`series-${i}`, String(i % 16)], i);

@@ -21,13 +21,24 @@ describe('MERGE_TARGETS', () => {
 
   beforeAll(async () => {
     appPort = await freePort();
-    app = spawn(process.execPath, [path.join(__dirname, '..', 'fixtures', 'prom-app.js')], { env: { ...process.env, PORT: String(appPort) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    app = spawn(process.execPath, [path.join(__dirname, '..', 'fixtures', 'prom-app.js')], {
+      env: { ...process.env, PORT: String(appPort) },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve) => app.stdout!.once('data', () => resolve()));
     const downPort = await freePort();
     sc = await startSidecar({
       LISTEN_PORT: '0',
       MERGE_MAX_BYTES: String(1024 * 1024),
-      MERGE_TARGETS: [target('/metrics'), target('/metrics-om'), `http://127.0.0.1:${downPort}/metrics`, target('/slow'), target('/garbage'), target('/huge'), target('/conflict')].join(','),
+      MERGE_TARGETS: [
+        target('/metrics'),
+        target('/metrics-om'),
+        `http://127.0.0.1:${downPort}/metrics`,
+        target('/slow'),
+        target('/garbage'),
+        target('/huge'),
+        target('/conflict'),
+      ].join(','),
     });
     const t0 = performance.now();
     text = (await request(sc.metricsPort, '/debug/metrics', { headers: { 'x-prometheus-scrape-timeout-seconds': '1.5' } })).text;
@@ -69,7 +80,7 @@ describe('MERGE_TARGETS', () => {
     expect(text).not.toContain('# EOF');
   });
 
-  it('should drop a type conflict and a name of the sidecar\'s own from that source, and count both', () => {
+  it("should drop a type conflict and a name of the sidecar's own from that source, and count both", () => {
     expect(find(parsed, 'app_jobs_total')).toHaveLength(1);
     expect(find(parsed, 'flask_http_request_total')).toEqual([]);
     expect(find(parsed, 'conflict_ok')[0]?.value).toBe(5);
@@ -85,7 +96,11 @@ describe('MERGE_TARGETS', () => {
   });
 
   it('should serve the merged families in OpenMetrics too', async () => {
-    const om = (await request(sc.metricsPort, '/debug/metrics', { headers: { accept: 'application/openmetrics-text; version=1.0.0', 'x-prometheus-scrape-timeout-seconds': '1.5' } })).text;
+    const om = (
+      await request(sc.metricsPort, '/debug/metrics', {
+        headers: { accept: 'application/openmetrics-text; version=1.0.0', 'x-prometheus-scrape-timeout-seconds': '1.5' },
+      })
+    ).text;
     expect(om).toContain('# TYPE app_jobs counter\n');
     expect(om).toMatch(/^app_jobs_total\{queue="mail"\} 7$/m);
     expect(om.endsWith('# EOF\n')).toBe(true);
@@ -108,7 +123,7 @@ describe('merge parser', () => {
 
   it('should strip timestamps and exemplars and drop _created samples', () => {
     const { families } = parseSource('# TYPE c counter\nc_total 3 1700000000.5 # {trace="a"} 1\nc_created 1700000000\n# EOF\n');
-    expect(families).toEqual([{ name: 'c_total', type: 'counter', help: undefined, samples: ['c_total 3\n'], keys: ['c_total'] }]);
+    expect(families).toEqual([{ name: 'c_total', type: 'counter', help: undefined, samples: ['c_total 3'], keys: ['c_total'] }]);
   });
 
   it('should set gaugehistogram families aside as unsupported', () => {

@@ -104,7 +104,13 @@ mappings:
   const m = new Mapper(file, [9]);
 
   it('should apply a glob rule with captures, labels, buckets and TTL', () => {
-    expect(m.map('shop.eu.checkout.pay', 'histogram')).toEqual({ name: 'shop_checkout_pay_seconds', labels: [['region', 'eu']], buckets: [0.1, 1], ttlMs: 5000, db: false });
+    expect(m.map('shop.eu.checkout.pay', 'histogram')).toEqual({
+      name: 'shop_checkout_pay_seconds',
+      labels: [['region', 'eu']],
+      buckets: [0.1, 1],
+      ttlMs: 5000,
+      db: false,
+    });
   });
 
   it('should not let * cross a dot', () => {

@@ -87,7 +87,15 @@ describe('StatsD over raw UDP and TCP', () => {
   it('should take multi-line packets, sample rates, gauge deltas and multi-value timers', async () => {
     await sendUdp(
       sc.statsdPort,
-      ['jobs:1|c|@0.1|#queue:mail', 'jobs:2|c|#queue:mail', 'temp:20|g', 'temp:+5|g', 'temp:-2|g', 'render:100:200:300|ms|#page:home', 'sampled_hist:1|h|@0.5'].join('\n'),
+      [
+        'jobs:1|c|@0.1|#queue:mail',
+        'jobs:2|c|#queue:mail',
+        'temp:20|g',
+        'temp:+5|g',
+        'temp:-2|g',
+        'render:100:200:300|ms|#page:home',
+        'sampled_hist:1|h|@0.5',
+      ].join('\n'),
     );
     const p = await until(sc, (x) => lines(x, 'accepted') >= 7);
     expect(find(p, 'jobs_total', { queue: 'mail' })[0]?.value).toBeCloseTo(12);
@@ -132,7 +140,7 @@ describe('StatsD over raw UDP and TCP', () => {
     expect(find(p, 'good_two_total')[0]?.value).toBe(1);
   });
 
-  it('should count a type conflict (x as a counter is x_total: one name), and refuse the sidecar\'s own families', async () => {
+  it("should count a type conflict (x as a counter is x_total: one name), and refuse the sidecar's own families", async () => {
     await sendUdp(sc.statsdPort, ['mixed:1|c', 'mixed:1|g', 'flask_http_request_total:1|c', 'metrics_sidecar_info:5|g'].join('\n'));
     const p = await until(sc, (x) => lines(x, 'type_conflict') >= 3);
     expect(lines(p, 'type_conflict')).toBe(3);
@@ -140,11 +148,13 @@ describe('StatsD over raw UDP and TCP', () => {
     expect(p.types.get('mixed_total')).toBe('counter');
   });
 
-  it('should cap series per family and count the drops', async () => {
+  it('should cap series per family, put the rest in one overflow series and count the drops', async () => {
     await sendUdp(sc.statsdPort, ['a', 'b', 'c', 'd', 'e'].map((t) => `capped:1|c|#k:${t}`).join('\n'));
     const p = await until(sc, (x) => value(x, 'metrics_sidecar_series_dropped_total', { family: 'capped_total' }) >= 2);
-    expect(find(p, 'capped_total')).toHaveLength(3);
-    expect(value(p, 'metrics_sidecar_series_dropped_total', { family: 'capped_total' })).toBe(2);
+    expect(find(p, 'capped_total').filter((s) => s.labels.k !== undefined)).toHaveLength(3);
+    expect(find(p, 'capped_total', { otel_metric_overflow: 'true' })).toEqual([{ name: 'capped_total', labels: { otel_metric_overflow: 'true' }, value: 2 }]);
+    expect(value(p, 'capped_total')).toBe(5);
+    expect(value(p, 'metrics_sidecar_series_dropped_total', { family: 'capped_total', reason: 'family_cap' })).toBe(2);
   });
 
   it('should keep the exposition valid for promtool', async () => {

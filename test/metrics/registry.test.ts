@@ -50,15 +50,18 @@ describe('Registry', () => {
     expect(text).toContain('x_total{v="q\\"uo\\\\te\\nnl"} 1\n');
   });
 
-  it('should cap series and report each refused one', () => {
+  it('should cap series, send refused label sets to one overflow series and report each', () => {
     const r = new Registry();
     const dropped: string[] = [];
-    r.onDrop = (f) => dropped.push(f);
+    r.onDrop = (f, reason) => dropped.push(`${f} ${reason}`);
     const c = r.register(new Counter({ name: 'c_total', help: 'c', labelNames: ['k'], maxSeries: 2 }));
     for (const k of ['a', 'b', 'c', 'a', 'd']) c.inc([k]);
     expect(c.size).toBe(2);
-    expect(dropped).toEqual(['c_total', 'c_total']);
-    expect(r.render(false)).toContain('c_total{k="a"} 2');
+    expect(c.hasOverflow).toBe(true);
+    expect(dropped).toEqual(['c_total family_cap', 'c_total family_cap']);
+    const text = r.render(false);
+    expect(text).toContain('c_total{k="a"} 2\n');
+    expect(text).toContain('c_total{otel_metric_overflow="true"} 2\n');
   });
 
   it('should refuse wrong label counts, duplicate names, counters without _total and le labels', () => {

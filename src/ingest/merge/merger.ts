@@ -1,18 +1,30 @@
 /**
  * Merges the application's own Prometheus endpoint(s) (MERGE_TARGETS) into the sidecar's
  * exposition at scrape time. Targets are fetched concurrently within the scrape's budget
- * (X-Prometheus-Scrape-Timeout-Seconds less a margin), bodies are capped, and each target is
- * judged alone: one that is down, slow, oversize or unparseable is reported with
- * metrics_sidecar_merge_up{target} = 0 and the scrape goes on without it. Families merge by name
- * when their types agree; a family whose type conflicts with one already merged, or whose name
- * is one of the sidecar's own, is dropped from that source and counted.
+ * (X-Prometheus-Scrape-Timeout-Seconds less a margin), bodies are capped (MERGE_MAX_BYTES) and
+ * parsed in slices that let the event loop through, and each target is judged alone: one that is
+ * down, slow, oversize or unparseable is reported with metrics_sidecar_merge_up{target} = 0 and
+ * the scrape goes on without it.
+ *
+ * Families merge by name when their types agree. A family is dropped from its source, and counted
+ * in metrics_sidecar_merge_families_dropped_total{target,reason}, when
+ * - name_collision: its name, or any of its sample names and spellings (`_count`, `_sum`,
+ *   `_bucket`, `_total`, `_created`, in both directions), is reserved by the sidecar or meets a
+ *   stored family or another merged family;
+ * - type_conflict: a maintained family with another type, or a same-named merged family of
+ *   another type;
+ * - series_budget: its samples do not fit in what the total series budget leaves this scrape;
+ * - label_limit / family_limit: too many labels or too long a value / past the families a source may have;
+ * - unsupported: gaugehistogram.
+ * A duplicate series (inside one target or across targets) is dropped and counted as duplicate_series.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from '../../metrics/registry';
+import { Contract, exposedNames } from '../../metrics/contract';
 import type { Logger } from '../../log/logger';
-import { parseExposition, type MergedType, type ParsedFamily } from './parse';
+import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
 /** Prometheus's default scrape timeout is 10 s; leave room to render and send. */
 export const DEFAULT_BUDGET_MS = 9_500;
@@ -23,8 +35,11 @@ interface MergedFamily {
   name: string;
   type: MergedType;
   help: string | undefined;
+  /** Sample lines without their \n. */
   samples: string[];
-  keys: Set<string>;
+  keys: string[];
+  /** The keys as a set, made when a second target brings the same family (most never need it). */
+  keySet: Set<string> | undefined;
 }
 
 /** One fetch of a merge target, as the status page reports it. */
@@ -37,12 +52,21 @@ export interface MergeFetch {
   error?: string;
 }
 
-export type DropReason = 'type_conflict' | 'name_collision' | 'duplicate_series' | 'unsupported';
+export type DropReason = 'type_conflict' | 'name_collision' | 'duplicate_series' | 'unsupported' | 'series_budget' | 'label_limit' | 'family_limit';
+
+export interface MergeLimits {
+  maxLabelsPerSeries: number;
+  maxLabelValueBytes: number;
+  maxFamiliesPerSource: number;
+  contract?: Contract;
+}
 
 export class Merger {
   private readonly up: Gauge;
   private readonly duration: Gauge;
   private readonly dropped: Counter;
+  private readonly parseLimits: ParseLimits;
+  private readonly contract: Contract;
   /** Told about every fetch (the status page keeps the last one per target). */
   onFetch: ((fetch: MergeFetch) => void) | undefined;
 
@@ -51,8 +75,17 @@ export class Merger {
     private readonly registry: Registry,
     private readonly logger: Logger,
     private readonly maxBytes: number,
+    limits: Partial<MergeLimits> = {},
   ) {
-    this.up = registry.register(new Gauge({ name: 'metrics_sidecar_merge_up', help: '1 when the last fetch of a merge target succeeded, else 0.', labelNames: ['target'] }));
+    this.parseLimits = {
+      maxLabels: limits.maxLabelsPerSeries ?? Infinity,
+      maxLabelValueBytes: limits.maxLabelValueBytes ?? Infinity,
+      maxFamilies: limits.maxFamiliesPerSource ?? Infinity,
+    };
+    this.contract = limits.contract ?? new Contract();
+    this.up = registry.register(
+      new Gauge({ name: 'metrics_sidecar_merge_up', help: '1 when the last fetch of a merge target succeeded, else 0.', labelNames: ['target'] }),
+    );
     this.duration = registry.register(
       new Gauge({ name: 'metrics_sidecar_merge_duration_seconds', help: 'Duration of the last fetch of a merge target, in seconds.', labelNames: ['target'] }),
     );
@@ -76,37 +109,64 @@ export class Merger {
   async collect(budgetMs: number, openMetrics: boolean): Promise<string> {
     const fetched = await Promise.all(this.targets.map((t) => this.fetchOne(t, budgetMs)));
     const merged = new Map<string, MergedFamily>();
+    /** Every sample name and spelling of the merged families → the family's name. */
+    const claims = new Map<string, string>();
+    // Merged series take what the stored ones leave of the total budget, in target order.
+    const budget = { left: this.registry.budget.remaining() };
     fetched.forEach((families, i) => {
       if (families === undefined) return;
       const target = label(this.targets[i]);
-      for (const f of families) this.mergeFamily(merged, f, target);
+      for (const f of families) this.mergeFamily(merged, claims, budget, f, target);
     });
     return render([...merged.values()], openMetrics);
   }
 
-  private mergeFamily(merged: Map<string, MergedFamily>, f: ParsedFamily, target: string): void {
-    if (this.registry.taken(f.name)) {
+  private mergeFamily(merged: Map<string, MergedFamily>, claims: Map<string, string>, budget: { left: number }, f: ParsedFamily, target: string): void {
+    const refusal = this.contract.refuse(f.name, f.type);
+    if (refusal !== undefined) {
+      this.dropped.inc([target, refusal === 'reserved' ? 'name_collision' : 'type_conflict']);
+      return;
+    }
+    if (this.registry.collision(f.name, f.type) !== undefined) {
       this.dropped.inc([target, 'name_collision']);
       return;
     }
     const have = merged.get(f.name);
     if (have === undefined) {
-      merged.set(f.name, { name: f.name, type: f.type, help: f.help, samples: [...f.samples], keys: new Set(f.keys) });
+      const names = exposedNames(f.name, f.type);
+      if (names.some((n) => claims.has(n))) {
+        this.dropped.inc([target, 'name_collision']);
+        return;
+      }
+      if (f.samples.length > budget.left) {
+        this.dropped.inc([target, 'series_budget']);
+        return;
+      }
+      budget.left -= f.samples.length;
+      for (const n of names) claims.set(n, f.name);
+      merged.set(f.name, { name: f.name, type: f.type, help: f.help, samples: f.samples, keys: f.keys, keySet: undefined });
       return;
     }
     if (have.type !== f.type) {
       this.dropped.inc([target, 'type_conflict']);
       return;
     }
-    let dup = false;
+    const keySet = (have.keySet ??= new Set(have.keys));
+    const fresh = f.keys.filter((k) => !keySet.has(k)).length;
+    if (fresh > budget.left) {
+      this.dropped.inc([target, 'series_budget']);
+      return;
+    }
+    budget.left -= fresh;
+    let dup = 0;
     f.samples.forEach((s, j) => {
-      if (have.keys.has(f.keys[j])) dup = true;
+      if (keySet.has(f.keys[j])) dup++;
       else {
-        have.keys.add(f.keys[j]);
+        keySet.add(f.keys[j]);
         have.samples.push(s);
       }
     });
-    if (dup) this.dropped.inc([target, 'duplicate_series']);
+    if (dup > 0) this.dropped.inc([target, 'duplicate_series'], dup);
   }
 
   private async fetchOne(url: URL, budgetMs: number): Promise<ParsedFamily[] | undefined> {
@@ -116,8 +176,12 @@ export class Merger {
     try {
       const body = await fetchText(url, budgetMs, this.maxBytes);
       result = { target, ok: true, bytes: Buffer.byteLength(body) };
-      const { families, unsupported } = parseExposition(body);
-      for (let i = 0; i < unsupported.length; i++) this.dropped.inc([target, 'unsupported']);
+      const parsed: ParseResult = await parseExpositionAsync(body, this.parseLimits);
+      const { families, unsupported, dropped } = parsed;
+      if (unsupported.length > 0) this.dropped.inc([target, 'unsupported'], unsupported.length);
+      for (const reason of ['duplicate_series', 'label_limit', 'family_limit'] as const) {
+        if (dropped[reason] > 0) this.dropped.inc([target, reason], dropped[reason]);
+      }
       this.up.set([target], 1);
       return families;
     } catch (err) {
@@ -172,7 +236,7 @@ function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string
 }
 
 function render(families: MergedFamily[], openMetrics: boolean): string {
-  let out = '';
+  const out: string[] = [];
   for (const f of families) {
     let name = f.name;
     let type: string = f.type;
@@ -180,9 +244,10 @@ function render(families: MergedFamily[], openMetrics: boolean): string {
       if (type === 'counter' && name.endsWith('_total')) name = name.slice(0, -'_total'.length);
       else if (type === 'counter' || type === 'untyped') type = 'unknown';
     }
-    if (f.help !== undefined) out += `# HELP ${name} ${f.help}\n`;
-    out += `# TYPE ${name} ${type}\n`;
-    out += f.samples.join('');
+    out.push(`${f.help !== undefined ? `# HELP ${name} ${f.help}\n` : ''}# TYPE ${name} ${type}\n`);
+    // Joined in slices: one family of a large target must not become one huge string.
+    if (f.samples.length > 0) out.push(f.samples.join('\n'), '\n');
   }
-  return out;
+  // One join: the exposition writer copies it into the response in chunks, whatever its length.
+  return out.join('');
 }

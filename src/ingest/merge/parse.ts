@@ -5,6 +5,12 @@
  * lines without timestamps or exemplars (OpenMetrics timestamps are seconds, text ones
  * milliseconds; the scrape's time is what Prometheus should use anyway), `_created` samples
  * dropped (the text format has no place for them).
+ *
+ * It is a hand-written scanner (no regular expression per sample line) and runs in slices: the
+ * async form lets the event loop through every few milliseconds, so a large target never holds up
+ * the requests the sidecar is forwarding. Limits are applied while scanning: a duplicate series is
+ * dropped, a family whose series break the label limits or that comes past the family limit is
+ * left out, and each is counted.
  */
 
 export type MergedType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
@@ -13,24 +19,43 @@ export interface ParsedFamily {
   name: string;
   type: MergedType;
   help: string | undefined;
-  /** `name{labels} value` lines, each ending in \n. */
+  /** `name{labels} value` lines, without their \n (most are slices of the body: nothing is copied). */
   samples: string[];
   /** `name{labels}` of each sample, for duplicate detection across sources. */
   keys: string[];
+}
+
+/** What a source loses while it is parsed; the merger counts each in metrics_sidecar_merge_families_dropped_total. */
+export interface ParseDrops {
+  /** Samples whose series (name and labels) came earlier in the same source. */
+  duplicate_series: number;
+  /** Families left out because a series had too many labels or too long a label value. */
+  label_limit: number;
+  /** Families left out past the per-source family limit. */
+  family_limit: number;
 }
 
 export interface ParseResult {
   families: ParsedFamily[];
   /** Families skipped because their type cannot be carried over (gaugehistogram). */
   unsupported: string[];
+  dropped: ParseDrops;
 }
+
+export interface ParseLimits {
+  maxLabels: number;
+  maxLabelValueBytes: number;
+  maxFamilies: number;
+}
+
+const NO_LIMITS: ParseLimits = { maxLabels: Infinity, maxLabelValueBytes: Infinity, maxFamilies: Infinity };
 
 export class ExpositionParseError extends Error {}
 
-const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
-const LABELS = '\\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\.)*"(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\\\n]|\\\\.)*")*,?)?\\}';
-const VALUE = '(?:[+-]?(?:\\d+\\.?\\d*(?:[eE][+-]?\\d+)?|\\.\\d+(?:[eE][+-]?\\d+)?|Inf|inf)|NaN|nan)';
-const SAMPLE = new RegExp(`^(${NAME})(${LABELS})? (${VALUE})(?: -?\\d+(?:\\.\\d+)?)?(?: # .*)?$`);
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const COMMENT = /^# (HELP|TYPE|UNIT) (\S+)(?: (.*))?$/;
+const VALUE = /^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|Inf|inf)|NaN|nan)$/;
+const TIMESTAMP = /^-?\d+(?:\.\d+)?$/;
 const SUFFIXES: Record<string, readonly string[]> = {
   counter: ['_total', '_created', ''],
   histogram: ['_bucket', '_sum', '_count', '_created'],
@@ -49,85 +74,240 @@ interface Building {
   help: string | undefined;
   samples: string[];
   keys: string[];
+  seen: Set<string>;
   sawTotal: boolean;
+  /** Left out (label limit or family limit): its samples are read and discarded. */
+  excluded: boolean;
 }
 
-export function parseExposition(text: string): ParseResult {
-  const building: Building[] = [];
-  const byName = new Map<string, Building>();
-  let current: Building | undefined;
-  const get = (name: string): Building => {
-    let b = byName.get(name);
+/** The parse of one source, fed line by line. */
+class Parser {
+  readonly building: Building[] = [];
+  private readonly byName = new Map<string, Building>();
+  private current: Building | undefined;
+  readonly dropped: ParseDrops = { duplicate_series: 0, label_limit: 0, family_limit: 0 };
+  private lineNo = 0;
+
+  constructor(private readonly limits: ParseLimits) {}
+
+  private get(name: string): Building {
+    let b = this.byName.get(name);
     if (!b) {
-      b = { declared: name, type: 'untyped', help: undefined, samples: [], keys: [], sawTotal: false };
-      byName.set(name, b);
-      building.push(b);
+      b = { declared: name, type: 'untyped', help: undefined, samples: [], keys: [], seen: new Set(), sawTotal: false, excluded: false };
+      if (this.byName.size >= this.limits.maxFamilies) {
+        b.excluded = true;
+        this.dropped.family_limit++;
+      }
+      this.byName.set(name, b);
+      this.building.push(b);
     }
     return b;
-  };
+  }
 
-  const lines = text.split('\n');
-  lines.forEach((raw, i) => {
+  private fail(why: string): never {
+    throw new ExpositionParseError(`line ${this.lineNo}: ${why}`);
+  }
+
+  line(raw: string): void {
+    this.lineNo++;
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (line === '' || line === '# EOF') return;
-    if (line.startsWith('#')) {
-      const m = /^# (HELP|TYPE|UNIT) (\S+)(?: (.*))?$/.exec(line);
+    if (line.charCodeAt(0) === 35 /* # */) {
+      const m = COMMENT.exec(line);
       if (!m) return; // other comments are allowed in the text format
-      if (!new RegExp(`^${NAME}$`).test(m[2])) throw new ExpositionParseError(`line ${i + 1}: bad metric name`);
-      current = get(m[2]);
+      if (!NAME.test(m[2])) this.fail('bad metric name');
+      const current = (this.current = this.get(m[2]));
       if (m[1] === 'TYPE') {
         const t = (m[3] ?? '').trim();
-        if (!(t in SUFFIXES)) throw new ExpositionParseError(`line ${i + 1}: unknown type`);
-        if (current.samples.length > 0) throw new ExpositionParseError(`line ${i + 1}: TYPE after samples`);
+        if (!(t in SUFFIXES)) this.fail('unknown type');
+        if (current.samples.length > 0 || current.seen.size > 0) this.fail('TYPE after samples');
         current.type = t;
       } else if (m[1] === 'HELP') {
         current.help = m[3] ?? '';
       }
       return;
     }
-    const m = SAMPLE.exec(line);
-    if (!m) throw new ExpositionParseError(`line ${i + 1}: not a valid sample`);
-    const [, name, labels = '', value] = m;
-    let fam = current && belongs(current, name) ? current : undefined;
+    this.sample(line);
+  }
+
+  /** `name[{labels}] value [timestamp] [# exemplar]`, scanned by hand. */
+  private sample(line: string): void {
+    const n = line.length;
+    let i = 0;
+    let c = line.charCodeAt(0);
+    if (!(isNameStart(c) || c === 58)) this.fail('not a valid sample');
+    i++;
+    while (i < n && (isNameChar((c = line.charCodeAt(i))) || c === 58)) i++;
+    const name = line.slice(0, i);
+    let labels = '';
+    /** Length of the label text as written (`{...}` with a trailing comma, `{}`), to see whether it was normalised. */
+    let labelsRaw = 0;
+    let overLimit = false;
+    if (line.charCodeAt(i) === 123 /* { */) {
+      const start = i;
+      i++;
+      let count = 0;
+      const names: string[] = [];
+      while (line.charCodeAt(i) !== 125 /* } */) {
+        const ns = i;
+        if (!isNameStart(line.charCodeAt(i))) this.fail('not a valid sample');
+        i++;
+        while (i < n && isNameChar(line.charCodeAt(i))) i++;
+        const labelName = line.slice(ns, i);
+        if (names.includes(labelName)) this.fail(`label ${labelName} given twice`);
+        names.push(labelName);
+        if (line.charCodeAt(i) !== 61 /* = */ || line.charCodeAt(i + 1) !== 34 /* " */) this.fail('not a valid sample');
+        i += 2;
+        const vs = i;
+        for (;;) {
+          if (i >= n) this.fail('unterminated label value');
+          c = line.charCodeAt(i);
+          if (c === 34) break;
+          if (c === 92 /* \ */) {
+            i++;
+            c = line.charCodeAt(i);
+            // The text format knows three escapes; anything else would be read differently elsewhere.
+            if (c !== 92 && c !== 34 && c !== 110 /* n */) this.fail('bad escape in a label value');
+          }
+          i++;
+        }
+        const len = i - vs;
+        const max = this.limits.maxLabelValueBytes;
+        if (len > max || (len * 3 > max && Buffer.byteLength(line.slice(vs, i)) > max)) overLimit = true;
+        i++;
+        count++;
+        c = line.charCodeAt(i);
+        if (c === 44 /* , */) i++;
+        else if (c !== 125) this.fail('not a valid sample');
+      }
+      if (count > this.limits.maxLabels) overLimit = true;
+      i++;
+      // `{a="1",}` and `{}` are normalised: a trailing comma and empty braces are dropped.
+      labels = count === 0 ? '' : line.charCodeAt(i - 2) === 44 ? `${line.slice(start, i - 2)}}` : line.slice(start, i);
+      labelsRaw = i - start;
+    }
+    if (line.charCodeAt(i) !== 32) this.fail('not a valid sample');
+    i++;
+    let end = line.indexOf(' ', i);
+    if (end === -1) end = n;
+    let value = line.slice(i, end);
+    if (!VALUE.test(value)) this.fail('not a valid sample');
+    if (end < n) {
+      // Then an optional timestamp, then an optional exemplar (` # {...} v [ts]`), both dropped.
+      const rest = line.slice(end + 1);
+      const hash = rest.startsWith('# ') ? 0 : rest.indexOf(' # ');
+      const ts = hash === -1 ? rest : rest.slice(0, hash);
+      if (ts !== '' && !TIMESTAMP.test(ts)) this.fail('not a valid sample');
+    }
+
+    let fam = this.current !== undefined && belongs(this.current, name) ? this.current : undefined;
     if (!fam) {
-      fam = get(name);
-      current = fam;
-      if (!belongs(fam, name)) throw new ExpositionParseError(`line ${i + 1}: sample ${name} does not fit its family`);
+      fam = this.get(name);
+      this.current = fam;
+      if (!belongs(fam, name)) this.fail(`sample ${name} does not fit its family`);
+    }
+    if (fam.excluded) return;
+    if (overLimit) {
+      fam.excluded = true;
+      fam.samples = [];
+      fam.keys = [];
+      this.dropped.label_limit++;
+      return;
     }
     if (name.endsWith('_created') && fam.type !== 'untyped' && fam.type !== 'gauge') return;
     if (fam.type === 'counter' && name === `${fam.declared}_total`) fam.sawTotal = true;
-    const v = value.replace(/^([+-]?)inf$/i, '$1Inf').replace(/^nan$/i, 'NaN');
-    const normalizedLabels = labels.replace(/,\}$/, '}');
-    fam.samples.push(`${name}${normalizedLabels} ${v}\n`);
-    fam.keys.push(`${name}${normalizedLabels}`);
-  });
+    const key = labels === '' ? name : `${name}${labels}`;
+    if (fam.seen.has(key)) {
+      this.dropped.duplicate_series++;
+      return;
+    }
+    fam.seen.add(key);
+    let normalized = end < n || labels.length !== labelsRaw;
+    if (value === 'inf' || value === '+inf' || value === '-inf') {
+      value = value.replace('inf', 'Inf');
+      normalized = true;
+    } else if (value === 'nan') {
+      value = 'NaN';
+      normalized = true;
+    }
+    // The line as it came (a slice of the body) unless something had to change: a large target
+    // then costs one small object per sample, not three new strings (less garbage, shorter GC pauses).
+    fam.samples.push(normalized ? `${key} ${value}` : line);
+    fam.keys.push(key);
+  }
 
-  const families: ParsedFamily[] = [];
-  const unsupported: string[] = [];
-  for (const b of building) {
-    if (b.samples.length === 0) continue;
-    switch (b.type) {
-      case 'gaugehistogram':
-        unsupported.push(b.declared);
-        break;
-      case 'counter':
-        // Text-format counters are declared with their _total name; OpenMetrics ones without.
-        families.push({ name: b.sawTotal ? `${b.declared}_total` : b.declared, type: 'counter', help: b.help, samples: b.samples, keys: b.keys });
-        break;
-      case 'info':
-        families.push({ name: `${b.declared}_info`, type: 'gauge', help: b.help, samples: b.samples, keys: b.keys });
-        break;
-      case 'stateset':
-        families.push({ name: b.declared, type: 'gauge', help: b.help, samples: b.samples, keys: b.keys });
-        break;
-      case 'unknown':
-        families.push({ name: b.declared, type: 'untyped', help: b.help, samples: b.samples, keys: b.keys });
-        break;
-      default:
-        families.push({ name: b.declared, type: b.type as MergedType, help: b.help, samples: b.samples, keys: b.keys });
+  result(): ParseResult {
+    const families: ParsedFamily[] = [];
+    const unsupported: string[] = [];
+    for (const b of this.building) {
+      if (b.samples.length === 0 || b.excluded) continue;
+      const base = { help: b.help, samples: b.samples, keys: b.keys };
+      switch (b.type) {
+        case 'gaugehistogram':
+          unsupported.push(b.declared);
+          break;
+        case 'counter':
+          // Text-format counters are declared with their _total name; OpenMetrics ones without.
+          families.push({ name: b.sawTotal ? `${b.declared}_total` : b.declared, type: 'counter', ...base });
+          break;
+        case 'info':
+          families.push({ name: `${b.declared}_info`, type: 'gauge', ...base });
+          break;
+        case 'stateset':
+          families.push({ name: b.declared, type: 'gauge', ...base });
+          break;
+        case 'unknown':
+          families.push({ name: b.declared, type: 'untyped', ...base });
+          break;
+        default:
+          families.push({ name: b.declared, type: b.type as MergedType, ...base });
+      }
+    }
+    return { families, unsupported, dropped: this.dropped };
+  }
+}
+
+function isNameStart(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95;
+}
+
+function isNameChar(c: number): boolean {
+  return isNameStart(c) || (c >= 48 && c <= 57);
+}
+
+/** Parses a whole exposition at once (tests, small bodies). */
+export function parseExposition(text: string, limits: ParseLimits = NO_LIMITS): ParseResult {
+  const p = new Parser(limits);
+  let start = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    p.line(text.slice(start, end));
+    start = end + 1;
+  }
+  return p.result();
+}
+
+/** Parses in slices of about `sliceMs`, letting the event loop through between them. */
+export async function parseExpositionAsync(text: string, limits: ParseLimits = NO_LIMITS, sliceMs = 4): Promise<ParseResult> {
+  const p = new Parser(limits);
+  let start = 0;
+  let deadline = performance.now() + sliceMs;
+  let n = 0;
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start);
+    if (end === -1) end = text.length;
+    p.line(text.slice(start, end));
+    start = end + 1;
+    if (++n === 256) {
+      n = 0;
+      if (performance.now() > deadline) {
+        await new Promise((resolve) => setImmediate(resolve));
+        deadline = performance.now() + sliceMs;
+      }
     }
   }
-  return { families, unsupported };
+  return p.result();
 }
 
 function belongs(f: Building, sample: string): boolean {

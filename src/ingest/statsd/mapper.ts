@@ -9,6 +9,7 @@ import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
 
 export type { MappingFile } from './mapping-file';
 export { parseMappingFile } from './mapping-file';
+import { MAINTAINED_FAMILIES, stripTotal } from '../../metrics/contract';
 
 export type Kind = 'counter' | 'gauge' | 'histogram';
 
@@ -26,18 +27,15 @@ export interface Mapping {
 /** Second-based buckets for the maintained latency families (API calls, webhooks, queries). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-const BUILT_IN: Record<string, { name: string; kind: Kind; db?: boolean }> = {
-  github_api_call_latency: { name: 'github_api_call_latency', kind: 'histogram' },
-  github_webhook_latency: { name: 'github_webhook_latency', kind: 'histogram' },
-  graphql_requests: { name: 'graphql_requests_total', kind: 'counter' },
-  graphql_requests_total: { name: 'graphql_requests_total', kind: 'counter' },
-  sqlalchemy_query_latency: { name: 'sqlalchemy_query_latency_seconds', kind: 'histogram', db: true },
-  sqlalchemy_query_latency_seconds: { name: 'sqlalchemy_query_latency_seconds', kind: 'histogram', db: true },
-};
-
-/** The family names the built-in rules produce (the maintained application metrics). */
-export const MAINTAINED_FAMILIES = [...new Set(Object.values(BUILT_IN).map((b) => b.name))];
-export const DB_FAMILY = 'sqlalchemy_query_latency_seconds';
+/**
+ * The built-in rules: each maintained family (src/metrics/contract.ts, which also fixes its type)
+ * under its own name and its StatsD spelling (`graphql_requests`, `sqlalchemy_query_latency`).
+ */
+const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntries(
+  MAINTAINED_FAMILIES.flatMap((f) =>
+    [f.name, stripTotal(f.name), f.name.replace(/_seconds$/, '')].map((alias) => [alias, { name: f.name, db: f.db === true }]),
+  ),
+);
 
 export function loadMappingFile(path: string): MappingFile {
   return parseMappingFile(fs.readFileSync(path, 'utf8'));
