@@ -9,7 +9,8 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
-import { originFormPath } from './reserved';
+import { targetOf } from './target';
+import { allowedUpgrade } from './upgrade';
 import type { RedRecorder } from './red';
 import type { Logger } from '../log/logger';
 
@@ -22,6 +23,8 @@ export interface ForwarderOptions {
   logger: Logger;
   /** True while the sidecar drains: responses then carry `Connection: close`. */
   draining: () => boolean;
+  /** `Upgrade` protocols passed on (lower case); others are removed from the header. Default `websocket`. */
+  upgradeProtocols?: readonly string[];
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -35,6 +38,8 @@ const HOP_BY_HOP = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // Only meaningful for an h2c upgrade, which is never passed on (RFC 7540 §3.2.1).
+  'http2-settings',
   // Node already answered `100 Continue` to the client; the upstream must not wait for it again.
   'expect',
 ]);
@@ -53,6 +58,7 @@ export class Forwarder {
   private readonly port: number;
   private readonly hostHeader: string;
   private readonly upgraded = new Set<Duplex>();
+  private readonly upgradeProtocols: ReadonlySet<string>;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
@@ -62,6 +68,7 @@ export class Forwarder {
     // no body).
     this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
     this.hostHeader = opts.upstream.host;
+    this.upgradeProtocols = new Set((opts.upgradeProtocols ?? ['websocket']).map((p) => p.toLowerCase()));
   }
 
   /** Forwards one request; never throws, always ends the response. */
@@ -69,14 +76,25 @@ export class Forwarder {
     const start = performance.now();
     const { red } = this.opts;
     const method = req.method ?? 'GET';
-    const target = originFormPath(req.url ?? '/');
-    const route = red.route(target);
+    // The canonical target the main listener checked: what was checked is what is sent.
+    const canonical = targetOf(req);
+    const target = canonical.ok ? canonical.target : '/';
+    const route = red.route(canonical.ok ? canonical.path : '/');
     const { headers, hasBody } = this.forwardedHeaders(req, false);
     let status = 0;
     let failed = false;
     let controller: Controller | undefined;
 
     const fail = (err: Error & { code?: string }): void => {
+      // The client's request stream broke (aborted upload, bad chunked framing): the client's error, not the app's.
+      if (req.errored != null || (req.destroyed && !req.complete)) {
+        this.opts.logger.debug('client request failed', { method, route, code: upstreamErrorCode(err) });
+        if (!res.headersSent && !res.destroyed) {
+          status = 400;
+          res.writeHead(400, ['content-type', 'text/plain; charset=utf-8', 'content-length', '12', 'connection', 'close']).end('bad request\n');
+        } else res.destroy();
+        return;
+      }
       failed = true;
       if (res.headersSent || res.destroyed) {
         // The status is already out: all that is left is to cut the client off.
@@ -136,8 +154,9 @@ export class Forwarder {
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const start = performance.now();
     const method = req.method ?? 'GET';
-    const target = originFormPath(req.url ?? '/');
-    const route = this.opts.red.route(target);
+    const canonical = targetOf(req);
+    const target = canonical.ok ? canonical.target : '/';
+    const route = this.opts.red.route(canonical.ok ? canonical.path : '/');
     const record = (status: number, failed: boolean): void => {
       if (route !== null) this.opts.red.record(method, route, status, (performance.now() - start) / 1000, failed);
     };
@@ -213,7 +232,10 @@ export class Forwarder {
       const value = raw[i + 1];
       if ((lower === 'content-length' && value !== '0') || lower === 'transfer-encoding') hasBody = true;
       if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) {
-        if (upgrade && lower === 'upgrade') out.push(name, value);
+        if (upgrade && lower === 'upgrade') {
+          const kept = allowedUpgrade(value, this.upgradeProtocols);
+          if (kept !== '') out.push(name, kept);
+        }
         continue;
       }
       switch (lower) {

@@ -1,7 +1,13 @@
 /**
- * Turns a raw request path into the `path` label: a route template, never the raw path.
- * Configured patterns win (`/users/:id`, `/static/*`); otherwise id-like segments (numbers, UUIDs,
- * long hex, long opaque tokens) collapse to `:id`. Results are cached per raw path, bounded.
+ * Turns a canonical request path into a candidate `path` label: a route template, never the raw
+ * path. Configured patterns win (`/users/:id`, `/static/*`); otherwise id-like and token-like
+ * segments collapse to `:id` (numbers, UUIDs, hex, long segments, mixed letter+digit tokens,
+ * high-entropy mixed-case tokens), and the template is cut at a bounded segment count and length.
+ * Whether a candidate may become a label value at all is RedRecorder's decision (it depends on the
+ * response status and on the bounded set of known templates).
+ *
+ * Results are cached per path; the cache is bounded in entries and in bytes, and long paths are
+ * never cached (hostile 15 KB paths must not be kept).
  */
 
 interface CompiledPattern {
@@ -11,47 +17,140 @@ interface CompiledPattern {
   rest: boolean;
 }
 
+export interface RouteTemplaterOptions {
+  /** Cache entries at most. */
+  cacheSize?: number;
+  /** Cache bytes (UTF-16 code units of keys and values, ×2) at most. */
+  cacheBytes?: number;
+  /** A template longer than this is cut at a segment boundary and ends in `/:rest`. */
+  maxLength?: number;
+  /** Segments kept at most; the remainder becomes `/:rest`. */
+  maxSegments?: number;
+  /** Called when the cache is reset because it is full (counted by the caller). */
+  onCacheReset?: () => void;
+}
+
+export const DEFAULT_TEMPLATE_MAX_LENGTH = 128;
+export const DEFAULT_TEMPLATE_MAX_SEGMENTS = 12;
+/** What a cut template ends with. */
+export const REST_SEGMENT = ':rest';
+/** Segments longer than this are never a route word. */
+const MAX_WORD_LENGTH = 32;
+/** Paths longer than this are templated each time, never cached. */
+const MAX_CACHED_PATH = 256;
+
 const ID_SEGMENT = [
   /^\d+$/,
   /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i,
-  /^(?=[a-f]*\d)[0-9a-f]{12,}$/i,
-  /^(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{24,}$/,
+  // hex with at least one digit (so words like `deadbeefcafe` stay)
+  /^(?=[a-f]*\d)[0-9a-f]{8,}$/i,
 ];
 
-const DEFAULT_CACHE_SIZE = 10_000;
+/** True when a path segment looks like an identifier or a token rather than a route word. */
+export function isIdLike(seg: string): boolean {
+  if (seg.length > MAX_WORD_LENGTH) return true;
+  for (const re of ID_SEGMENT) if (re.test(seg)) return true;
+  if (seg.length < 8) return false;
+  let digits = 0;
+  let letters = 0;
+  let transitions = 0;
+  let prev = 0; // 1 lower, 2 upper, 3 digit
+  for (let i = 0; i < seg.length; i++) {
+    const c = seg.charCodeAt(i);
+    let cls = 0;
+    if (c >= 0x30 && c <= 0x39) cls = 3;
+    else if (c >= 0x61 && c <= 0x7a) cls = 1;
+    else if (c >= 0x41 && c <= 0x5a) cls = 2;
+    if (cls === 3) digits++;
+    else if (cls !== 0) letters++;
+    if (cls !== 0) {
+      if (prev !== 0 && cls !== prev) transitions++;
+      prev = cls;
+    }
+  }
+  // Mixed letter+digit tokens: `a1b2c3d4`, `AbCdEfGhIjKlMnOp1234`, dated slugs.
+  if (digits >= 2 && letters >= 2) return true;
+  if (digits >= 1 && seg.length >= 16) return true;
+  // High-entropy letter tokens: random mixed case changes class far more often than CamelCase.
+  return seg.length >= 12 && transitions * 3 >= seg.length;
+}
 
 export class RouteTemplater {
   private readonly patterns: CompiledPattern[];
   private readonly exact = new Set<string>();
   private readonly prefixes: string[] = [];
   private readonly cache = new Map<string, string | null>();
+  private bytes = 0;
+  private readonly cacheSize: number;
+  private readonly cacheBytes: number;
+  private readonly maxLength: number;
+  private readonly maxSegments: number;
 
-  constructor(patterns: readonly string[], excludePaths: readonly string[] = [], private readonly cacheSize = DEFAULT_CACHE_SIZE) {
+  constructor(
+    patterns: readonly string[],
+    excludePaths: readonly string[] = [],
+    private readonly opts: RouteTemplaterOptions = {},
+  ) {
     this.patterns = patterns.map(compile);
     for (const p of excludePaths) {
       if (p.endsWith('*')) this.prefixes.push(p.slice(0, -1));
       else this.exact.add(p);
     }
+    this.cacheSize = opts.cacheSize ?? 10_000;
+    this.cacheBytes = opts.cacheBytes ?? 1024 * 1024;
+    this.maxLength = Math.max(opts.maxLength ?? DEFAULT_TEMPLATE_MAX_LENGTH, 16);
+    this.maxSegments = Math.max(opts.maxSegments ?? DEFAULT_TEMPLATE_MAX_SEGMENTS, 1);
   }
 
-  /** The template for a request target (`/users/42?x=1` → `/users/:id`), or null when excluded. */
+  /** The configured patterns' templates (always valid label values). */
+  get patternTemplates(): string[] {
+    return this.patterns.map((p) => p.template);
+  }
+
+  /** The template for a path (`/users/42?x=1` → `/users/:id`), or null when excluded. */
   template(target: string): string | null {
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
     let t = this.cache.get(path);
     if (t === undefined) {
       t = this.compute(path);
-      if (this.cache.size >= this.cacheSize) this.cache.clear();
-      this.cache.set(path, t);
+      if (path.length <= MAX_CACHED_PATH) {
+        const size = 2 * (path.length + (t?.length ?? 0)) + 64;
+        if (this.cache.size >= this.cacheSize || this.bytes + size > this.cacheBytes) {
+          this.cache.clear();
+          this.bytes = 0;
+          this.opts.onCacheReset?.();
+        }
+        this.cache.set(path, t);
+        this.bytes += size;
+      }
     }
     return t;
+  }
+
+  /** Bytes the cache holds (approximate: keys, values and a per-entry overhead). */
+  get cachedBytes(): number {
+    return this.bytes;
+  }
+
+  get cachedEntries(): number {
+    return this.cache.size;
   }
 
   private compute(path: string): string | null {
     if (this.exact.has(path) || this.prefixes.some((p) => path.startsWith(p))) return null;
     const segments = path.split('/').slice(1);
     for (const p of this.patterns) if (matches(p, segments)) return p.template;
-    return `/${segments.map((s) => (ID_SEGMENT.some((re) => re.test(s)) ? ':id' : s)).join('/')}`;
+    let out = '';
+    const n = Math.min(segments.length, this.maxSegments);
+    for (let i = 0; i < n; i++) {
+      const seg = segments[i];
+      const piece = `/${isIdLike(seg) ? ':id' : seg}`;
+      if (out.length + piece.length > this.maxLength - REST_SEGMENT.length - 1) return `${out}/${REST_SEGMENT}`;
+      out += piece;
+    }
+    if (segments.length > n) out += `/${REST_SEGMENT}`;
+    return out === '' ? '/' : out;
   }
 }
 

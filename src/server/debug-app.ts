@@ -4,17 +4,19 @@
  * - on the main port, for the reserved `/debug/` tree only: `METRICS_PATH` (when
  *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`, `/debug/app-health`;
  *   everything else there is 404.
- * Routing is on the normalised path (see proxy/reserved), so every spelling that was reserved is
- * answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
+ * Routing is on the normalised canonical path (see proxy/target and proxy/reserved), so every
+ * spelling that was reserved is answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
  */
 import Koa from 'koa';
 import Router from '@koa/router';
 import { normalizePath } from '../proxy/reserved';
+import { targetOf } from '../proxy/target';
 import { exposition, type ListenerName } from '../exposition/handler';
 import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
+import type { Logger } from '../log/logger';
 import type { AppHealth } from './app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
@@ -38,16 +40,30 @@ export function createDebugApp(
   merger?: Merger,
   appHealth?: AppHealth,
   status?: StatusService,
+  logger?: Logger,
 ): Koa {
   const app = new Koa();
   app.silent = true;
+  // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.
+  app.on('error', (err: Error & { status?: number; expose?: boolean }, ctx?: Koa.Context) => {
+    if (err.status !== undefined && err.status < 500) return;
+    logger?.error('endpoint failed', { listener, path: ctx?.path, err });
+  });
   const router = new Router();
   const healthPrefix = listener === 'main' ? '/debug' : '';
 
   app.use(async (ctx, next) => {
     state.track(ctx.res);
     if (state.draining()) ctx.set('connection', 'close');
-    ctx.path = normalizePath(ctx.req.url ?? '/');
+    // Routing on the canonical target (proxy/target), the one the main listener checked; a target
+    // the sidecar refuses is 400 here too (the metrics port has no listener in front to do it).
+    const t = targetOf(ctx.req);
+    if (!t.ok) {
+      ctx.status = t.status;
+      ctx.body = 'bad request\n';
+      return;
+    }
+    ctx.path = normalizePath(t.path);
     await next();
   });
 

@@ -1,12 +1,24 @@
 /**
- * The main port (web role). Every request is either part of the reserved `/debug/` tree, answered
- * by the sidecar's Koa app and never forwarded, or forwarded to the application.
+ * The main port (web role). Every request gets one canonical target (proxy/target) first; then it
+ * is refused by the sidecar (400/414: never forwarded), part of the reserved `/debug/` tree
+ * (answered by the sidecar's Koa app, never forwarded), or forwarded to the application with that
+ * canonical target.
+ *
+ * Client errors are the client's: what the sidecar refuses is recorded in the RED families with
+ * its status under `path="/:unmatched"` (never as an exception), counted by reason in
+ * `metrics_sidecar_client_errors_total`, and logged at debug only. Requests Node's parser refuses
+ * before a request object exists (bad framing, header overflow, timeouts) only have that counter.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
 import type Koa from 'koa';
-import { isReservedTarget } from '../proxy/reserved';
+import { targetOf } from '../proxy/target';
+import { allowedUpgrade, replayWithoutUpgrade } from '../proxy/upgrade';
 import type { Forwarder } from '../proxy/forwarder';
+import type { RedRecorder } from '../proxy/red';
+import { Counter, type Registry } from '../metrics/registry';
+import { silentLogger, type Logger } from '../log/logger';
 import type { Lifecycle } from './lifecycle';
 
 export interface MainServerOptions {
@@ -14,10 +26,27 @@ export interface MainServerOptions {
   debugApp: Koa;
   lifecycle: Lifecycle;
   keepAliveTimeoutMs: number;
+  /** Where refused requests are recorded (with their status, never as exceptions). */
+  red?: RedRecorder;
+  /** Where `metrics_sidecar_client_errors_total` is registered. */
+  registry?: Registry;
+  logger?: Logger;
+  /** `Upgrade` protocols passed to the application (lower case); default `websocket`. */
+  upgradeProtocols?: readonly string[];
 }
 
-export function createMainServer({ forwarder, debugApp, lifecycle, keepAliveTimeoutMs }: MainServerOptions): http.Server {
+export function createMainServer(opts: MainServerOptions): http.Server {
+  const { forwarder, debugApp, lifecycle, keepAliveTimeoutMs, red } = opts;
+  const logger = opts.logger ?? silentLogger;
+  const allowed = new Set((opts.upgradeProtocols ?? ['websocket']).map((p) => p.toLowerCase()));
+  const clientErrors = new Counter({
+    name: 'metrics_sidecar_client_errors_total',
+    help: 'Requests on the main port the sidecar refused as malformed, by reason; never forwarded, never counted as exceptions.',
+    labelNames: ['reason'],
+  });
+  opts.registry?.register(clientErrors);
   const debug = debugApp.callback();
+
   const server = http.createServer(
     {
       keepAliveTimeout: keepAliveTimeoutMs,
@@ -27,7 +56,23 @@ export function createMainServer({ forwarder, debugApp, lifecycle, keepAliveTime
       requestTimeout: 0,
     },
     (req, res) => {
-      if (isReservedTarget(req.url ?? '/')) {
+      const start = performance.now();
+      const t = targetOf(req);
+      const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : undefined;
+      if (reason !== undefined) {
+        const status = t.ok ? 400 : t.status;
+        clientErrors.inc([reason]);
+        logger.debug('request refused', { reason, status, method: req.method });
+        lifecycle.track(res);
+        const body = status === 414 ? 'request target too long\n' : 'bad request\n';
+        const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
+        // A body we do not read, or a drain: do not keep the connection.
+        if (hasBody(req) || lifecycle.draining()) headers.push('connection', 'close');
+        res.writeHead(status, headers).end(body);
+        red?.refused(req.method ?? 'GET', status, (performance.now() - start) / 1000);
+        return;
+      }
+      if (t.ok && t.reserved) {
         void debug(req, res);
         return;
       }
@@ -39,16 +84,97 @@ export function createMainServer({ forwarder, debugApp, lifecycle, keepAliveTime
       forwarder.handle(req, res);
     },
   );
+
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (forwarder === undefined || isReservedTarget(req.url ?? '/') || lifecycle.draining()) {
+    if (allowedUpgrade(req.headers.upgrade, allowed) === '') {
+      // h2c and any other protocol not allowed: a plain request, parsed again without its Upgrade.
+      logger.debug('upgrade removed', { protocol: String(req.headers.upgrade).slice(0, 64) });
+      replayWithoutUpgrade(server, req, socket, head);
+      return;
+    }
+    // Node removed its own error listener when it handed the socket over: a client resetting the
+    // connection now must not become an uncaught 'error' (it would take the process down).
+    socket.on('error', destroyOnError);
+    const start = performance.now();
+    const t = targetOf(req);
+    const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : undefined;
+    if (reason !== undefined) {
+      const status = t.ok ? 400 : t.status;
+      clientErrors.inc([reason]);
+      logger.debug('request refused', { reason, status, method: req.method });
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      red?.refused(req.method ?? 'GET', status, (performance.now() - start) / 1000);
+      return;
+    }
+    if (forwarder === undefined || !t.ok || t.reserved || lifecycle.draining()) {
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
     }
     forwarder.upgrade(req, socket, head);
   });
-  server.on('clientError', (_err, socket: Duplex) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    else socket.destroy();
+
+  // CONNECT asks for a tunnel; the sidecar is not a forward proxy. (Without a listener Node drops the socket silently.)
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+    socket.on('error', destroyOnError);
+    clientErrors.inc(['connect']);
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    red?.refused(req.method ?? 'CONNECT', 405, 0);
+  });
+
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const { status, reason } = classifyClientError(err);
+    clientErrors.inc([reason]);
+    logger.debug('client error', { reason, code: err.code });
+    // Answer only when nothing of a response is on the wire yet (a keep-alive request may be mid-response).
+    const inflight = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    if (status === 0 || !socket.writable || inflight?.headersSent === true) {
+      socket.destroy();
+      return;
+    }
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
   });
   return server;
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/** Status (0: just close) and a bounded reason label for an error of Node's HTTP parser or socket. */
+export function classifyClientError(err: NodeJS.ErrnoException): { status: number; reason: string } {
+  const code = err.code ?? '';
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return { status: 431, reason: 'header_overflow' };
+    case 'HPE_URI_TOO_LONG':
+      return { status: 414, reason: 'uri_too_long' };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      return { status: 408, reason: 'timeout' };
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return { status: 0, reason: 'reset' };
+  }
+  // llhttp's error codes are a fixed set: safe as label values.
+  if (/^HPE_[A-Z_]{1,40}$/.test(code)) return { status: 400, reason: code.slice(4).toLowerCase() };
+  return { status: 400, reason: 'other' };
+}
+
+/** True when a request brings a body (one the sidecar would have to read before reusing the connection). */
+function hasBody(req: http.IncomingMessage): boolean {
+  const cl = req.headers['content-length'];
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/** Two `Host` headers: servers behind may pick either one (RFC 9112 §3.2: answer 400). */
+function duplicateHost(raw: string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }

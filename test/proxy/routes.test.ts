@@ -25,7 +25,7 @@ describe('RouteTemplater', () => {
   });
 
   it('should keep its cache bounded', () => {
-    const small = new RouteTemplater([], [], 10);
+    const small = new RouteTemplater([], [], { cacheSize: 10 });
     for (let i = 0; i < 100; i++) small.template(`/p/${i}x`);
     expect((small as unknown as { cache: Map<string, string> }).cache.size).toBeLessThanOrEqual(10);
   });
