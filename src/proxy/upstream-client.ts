@@ -73,6 +73,8 @@ export const UPSTREAM_CLOSED = 'UPSTREAM_CLOSED';
 
 export type UpstreamError = Error & { code: string };
 
+function ignore(): void {}
+
 function upstreamError(code: string, message: string): UpstreamError {
   return Object.assign(new Error(message), { code });
 }
@@ -197,6 +199,7 @@ class Connection {
   // Request body plumbing (bound once).
   private body: Readable | null = null;
   private chunked = false;
+  private pendingHead: string | undefined;
 
   constructor(readonly client: UpstreamClient) {
     this.socket = net.connect({ host: client.host, port: client.port, noDelay: true });
@@ -232,10 +235,14 @@ class Connection {
     } else {
       this.chunked = !hasLength;
       this.sentAll = false;
-      this.socket.write(this.chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`, 'latin1');
+      // The head goes out with the first body bytes (one write), and never when the client's
+      // framing breaks before any: the app then sees no request at all.
+      this.pendingHead = this.chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`;
       this.body = body;
       body.on('data', this.onBodyData);
       body.once('end', this.onBodyEnd);
+      body.once('error', this.onBodyError);
+      body.once('close', this.onBodyClose);
     }
     if (ex.paused) this.socket.pause();
   }
@@ -244,11 +251,18 @@ class Connection {
     this.lastTick = this.client.tick;
     if (chunk.length === 0) return;
     let ok: boolean;
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
     if (this.chunked) {
       this.socket.cork();
-      this.socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      this.socket.write(`${head ?? ''}${chunk.length.toString(16)}\r\n`, 'latin1');
       this.socket.write(chunk);
       ok = this.socket.write(CRLF);
+      this.socket.uncork();
+    } else if (head !== undefined) {
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      ok = this.socket.write(chunk);
       this.socket.uncork();
     } else {
       ok = this.socket.write(chunk);
@@ -261,9 +275,29 @@ class Connection {
     const body = this.body;
     if (body === null) return;
     this.unpipeBody(body);
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
+    if (head !== undefined) this.socket.write(head, 'latin1');
     if (this.chunked) this.socket.write(LAST_CHUNK);
     this.sentAll = true;
     this.lastTick = this.client.tick;
+  };
+
+  /**
+   * The request body broke (the client aborted its upload, or sent bad chunked framing): the
+   * request can never be completed upstream, so the connection goes and the exchange fails with
+   * the body's error (the forwarder tells it from the app's failures by the request's state).
+   */
+  private readonly onBodyError = (err: Error): void => {
+    const ex = this.ex;
+    this.destroy();
+    ex?.fail(err);
+  };
+
+  /** Closed before its end without an error: the same, for a stream that was just destroyed. */
+  private readonly onBodyClose = (): void => {
+    if (this.body === null || this.sentAll) return;
+    this.onBodyError(upstreamError(UPSTREAM_CLOSED, 'request body ended before its end'));
   };
 
   /** Stops forwarding `body`; whatever is left of it flows on (and is dropped) so the client side can finish. */
@@ -271,6 +305,10 @@ class Connection {
     if (this.body !== body) return;
     body.off('data', this.onBodyData);
     body.off('end', this.onBodyEnd);
+    body.off('close', this.onBodyClose);
+    // An error listener stays: a stream that errors later must not throw for want of one.
+    body.off('error', this.onBodyError);
+    body.on('error', ignore);
     this.body = null;
     body.resume();
   }

@@ -416,6 +416,19 @@ describe('upstream client: happy paths', () => {
     expect(client.connections).toBe(0);
   });
 
+  it('should fail the exchange and drop the connection when the request body breaks', async () => {
+    const { srv, client } = await setup(() => undefined);
+    const body = new Readable({ read() {} });
+    const pending = call(client, { method: 'POST', headers: ['content-length', '10'], body });
+    body.push(Buffer.from('abc'));
+    await new Promise((r) => setTimeout(r, 20));
+    body.destroy(Object.assign(new Error('client aborted'), { code: 'ECONNRESET' }));
+    const r = await pending;
+    expect(r.error?.message).toBe('client aborted');
+    expect(srv.received[0]).toMatch(/\r\n\r\nabc$/);
+    expect(client.connections).toBe(0);
+  });
+
   it('should report a refused connection with its socket error code', async () => {
     const srv = await rawServer(() => undefined);
     await srv.close();
