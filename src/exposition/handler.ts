@@ -37,7 +37,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect((merger.constructor as typeof Merger).budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const merged = merger ? await merger.collect(mergerClass().budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
@@ -97,4 +97,9 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
       res.destroy(err as Error);
     }
   };
+}
+
+/** The Merger class, required only once a merger exists (it brings node:https and tls). */
+function mergerClass(): typeof Merger {
+  return (require('../ingest/merge/merger') as typeof import('../ingest/merge/merger')).Merger;
 }
