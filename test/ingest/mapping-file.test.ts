@@ -4,6 +4,8 @@
  */
 import { Mapper, parseMappingFile, type Kind, type Mapping } from '../../src/ingest/statsd/mapper';
 import { duration } from '../../src/ingest/statsd/mapping-file';
+import { StatsdStore } from '../../src/ingest/statsd/store';
+import { Registry } from '../../src/metrics/registry';
 
 const BUCKETS = [0.1, 1, 10];
 const mapper = (yaml: string) => new Mapper(parseMappingFile(yaml), BUCKETS);
@@ -257,5 +259,21 @@ describe('errors and the older spelling', () => {
     const m = mapper('defaults:\n  buckets: [1, 2]\nmappings:\n- match: "a.*"\n  name: "a_$1"\n  buckets: [0.5, 5]\n- match: "b.*"\n  name: "b"\n');
     expect((m.map('a.x', 'histogram') as Mapping).buckets).toEqual([0.5, 5]);
     expect((m.map('b.x', 'histogram') as Mapping).buckets).toEqual([1, 2]);
+  });
+});
+
+describe('help from the mapping file in the exposition', () => {
+  it("should give the family the rule's help text as its # HELP line", () => {
+    const registry = new Registry();
+    const store = new StatsdStore(registry, mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n'), {
+      enableDbMetrics: false,
+      maxSeriesPerFamily: 100,
+      maxFamilies: 100,
+    });
+    expect(store.handleLine('http.request.200:1|c')).toBe('accepted');
+    expect(store.handleLine('other.thing:1|c')).toBe('accepted');
+    const text = registry.render(false);
+    expect(text).toContain('# HELP http_requests_total Total number of http requests\n');
+    expect(text).toContain('# HELP other_thing_total other_thing_total from StatsD.\n');
   });
 });
