@@ -160,5 +160,8 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
 /** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */
 function createMerger(config: Config, metrics: SidecarMetrics, logger: Logger): Merger {
   const { Merger: MergerClass } = require('./ingest/merge/merger') as typeof import('./ingest/merge/merger');
-  return new MergerClass(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) });
+  return new MergerClass(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, {
+    ...config.limits,
+    contract: new Contract(config.http.prefix),
+  });
 }
