@@ -55,6 +55,8 @@ export class ExpositionParseError extends Error {}
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const COMMENT = /^# (HELP|TYPE|UNIT) (\S+)(?: (.*))?$/;
 const VALUE = /^(?:[+-]?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|Inf|inf)|NaN|nan)$/;
+/** A float as Prometheus parses `le` and `quantile` label values (Go's ParseFloat, without hex or underscores). */
+const LABEL_FLOAT = /^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[Ii]nf(?:inity)?|INF|NaN|nan)$/;
 const TIMESTAMP = /^-?\d+(?:\.\d+)?$/;
 const SUFFIXES: Record<string, readonly string[]> = {
   counter: ['_total', '_created', ''],
@@ -143,6 +145,9 @@ class Parser {
     /** Length of the label text as written (`{...}` with a trailing comma, `{}`), to see whether it was normalised. */
     let labelsRaw = 0;
     let overLimit = false;
+    /** The raw values of `le` and `quantile`, which histograms and summaries give a numeric meaning. */
+    let le: string | undefined;
+    let quantile: string | undefined;
     if (line.charCodeAt(i) === 123 /* { */) {
       const start = i;
       i++;
@@ -172,6 +177,8 @@ class Parser {
           i++;
         }
         const len = i - vs;
+        if (labelName === 'le') le = line.slice(vs, i);
+        else if (labelName === 'quantile') quantile = line.slice(vs, i);
         const max = this.limits.maxLabelValueBytes;
         if (len > max || (len * 3 > max && Buffer.byteLength(line.slice(vs, i)) > max)) overLimit = true;
         i++;
@@ -205,6 +212,13 @@ class Parser {
       fam = this.get(name);
       this.current = fam;
       if (!belongs(fam, name)) this.fail(`sample ${name} does not fit its family`);
+    }
+    // Prometheus reads `le` (histograms) and `quantile` (summaries) as numbers wherever they appear
+    // in such a family, and a bucket needs its `le`: anything else fails the whole scrape there.
+    if (fam.type === 'histogram' || fam.type === 'gaugehistogram') {
+      if (le !== undefined ? !LABEL_FLOAT.test(le) : name.endsWith('_bucket')) this.fail(`sample ${name} has no valid "le" label`);
+    } else if (fam.type === 'summary' && quantile !== undefined && !LABEL_FLOAT.test(quantile)) {
+      this.fail(`sample ${name} has an invalid "quantile" label`);
     }
     if (fam.excluded) return;
     if (overLimit) {
