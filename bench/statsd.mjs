@@ -14,7 +14,7 @@
  * sender is active; loss = 1 - received / sent once the receiver has drained. CPU time of the
  * receiver (/proc/<pid>/stat) gives the cost per line. Then the sidecar gets a paced run at the
  * target rate (loss at 500k lines/s), and a separate process measures the ingest code alone
- * (StatsdStore.handlePacket over the same packets, in-process, no sockets), with a CPU profile.
+ * (StatsdRecorder.handlePacket over the same packets, in-process, no sockets), with a CPU profile.
  *
  * Results: a table on stdout and bench/results/statsd.json. A missed target is not a failure.
  *
@@ -46,7 +46,7 @@ if (process.argv.includes('--ingest-worker')) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// In-process ingest cost: StatsdStore.handlePacket over pre-built packets, no sockets.
+// In-process ingest cost: StatsdRecorder.handlePacket over pre-built packets, no sockets.
 
 async function ingestWorker() {
   const { mixPackets } = await import('./lib/statsd.mjs');
@@ -56,10 +56,10 @@ async function ingestWorker() {
   const require = createRequire(import.meta.url);
   const dist = path.join(BENCH, '..', 'dist');
   const { Registry } = require(path.join(dist, 'metrics', 'registry.js'));
-  const { StatsdStore } = require(path.join(dist, 'ingest', 'statsd', 'store.js'));
+  const { StatsdRecorder } = require(path.join(dist, 'ingest', 'statsd', 'store.js'));
   const { Mapper } = require(path.join(dist, 'ingest', 'statsd', 'mapper.js'));
   const registry = new Registry();
-  const store = new StatsdStore(registry, new Mapper(undefined, [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]), {
+  const store = new StatsdRecorder(registry, new Mapper(undefined, [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]), {
     enableDbMetrics: true,
     maxSeriesPerFamily: 1e9,
   });
@@ -140,7 +140,7 @@ async function main() {
   const OVERALL_TIMEOUT_MS = 5 * 60 * 1000;
 
   const startedAt = Date.now();
-  const pre = R.preflight({ needFiles: ['dist/main.js', 'dist/ingest/statsd/store.js'], script: 'bench:statsd' });
+  const pre = R.preflight({ needFiles: ['dist/main.js', 'dist/ingest/statsd/recorder.js'], script: 'bench:statsd' });
   const { tmp, overall } = beginRun('bench-statsd', OVERALL_TIMEOUT_MS, log);
   const meta = R.baseMeta(pre);
   R.pinSelf(SETTINGS.sender_cpu);
@@ -296,7 +296,7 @@ async function main() {
     else warnings.push('BENCH_CPU_PROF=1 but the sidecar wrote no .cpuprofile');
   }
 
-  log(`in-process ingest: StatsdStore.handlePacket over the same packets (CPU ${SETTINGS.receiver_cpu}), ${SETTINGS.ingest_seconds}s each + a 2s profile`);
+  log(`in-process ingest: StatsdRecorder.handlePacket over the same packets (CPU ${SETTINGS.receiver_cpu}), ${SETTINGS.ingest_seconds}s each + a 2s profile`);
   const ingestProfileFile = path.join(R.RESULTS_DIR, 'statsd-ingest.cpuprofile');
   fs.mkdirSync(R.RESULTS_DIR, { recursive: true });
   const ing = await run('ingest', process.execPath, [SELF, '--ingest-worker', '--seconds', String(SETTINGS.ingest_seconds), '--profile', ingestProfileFile], {

@@ -9,13 +9,13 @@ import type { Logger } from './log/logger';
 import { createSidecarMetrics, type SidecarMetrics } from './metrics/sidecar';
 import { RedRecorder } from './proxy/red';
 import { Forwarder } from './proxy/forwarder';
-import { createDebugApp } from './server/debug-app';
+import { createEndpointsApp } from './server/endpoints-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
 import { listening } from './server/listen';
 import { AccessGate } from './access/gate';
 import { Mapper } from './ingest/statsd/mapper';
-import { StatsdStore } from './ingest/statsd/store';
+import { StatsdRecorder } from './ingest/statsd/recorder';
 import { StatsdServer } from './ingest/statsd/server';
 import type { Merger } from './ingest/merge/merger';
 import { startupFields } from './log/startup';
@@ -90,7 +90,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const debugApp = createEndpointsApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     const server = createMainServer({
       forwarder,
       debugApp,
@@ -104,7 +104,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
@@ -146,7 +146,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
 function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): StatsdServer {
   // The mapping file was read and validated with the rest of the configuration.
-  const store = new StatsdStore(metrics.registry, new Mapper(config.statsd.mapping, config.http.buckets), {
+  const store = new StatsdRecorder(metrics.registry, new Mapper(config.statsd.mapping, config.http.buckets), {
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
     maxFamilies: config.limits.maxFamiliesPerSource,

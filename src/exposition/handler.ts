@@ -14,6 +14,7 @@ import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TY
 import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { Merger } from '../ingest/merge/merger';
+import type { Listener } from '../access/gate';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
@@ -29,9 +30,8 @@ const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
  */
 const STREAM_GZIP_LEVEL = 3;
 
-export type ListenerName = 'main' | 'metrics';
 
-export function exposition(metrics: SidecarMetrics, listener: ListenerName, merger?: Merger) {
+export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger) {
   return async (ctx: Context): Promise<void> => {
     const format = negotiateFormat(ctx.get('accept'));
     const om = format === 'openmetrics';

@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import type { AnyFamily, HistogramSeries, ValueSeries } from '../metrics/registry';
+import { stripTotal } from '../metrics/contract';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
 export const CHUNK_BYTES = 64 * 1024;
@@ -242,7 +243,7 @@ function maxLength(bufs: Buffer[]): number {
 function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
   const name = family.name;
   // OpenMetrics names a counter family without the _total suffix its samples carry.
-  const familyName = family.type === 'counter' && openMetrics ? name.slice(0, -'_total'.length) : name;
+  const familyName = family.type === 'counter' && openMetrics ? stripTotal(name) : name;
   const header = `# HELP ${familyName} ${escapeHelp(family.help)}\n# TYPE ${familyName} ${family.type}\n`;
   if (family.type !== 'histogram') return { family, header, open: Buffer.from(`${name}{`), bare: Buffer.from(`${name} `) };
   const le = [...family.buckets.map((b) => (openMetrics && Number.isInteger(b) ? `${b}.0` : formatNumber(b))), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));

@@ -10,7 +10,10 @@
  * meet; Prometheus then refuses the exposition ("second TYPE line").
  */
 
-export type MetricType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
+/** The types the sidecar's own store holds (StatsD and RED series). */
+export type StoredType = 'counter' | 'gauge' | 'histogram';
+/** Every type a family can have here: merged sources also bring summaries and untyped families. */
+export type MetricType = StoredType | 'summary' | 'untyped';
 
 export interface ContractFamily {
   name: string;

@@ -11,10 +11,9 @@
  * convention), so totals stay right, and the refusal is reported to the registry's drop hook.
  */
 
-import { performance } from 'node:perf_hooks';
-import { exposedNames, isSidecarFamily, OVERFLOW_LABEL } from './contract';
+import { exposedNames, isSidecarFamily, OVERFLOW_LABEL, stripTotal, type MetricType, type StoredType } from './contract';
 
-export type MetricType = 'counter' | 'gauge' | 'histogram';
+export type { StoredType } from './contract';
 
 export interface FamilyOptions {
   name: string;
@@ -61,7 +60,7 @@ export class SeriesBudget {
 const OVERFLOW_PAIR = `${OVERFLOW_LABEL}="true"`;
 
 abstract class Family<S extends { labels: string }> {
-  abstract readonly type: MetricType;
+  abstract readonly type: StoredType;
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
@@ -167,12 +166,6 @@ abstract class Family<S extends { labels: string }> {
     if (this.overflowSeries !== undefined) yield this.overflowSeries;
   }
 
-  reset(): void {
-    for (const s of this.series.values()) this.release(s);
-    this.series.clear();
-    this.overflowSeries = undefined;
-  }
-
   protected abstract create(labels: string): S;
   /** The exposition of this family: its header, then one piece per series. */
   abstract pieces(openMetrics: boolean): Generator<string>;
@@ -212,7 +205,7 @@ export class Counter extends Family<ValueSeries> {
 
   *pieces(openMetrics: boolean): Generator<string> {
     // OpenMetrics names the family without the _total suffix its samples carry.
-    yield this.header(openMetrics ? this.name.slice(0, -'_total'.length) : this.name, 'counter');
+    yield this.header(openMetrics ? stripTotal(this.name) : this.name, 'counter');
     yield* valuePieces(this.name, this.allSeries());
   }
 }
@@ -303,9 +296,6 @@ export class Histogram extends Family<HistogramSeries> {
 
 export type AnyFamily = Counter | Gauge | Histogram;
 
-/** Chunks of the exposition are joined up to about this many characters: never one huge string. */
-export const CHUNK_CHARS = 64 * 1024;
-
 export class Registry {
   private readonly families = new Map<string, AnyFamily>();
   /** Every sample name (and OpenMetrics spelling) a family puts in the exposition → that family. */
@@ -334,6 +324,8 @@ export class Registry {
     return family;
   }
 
+
+  /** The family registered under this name (readers such as the status page). */
   get(name: string): AnyFamily | undefined {
     return this.families.get(name);
   }
@@ -348,7 +340,7 @@ export class Registry {
    * any of their sample names and spellings meet: `x_count` against histogram `x`, `x` against
    * counter `x_total`), or undefined: what StatsD and merged sources check before claiming a name.
    */
-  collision(name: string, type: MetricType | 'summary' | 'untyped'): string | undefined {
+  collision(name: string, type: MetricType): string | undefined {
     if (this.families.has(name)) return name;
     for (const n of exposedNames(name, type)) {
       const owner = this.claims.get(n);
@@ -368,9 +360,9 @@ export class Registry {
   }
 
   /**
-   * Joins an exposition rendered elsewhere into the async renders (renderStream and the ones built
-   * on it; the exposition handler asks for it with renderExternals): its families must not be
-   * registered here, and their names must not collide with ours.
+   * Joins an exposition rendered elsewhere into what is served (the exposition handler asks for
+   * it with renderExternals): its families must not be registered here, and their names must not
+   * collide with ours.
    */
   addExternal(render: (openMetrics: boolean) => Promise<string>): void {
     this.externals.push(render);
@@ -390,59 +382,6 @@ export class Registry {
     for (const f of this.families.values()) f.render(out, openMetrics);
     if (openMetrics) out.push('# EOF\n');
     return out.join('');
-  }
-
-  /**
-   * The same exposition, rendered in slices of about `sliceMs` with the event loop let through
-   * between them, so that a large scrape never stalls the requests the sidecar is forwarding.
-   * `extra` (families merged from elsewhere, already rendered) goes before OpenMetrics' `# EOF`.
-   */
-  async renderAsync(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): Promise<string> {
-    return (await this.renderChunks(openMetrics, extra, sliceMs)).join('');
-  }
-
-  /** renderStream's chunks, all of them (for callers that want the whole exposition at once). */
-  async renderChunks(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): Promise<string[]> {
-    const out: string[] = [];
-    for await (const c of this.renderStream(openMetrics, extra, sliceMs)) out.push(c);
-    return out;
-  }
-
-  /**
-   * The exposition as chunks of about CHUNK_CHARS characters, made as they are pulled: a scrape
-   * written to a slow client holds a chunk or two, never the whole text, and no single string ever
-   * nears V8's limit. Between chunks the event loop is let through every ~`sliceMs`.
-   */
-  async *renderStream(openMetrics: boolean, extra: string | readonly string[] = '', sliceMs = 4): AsyncGenerator<string> {
-    for (const c of this.collectors) c();
-    // Pieces are joined into one chunk per ~64 KB as we go: a single join of 100k pieces at the
-    // end (flattening one huge string tree) blocked the loop for 20-40 ms by itself.
-    let pending: string[] = [];
-    let size = 0;
-    let deadline = performance.now() + sliceMs;
-    for (const f of [...this.families.values()]) {
-      for (const piece of f.pieces(openMetrics)) {
-        pending.push(piece);
-        size += piece.length;
-        if (size >= CHUNK_CHARS) {
-          const chunk = pending.join('');
-          pending = [];
-          size = 0;
-          yield chunk;
-          if (performance.now() > deadline) {
-            await new Promise((resolve) => setImmediate(resolve));
-            deadline = performance.now() + sliceMs;
-          }
-        }
-      }
-    }
-    if (pending.length > 0) yield pending.join('');
-    for (const render of this.externals) {
-      const text = await render(openMetrics);
-      if (text !== '') yield text;
-    }
-    for (const e of typeof extra === 'string' ? [extra] : extra) if (e !== '') yield e;
-    if (openMetrics) yield '# EOF\n';
   }
 }
 

@@ -199,11 +199,6 @@ export class Forwarder {
     ureq.end();
   }
 
-  /** Upgraded connections still open (closed by `close()` at the end of a drain). */
-  get upgradedCount(): number {
-    return this.upgraded.size;
-  }
-
   close(): void {
     for (const s of this.upgraded) s.destroy();
     this.upgraded.clear();

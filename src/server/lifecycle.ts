@@ -6,7 +6,7 @@
 import type http from 'node:http';
 import type { Logger } from '../log/logger';
 import type { ValueSeries } from '../metrics/registry';
-import type { AppState } from './debug-app';
+import type { AppState } from './endpoints-app';
 
 export interface DrainOptions {
   delayMs: number;
@@ -48,7 +48,11 @@ export class Lifecycle implements AppState {
     });
   }
 
-  get inflight(): number {
+  /**
+   * Responses not yet closed on both listeners, scrapes and health checks included: what the
+   * drain waits for (the in-flight gauge counts forwarded requests only).
+   */
+  get openResponses(): number {
     return this.active;
   }
 

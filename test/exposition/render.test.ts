@@ -11,7 +11,7 @@ function rendered(r: Registry, om: boolean, extra = '', pool = new BufferPool())
   return new ExpositionWriter(r.all(), om, extra, pool).all().toString('utf8');
 }
 
-/** What the registry renders, with `extra` where renderAsync puts it (before # EOF). */
+/** What the registry renders, with `extra` where the exposition handler puts it (before # EOF). */
 function expected(r: Registry, om: boolean, extra = ''): string {
   const text = r.render(om);
   return om ? `${text.slice(0, -'# EOF\n'.length)}${extra}# EOF\n` : `${text}${extra}`;

@@ -14,10 +14,11 @@ import { freePort, request } from '../helpers/net';
 import { spawnSidecar, startSidecar, type Child, type Env, type Running } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { find, parseExposition, value, type Parsed } from '../helpers/exposition';
-import { Registry, Counter, Histogram, Gauge, CHUNK_CHARS } from '../../src/metrics/registry';
+import { Registry, Counter, Histogram, Gauge } from '../../src/metrics/registry';
+import { CHUNK_BYTES, ExpositionWriter } from '../../src/exposition/render';
 import { Contract } from '../../src/metrics/contract';
 import { Mapper } from '../../src/ingest/statsd/mapper';
-import { StatsdStore } from '../../src/ingest/statsd/store';
+import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { parseExposition as parseSource, parseExpositionAsync } from '../../src/ingest/merge/parse';
 import { promtoolErrors } from './promtool';
 
@@ -176,8 +177,8 @@ describe('StatsD store memory', () => {
     const script = `
       const { Registry } = require('./dist/metrics/registry');
       const { Mapper } = require('./dist/ingest/statsd/mapper');
-      const { StatsdStore } = require('./dist/ingest/statsd/store');
-      const store = new StatsdStore(new Registry(), new Mapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 10, maxFamilies: 100000 });
+      const { StatsdRecorder } = require('./dist/ingest/statsd/recorder');
+      const store = new StatsdRecorder(new Registry(), new Mapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 10, maxFamilies: 100000 });
       store.handleLine('conflicted:1|c');
       const collect = () => { for (let i = 0; i < 4; i++) global.gc(); };
       collect();
@@ -196,21 +197,22 @@ describe('StatsD store memory', () => {
   });
 
   it('should bound the resolved-line cache in characters whatever the lines', () => {
-    const store = new StatsdStore(new Registry(), new Mapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 100_000, maxFamilies: 10 });
+    const store = new StatsdRecorder(new Registry(), new Mapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 100_000, maxFamilies: 10 });
     for (let i = 0; i < 20_000; i++) store.handleLine(`n${i % 10}:1|c|#k:${i}${'z'.repeat(900)}`);
     expect((store as unknown as { cachedChars: number }).cachedChars).toBeLessThanOrEqual(4 * 1024 * 1024);
   });
 });
 
 describe('Registry budgets and chunked render', () => {
-  it('should render in chunks of about CHUNK_CHARS, never one string of the whole exposition', async () => {
+  it('should render in chunks of at most CHUNK_BYTES, never one string of the whole exposition', () => {
     const r = new Registry();
     const g = r.register(new Gauge({ name: 'wide', help: 'w', labelNames: ['a', 'b'] }));
     for (let i = 0; i < 20_000; i++) g.set([`value-${i}`, 'y'.repeat(100)], i);
     const chunks: string[] = [];
-    for await (const c of r.renderStream(false)) chunks.push(c);
+    const writer = new ExpositionWriter(r.all(), false);
+    for (let c = writer.next(); c !== undefined; c = writer.next()) chunks.push(c.toString('utf8'));
     expect(chunks.length).toBeGreaterThan(20);
-    for (const c of chunks) expect(c.length).toBeLessThan(CHUNK_CHARS + 1024);
+    for (const c of chunks) expect(Buffer.byteLength(c)).toBeLessThanOrEqual(CHUNK_BYTES);
     expect(chunks.join('')).toBe(r.render(false));
   });
 

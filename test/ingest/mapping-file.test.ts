@@ -2,9 +2,10 @@
  * STATSD_MAPPING_FILE speaks prometheus/statsd_exporter's mapping format: its README's examples
  * load unchanged and map the way that README says they do.
  */
-import { Mapper, parseMappingFile, type Kind, type Mapping } from '../../src/ingest/statsd/mapper';
+import { Mapper, parseMappingFile, type Mapping } from '../../src/ingest/statsd/mapper';
+import type { StoredType } from '../../src/metrics/contract';
 import { duration } from '../../src/ingest/statsd/mapping-file';
-import { StatsdStore } from '../../src/ingest/statsd/store';
+import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { Registry } from '../../src/metrics/registry';
 
 const BUCKETS = [0.1, 1, 10];
@@ -206,7 +207,7 @@ mappings:
   name: "test_foo_seconds"
   match_metric_type: observer
 `);
-    const kinds: [Kind, string][] = [
+    const kinds: [StoredType, string][] = [
       ['counter', 'test_foo_total'],
       ['gauge', 'test_foo_gauge'],
       ['histogram', 'test_foo_seconds'],
@@ -265,7 +266,7 @@ describe('errors and the older spelling', () => {
 describe('help from the mapping file in the exposition', () => {
   it("should give the family the rule's help text as its # HELP line", () => {
     const registry = new Registry();
-    const store = new StatsdStore(registry, mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n'), {
+    const store = new StatsdRecorder(registry, mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n'), {
       enableDbMetrics: false,
       maxSeriesPerFamily: 100,
       maxFamilies: 100,

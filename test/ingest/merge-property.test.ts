@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { Counter, Histogram, Registry } from '../../src/metrics/registry';
 import { Merger } from '../../src/ingest/merge/merger';
+import { ExpositionWriter } from '../../src/exposition/render';
 import { createLogger } from '../../src/log/logger';
 import { parseExposition, find } from '../helpers/exposition';
 import { promtoolErrors } from './promtool';
@@ -141,7 +142,9 @@ describe('merging generated targets', () => {
         );
         for (const om of [false, true]) {
           const merged = await merger.collect(2000, om);
-          const text = await registry.renderAsync(om, merged);
+          // As the exposition handler serves it: collectors, our families, then the merged text.
+          registry.collect();
+          const text = new ExpositionWriter(registry.all(), om, (await registry.renderExternals(om)) + merged).all().toString('utf8');
           if (!om) {
             const p = parseExposition(text);
             expect(find(p, 'metrics_sidecar_merge_up').map((s) => s.value === 0 || s.value === 1)).toEqual([true, true]);

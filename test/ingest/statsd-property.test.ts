@@ -9,7 +9,7 @@ import dgram from 'node:dgram';
 import fc from 'fast-check';
 import { Registry } from '../../src/metrics/registry';
 import { Mapper } from '../../src/ingest/statsd/mapper';
-import { OUTCOMES, StatsdStore, type Outcome } from '../../src/ingest/statsd/store';
+import { OUTCOMES, StatsdRecorder, type Outcome } from '../../src/ingest/statsd/recorder';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { Counter, Histogram } from '../../src/metrics/registry';
 import { Contract, exposedNames } from '../../src/metrics/contract';
@@ -113,7 +113,7 @@ const packet = fc.oneof(
 
 const LIMITS = { maxSeriesTotal: 300, maxLabelBytesTotal: 64 * 1024, maxLabelValueBytes: 64 };
 
-function makeStore(enableDbMetrics: boolean): { registry: Registry; store: StatsdStore } {
+function makeStore(enableDbMetrics: boolean): { registry: Registry; store: StatsdRecorder } {
   const registry = new Registry(LIMITS);
   const dropped = registry.register(new Counter({ name: 'metrics_sidecar_series_dropped_total', help: 'Drops.', labelNames: ['family', 'reason'] }));
   registry.onDrop = (family, reason) => dropped.inc([family, reason]);
@@ -121,7 +121,7 @@ function makeStore(enableDbMetrics: boolean): { registry: Registry; store: Stats
   registry.register(new Histogram({ name: 'flask_http_request_duration_seconds', help: 'd', labelNames: ['path'], buckets: [1] })).observe(['/'], 0.5);
   registry.register(new Counter({ name: 'flask_http_request_total', help: 't' })).inc();
   registry.register(new Counter({ name: 'flask_http_request_exceptions_total', help: 'e' })).inc();
-  const store = new StatsdStore(registry, new Mapper(undefined, DEFAULT_HTTP_BUCKETS), {
+  const store = new StatsdRecorder(registry, new Mapper(undefined, DEFAULT_HTTP_BUCKETS), {
     enableDbMetrics,
     maxSeriesPerFamily: 20,
     maxFamilies: 40,

@@ -10,7 +10,7 @@ import { createLogger } from '../../src/log/logger';
 import { createSidecarMetrics } from '../../src/metrics/sidecar';
 import { Lifecycle } from '../../src/server/lifecycle';
 import { AccessGate } from '../../src/access/gate';
-import { createDebugApp } from '../../src/server/debug-app';
+import { createEndpointsApp } from '../../src/server/endpoints-app';
 import type { Merger } from '../../src/ingest/merge/merger';
 import { request } from '../helpers/net';
 import { startSidecar } from '../helpers/sidecar';
@@ -28,7 +28,7 @@ describe('errors on the sidecar endpoints', () => {
         throw new Error('merge exploded', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) });
       },
     } as unknown as Merger;
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, failing, undefined, undefined, logger);
+    const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, failing, undefined, undefined, logger);
     const server = http.createServer(app.callback());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {

@@ -185,7 +185,7 @@ describe('app-aware health (UPSTREAM_HEALTH_PATH)', () => {
     app.health = { status: 200, body: 'shared\n', hold: new Promise<void>((r) => (release = r)) };
     const callers = Array.from({ length: 20 }, (_, i) => request(i % 2 ? sc.mainPort : sc.metricsPort, i % 2 ? '/debug/app-health' : '/app-health'));
     // Every caller is in flight at the sidecar before the app answers.
-    await until(async () => sc.sidecar.lifecycle.inflight >= 20);
+    await until(async () => sc.sidecar.lifecycle.openResponses >= 20);
     expect(app.healthRequests).toBe(seen + 1);
     release();
     const replies = await Promise.all(callers);

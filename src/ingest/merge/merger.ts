@@ -22,7 +22,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from '../../metrics/registry';
-import { Contract, exposedNames } from '../../metrics/contract';
+import { Contract, exposedNames, stripTotal } from '../../metrics/contract';
 import type { Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
@@ -241,7 +241,7 @@ function render(families: MergedFamily[], openMetrics: boolean): string {
     let name = f.name;
     let type: string = f.type;
     if (openMetrics) {
-      if (type === 'counter' && name.endsWith('_total')) name = name.slice(0, -'_total'.length);
+      if (type === 'counter' && name.endsWith('_total')) name = stripTotal(name);
       else if (type === 'counter' || type === 'untyped') type = 'unknown';
     }
     out.push(`${f.help !== undefined ? `# HELP ${name} ${f.help}\n` : ''}# TYPE ${name} ${type}\n`);

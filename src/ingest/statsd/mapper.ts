@@ -9,9 +9,8 @@ import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
 
 export type { MappingFile } from './mapping-file';
 export { parseMappingFile } from './mapping-file';
-import { MAINTAINED_FAMILIES, stripTotal } from '../../metrics/contract';
+import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
 
-export type Kind = 'counter' | 'gauge' | 'histogram';
 
 export interface Mapping {
   name: string;
@@ -48,7 +47,7 @@ export class Mapper {
   ) {}
 
   /** The family for a StatsD name and kind, or 'drop'. */
-  map(statsdName: string, kind: Kind): Mapping | 'drop' {
+  map(statsdName: string, kind: StoredType): Mapping | 'drop' {
     const f = this.file;
     if (f) {
       const hit = findRule(f, statsdName, kind);

@@ -40,8 +40,8 @@
  * summaries are histograms, and a rule's labels win over the line's tags.
  */
 import type * as YamlModule from 'yaml';
+import type { StoredType } from '../../metrics/contract';
 
-export type MetricKind = 'counter' | 'gauge' | 'histogram';
 
 export interface Rule {
   /** The match text, for messages. */
@@ -50,7 +50,7 @@ export interface Rule {
   regex: RegExp;
   /** Glob components (`*` or a literal), for glob_disable_ordering. */
   components: string[] | undefined;
-  metricType: MetricKind | undefined;
+  metricType: StoredType | undefined;
   name: string | undefined;
   labels: [string, string][];
   help: string | undefined;
@@ -110,7 +110,7 @@ export function parseMappingFile(text: string): MappingFile {
     const drop = action === 'drop';
     const matchType = oneOf(r.match_type, ['glob', 'regex'], `${at}: "match_type"`) ?? defaultMatchType;
     const mt = oneOf(r.match_metric_type, ['counter', 'gauge', 'observer', 'timer', 'histogram', 'distribution'], `${at}: "match_metric_type"`);
-    const metricType: MetricKind | undefined = mt === undefined ? undefined : mt === 'counter' || mt === 'gauge' ? mt : 'histogram';
+    const metricType: StoredType | undefined = mt === undefined ? undefined : mt === 'counter' || mt === 'gauge' ? mt : 'histogram';
 
     let name: string | undefined;
     if (r.name !== undefined && r.name !== '') {
@@ -176,7 +176,7 @@ export interface RuleMatch {
 }
 
 /** The rule a StatsD name of this kind maps through, with statsd_exporter's precedence. */
-export function findRule(file: MappingFile, statsdName: string, kind: MetricKind): RuleMatch | undefined {
+export function findRule(file: MappingFile, statsdName: string, kind: StoredType): RuleMatch | undefined {
   let best: { rule: Rule; m: RegExpExecArray } | undefined;
   for (const rule of file.rules) {
     if (rule.matchType === 'regex' && best) break; // a glob matched: regex rules are not tried

@@ -5,7 +5,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../../log/logger';
-import type { StatsdStore } from './store';
+import type { StatsdRecorder } from './recorder';
 import { listening } from '../../server/listen';
 
 /** A TCP line longer than this is garbage (or an attack): it is dropped, and counted malformed. */
@@ -21,7 +21,7 @@ export class StatsdServer {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly store: StatsdStore,
+    private readonly store: StatsdRecorder,
     private readonly logger: Logger,
     private readonly recvBufferBytes = DEFAULT_RECV_BUFFER,
   ) {}

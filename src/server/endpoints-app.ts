@@ -11,10 +11,10 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import { normalizePath } from '../proxy/reserved';
 import { targetOf } from '../proxy/target';
-import { exposition, type ListenerName } from '../exposition/handler';
+import { exposition } from '../exposition/handler';
 import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
-import type { AccessGate } from '../access/gate';
+import type { AccessGate, Listener } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
 import type { Logger } from '../log/logger';
 import type { AppHealth } from './app-health';
@@ -31,8 +31,8 @@ export interface AppState {
   track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
 }
 
-export function createDebugApp(
-  listener: ListenerName,
+export function createEndpointsApp(
+  listener: Listener,
   config: Config,
   metrics: SidecarMetrics,
   state: AppState,

@@ -13,15 +13,15 @@
  * cache of resolved lines is bounded in characters.
  */
 import { Counter, Gauge, Histogram, renderLabelPairs, type HistogramSeries, type Registry, type ValueSeries } from '../../metrics/registry';
-import { Contract, OVERFLOW_LABEL, stripTotal } from '../../metrics/contract';
+import { Contract, OVERFLOW_LABEL, stripTotal, type StoredType } from '../../metrics/contract';
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
-import { labelKey, type Kind, type Mapper } from './mapper';
+import { labelKey, type Mapper } from './mapper';
 
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];
 
 interface OwnFamily {
-  kind: Kind;
+  kind: StoredType;
   family: Counter | Gauge | Histogram;
   ttlMs: number;
 }
@@ -37,9 +37,9 @@ const CACHE_MAX_CHARS = 4 * 1024 * 1024;
 const CACHE_MAX_KEY_CHARS = 1024;
 /** Per cached entry, beyond its key: Map slots and the target (rough, for the bound). */
 const CACHE_ENTRY_OVERHEAD = 64;
-const KIND: Record<string, Kind> = { c: 'counter', g: 'gauge', ms: 'histogram', h: 'histogram', d: 'histogram' };
+const KIND: Record<string, StoredType> = { c: 'counter', g: 'gauge', ms: 'histogram', h: 'histogram', d: 'histogram' };
 
-export interface StatsdStoreOptions {
+export interface StatsdRecorderOptions {
   enableDbMetrics: boolean;
   maxSeriesPerFamily: number;
   /** Families StatsD may create (METRICS_MAX_FAMILIES_PER_SOURCE). */
@@ -57,7 +57,7 @@ export function detach(s: string): string {
   return s.length === 0 ? '' : (JSON.parse(JSON.stringify(s)) as string);
 }
 
-export class StatsdStore {
+export class StatsdRecorder {
   private readonly families = new Map<string, OwnFamily>();
   /** name → rest of the line (type, rate, tags) → target: two lookups on slices of the line, no key built. */
   private readonly cache = new Map<string, Map<string, Target>>();
@@ -76,7 +76,7 @@ export class StatsdStore {
   constructor(
     private readonly registry: Registry,
     private readonly mapper: Mapper,
-    private readonly opts: StatsdStoreOptions,
+    private readonly opts: StatsdRecorderOptions,
   ) {
     const lines = registry.register(
       new Counter({
@@ -229,7 +229,7 @@ export class StatsdStore {
    * The label pairs of a line (mapping labels win over tags), or undefined when they break a
    * limit: too many labels, a name past MAX_NAME_CHARS or a value past its byte limit.
    */
-  private labels(mapped: [string, string][], tags: string, kind: Kind): [string, string][] | undefined {
+  private labels(mapped: [string, string][], tags: string, kind: StoredType): [string, string][] | undefined {
     const parsed = parseTags(tags);
     // Cheap first: the tag count alone can already exceed the limit (duplicates only shrink it).
     if (parsed.length > this.maxLabels * 4 + mapped.length) return undefined;
@@ -252,7 +252,7 @@ export class StatsdStore {
   }
 
   /** `help` is the mapping rule's (statsd_exporter's `help:`), else a generic line. */
-  private createFamily(name: string, kind: Kind, buckets: readonly number[], help?: string): Counter | Gauge | Histogram {
+  private createFamily(name: string, kind: StoredType, buckets: readonly number[], help?: string): Counter | Gauge | Histogram {
     const base = { name, help: help ?? `${name} from StatsD.`, maxSeries: this.opts.maxSeriesPerFamily };
     if (kind === 'counter') return new Counter(base);
     if (kind === 'gauge') return new Gauge(base);
