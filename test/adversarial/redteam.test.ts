@@ -167,3 +167,50 @@ describe('finding: a long digit run in a merged sample value blocks the event lo
     expect(promtool(s.text)).toEqual({ ok: true, output: expect.any(String) });
   });
 });
+
+/**
+ * 4. The merge parser checked each label name against the line's earlier ones with an array
+ *    scan: one line with k labels cost k²/2 comparisons (40,000 labels in 390 KB: 2.7 s; the
+ *    4 MiB a target may send by default: minutes), all on the event loop.
+ */
+describe('finding: a merged line with very many labels blocks the event loop (quadratic duplicate check)', () => {
+  let upstream: Upstream;
+  let target: http.Server;
+  let sc: Child;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    // ~370k labels in 4 MB: ~4 minutes of comparisons with the old check.
+    const labels = Array.from({ length: 370_000 }, (_, i) => `a${i}=""`).join(',');
+    const body = `# TYPE app_ok gauge\napp_ok 1\napp_wide{${labels}} 1\n`;
+    target = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    sc = await spawnSidecar({
+      UPSTREAM_URL: upstream.url,
+      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
+      MERGE_MAX_BYTES: String(8 * 1024 * 1024),
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  afterAll(async () => {
+    sc?.proc.kill('SIGKILL');
+    await sc?.exited;
+    await upstream?.close();
+    target?.closeAllConnections();
+    await new Promise((r) => target?.close(r));
+  });
+
+  it('should drop the over-wide series (counted), merge the rest and answer the scrape', async () => {
+    const s = await scrape(sc.metricsPort);
+    expect(s.status === 200 ? 'scrape answered' : deathNote(sc)).toBe('scrape answered');
+    const p = parseExposition(s.text);
+    expect(p.samples.filter((x) => x.name === 'metrics_sidecar_merge_up').map((x) => x.value)).toEqual([1]);
+    expect(value(p, 'app_ok')).toBe(1);
+    expect(p.samples.some((x) => x.name === 'app_wide' && Object.keys(x.labels).length > 100)).toBe(false);
+    expect((await request(sc.mainPort, '/hello')).status).toBe(200);
+    expect(promtool(s.text)).toEqual({ ok: true, output: expect.any(String) });
+  });
+});
