@@ -182,7 +182,7 @@ describe('finding: a merged line with very many labels blocks the event loop (qu
     upstream = await startUpstream();
     // ~370k labels in 4 MB: ~4 minutes of comparisons with the old check.
     const labels = Array.from({ length: 370_000 }, (_, i) => `a${i}=""`).join(',');
-    const body = `# TYPE app_ok gauge\napp_ok 1\napp_wide{${labels}} 1\n`;
+    const body = `# HELP app_ok Always 1.\n# TYPE app_ok gauge\napp_ok 1\napp_wide{${labels}} 1\n`;
     target = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
     });
@@ -210,6 +210,7 @@ describe('finding: a merged line with very many labels blocks the event loop (qu
     expect(p.samples.filter((x) => x.name === 'metrics_sidecar_merge_up').map((x) => x.value)).toEqual([1]);
     expect(value(p, 'app_ok')).toBe(1);
     expect(p.samples.some((x) => x.name === 'app_wide' && Object.keys(x.labels).length > 100)).toBe(false);
+    expect(value(p, 'metrics_sidecar_merge_families_dropped_total', { reason: 'label_limit' })).toBe(1);
     expect((await request(sc.mainPort, '/hello')).status).toBe(200);
     expect(promtool(s.text)).toEqual({ ok: true, output: expect.any(String) });
   });
