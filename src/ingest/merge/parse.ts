@@ -149,15 +149,16 @@ class Parser {
       const start = i;
       i++;
       let count = 0;
-      const names: string[] = [];
+      // A Set, not an array scan: a hostile line may carry hundreds of thousands of labels (k² comparisons).
+      const names = new Set<string>();
       while (line.charCodeAt(i) !== 125 /* } */) {
         const ns = i;
         if (!isNameStart(line.charCodeAt(i))) this.fail('not a valid sample');
         i++;
         while (i < n && isNameChar(line.charCodeAt(i))) i++;
         const labelName = line.slice(ns, i);
-        if (names.includes(labelName)) this.fail(`label ${labelName} given twice`);
-        names.push(labelName);
+        if (names.has(labelName)) this.fail(`label ${labelName} given twice`);
+        names.add(labelName);
         if (line.charCodeAt(i) !== 61 /* = */ || line.charCodeAt(i + 1) !== 34 /* " */) this.fail('not a valid sample');
         i += 2;
         const vs = i;
