@@ -14,10 +14,13 @@ import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
 import { listening } from './server/listen';
 import { AccessGate } from './access/gate';
-import { loadMappingFile, Mapper, type MappingFile } from './ingest/statsd/mapper';
+import { Mapper } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
 import { Merger } from './ingest/merge/merger';
+import { startupFields } from './log/startup';
+import { rateLimited } from './log/rate-limit';
+import { accessLog } from './log/access';
 import { Contract } from './metrics/contract';
 import { AppHealth } from './server/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
@@ -52,7 +55,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) }) : undefined;
+  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) }) : undefined;
   const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
   const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
   if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
@@ -79,7 +82,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         timeoutMs: config.upstreamTimeoutMs,
         maxConnections: config.upstreamMaxConnections,
         red,
-        logger,
+        logger: rateLimited(logger),
         draining: () => lifecycle.draining(),
         upgradeProtocols: config.upstreamUpgradeProtocols,
       })
@@ -87,7 +90,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
   if (config.listenPort !== 0) {
-    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, appHealth, status);
+    const debugApp = createDebugApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     const server = createMainServer({
       forwarder,
       debugApp,
@@ -101,10 +104,11 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }
   if (config.prometheusPort !== 0) {
-    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status);
+    const app = createDebugApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
+  if (config.accessLog) for (const s of servers) accessLog(s.server, s.name, logger);
 
   return {
     metrics,
@@ -120,15 +124,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
         bound[s.name] = (s.server.address() as AddressInfo).port;
       }
-      logger.info('listening', {
-        role: config.role,
-        main_port: bound.main,
-        metrics_port: bound.metrics,
-        upstream: config.upstream?.origin,
-        metrics_path: config.metricsPath,
-        serve_on_main_port: config.serveOnMainPort,
-        upstream_health_path: config.appHealth ? `${config.appHealth.url.pathname}${config.appHealth.url.search}` : undefined,
-      });
+      logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }));
       if (gate.open) {
         logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
           see: 'METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_USERNAME, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH',
@@ -149,15 +145,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
 }
 
 function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): StatsdServer {
-  let file: MappingFile | undefined;
-  if (config.statsd.mappingFile !== undefined) {
-    try {
-      file = loadMappingFile(config.statsd.mappingFile);
-    } catch (err) {
-      throw new Error(`STATSD_MAPPING_FILE ${config.statsd.mappingFile}: ${(err as Error).message}`);
-    }
-  }
-  const store = new StatsdStore(metrics.registry, new Mapper(file, config.http.buckets), {
+  // The mapping file was read and validated with the rest of the configuration.
+  const store = new StatsdStore(metrics.registry, new Mapper(config.statsd.mapping, config.http.buckets), {
     enableDbMetrics: config.enableDbMetrics,
     maxSeriesPerFamily: config.http.maxSeriesPerFamily,
     maxFamilies: config.limits.maxFamiliesPerSource,

@@ -1,25 +1,61 @@
 /**
  * Entry point: validate the environment, run the sidecar, drain on SIGTERM/SIGINT, exit 0.
- * `--check-config` validates and exits (0 valid, 2 invalid) without opening a port.
+ *
+ *   --help          every flag and variable with its default (from src/config/variables.ts)
+ *   --version       the version
+ *   --check-config  read and validate everything a start would (files included), print the
+ *                   effective settings with secrets hidden; exit 0 valid, 2 invalid
+ *
+ * None of the three opens a port. A real start with an invalid configuration fails the same way
+ * as --check-config: exit 2, one message naming each bad variable and file.
  */
-import { ConfigError, loadConfig, type Config } from './config';
-import { createLogger } from './log/logger';
+import { ConfigError, readConfig, type Loaded } from './config';
+import { effectiveSettings, helpText } from './config/variables';
+import { createLogger, flushLogs, stripUrlCredentials } from './log/logger';
 import { createSidecar } from './app';
+import { VERSION } from './version';
+
+const FLAGS = ['--help', '-h', '--version', '-v', '--check-config'];
 
 async function main(argv: readonly string[]): Promise<number> {
-  let config: Config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    createLogger('info').fatal(err.message, { code: err.code, problems: err.problems });
+  const unknownFlag = argv.find((a) => !FLAGS.includes(a));
+  if (unknownFlag !== undefined) {
+    process.stderr.write(`unknown argument ${JSON.stringify(unknownFlag)}; see --help\n`);
     return 2;
   }
-  const logger = createLogger(config.logLevel);
-  if (argv.includes('--check-config')) {
-    logger.info('configuration is valid', { role: config.role });
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(helpText(VERSION));
     return 0;
   }
+  if (argv.includes('--version') || argv.includes('-v')) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const check = argv.includes('--check-config');
+
+  let loaded: Loaded;
+  try {
+    loaded = readConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    if (check) process.stderr.write(err.text);
+    else createLogger('info').fatal(err.message, { code: err.code, problems: err.problems });
+    return 2;
+  }
+  const { config, warnings } = loaded;
+
+  if (check) {
+    const lines = ['configuration is valid', ...warnings.map((w) => `warning: ${w}`), '', 'effective settings (secrets hidden):'];
+    const settings = effectiveSettings(process.env);
+    const width = Math.max(...settings.map(([n]) => n.length));
+    for (const [name, value, source] of settings) lines.push(`  ${name.padEnd(width)}  ${redactQuery(value)}${source === 'default' ? '  (default)' : ''}`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  }
+
+  const logger = createLogger(config.logLevel);
+  for (const w of warnings) logger.warn(w);
+  for (const note of config.statsd.mapping?.notes ?? []) logger.info(`STATSD_MAPPING_FILE ${note}`);
 
   const sidecar = createSidecar(config, logger);
   await sidecar.start();
@@ -47,14 +83,22 @@ async function main(argv: readonly string[]): Promise<number> {
   });
 }
 
+function redactQuery(v: string): string {
+  return stripUrlCredentials(v).replace(/\?[^,\s]*/g, '?[REDACTED]');
+}
+
+async function exit(code: number): Promise<void> {
+  process.exitCode = code;
+  await flushLogs();
+  // Anything still holding the loop open (a stray timer) must not keep a drained pod alive.
+  setTimeout(() => process.exit(code), 100).unref();
+}
+
 main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-    // Anything still holding the loop open (a stray timer) must not keep a drained pod alive.
-    setTimeout(() => process.exit(code), 100).unref();
-  },
-  (err: unknown) => {
+  (code) => exit(code),
+  async (err: unknown) => {
     createLogger('info').fatal('failed to start', { err });
+    await flushLogs();
     process.exit(1);
   },
 );

@@ -23,9 +23,16 @@ describe('Dockerfile', () => {
     for (const s of sources) expect(fs.existsSync(path.join(root, s))).toBe(true);
   });
 
+  it('should install with the project .npmrc (no install scripts: nothing is compiled, as in npm ci here)', () => {
+    const build = stages[0];
+    const copy = /^COPY (.+) \.\/$/m.exec(build.slice(0, build.indexOf('RUN npm ci')));
+    expect(copy?.[1].split(/\s+/)).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', '.npmrc']));
+    expect(fs.readFileSync(path.join(root, '.npmrc'), 'utf8')).toMatch(/^ignore-scripts=true$/m);
+  });
+
   it('should not ignore what it copies', () => {
     const ignored = fs.readFileSync(path.join(root, '.dockerignore'), 'utf8').split('\n').filter(Boolean);
-    for (const s of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src']) expect(ignored).not.toContain(s);
+    for (const s of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'src']) expect(ignored).not.toContain(s);
   });
 
   it('should run the final stage as a numeric non-root user with an exec-form entrypoint', () => {

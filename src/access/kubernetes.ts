@@ -6,11 +6,17 @@
  * Decisions are cached by (SHA-256 of the token, path) with separate allow and deny TTLs;
  * concurrent identical checks share one API call; API calls time out quickly and are rate
  * limited; when the API server cannot be reached, a cached decision keeps serving for a bounded
- * stale period. @kubernetes/client-node is loaded only when this method is configured (it takes
- * ~0.4 s) and is used for what it does best, loading the in-cluster or kubeconfig credentials;
- * the two POSTs are made with Node's https so their timeout and agent are ours.
+ * stale period.
+ *
+ * The calls go through @kubernetes/client-node 1.x's typed `AuthenticationV1Api` and
+ * `AuthorizationV1Api` (loaded only when this method is configured: it takes ~0.4 s, and being
+ * ESM it needs Node ≥ 20.19 to be `require`d). Per call, a middleware adds an AbortSignal that
+ * aborts the request at METRICS_KUBERNETES_TIMEOUT_MS, and, when the credentials come from a token
+ * file (in a pod: the projected ServiceAccount token, which the kubelet rotates), reads that file
+ * again so a rotated token is used from the next call on (the library itself re-reads it only
+ * every 60 s).
  */
-import https from 'node:https';
+import fs from 'node:fs';
 import type { KubernetesAuthConfig } from '../config';
 import type { Logger } from '../log/logger';
 import { sha256 } from './credentials';
@@ -26,9 +32,13 @@ interface CacheEntry {
 
 const MAX_CACHE_ENTRIES = 10_000;
 
-interface ApiTarget {
-  url: URL;
-  options: https.RequestOptions;
+type K8s = typeof import('@kubernetes/client-node');
+
+interface Apis {
+  authn: InstanceType<K8s['AuthenticationV1Api']>;
+  authz: InstanceType<K8s['AuthorizationV1Api']>;
+  /** The file the credentials' token is read from, if they come from one. */
+  tokenFile: string | undefined;
 }
 
 export class KubernetesAuthorizer {
@@ -36,7 +46,7 @@ export class KubernetesAuthorizer {
   private readonly pending = new Map<string, Promise<KubeDecision>>();
   private tokens: number;
   private lastRefill = Date.now();
-  private target: Promise<ApiTarget> | undefined;
+  private apis: Promise<Apis> | undefined;
 
   constructor(
     private readonly cfg: KubernetesAuthConfig,
@@ -49,7 +59,7 @@ export class KubernetesAuthorizer {
 
   /** Loads the client library and the credentials now, so a broken setup shows at start. */
   async init(): Promise<void> {
-    await this.apiTarget();
+    await this.loadApis();
   }
 
   async authorize(token: string, path: string): Promise<KubeDecision> {
@@ -93,20 +103,61 @@ export class KubernetesAuthorizer {
   }
 
   private async review(token: string, path: string): Promise<Exclude<KubeDecision, 'unavailable'>> {
-    const tr = (await this.post('/apis/authentication.k8s.io/v1/tokenreviews', {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenReview',
-      spec: this.cfg.audiences.length > 0 ? { token, audiences: this.cfg.audiences } : { token },
-    })) as { status?: { authenticated?: boolean; user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> } } };
+    const { authn, authz } = await this.loadApis();
+    const tr = await this.call(() => authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: this.cfg.audiences.length > 0 ? { token, audiences: [...this.cfg.audiences] } : { token } } }, this.perCall()));
     const user = tr.status?.user;
     if (tr.status?.authenticated !== true || !user?.username) return 'unauthenticated';
-    const sar = (await this.post('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-      apiVersion: 'authorization.k8s.io/v1',
-      kind: 'SubjectAccessReview',
-      spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb: 'get' } },
-    })) as { status?: { allowed?: boolean } };
+    const sar = await this.call(() =>
+      authz.createSubjectAccessReview(
+        { body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb: 'get' } } } },
+        this.perCall(),
+      ),
+    );
     return sar.status?.allowed === true ? 'allow' : 'deny';
   }
+
+  /** Rate limit, then the call; errors become `{code}` errors that name no token. */
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.takeToken()) throw Object.assign(new Error('rate limited'), { code: 'RATE_LIMITED' });
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as Error & { code?: unknown; type?: string };
+      if (e.name === 'AbortError' || e.type === 'aborted') throw Object.assign(new Error('kubernetes API timed out'), { code: 'ETIMEDOUT' });
+      if (typeof e.code === 'number') throw Object.assign(new Error(`kubernetes API answered ${e.code}`), { code: `HTTP_${e.code}` });
+      throw Object.assign(new Error(`kubernetes API call failed: ${typeof e.code === 'string' ? e.code : e.name}`), { code: typeof e.code === 'string' ? e.code : 'API_ERROR' });
+    }
+  }
+
+  /** Options for one call: its own timeout, and the current token when it comes from a file. */
+  private perCall(): import('@kubernetes/client-node').ConfigurationOptions {
+    const timeoutMs = this.cfg.timeoutMs;
+    const tokenFile = this.tokenFile;
+    const Observable = this.observable!;
+    return {
+      middlewareMergeStrategy: 'append',
+      middleware: [
+        {
+          // The typed APIs take Observable middleware (the library's own minimal Observable).
+          pre: (ctx) =>
+            new Observable(
+              (async () => {
+                ctx.setSignal(AbortSignal.timeout(timeoutMs));
+                if (tokenFile !== undefined) {
+                  const current = (await fs.promises.readFile(tokenFile, 'utf8')).trim();
+                  if (current !== '') ctx.setHeaderParam('Authorization', `Bearer ${current}`);
+                }
+                return ctx;
+              })(),
+            ),
+          post: (rc) => new Observable(Promise.resolve(rc)),
+        },
+      ],
+    };
+  }
+
+  private tokenFile: string | undefined;
+  private observable: K8s['Observable'] | undefined;
 
   private takeToken(): boolean {
     const t = this.now();
@@ -118,58 +169,18 @@ export class KubernetesAuthorizer {
     return true;
   }
 
-  private apiTarget(): Promise<ApiTarget> {
-    this.target ??= (async () => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const k8s = require('@kubernetes/client-node') as typeof import('@kubernetes/client-node');
+  private loadApis(): Promise<Apis> {
+    this.apis ??= (async () => {
+      const k8s = require('@kubernetes/client-node') as K8s;
       const kc = new k8s.KubeConfig();
       if (this.cfg.kubeconfig) kc.loadFromFile(this.cfg.kubeconfig);
       else kc.loadFromCluster();
-      const cluster = kc.getCurrentCluster();
-      if (!cluster) throw new Error('no cluster in the Kubernetes configuration');
-      const options: https.RequestOptions = {};
-      await kc.applyToHTTPSOptions(options);
-      return { url: new URL(cluster.server), options };
+      if (!kc.getCurrentCluster()) throw new Error('no cluster in the Kubernetes configuration');
+      const provider = kc.getCurrentUser()?.authProvider as { config?: { tokenFile?: string } } | undefined;
+      this.tokenFile = provider?.config?.tokenFile;
+      this.observable = k8s.Observable;
+      return { authn: kc.makeApiClient(k8s.AuthenticationV1Api), authz: kc.makeApiClient(k8s.AuthorizationV1Api), tokenFile: this.tokenFile };
     })();
-    return this.target;
-  }
-
-  private async post(path: string, body: unknown): Promise<unknown> {
-    if (!this.takeToken()) throw Object.assign(new Error('rate limited'), { code: 'RATE_LIMITED' });
-    const { url, options } = await this.apiTarget();
-    const payload = JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        {
-          ...options,
-          protocol: url.protocol,
-          hostname: url.hostname.replace(/^\[|\]$/g, ''),
-          port: url.port || 443,
-          path: `${url.pathname.replace(/\/$/, '')}${path}`,
-          method: 'POST',
-          headers: { ...(options.headers ?? {}), 'content-type': 'application/json', accept: 'application/json', 'content-length': Buffer.byteLength(payload) },
-          timeout: this.cfg.timeoutMs,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            if ((res.statusCode ?? 0) >= 300) {
-              reject(Object.assign(new Error(`kubernetes API answered ${res.statusCode}`), { code: `HTTP_${res.statusCode}` }));
-              return;
-            }
-            try {
-              resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-            } catch {
-              reject(Object.assign(new Error('kubernetes API answered invalid JSON'), { code: 'BAD_JSON' }));
-            }
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () => req.destroy(Object.assign(new Error('kubernetes API timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', reject);
-      req.end(payload);
-    });
+    return this.apis;
   }
 }

@@ -1,17 +1,27 @@
 /**
- * The only module that reads the environment. `loadConfig` validates every variable in one pass,
- * throws a ConfigError naming each bad one, and otherwise returns a frozen, typed Config.
+ * The only module that reads the environment. `readConfig` validates every variable in one pass,
+ * and everything the process will read at start with it (the StatsD mapping file, the API key
+ * file, the password file, the kubeconfig), throws a ConfigError naming each bad variable and
+ * file, and otherwise returns a frozen, typed Config plus warnings (unknown variables with the
+ * sidecar's prefixes, a web role with nothing to forward to). Each variable is declared once in
+ * ./variables.ts and read through that entry.
  */
+import fs from 'node:fs';
+import YAML from 'yaml';
 import { EnvReader, type Cidr, type Env, type Problem } from './parse';
+import { readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
 import { normalizePath } from '../proxy/reserved';
+import { parseApiKeys } from '../access/credentials';
+import { parsePassword } from '../access/secret-file';
+import { parseMappingFile, type MappingFile } from '../ingest/statsd/mapping-file';
 
 export type { Cidr, Problem } from './parse';
 
 export type Role = 'web' | 'worker';
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type { LogLevel } from '../log/logger';
+import type { LogLevel } from '../log/logger';
 
-/** prometheus-flask-exporter's default buckets, so its dashboards read the same. */
-export const DEFAULT_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+export { DEFAULT_HTTP_BUCKETS } from './variables';
 
 export interface SecretSource {
   /** The value given inline (never logged). */
@@ -24,6 +34,8 @@ export interface Config {
   role: Role;
   appName: string;
   logLevel: LogLevel;
+  /** ACCESS_LOG: one info line per request. */
+  accessLog: boolean;
   listenPort: number;
   listenHost: string | undefined;
   upstream: URL | undefined;
@@ -64,6 +76,8 @@ export interface Config {
     port: number;
     host: string;
     mappingFile: string | undefined;
+    /** The mapping file, parsed and validated at config time. */
+    mapping: MappingFile | undefined;
     /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
     receiveBufferBytes: number;
   };
@@ -122,22 +136,36 @@ export class ConfigError extends Error {
     );
     this.name = 'ConfigError';
   }
+
+  /** One line per problem, for a terminal (`--check-config`). */
+  get text(): string {
+    return `invalid configuration (${this.problems.length} problem${this.problems.length === 1 ? '' : 's'}):\n${this.problems.map((p) => `  ${p.variable}: ${p.message}`).join('\n')}\n`;
+  }
+}
+
+export interface Loaded {
+  config: Config;
+  /** Things that are valid but probably not meant (a misspelt variable, a web role with no upstream). */
+  warnings: string[];
 }
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
-const MAX_MS = 24 * 3600 * 1000;
-/** An HTTP token (RFC 9110 §5.6.2), the protocol name of an `Upgrade` value (without `/version`). */
-const UPGRADE_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 
+/** Reads and validates the configuration; throws ConfigError. Warnings are dropped (see readConfig). */
 export function loadConfig(env: Env = process.env): Config {
+  return readConfig(env).config;
+}
+
+export function readConfig(env: Env = process.env): Loaded {
   const r = new EnvReader(env);
+  const v = <K extends VariableName>(name: K): ValueOf<K> => readVariable(r, name);
 
-  const listenPort = r.port('LISTEN_PORT', 8080);
-  const prometheusPort = r.port('PROMETHEUS_PORT', 8491);
-  const serveOnMainPort = r.bool('SERVE_PROMETHEUS_ENDPOINT', false);
+  const listenPort = v('LISTEN_PORT');
+  const prometheusPort = v('PROMETHEUS_PORT');
+  const serveOnMainPort = v('SERVE_PROMETHEUS_ENDPOINT');
 
-  const upstream = r.url('UPSTREAM_URL', ['http:']);
+  const upstream = v('UPSTREAM_URL');
   if (upstream && upstream.pathname !== '/') {
     r.problem('UPSTREAM_URL', 'must not have a path: requests are forwarded with their own path');
   }
@@ -145,7 +173,7 @@ export function loadConfig(env: Env = process.env): Config {
     r.problem('UPSTREAM_URL', 'must not have a query or fragment');
   }
 
-  let metricsPath = r.string('METRICS_PATH', '/debug/metrics');
+  let metricsPath = v('METRICS_PATH');
   if (!metricsPath.startsWith('/')) {
     r.problem('METRICS_PATH', 'must start with "/"');
   } else {
@@ -164,39 +192,34 @@ export function loadConfig(env: Env = process.env): Config {
     r.problem('PROMETHEUS_PORT', `must differ from LISTEN_PORT (both ${listenPort})`);
   }
 
-  const role = r.oneOf<Role>('SIDECAR_ROLE', ['web', 'worker'], listenPort === 0 ? 'worker' : 'web');
+  const role: Role = v('SIDECAR_ROLE') ?? (listenPort === 0 ? 'worker' : 'web');
 
-  const prefix = r.string('HTTP_METRICS_PREFIX', 'flask_http_request');
+  const prefix = v('HTTP_METRICS_PREFIX');
   if (!PROMETHEUS_NAME.test(prefix)) {
     r.problem('HTTP_METRICS_PREFIX', `${JSON.stringify(prefix)} is not a valid metric name`);
   } else if (prefix.startsWith('metrics_sidecar_')) {
     r.problem('HTTP_METRICS_PREFIX', "must not start with metrics_sidecar_ (the sidecar's own families)");
   }
 
-  const routePatterns = r.list('ROUTE_PATTERNS');
+  const routePatterns = v('ROUTE_PATTERNS');
   for (const p of routePatterns) {
     if (!ROUTE_PATTERN.test(p)) r.problem('ROUTE_PATTERNS', `${JSON.stringify(p)} is not a path pattern like /users/:id or /static/*`);
   }
-  // Blank means unset (the default, websocket); `none` passes no upgrade at all.
-  const upgradeRaw = r.raw('UPSTREAM_UPGRADE_PROTOCOLS');
-  const upgradeProtocols =
-    upgradeRaw === undefined ? ['websocket'] : upgradeRaw.toLowerCase() === 'none' ? [] : r.list('UPSTREAM_UPGRADE_PROTOCOLS').map((p) => p.toLowerCase());
-  for (const p of upgradeProtocols) {
-    if (!UPGRADE_TOKEN.test(p)) r.problem('UPSTREAM_UPGRADE_PROTOCOLS', `${JSON.stringify(p)} is not a protocol name like websocket`);
-  }
-  const excludePaths = r.list('METRICS_EXCLUDE_PATHS');
+  const excludePaths = v('METRICS_EXCLUDE_PATHS');
   for (const p of excludePaths) {
     if (!p.startsWith('/')) r.problem('METRICS_EXCLUDE_PATHS', `${JSON.stringify(p)} must start with "/"`);
   }
 
   // Basic auth: the username plus the password inline or from a mounted file, never both.
-  const username = r.raw('METRICS_BASIC_AUTH_USERNAME');
-  const passwordValue = r.raw('METRICS_BASIC_AUTH_PASSWORD');
-  const passwordFile = r.file('METRICS_BASIC_AUTH_PASSWORD_FILE');
-  if (passwordValue !== undefined && r.raw('METRICS_BASIC_AUTH_PASSWORD_FILE') !== undefined) {
+  const username = v('METRICS_BASIC_AUTH_USERNAME');
+  const passwordValue = v('METRICS_BASIC_AUTH_PASSWORD');
+  const passwordFileSet = r.raw('METRICS_BASIC_AUTH_PASSWORD_FILE') !== undefined;
+  const passwordFile = v('METRICS_BASIC_AUTH_PASSWORD_FILE');
+  r.fileContent('METRICS_BASIC_AUTH_PASSWORD_FILE', passwordFile, parsePassword);
+  if (passwordValue !== undefined && passwordFileSet) {
     r.problem('METRICS_BASIC_AUTH_PASSWORD', 'and METRICS_BASIC_AUTH_PASSWORD_FILE are both set; use one');
   }
-  const hasPassword = passwordValue !== undefined || r.raw('METRICS_BASIC_AUTH_PASSWORD_FILE') !== undefined;
+  const hasPassword = passwordValue !== undefined || passwordFileSet;
   if (username !== undefined && !hasPassword) {
     r.problem('METRICS_BASIC_AUTH_PASSWORD', 'is required when METRICS_BASIC_AUTH_USERNAME is set (or use _FILE)');
   }
@@ -211,20 +234,42 @@ export function loadConfig(env: Env = process.env): Config {
       ? { username, password: passwordFile !== undefined ? { file: passwordFile } : { value: passwordValue } }
       : undefined;
 
+  const apiKeysFile = v('METRICS_API_KEYS_FILE');
+  r.fileContent('METRICS_API_KEYS_FILE', apiKeysFile, parseApiKeys);
+
   const mergeTargets: URL[] = [];
-  for (const item of r.list('MERGE_TARGETS')) {
+  for (const item of v('MERGE_TARGETS')) {
     const u = r.parseUrl('MERGE_TARGETS', item, ['http:', 'https:']);
     if (u) mergeTargets.push(u);
   }
 
+  const mappingFile = v('STATSD_MAPPING_FILE');
+  const mapping = r.fileContent('STATSD_MAPPING_FILE', mappingFile, parseMappingFile);
+
+  let kubernetes: KubernetesAuthConfig | undefined;
+  if (v('METRICS_KUBERNETES_AUTH')) {
+    const kubeconfig = v('KUBECONFIG');
+    if (kubeconfig !== undefined) r.fileContent('KUBECONFIG', kubeconfig, checkKubeconfig);
+    else if (r.raw('KUBECONFIG') === undefined) checkInCluster(r, env);
+    kubernetes = {
+      kubeconfig,
+      audiences: v('METRICS_KUBERNETES_AUDIENCES'),
+      allowTtlMs: v('METRICS_KUBERNETES_ALLOW_TTL_MS'),
+      denyTtlMs: v('METRICS_KUBERNETES_DENY_TTL_MS'),
+      staleMs: v('METRICS_KUBERNETES_STALE_MS'),
+      timeoutMs: v('METRICS_KUBERNETES_TIMEOUT_MS'),
+      maxRequestsPerSecond: v('METRICS_KUBERNETES_MAX_REQUESTS_PER_S'),
+    };
+  }
+
   // App-aware health: the path is checked on UPSTREAM_URL, so it needs one.
-  const healthPath = r.raw('UPSTREAM_HEALTH_PATH');
+  const healthPath = v('UPSTREAM_HEALTH_PATH');
   let appHealth: AppHealthConfig | undefined;
   const healthTiming = {
-    intervalMs: r.int('UPSTREAM_HEALTH_INTERVAL_MS', 5_000, 100, MAX_MS),
-    timeoutMs: r.int('UPSTREAM_HEALTH_TIMEOUT_MS', 2_000, 1, 60_000),
-    failureThreshold: r.int('UPSTREAM_HEALTH_FAILURE_THRESHOLD', 3, 1, 1_000),
-    successThreshold: r.int('UPSTREAM_HEALTH_SUCCESS_THRESHOLD', 1, 1, 1_000),
+    intervalMs: v('UPSTREAM_HEALTH_INTERVAL_MS'),
+    timeoutMs: v('UPSTREAM_HEALTH_TIMEOUT_MS'),
+    failureThreshold: v('UPSTREAM_HEALTH_FAILURE_THRESHOLD'),
+    successThreshold: v('UPSTREAM_HEALTH_SUCCESS_THRESHOLD'),
   };
   if (healthPath !== undefined) {
     if (!healthPath.startsWith('/') || healthPath.startsWith('//') || /[\s#]/.test(healthPath)) {
@@ -238,75 +283,107 @@ export function loadConfig(env: Env = process.env): Config {
 
   const config: Config = {
     role,
-    appName: r.string('APP_NAME', 'app'),
-    logLevel: r.oneOf<LogLevel>('LOG_LEVEL', ['debug', 'info', 'warn', 'error'], 'info'),
+    appName: v('APP_NAME'),
+    logLevel: v('LOG_LEVEL') ?? 'info',
+    accessLog: v('ACCESS_LOG'),
     listenPort,
-    listenHost: r.raw('LISTEN_HOST'),
+    listenHost: v('LISTEN_HOST'),
     upstream,
-    upstreamTimeoutMs: r.int('UPSTREAM_TIMEOUT_MS', 60_000, 1, MAX_MS),
-    upstreamMaxConnections: r.int('UPSTREAM_MAX_CONNECTIONS', 0, 0, 100_000),
-    upstreamUpgradeProtocols: upgradeProtocols,
+    upstreamTimeoutMs: v('UPSTREAM_TIMEOUT_MS'),
+    upstreamMaxConnections: v('UPSTREAM_MAX_CONNECTIONS'),
+    upstreamUpgradeProtocols: v('UPSTREAM_UPGRADE_PROTOCOLS'),
     serveOnMainPort,
     prometheusPort,
     metricsPath,
-    enableDbMetrics: r.bool('ENABLE_DB_METRICS', false),
+    enableDbMetrics: v('ENABLE_DB_METRICS'),
     http: {
       prefix,
-      buckets: r.buckets('HTTP_DURATION_BUCKETS', DEFAULT_HTTP_BUCKETS),
+      buckets: v('HTTP_DURATION_BUCKETS'),
       routePatterns,
       excludePaths,
-      maxSeriesPerFamily: r.int('METRICS_MAX_SERIES_PER_FAMILY', 2000, 1, 10_000_000),
-      maxRouteTemplates: r.int('ROUTE_TEMPLATES_MAX', 1000, 1, 1_000_000),
-      routeTemplateMaxLength: r.int('ROUTE_TEMPLATE_MAX_LENGTH', 128, 16, 4096),
-      routeTemplateMaxSegments: r.int('ROUTE_TEMPLATE_MAX_SEGMENTS', 12, 1, 256),
+      maxSeriesPerFamily: v('METRICS_MAX_SERIES_PER_FAMILY'),
+      maxRouteTemplates: v('ROUTE_TEMPLATES_MAX'),
+      routeTemplateMaxLength: v('ROUTE_TEMPLATE_MAX_LENGTH'),
+      routeTemplateMaxSegments: v('ROUTE_TEMPLATE_MAX_SEGMENTS'),
     },
     access: {
       basicAuth,
-      apiKeysFile: r.file('METRICS_API_KEYS_FILE'),
-      allowedCidrs: r.cidrs('METRICS_ALLOWED_CIDRS'),
-      trustedProxies: r.cidrs('TRUSTED_PROXIES'),
-      apiKeyQueryParam: r.bool('METRICS_API_KEY_QUERY_PARAM', false),
-      secretReloadMs: r.int('SECRET_RELOAD_INTERVAL_MS', 5_000, 50, MAX_MS),
-      kubernetes: r.bool('METRICS_KUBERNETES_AUTH', false)
-        ? {
-            kubeconfig: r.file('KUBECONFIG'),
-            audiences: r.list('METRICS_KUBERNETES_AUDIENCES'),
-            allowTtlMs: r.int('METRICS_KUBERNETES_ALLOW_TTL_MS', 60_000, 0, MAX_MS),
-            denyTtlMs: r.int('METRICS_KUBERNETES_DENY_TTL_MS', 10_000, 0, MAX_MS),
-            staleMs: r.int('METRICS_KUBERNETES_STALE_MS', 300_000, 0, MAX_MS),
-            timeoutMs: r.int('METRICS_KUBERNETES_TIMEOUT_MS', 2_000, 1, 60_000),
-            maxRequestsPerSecond: r.int('METRICS_KUBERNETES_MAX_REQUESTS_PER_S', 20, 1, 100_000),
-          }
-        : undefined,
+      apiKeysFile,
+      allowedCidrs: v('METRICS_ALLOWED_CIDRS'),
+      trustedProxies: v('TRUSTED_PROXIES'),
+      apiKeyQueryParam: v('METRICS_API_KEY_QUERY_PARAM'),
+      secretReloadMs: v('SECRET_RELOAD_INTERVAL_MS'),
+      kubernetes,
     },
     statsd: {
-      port: r.port('STATSD_PORT', 9125),
-      host: r.string('STATSD_HOST', '127.0.0.1'),
-      mappingFile: r.file('STATSD_MAPPING_FILE'),
-      receiveBufferBytes: r.int('STATSD_RECEIVE_BUFFER_BYTES', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      port: v('STATSD_PORT'),
+      host: v('STATSD_HOST'),
+      mappingFile,
+      mapping,
+      receiveBufferBytes: v('STATSD_RECEIVE_BUFFER_BYTES'),
     },
     limits: {
-      maxSeriesTotal: r.int('METRICS_MAX_SERIES_TOTAL', 20_000, 1, 100_000_000),
-      maxLabelBytesTotal: r.int('METRICS_MAX_LABEL_BYTES_TOTAL', 8 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-      maxLabelsPerSeries: r.int('METRICS_MAX_LABELS_PER_SERIES', 16, 1, 1000),
-      maxLabelValueBytes: r.int('METRICS_MAX_LABEL_VALUE_BYTES', 256, 16, 1024 * 1024),
-      maxFamiliesPerSource: r.int('METRICS_MAX_FAMILIES_PER_SOURCE', 1000, 1, 1_000_000),
+      maxSeriesTotal: v('METRICS_MAX_SERIES_TOTAL'),
+      maxLabelBytesTotal: v('METRICS_MAX_LABEL_BYTES_TOTAL'),
+      maxLabelsPerSeries: v('METRICS_MAX_LABELS_PER_SERIES'),
+      maxLabelValueBytes: v('METRICS_MAX_LABEL_VALUE_BYTES'),
+      maxFamiliesPerSource: v('METRICS_MAX_FAMILIES_PER_SOURCE'),
     },
     mergeTargets,
-    mergeMaxBytes: r.int('MERGE_MAX_BYTES', 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    mergeMaxBytes: v('MERGE_MAX_BYTES'),
     shutdown: {
-      timeoutMs: r.int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, MAX_MS),
-      delayMs: r.int('SHUTDOWN_DELAY_MS', 0, 0, MAX_MS),
+      timeoutMs: v('SHUTDOWN_TIMEOUT_MS'),
+      delayMs: v('SHUTDOWN_DELAY_MS'),
     },
     appHealth,
   };
 
   if (r.problems.length > 0) throw new ConfigError(r.problems);
-  return deepFreeze(config);
+
+  const warnings: string[] = [];
+  for (const u of unknownVariables(env)) {
+    warnings.push(`unknown variable ${u.name} is ignored${u.suggestion ? `; did you mean ${u.suggestion}?` : ''}`);
+  }
+  if (role === 'web' && listenPort !== 0 && upstream === undefined) {
+    warnings.push('web role without UPSTREAM_URL: the main port forwards nothing and answers 404 outside /debug/');
+  }
+  return { config: deepFreeze(config), warnings };
 }
 
+/** A kubeconfig the client can use: a current context naming a cluster with a server. */
+function checkKubeconfig(text: string): void {
+  let doc: { clusters?: { name?: string; cluster?: { server?: string } }[]; contexts?: { name?: string; context?: { cluster?: string } }[]; 'current-context'?: string };
+  try {
+    doc = YAML.parse(text) as typeof doc;
+  } catch (err) {
+    throw new Error(`not YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  if (!doc || typeof doc !== 'object') throw new Error('not a kubeconfig (a YAML mapping)');
+  const current = doc['current-context'];
+  if (!current) throw new Error('no current-context');
+  const ctx = (doc.contexts ?? []).find((c) => c?.name === current);
+  if (!ctx?.context?.cluster) throw new Error(`current-context ${JSON.stringify(current)} is not among its contexts`);
+  const cluster = (doc.clusters ?? []).find((c) => c?.name === ctx.context?.cluster);
+  if (!cluster?.cluster?.server) throw new Error(`cluster ${JSON.stringify(ctx.context.cluster)} has no server`);
+}
+
+/**
+ * In a pod (KUBERNETES_SERVICE_HOST set): the ServiceAccount token must be readable. Outside a
+ * pod without KUBECONFIG there is nothing to check here; the client then fails at start.
+ */
+function checkInCluster(r: EnvReader, env: Env): void {
+  const token = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+  if (!env.KUBERNETES_SERVICE_HOST) return;
+  try {
+    fs.accessSync(token, fs.constants.R_OK);
+  } catch {
+    r.problem('METRICS_KUBERNETES_AUTH', `is true but the ServiceAccount token ${token} cannot be read (automountServiceAccountToken?)`);
+  }
+}
+
+/** Freezes plain objects and arrays (not URLs or RegExps, whose methods keep internal state). */
 function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object' && !(o instanceof URL) && !Object.isFrozen(o)) {
+  if (o && typeof o === 'object' && (Array.isArray(o) || Object.getPrototypeOf(o) === Object.prototype) && !Object.isFrozen(o)) {
     for (const v of Object.values(o)) deepFreeze(v);
     Object.freeze(o);
   }

@@ -15,6 +15,8 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** Collects problems while reading variables from one environment. */
 export class EnvReader {
   readonly problems: Problem[] = [];
+  /** Every name read, so a test can check each is declared in the variable table. */
+  readonly read = new Set<string>();
 
   constructor(private readonly env: Env) {}
 
@@ -24,6 +26,7 @@ export class EnvReader {
 
   /** The trimmed value, or undefined when unset or blank. */
   raw(name: string): string | undefined {
+    this.read.add(name);
     const v = this.env[name];
     if (v === undefined) return undefined;
     const t = v.trim();
@@ -76,22 +79,22 @@ export class EnvReader {
       .filter((s) => s !== '');
   }
 
-  /** Ascending, positive, finite numbers (histogram bucket bounds). */
+  /** Ascending, positive, finite numbers (histogram bucket bounds). Every bad item is named. */
   buckets(name: string, fallback: readonly number[]): number[] {
     const items = this.list(name);
     if (items.length === 0) return [...fallback];
     const out: number[] = [];
+    const bad: string[] = [];
     for (const item of items) {
       const n = Number(item);
-      if (!Number.isFinite(n) || n <= 0) {
-        this.problem(name, `${quote(item)} is not a positive number`);
-        return [...fallback];
-      }
-      if (out.length > 0 && n <= out[out.length - 1]) {
-        this.problem(name, 'bucket bounds must be strictly ascending');
-        return [...fallback];
-      }
-      out.push(n);
+      if (!Number.isFinite(n) || n <= 0) bad.push(`${quote(item)} is not a positive number`);
+      else out.push(n);
+    }
+    const unordered = out.findIndex((n, i) => i > 0 && n <= out[i - 1]);
+    if (unordered !== -1) bad.push(`bucket bounds must be strictly ascending (${out[unordered - 1]} then ${out[unordered]})`);
+    if (bad.length > 0) {
+      this.problem(name, bad.join('; '));
+      return [...fallback];
     }
     return out;
   }
@@ -112,24 +115,43 @@ export class EnvReader {
     return this.parseUrl(name, v, protocols);
   }
 
+  /**
+   * An absolute URL of one of `protocols`. Credentials are checked first, on the raw text, so no
+   * message built after that (bad scheme, bad port, unparsable) can echo them; the messages quote
+   * the value only when it holds no userinfo.
+   */
   parseUrl(name: string, v: string, protocols: readonly string[]): URL | undefined {
+    if (hasUserinfo(v)) {
+      this.problem(name, 'must not contain credentials (user:password@); the value is not shown');
+      return undefined;
+    }
     let u: URL;
     try {
       u = new URL(v);
     } catch {
-      this.problem(name, `${quote(v)} is not an absolute URL`);
-      return undefined;
-    }
-    if (!protocols.includes(u.protocol)) {
-      this.problem(name, `${quote(v)} must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
+      this.problem(name, `${shownUrl(v)} is not an absolute URL`);
       return undefined;
     }
     if (u.username || u.password) {
-      // Never echo the URL: it holds credentials.
-      this.problem(name, 'must not contain credentials');
+      this.problem(name, 'must not contain credentials (user:password@); the value is not shown');
+      return undefined;
+    }
+    if (!protocols.includes(u.protocol)) {
+      this.problem(name, `${shownUrl(v)} must use ${protocols.map((p) => p.replace(':', '')).join(' or ')}`);
       return undefined;
     }
     return u;
+  }
+
+  /** Reads a validated file's content through `parse` (which throws with the reason), as a problem of `name`. */
+  fileContent<T>(name: string, file: string | undefined, parse: (text: string) => T): T | undefined {
+    if (file === undefined) return undefined;
+    try {
+      return parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      this.problem(name, `${quote(file)}: ${(err as Error).message}`);
+      return undefined;
+    }
   }
 
   /** A path to an existing, readable regular file. */
@@ -188,6 +210,22 @@ export function parseCidr(text: string): Cidr | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * True when a URL-like text carries userinfo (`scheme://user:pw@host`, `//user@host`), decided on
+ * the text alone so that even unparsable values (a bad port) are caught. Slashes are optional
+ * (`http:user:pw@host` parses as a URL with credentials) and backslashes count as slashes, as
+ * WHATWG URL parsing does for http(s).
+ */
+export function hasUserinfo(v: string): boolean {
+  const m = /^(?:[a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]*([^/\\?#]*)/.exec(v.trim());
+  return m !== null && m[1].includes('@');
+}
+
+/** A URL for a message: quoted, unless it holds an "@" anywhere (it could be userinfo in a spelling no check foresaw). */
+function shownUrl(v: string): string {
+  return v.includes('@') ? 'the value (not shown: it contains "@")' : quote(v);
 }
 
 export function quote(v: string): string {

@@ -2,24 +2,63 @@
  * `npm run demo`: the demo app on 127.0.0.1:8000, a web-role sidecar in front of it on :8080
  * (serving /debug/metrics on the main port), a worker-role sidecar on :8491, and a little
  * traffic, then the curl lines to try. Ctrl-C stops everything. The sidecars are the real
- * `node dist/main.js`, configured only through their environment, as in a pod.
+ * `node dist/main.js`, configured only through their environment, as in a pod. Everything listens
+ * on 127.0.0.1 only.
  * Ports: DEMO_APP_PORT, DEMO_WEB_PORT, DEMO_WORKER_PORT. DEMO_DURATION_S stops it after N s.
+ *
+ * Nothing is left running: the sidecars run in their own process group (a terminal's Ctrl-C
+ * reaches the demo only, which then sends each sidecar exactly one SIGTERM, so they drain once),
+ * and any failure path (a port taken, a sidecar that dies, an exception) stops them before exiting.
  */
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createDemoApp, randomPath } from './app';
 
-const appPort = Number(process.env.DEMO_APP_PORT ?? 8000);
-const webPort = Number(process.env.DEMO_WEB_PORT ?? 8080);
-const workerPort = Number(process.env.DEMO_WORKER_PORT ?? 8491);
-const duration = Number(process.env.DEMO_DURATION_S ?? 0);
+const HOST = '127.0.0.1';
 const mainJs = path.join(__dirname, '..', 'main.js');
+
+interface Ports {
+  app: number;
+  web: number;
+  worker: number;
+}
+
+class DemoError extends Error {}
+
+function portFrom(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new DemoError(`${name}=${JSON.stringify(raw)} is not a port number (1-65535)`);
+  return n;
+}
+
+/** Fails with a message naming the variable when a port is taken, before anything is started. */
+async function checkFree(port: number, variable: string): Promise<void> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new DemoError(
+          err.code === 'EADDRINUSE'
+            ? `port ${port} on ${HOST} is already in use; choose another with ${variable}=<port> (e.g. ${variable}=${port + 1000} npm run demo)`
+            : `cannot listen on ${HOST}:${port} (${variable}): ${err.code ?? err.message}`,
+        ),
+      ),
+    );
+    probe.listen({ port, host: HOST, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
 
 function startSidecar(name: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [mainJs], {
-    env: { PATH: process.env.PATH ?? '', STATSD_PORT: '0', LOG_LEVEL: 'warn', ...env },
+    env: { PATH: process.env.PATH ?? '', STATSD_PORT: '0', LOG_LEVEL: 'warn', LISTEN_HOST: HOST, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
+    // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) reaches the
+    // demo only; the demo then stops the sidecar with one SIGTERM.
+    detached: true,
   });
   child.stdout?.on('data', (c: Buffer) => {
     for (const line of c.toString('utf8').trimEnd().split('\n')) {
@@ -30,60 +69,123 @@ function startSidecar(name: string, env: Record<string, string>): ChildProcess {
   return child;
 }
 
-async function waitHealthy(port: number, p: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+async function waitHealthy(port: number, p: string, child: ChildProcess, variable: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new DemoError(`the sidecar on port ${port} (${variable}) exited before it was ready (${child.exitCode ?? child.signalCode})`);
     const ok = await new Promise<boolean>((resolve) => {
-      http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      }).on('error', () => resolve(false));
+      http
+        .get({ host: HOST, port, path: p, agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode === 200);
+        })
+        .on('error', () => resolve(false));
     });
     if (ok) return;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`nothing healthy on port ${port}`);
+  throw new DemoError(`nothing healthy on port ${port} (${variable})`);
 }
 
+const children: ChildProcess[] = [];
+let app: http.Server | undefined;
+let traffic: NodeJS.Timeout | undefined;
+let stopping: Promise<void> | undefined;
+
+/** Stops traffic, each sidecar once (SIGTERM, then SIGKILL past a bound), and the app; idempotent. */
+function stopAll(): Promise<void> {
+  stopping ??= (async () => {
+    if (traffic) clearInterval(traffic);
+    const alive = children.filter((c) => c.exitCode === null && c.signalCode === null);
+    for (const c of alive) c.kill('SIGTERM');
+    await Promise.all(
+      alive.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            const force = setTimeout(() => c.kill('SIGKILL'), 10_000);
+            c.once('exit', () => {
+              clearTimeout(force);
+              resolve();
+            });
+          }),
+      ),
+    );
+    await new Promise<void>((resolve) => (app ? app.close(() => resolve()) : resolve()));
+  })();
+  return stopping;
+}
+
+// Last resort (an exception on the way out): never leave a sidecar behind.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 async function main(): Promise<void> {
-  const app = createDemoApp();
-  await new Promise<void>((resolve, reject) => app.once('error', reject).listen(appPort, '127.0.0.1', resolve));
+  const ports: Ports = { app: portFrom('DEMO_APP_PORT', 8000), web: portFrom('DEMO_WEB_PORT', 8080), worker: portFrom('DEMO_WORKER_PORT', 8491) };
+  const duration = Number(process.env.DEMO_DURATION_S ?? 0);
+  const names: [keyof Ports, string][] = [
+    ['app', 'DEMO_APP_PORT'],
+    ['web', 'DEMO_WEB_PORT'],
+    ['worker', 'DEMO_WORKER_PORT'],
+  ];
+  for (const [i, [k, variable]] of names.entries()) {
+    const clash = names.slice(0, i).find(([other]) => ports[other] === ports[k]);
+    if (clash) throw new DemoError(`${variable} and ${clash[1]} are both ${ports[k]}; give each its own port`);
+  }
+  for (const [k, variable] of names) await checkFree(ports[k], variable);
+
+  let exit: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => (exit = resolve));
+  const onSignal = () => exit(0);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.once('SIGHUP', onSignal); // the terminal closed: the sidecars, in their own group, would not hear it
+
+  app = createDemoApp();
+  await new Promise<void>((resolve, reject) => app!.once('error', reject).listen(ports.app, HOST, resolve));
 
   const web = startSidecar('web', {
-    LISTEN_PORT: String(webPort),
-    UPSTREAM_URL: `http://127.0.0.1:${appPort}`,
+    LISTEN_PORT: String(ports.web),
+    UPSTREAM_URL: `http://${HOST}:${ports.app}`,
     SERVE_PROMETHEUS_ENDPOINT: 'true',
     PROMETHEUS_PORT: '0',
     APP_NAME: 'demo',
   });
-  const worker = startSidecar('worker', { LISTEN_PORT: '0', PROMETHEUS_PORT: String(workerPort), APP_NAME: 'demo-worker' });
-  const children = [web, worker];
-  let stopping = false;
-  const stop = async (code: number): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    clearInterval(traffic);
-    for (const c of children) c.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
-    app.close();
-    process.exit(code);
-  };
-  for (const c of children) c.once('exit', (code) => !stopping && (console.error(`a sidecar exited (${code}); stopping the demo`), void stop(1)));
+  const worker = startSidecar('worker', { LISTEN_PORT: '0', PROMETHEUS_PORT: String(ports.worker), APP_NAME: 'demo-worker' });
+  children.push(web, worker);
+  for (const [c, what] of [
+    [web, `the web sidecar (port ${ports.web}, DEMO_WEB_PORT)`],
+    [worker, `the worker sidecar (port ${ports.worker}, DEMO_WORKER_PORT)`],
+  ] as const) {
+    c.once('exit', (code, signal) => {
+      if (stopping) return;
+      console.error(`${what} exited (${code ?? signal}); stopping the demo`);
+      exit(1);
+    });
+  }
 
-  await waitHealthy(webPort, '/debug/healthz');
-  await waitHealthy(workerPort, '/healthz');
+  await Promise.race([
+    (async () => {
+      await waitHealthy(ports.web, '/debug/healthz', web, 'DEMO_WEB_PORT');
+      await waitHealthy(ports.worker, '/healthz', worker, 'DEMO_WORKER_PORT');
+    })(),
+    finished.then(() => {
+      throw new DemoError('stopped before the sidecars were ready');
+    }),
+  ]);
 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-  const traffic = setInterval(() => {
-    http.get({ host: '127.0.0.1', port: webPort, path: randomPath(), agent }, (res) => res.resume()).on('error', () => undefined);
+  traffic = setInterval(() => {
+    http.get({ host: HOST, port: ports.web, path: randomPath(), agent }, (res) => res.resume()).on('error', () => undefined);
   }, 100);
 
-  const base = `http://127.0.0.1:${webPort}`;
+  const base = `http://${HOST}:${ports.web}`;
   console.log(`
 metrics-sidecar demo is running (Ctrl-C to stop)
 
-  demo app (the "application")  http://127.0.0.1:${appPort}     (not exposed in a pod)
+  demo app (the "application")  http://${HOST}:${ports.app}     (not exposed in a pod)
   web sidecar, main port         ${base}   -> forwards to the app, records RED metrics
-  worker sidecar, metrics port   http://127.0.0.1:${workerPort}
+  worker sidecar, metrics port   http://${HOST}:${ports.worker}
 
 Traffic is flowing. Try:
 
@@ -93,16 +195,24 @@ Traffic is flowing. Try:
   curl -s -o /dev/null -w '%{http_code}\\n' ${base}/debug/secret   # 404: the app's /debug/ is hidden
   curl -s -o /dev/null -w '%{http_code}\\n' --path-as-is '${base}/%64ebug/secret'   # 404 too
   curl -s -H 'Accept: application/openmetrics-text; version=1.0.0' ${base}/debug/metrics | tail -3
-  curl -s http://127.0.0.1:${workerPort}/debug/metrics | grep metrics_sidecar_info
-  curl -s http://127.0.0.1:${workerPort}/readyz
+  curl -s http://${HOST}:${ports.worker}/debug/metrics | grep metrics_sidecar_info
+  curl -s http://${HOST}:${ports.worker}/readyz
 `);
 
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
-  if (duration > 0) setTimeout(() => void stop(0), duration * 1000);
+  if (duration > 0) setTimeout(() => exit(0), duration * 1000).unref();
+  const code = await finished;
+  agent.destroy();
+  await stopAll();
+  process.exitCode = code;
 }
 
-main().catch((err: unknown) => {
-  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+main()
+  .catch(async (err: unknown) => {
+    console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    await stopAll();
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    // Everything is stopped; a stray handle must not keep the demo from exiting.
+    setTimeout(() => process.exit(), 2000).unref();
+  });

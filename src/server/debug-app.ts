@@ -16,6 +16,7 @@ import type { Config } from '../config';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
+import type { Logger } from '../log/logger';
 import type { AppHealth } from './app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
@@ -39,9 +40,15 @@ export function createDebugApp(
   merger?: Merger,
   appHealth?: AppHealth,
   status?: StatusService,
+  logger?: Logger,
 ): Koa {
   const app = new Koa();
   app.silent = true;
+  // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.
+  app.on('error', (err: Error & { status?: number; expose?: boolean }, ctx?: Koa.Context) => {
+    if (err.status !== undefined && err.status < 500) return;
+    logger?.error('endpoint failed', { listener, path: ctx?.path, err });
+  });
   const router = new Router();
   const healthPrefix = listener === 'main' ? '/debug' : '';
 

@@ -19,6 +19,10 @@ describe('loadConfig', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
   const secretFile = path.join(tmp, 'password');
   fs.writeFileSync(secretFile, 's3cret-from-file\n');
+  const keysFile = path.join(tmp, 'api-keys');
+  fs.writeFileSync(keysFile, 'prometheus plain:k3y-from-file metrics\n');
+  const mappingFile = path.join(tmp, 'mapping.yaml');
+  fs.writeFileSync(mappingFile, 'mappings:\n  - match: "shop.*"\n    name: "shop_$1"\n');
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
   it('should apply the documented defaults', () => {
@@ -58,7 +62,7 @@ describe('loadConfig', () => {
       APP_NAME: 'shop',
       METRICS_BASIC_AUTH_USERNAME: 'prom',
       METRICS_BASIC_AUTH_PASSWORD_FILE: secretFile,
-      METRICS_API_KEYS_FILE: secretFile,
+      METRICS_API_KEYS_FILE: keysFile,
       METRICS_ALLOWED_CIDRS: '10.0.0.0/8, 192.168.1.7, fd00::/8, ::ffff:172.16.0.0/108',
       TRUSTED_PROXIES: '127.0.0.1',
       METRICS_KUBERNETES_AUTH: 'true',
@@ -67,7 +71,7 @@ describe('loadConfig', () => {
       METRICS_API_KEY_QUERY_PARAM: 'true',
       SECRET_RELOAD_INTERVAL_MS: '1000',
       STATSD_PORT: '0',
-      STATSD_MAPPING_FILE: secretFile,
+      STATSD_MAPPING_FILE: mappingFile,
       MERGE_TARGETS: 'http://127.0.0.1:9000/metrics,https://localhost:9443/metrics',
       HTTP_METRICS_PREFIX: 'shop_http_request',
       ROUTE_PATTERNS: '/users/:id,/static/*',
@@ -172,19 +176,27 @@ describe('node dist/main.js', () => {
   it('should exit 0 for --check-config with a valid environment', () => {
     const r = run({ UPSTREAM_URL: 'http://127.0.0.1:8000' }, ['--check-config']);
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout.trim())).toMatchObject({ level: 'info', msg: 'configuration is valid' });
+    expect(r.stdout).toMatch(/^configuration is valid\n/);
+    expect(r.stdout).toMatch(/UPSTREAM_URL +http:\/\/127\.0\.0\.1:8000\n/);
+    expect(r.stdout).toMatch(/LISTEN_PORT +8080 +\(default\)/);
   });
 
   it('should exit non-zero with one message naming every bad variable', () => {
     const r = run({ LISTEN_PORT: 'x', UPSTREAM_URL: 'nope', METRICS_ALLOWED_CIDRS: '300.1.1.1', METRICS_BASIC_AUTH_PASSWORD: 'topsecret' }, ['--check-config']);
     expect(r.status).toBe(2);
-    const lines = r.stdout.trim().split('\n');
-    expect(lines).toHaveLength(1);
-    const entry = JSON.parse(lines[0]) as { level: string; msg: string; problems: { variable: string }[] };
-    expect(entry.level).toBe('fatal');
-    for (const v of ['LISTEN_PORT', 'UPSTREAM_URL', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME']) expect(entry.msg).toContain(v);
-    expect(entry.problems).toHaveLength(4);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines[0]).toBe('invalid configuration (4 problems):');
+    expect(lines.slice(1).map((l) => l.trim().split(':')[0]).sort()).toEqual(['LISTEN_PORT', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME', 'UPSTREAM_URL']);
     expect(r.stdout + r.stderr).not.toContain('topsecret');
+
+    // A real start fails the same way: exit 2, one fatal line naming the same variables.
+    const start = run({ LISTEN_PORT: 'x', UPSTREAM_URL: 'nope', METRICS_ALLOWED_CIDRS: '300.1.1.1', METRICS_BASIC_AUTH_PASSWORD: 'topsecret' });
+    expect(start.status).toBe(2);
+    const entry = JSON.parse(start.stdout.trim()) as { level: string; msg: string; problems: { variable: string }[] };
+    expect(entry.level).toBe('fatal');
+    expect(entry.problems.map((p) => p.variable).sort()).toEqual(['LISTEN_PORT', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME', 'UPSTREAM_URL']);
+    expect(start.stdout + start.stderr).not.toContain('topsecret');
   });
 
   it('should fail the same way without --check-config, before opening any port', () => {

@@ -91,13 +91,13 @@ describe('Mapper', () => {
   const file = parseMappingFile(`
 defaults:
   buckets: [1, 2]
-  ttl: 30
+  ttl: 30s
 mappings:
   - match: "shop.*.checkout.*"
-    name: "shop_checkout_$2_seconds"
+    name: "shop_checkout_\${2}_seconds"
     labels: { region: "$1" }
     buckets: [0.1, 1]
-    ttl: 5
+    ttl: 5s
   - match: "debug.*"
     action: drop
 `);
@@ -134,11 +134,12 @@ mappings:
   it.each([
     ['mappings: {}', /must be a list/],
     ['mappings: [{ name: x }]', /mappings\[0\]: "match"/],
-    ['mappings: [{ match: "a.*", action: keep }]', /"action" can only be "drop"/],
-    ['mappings: [{ match: "a.*", buckets: [2, 1] }]', /ascending/],
-    ['mappings: [{ match: "a.*", ttl: "10m" }]', /seconds/],
-    ['mappings: [{ match: "a.*", labels: { "bad-name": x } }]', /label name/],
+    ['mappings: [{ match: "a.*", name: x, action: keep }]', /"action" must be one of map, drop/],
+    ['mappings: [{ match: "a.*", name: x, buckets: [2, 1] }]', /ascending/],
+    ['mappings: [{ match: "a.*", name: x, ttl: 10 }]', /bare number; write a duration such as "10s"/],
+    ['mappings: [{ match: "a.*", name: x, labels: { "bad-name": x } }]', /label name/],
     ['mappings: [{ match: "a.*", name: "bad name" }]', /not a metric name/],
+    ['mappings: [{ match: "a.*.*", name: "a_$2_seconds" }]', /"\$2_seconds" refers to a capture named "2_seconds" \(empty\); write "\$\{2\}_seconds"/],
   ])('should reject %p', (text, message) => {
     expect(() => parseMappingFile(text)).toThrow(message);
   });

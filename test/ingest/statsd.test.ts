@@ -196,9 +196,10 @@ describe('STATSD_MAPPING_FILE', () => {
         '    buckets: [0.1, 1]',
         '  - match: "noisy.*"',
         '    action: drop',
+        '    name: dropped',
         '  - match: "shortlived.*"',
         '    name: "shortlived_$1"',
-        '    ttl: 1',
+        '    ttl: 1s',
       ].join('\n'),
     );
     const sc = await sidecar({ STATSD_MAPPING_FILE: file });
@@ -219,7 +220,7 @@ describe('STATSD_MAPPING_FILE', () => {
 
   it('should refuse to start with a broken mapping file, naming it', async () => {
     const file = path.join(tmp, 'broken.yaml');
-    fs.writeFileSync(file, 'mappings:\n  - match: "a.*"\n    buckets: [3, 1]\n');
-    await expect(sidecar({ STATSD_MAPPING_FILE: file })).rejects.toThrow(/STATSD_MAPPING_FILE .*broken\.yaml: mappings\[0\]: "buckets"/);
+    fs.writeFileSync(file, 'mappings:\n  - match: "a.*"\n    name: a_$1\n    buckets: [3, 1]\n');
+    await expect(sidecar({ STATSD_MAPPING_FILE: file })).rejects.toThrow(/STATSD_MAPPING_FILE: ".*broken\.yaml": mappings\[0\] \(match "a\.\*"\): buckets must be/);
   });
 });

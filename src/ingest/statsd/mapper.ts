@@ -1,25 +1,14 @@
 /**
  * From a StatsD name to a Prometheus family: the operator's mapping rules first
- * (STATSD_MAPPING_FILE), then the built-in rules for the maintained application families, then a
- * sanitised version of the name itself.
- *
- * Mapping file (YAML):
- *
- *     defaults:
- *       buckets: [0.01, 0.1, 1, 10]   # histogram bounds, seconds
- *       ttl: 0                         # seconds an idle series lives; 0 = forever
- *     mappings:
- *       - match: "shop.*.checkout.*"   # glob: * is one dot-separated part
- *         name: "shop_checkout_seconds"
- *         labels: { region: "$1", step: "$2" }
- *         buckets: [0.1, 0.5, 1, 5]
- *         ttl: 600
- *       - match: "debug.*"
- *         action: drop
+ * (STATSD_MAPPING_FILE, statsd_exporter's format: see ./mapping-file.ts), then the built-in rules
+ * for the maintained application families, then a sanitised version of the name itself.
  */
 import fs from 'node:fs';
-import YAML from 'yaml';
 import { sanitizeLabelName, sanitizeMetricName } from './parser';
+import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
+
+export type { MappingFile } from './mapping-file';
+export { parseMappingFile } from './mapping-file';
 import { MAINTAINED_FAMILIES, stripTotal } from '../../metrics/contract';
 
 export type Kind = 'counter' | 'gauge' | 'histogram';
@@ -31,15 +20,8 @@ export interface Mapping {
   ttlMs: number;
   /** Part of the DB family: exposed only with ENABLE_DB_METRICS=true. */
   db: boolean;
-}
-
-interface Rule {
-  regex: RegExp;
-  name: string | undefined;
-  labels: [string, string][];
-  buckets: number[] | undefined;
-  ttlMs: number | undefined;
-  drop: boolean;
+  /** The rule's `help`, if it has one. */
+  help?: string;
 }
 
 /** Second-based buckets for the maintained latency families (API calls, webhooks, queries). */
@@ -55,71 +37,8 @@ const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntri
   ),
 );
 
-export interface MappingFile {
-  rules: Rule[];
-  buckets: number[] | undefined;
-  ttlMs: number;
-}
-
 export function loadMappingFile(path: string): MappingFile {
   return parseMappingFile(fs.readFileSync(path, 'utf8'));
-}
-
-export function parseMappingFile(text: string): MappingFile {
-  const doc = (YAML.parse(text) ?? {}) as { defaults?: Record<string, unknown>; mappings?: unknown };
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the mapping file must be a YAML mapping with "mappings:"');
-  const defaults = doc.defaults ?? {};
-  const rawRules = doc.mappings ?? [];
-  if (!Array.isArray(rawRules)) throw new Error('"mappings" must be a list');
-  const rules = rawRules.map((r: Record<string, unknown>, i: number) => {
-    const where = `mappings[${i}]`;
-    if (typeof r !== 'object' || r === null || typeof r.match !== 'string' || r.match === '') throw new Error(`${where}: "match" (a glob) is required`);
-    const drop = r.action === 'drop';
-    if (r.action !== undefined && !drop) throw new Error(`${where}: "action" can only be "drop"`);
-    if (!drop && r.name !== undefined && (typeof r.name !== 'string' || !/^[a-zA-Z_:$][a-zA-Z0-9_:${}]*$/.test(r.name)))
-      throw new Error(`${where}: "name" is not a metric name`);
-    const labels: [string, string][] = [];
-    if (r.labels !== undefined) {
-      if (typeof r.labels !== 'object' || r.labels === null || Array.isArray(r.labels)) throw new Error(`${where}: "labels" must be a mapping`);
-      for (const [k, v] of Object.entries(r.labels)) {
-        if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(k)) throw new Error(`${where}: label name ${JSON.stringify(k)} is invalid`);
-        labels.push([k, String(v)]);
-      }
-    }
-    return {
-      regex: globToRegex(r.match),
-      name: drop ? undefined : (r.name as string | undefined),
-      labels,
-      buckets: r.buckets === undefined ? undefined : parseBuckets(r.buckets, where),
-      ttlMs: r.ttl === undefined ? undefined : parseTtl(r.ttl, where),
-      drop,
-    };
-  });
-  return {
-    rules,
-    buckets: defaults.buckets === undefined ? undefined : parseBuckets(defaults.buckets, 'defaults'),
-    ttlMs: defaults.ttl === undefined ? 0 : parseTtl(defaults.ttl, 'defaults'),
-  };
-}
-
-function globToRegex(glob: string): RegExp {
-  const body = glob
-    .split('*')
-    .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-    .join('([^.]+)');
-  return new RegExp(`^${body}$`);
-}
-
-function parseBuckets(v: unknown, where: string): number[] {
-  if (!Array.isArray(v) || v.length === 0 || !v.every((b, i) => typeof b === 'number' && b > 0 && (i === 0 || b > (v[i - 1] as number)))) {
-    throw new Error(`${where}: "buckets" must be a list of ascending positive numbers`);
-  }
-  return v as number[];
-}
-
-function parseTtl(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !(v >= 0)) throw new Error(`${where}: "ttl" must be a number of seconds`);
-  return v * 1000;
 }
 
 export class Mapper {
@@ -132,18 +51,18 @@ export class Mapper {
   map(statsdName: string, kind: Kind): Mapping | 'drop' {
     const f = this.file;
     if (f) {
-      for (const r of f.rules) {
-        const m = r.regex.exec(statsdName);
-        if (!m) continue;
+      const hit = findRule(f, statsdName, kind);
+      if (hit) {
+        const r = hit.rule;
         if (r.drop) return 'drop';
-        const sub = (s: string) => s.replace(/\$\{?(\d+)\}?/g, (_, n: string) => m[Number(n)] ?? '');
-        const name = sanitizeMetricName(r.name ? sub(r.name) : statsdName);
+        const name = sanitizeMetricName(r.name ? hit.expand(r.name) : statsdName);
         return {
           name: kind === 'counter' && !name.endsWith('_total') ? `${name}_total` : name,
-          labels: r.labels.map(([k, v]) => [k, sub(v)]),
+          labels: r.labels.map(([k, v]) => [k, hit.expand(v)]),
           buckets: r.buckets ?? f.buckets ?? this.defaultBuckets,
-          ttlMs: r.ttlMs ?? f.ttlMs,
+          ttlMs: r.ttlMs || f.ttlMs, // statsd_exporter: a rule's ttl of 0 takes the default's
           db: false,
+          ...(r.help !== undefined ? { help: r.help } : {}),
         };
       }
     }

@@ -205,7 +205,7 @@ export class StatsdStore {
       if (this.registry.collision(mapped.name, kind) !== undefined) return 'type_conflict';
       if (this.families.size >= this.maxFamilies) return 'limited';
       const name = detach(mapped.name);
-      own = { kind, family: this.createFamily(name, kind, mapped.buckets), ttlMs: mapped.ttlMs };
+      own = { kind, family: this.createFamily(name, kind, mapped.buckets, mapped.help), ttlMs: mapped.ttlMs };
       this.registry.register(own.family);
       this.families.set(detach(base), own);
     } else if (own.kind !== kind) {
@@ -251,8 +251,9 @@ export class StatsdStore {
     return pairs;
   }
 
-  private createFamily(name: string, kind: Kind, buckets: readonly number[]): Counter | Gauge | Histogram {
-    const base = { name, help: `${name} from StatsD.`, maxSeries: this.opts.maxSeriesPerFamily };
+  /** `help` is the mapping rule's (statsd_exporter's `help:`), else a generic line. */
+  private createFamily(name: string, kind: Kind, buckets: readonly number[], help?: string): Counter | Gauge | Histogram {
+    const base = { name, help: help ?? `${name} from StatsD.`, maxSeries: this.opts.maxSeriesPerFamily };
     if (kind === 'counter') return new Counter(base);
     if (kind === 'gauge') return new Gauge(base);
     return new Histogram({ ...base, buckets });

@@ -1,0 +1,283 @@
+/**
+ * The sidecar's environment variables, declared once: name, parser, default and meaning. This
+ * table feeds the config reader (src/config/index.ts reads every value through `read`), `--help`,
+ * `--check-config`'s effective settings, the README's configuration table and
+ * docs/variables.json (the names the chart reserves), and the "did you mean" warning for unknown
+ * variables. Adding a variable is one entry here; a test fails when a name is read that is not in
+ * the table, and when the README table or docs/variables.json is stale (`npm run docs:config`).
+ */
+import { type Cidr, type EnvReader } from './parse';
+
+export interface VariableSpec<T> {
+  /** The default as an operator reads it in --help and the README. */
+  default: string;
+  /** What it does (markdown: backticks are kept in --help). */
+  doc: string;
+  /** Holds a secret: never printed, even by --check-config. */
+  secret?: boolean;
+  /** Reads and validates the value, recording a problem on the reader when it is wrong. */
+  read(r: EnvReader, name: string): T;
+}
+
+const MAX_MS = 24 * 3600 * 1000;
+/** An HTTP token (RFC 9110 §5.6.2), the protocol name of an `Upgrade` value (without `/version`). */
+const UPGRADE_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+const port = (def: number, doc: string): VariableSpec<number> => ({ default: String(def), doc, read: (r, n) => r.port(n, def) });
+const int = (def: number, min: number, max: number, doc: string, shown = String(def)): VariableSpec<number> => ({
+  default: shown,
+  doc,
+  read: (r, n) => r.int(n, def, min, max),
+});
+const ms = (def: number, min: number, doc: string, max = MAX_MS): VariableSpec<number> => int(def, min, max, doc);
+const bool = (def: boolean, doc: string): VariableSpec<boolean> => ({ default: String(def), doc, read: (r, n) => r.bool(n, def) });
+const str = (def: string, doc: string): VariableSpec<string> => ({ default: def, doc, read: (r, n) => r.string(n, def) });
+const optional = (doc: string, shown = 'none', secret = false): VariableSpec<string | undefined> => ({ default: shown, doc, secret, read: (r, n) => r.raw(n) });
+const list = (doc: string, shown = 'none'): VariableSpec<string[]> => ({ default: shown, doc, read: (r, n) => r.list(n) });
+const cidrs = (doc: string): VariableSpec<Cidr[]> => ({ default: 'none', doc, read: (r, n) => r.cidrs(n) });
+const file = (doc: string, shown = 'none'): VariableSpec<string | undefined> => ({ default: shown, doc, read: (r, n) => r.file(n) });
+const oneOf = <T extends string>(allowed: readonly T[], def: T | undefined, doc: string, shown = def ?? 'none'): VariableSpec<T | undefined> => ({
+  default: shown,
+  doc,
+  read: (r, n) => r.oneOf<T>(n, allowed, def as T) ?? def,
+});
+
+/** prometheus-flask-exporter's default buckets, so its dashboards read the same. */
+export const DEFAULT_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+export const VARIABLES = {
+  LISTEN_PORT: port(8080, 'main port (web role); `0` = no main listener (worker role)'),
+  LISTEN_HOST: optional('address both listeners bind to', 'all interfaces'),
+  UPSTREAM_URL: {
+    default: 'none',
+    doc: 'the app, e.g. `http://127.0.0.1:8000` (http, no path); unset = nothing is forwarded (404)',
+    read: (r: EnvReader, n: string) => r.url(n, ['http:']),
+  } satisfies VariableSpec<URL | undefined>,
+  SERVE_PROMETHEUS_ENDPOINT: bool(false, 'serve `METRICS_PATH` on the main port (it must then be under `/debug/`)'),
+  PROMETHEUS_PORT: port(8491, 'dedicated metrics port; `0` = off'),
+  METRICS_PATH: str('/debug/metrics', 'exposition path on both listeners'),
+  APP_NAME: str('app', '`app_name` label of `metrics_sidecar_info`'),
+  SIDECAR_ROLE: oneOf(['web', 'worker'] as const, undefined, '`role` label of `metrics_sidecar_info`', '`web`, or `worker` when `LISTEN_PORT=0`'),
+  HTTP_METRICS_PREFIX: str('flask_http_request', 'prefix of the RED families'),
+  HTTP_DURATION_BUCKETS: {
+    default: DEFAULT_HTTP_BUCKETS.join(','),
+    doc: 'duration histogram bounds, seconds',
+    read: (r: EnvReader, n: string) => r.buckets(n, DEFAULT_HTTP_BUCKETS),
+  } satisfies VariableSpec<number[]>,
+  ROUTE_PATTERNS: list('comma list of route templates for the `path` label, first match wins: `/users/:id,/static/*`'),
+  METRICS_EXCLUDE_PATHS: list('comma list of paths forwarded but not recorded (`/healthz`, or a prefix `/internal/*`)'),
+  ROUTE_TEMPLATES_MAX: int(1000, 1, 1_000_000, 'route templates admitted as `path` values at most (configured patterns included); later new ones are recorded as `/:overflow`'),
+  ROUTE_TEMPLATE_MAX_LENGTH: int(128, 16, 4096, 'a template longer than this is cut at a segment boundary and ends in `/:rest`'),
+  ROUTE_TEMPLATE_MAX_SEGMENTS: int(12, 1, 256, 'segments of a template at most; the remainder becomes `/:rest`'),
+  METRICS_MAX_SERIES_PER_FAMILY: int(
+    2000,
+    1,
+    10_000_000,
+    'series cap per family; further label sets go to the family\'s overflow series and are counted in `metrics_sidecar_series_dropped_total{reason="family_cap"}` ([limits](#limits))',
+  ),
+  METRICS_MAX_SERIES_TOTAL: int(
+    20_000,
+    1,
+    100_000_000,
+    "series stored across all families but the sidecar's own; merged samples take what is left at each scrape ([limits](#limits))",
+  ),
+  METRICS_MAX_LABEL_BYTES_TOTAL: int(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'characters of label text stored across those series'),
+  METRICS_MAX_LABELS_PER_SERIES: int(16, 1, 1000, "labels on one StatsD or merged series (Prometheus' `label_limit`)"),
+  METRICS_MAX_LABEL_VALUE_BYTES: int(256, 16, 1024 * 1024, "UTF-8 bytes of one label value (Prometheus' `label_value_length_limit`)"),
+  METRICS_MAX_FAMILIES_PER_SOURCE: int(1000, 1, 1_000_000, 'families StatsD, and each merge target, may create'),
+  UPSTREAM_TIMEOUT_MS: ms(60_000, 1, 'the upstream may stay silent this long (before or during its answer); before the answer → 504'),
+  UPSTREAM_MAX_CONNECTIONS: int(
+    0,
+    0,
+    100_000,
+    "connections to the app at most; further requests wait for a free one. Idle ones close after 4 s, or sooner if the app's `Keep-Alive: timeout` says so",
+    '`0` (unlimited)',
+  ),
+  UPSTREAM_UPGRADE_PROTOCOLS: {
+    default: 'websocket',
+    doc: 'comma list of `Upgrade` protocols (case-insensitive) passed to the app as upgrades; any other (`h2c`, ...) is removed and the request forwarded as plain HTTP; `none` = no upgrades',
+    read: (r: EnvReader, n: string) => {
+      // Blank means unset (the default, websocket); `none` passes no upgrade at all.
+      const raw = r.raw(n);
+      const protocols = raw === undefined ? ['websocket'] : raw.toLowerCase() === 'none' ? [] : r.list(n).map((p) => p.toLowerCase());
+      for (const p of protocols) {
+        if (!UPGRADE_TOKEN.test(p)) r.problem(n, `${JSON.stringify(p)} is not a protocol name like websocket`);
+      }
+      return protocols;
+    },
+  } satisfies VariableSpec<string[]>,
+  UPSTREAM_HEALTH_PATH: optional(
+    "the app's health path (and query) on `UPSTREAM_URL`, e.g. `/healthz`: readiness then also requires the app to answer it 2xx/3xx, and `/app-health`, `/debug/app-health` relay it",
+  ),
+  UPSTREAM_HEALTH_INTERVAL_MS: ms(5_000, 100, "time between two background checks of the health path (never on the probe's own request)"),
+  UPSTREAM_HEALTH_TIMEOUT_MS: ms(2_000, 1, 'a check, or a relayed probe, fails after this long (504 on the relay)', 60_000),
+  UPSTREAM_HEALTH_FAILURE_THRESHOLD: int(3, 1, 1_000, 'failed checks in a row that turn readiness 503'),
+  UPSTREAM_HEALTH_SUCCESS_THRESHOLD: int(1, 1, 1_000, 'successful checks in a row that turn it 200 again (readiness starts at 503 until then)'),
+  SHUTDOWN_DELAY_MS: ms(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing listeners'),
+  SHUTDOWN_TIMEOUT_MS: ms(25_000, 0, 'how long in-flight requests may take to finish after SIGTERM'),
+  LOG_LEVEL: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', '`debug`, `info`, `warn`, `error`'),
+  ACCESS_LOG: bool(false, 'one `info` line per request on both listeners (method, path without query, status, bytes, duration)'),
+  ENABLE_DB_METRICS: bool(false, 'store and expose the DB family `sqlalchemy_query_latency_seconds`'),
+  STATSD_PORT: port(9125, 'StatsD/DogStatsD UDP and TCP port; `0` = off'),
+  STATSD_HOST: str('127.0.0.1', "StatsD bind address (loopback: only the pod's containers can send)"),
+  STATSD_RECEIVE_BUFFER_BYTES: int(
+    8 * 1024 * 1024,
+    1024,
+    1024 * 1024 * 1024,
+    'UDP receive buffer asked for (`SO_RCVBUF`; the kernel caps it at `net.core.rmem_max` and doubles it); datagrams arriving while it is full are dropped by the kernel and counted in `metrics_sidecar_statsd_udp_receive_drops_total`',
+  ),
+  STATSD_MAPPING_FILE: file("StatsD mapping rules in [statsd_exporter's format](#mapping-rules) (YAML), read and validated at start"),
+  MERGE_TARGETS: list("comma list of URLs (the app's own `/metrics`) merged into the exposition at scrape time"),
+  MERGE_MAX_BYTES: int(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024, "a merge target's body is refused past this size (the target then counts as down)"),
+  METRICS_ALLOWED_CIDRS: cidrs('comma list of IPs/CIDRs, IPv4 and IPv6, allowed to read metrics'),
+  TRUSTED_PROXIES: cidrs('CIDRs of proxies whose `X-Forwarded-For` is believed'),
+  METRICS_BASIC_AUTH_USERNAME: optional('basic auth user name (UTF-8, no `:`)'),
+  METRICS_BASIC_AUTH_PASSWORD: optional('basic auth password (prefer the `_FILE` form)', 'none', true),
+  METRICS_BASIC_AUTH_PASSWORD_FILE: file('a mounted file holding the basic auth password (re-read when it changes)'),
+  METRICS_API_KEYS_FILE: file('scoped API keys, [format below](#scoped-api-keys)'),
+  METRICS_API_KEY_QUERY_PARAM: bool(false, 'also accept an API key as `?api_key=` (it then shows in URLs and proxy logs)'),
+  SECRET_RELOAD_INTERVAL_MS: ms(5_000, 50, 'how often the password and key files are checked for changes'),
+  METRICS_KUBERNETES_AUTH: bool(false, 'ServiceAccount tokens: TokenReview + SubjectAccessReview'),
+  METRICS_KUBERNETES_AUDIENCES: list('comma list of audiences a token must be valid for', "none (the API server's)"),
+  METRICS_KUBERNETES_ALLOW_TTL_MS: ms(60_000, 0, 'how long an allow is cached'),
+  METRICS_KUBERNETES_DENY_TTL_MS: ms(10_000, 0, 'how long a deny is cached'),
+  METRICS_KUBERNETES_STALE_MS: ms(300_000, 0, 'past its TTL, how long a cached decision keeps serving while the API server is unreachable'),
+  METRICS_KUBERNETES_TIMEOUT_MS: ms(2_000, 1, 'timeout of one TokenReview or SubjectAccessReview call (aborted past it)', 60_000),
+  METRICS_KUBERNETES_MAX_REQUESTS_PER_S: int(20, 1, 100_000, 'API calls per second at most (a decision costs two)'),
+  KUBECONFIG: file("a kubeconfig file instead of the pod's ServiceAccount (development); read only with `METRICS_KUBERNETES_AUTH=true`", 'in-cluster config'),
+} as const;
+
+export type VariableName = keyof typeof VARIABLES;
+export type ValueOf<K extends VariableName> = ReturnType<(typeof VARIABLES)[K]['read']>;
+
+/** Every variable the sidecar reads, in table order. */
+export const VARIABLE_NAMES = Object.keys(VARIABLES) as VariableName[];
+
+/** Reads one variable through its table entry. */
+export function readVariable<K extends VariableName>(r: EnvReader, name: K): ValueOf<K> {
+  return (VARIABLES[name] as VariableSpec<unknown>).read(r, name) as ValueOf<K>;
+}
+
+/**
+ * Prefixes that mark a variable as meant for the sidecar. Others in the environment (PATH, the
+ * app's own settings) are none of its business.
+ */
+export const OWN_PREFIXES = [
+  'METRICS_',
+  'STATSD_',
+  'MERGE_',
+  'UPSTREAM_',
+  'LISTEN_',
+  'PROMETHEUS_',
+  'SHUTDOWN_',
+  'HTTP_',
+  'SIDECAR_',
+  'SECRET_',
+  'ROUTE_',
+  'ACCESS_LOG',
+  'TRUSTED_',
+  'SERVE_',
+  'ENABLE_DB',
+];
+
+/** Well-known variables with those prefixes that belong to something else. */
+const FOREIGN = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'HTTP_PROXY_REQUEST_FULLURI']);
+/** What Kubernetes Service links inject (`PROMETHEUS_PORT_9090_TCP_ADDR`, `METRICS_SERVICE_HOST`). */
+const SERVICE_LINK = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)$/;
+
+/** Variables with the sidecar's prefixes that it does not know, each with the closest known name. */
+export function unknownVariables(env: Readonly<Record<string, string | undefined>>): { name: string; suggestion: string | undefined }[] {
+  const known = new Set<string>(VARIABLE_NAMES);
+  const out: { name: string; suggestion: string | undefined }[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (known.has(name) || FOREIGN.has(name) || SERVICE_LINK.test(name)) continue;
+    if (!OWN_PREFIXES.some((p) => name.startsWith(p))) continue;
+    // Kubernetes Service links also set `<SERVICE>_PORT=tcp://…` for a Service named like a prefix.
+    if (/^(tcp|udp|sctp):\/\//.test(env[name] ?? '')) continue;
+    out.push({ name, suggestion: closest(name) });
+  }
+  return out;
+}
+
+function closest(name: string): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of VARIABLE_NAMES) {
+    const d = distance(name, k);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  // A suggestion only when it is plausibly the same word: at most a third of the name differs.
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
+
+/** Levenshtein distance. */
+export function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** `--help`: the flags and every variable with its default and meaning. */
+export function helpText(version: string): string {
+  const plain = (s: string) => s.replace(/\[([^\]]+)\]\([^)]*\)/g, '$1');
+  const lines = [
+    `metrics-sidecar ${version}`,
+    '',
+    'Usage: node dist/main.js [--help | --version | --check-config]',
+    '',
+    'Runs the sidecar, configured only through environment variables.',
+    '',
+    'Flags:',
+    '  --help           print this text and exit',
+    '  --version        print the version and exit',
+    '  --check-config   read and validate everything a start would (files included), print the',
+    '                   effective settings with secrets hidden, exit 0 if valid, 2 if not',
+    '',
+    'Exit codes: 0 ok or drained, 1 failed at run time, 2 invalid configuration.',
+    '',
+    'Environment variables:',
+  ];
+  for (const name of VARIABLE_NAMES) {
+    const v = VARIABLES[name] as VariableSpec<unknown>;
+    lines.push(`  ${name}  (default: ${plain(v.default)})`, `      ${plain(v.doc)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The README's configuration table (between its markers). */
+export function markdownTable(): string {
+  const rows = ['| variable | default | meaning |', '|---|---|---|'];
+  for (const name of VARIABLE_NAMES) {
+    const v = VARIABLES[name] as VariableSpec<unknown>;
+    const def = v.default === 'none' || /[`( ]/.test(v.default) ? v.default : `\`${v.default}\``;
+    rows.push(`| \`${name}\` | ${def} | ${v.doc.replace(/\|/g, '\\|')} |`);
+  }
+  return `${rows.join('\n')}\n`;
+}
+
+/** docs/variables.json: every name the sidecar reads (the chart reserves them). */
+export function variablesJson(): string {
+  return `${JSON.stringify(
+    VARIABLE_NAMES.map((name) => ({
+      name,
+      default: (VARIABLES[name] as VariableSpec<unknown>).default,
+      secret: (VARIABLES[name] as VariableSpec<unknown>).secret === true,
+    })),
+    null,
+    2,
+  )}\n`;
+}
+
+/** The effective settings for --check-config: the value each variable has, secrets hidden. */
+export function effectiveSettings(env: Readonly<Record<string, string | undefined>>): [string, string, 'set' | 'default'][] {
+  return VARIABLE_NAMES.map((name) => {
+    const v = VARIABLES[name] as VariableSpec<unknown>;
+    const raw = env[name]?.trim();
+    if (raw === undefined || raw === '') return [name, v.default, 'default'];
+    return [name, v.secret ? '[REDACTED]' : raw, 'set'];
+  });
+}
