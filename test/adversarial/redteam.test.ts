@@ -276,3 +276,43 @@ describe('finding: concurrent scrapes each fetch and parse every merge target', 
     expect(promtool(done[0].text)).toEqual({ ok: true, output: expect.any(String) });
   });
 });
+
+/**
+ * 6. The merge budget comes from the client's `X-Prometheus-Scrape-Timeout-Seconds`, uncapped:
+ *    past 2^31 ms Node's setTimeout fires after 1 ms (with a TimeoutOverflowWarning on stderr),
+ *    so `X-Prometheus-Scrape-Timeout-Seconds: 1e9` failed every merge target at once (merge_up 0,
+ *    the app's families missing) — and with shared collections, for every scrape sharing it.
+ */
+describe('finding: a huge scrape-timeout header fails every merge target at once', () => {
+  let upstream: Upstream;
+  let target: http.Server;
+  let sc: Child;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    target = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('# HELP app_ok Always 1.\n# TYPE app_ok gauge\napp_ok 1\n');
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    sc = await spawnSidecar({
+      UPSTREAM_URL: upstream.url,
+      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  afterAll(async () => {
+    sc?.proc.kill('SIGKILL');
+    await sc?.exited;
+    await upstream?.close();
+    target?.closeAllConnections();
+    await new Promise((r) => target?.close(r));
+  });
+
+  it.each(['1e9', '3000000', 'Infinity'])('should still merge a prompt target with X-Prometheus-Scrape-Timeout-Seconds: %s', async (header) => {
+    const r = await request(sc.metricsPort, '/debug/metrics', { headers: { 'x-prometheus-scrape-timeout-seconds': header } });
+    expect(r.status).toBe(200);
+    const p = parseExposition(r.text);
+    expect({ up: value(p, 'metrics_sidecar_merge_up'), app_ok: value(p, 'app_ok') }).toEqual({ up: 1, app_ok: 1 });
+  });
+});
