@@ -30,6 +30,8 @@ import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLim
 export const DEFAULT_BUDGET_MS = 9_500;
 const BUDGET_MARGIN_MS = 500;
 const MIN_BUDGET_MS = 100;
+/** The client's header is believed up to this (Prometheus's scrape timeouts are seconds); setTimeout past 2^31 ms would fire at once. */
+const MAX_BUDGET_MS = 120_000;
 
 interface MergedFamily {
   name: string;
@@ -104,7 +106,7 @@ export class Merger {
   static budgetMs(timeoutHeader: string | undefined): number {
     const s = Number(timeoutHeader);
     if (!timeoutHeader || !Number.isFinite(s) || s <= 0) return DEFAULT_BUDGET_MS;
-    return Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS);
+    return Math.min(MAX_BUDGET_MS, Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS));
   }
 
   /**
