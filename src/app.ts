@@ -17,7 +17,7 @@ import { AccessGate } from './access/gate';
 import { Mapper } from './ingest/statsd/mapper';
 import { StatsdStore } from './ingest/statsd/store';
 import { StatsdServer } from './ingest/statsd/server';
-import { Merger } from './ingest/merge/merger';
+import type { Merger } from './ingest/merge/merger';
 import { startupFields } from './log/startup';
 import { rateLimited } from './log/rate-limit';
 import { accessLog } from './log/access';
@@ -55,7 +55,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const red = new RedRecorder(metrics.registry, config.http);
   const gate = new AccessGate(config, logger, metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? new Merger(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, { ...config.limits, contract: new Contract(config.http.prefix) }) : undefined;
+  const merger = config.mergeTargets.length > 0 ? createMerger(config, metrics, logger) : undefined;
   const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
   const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
   if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
@@ -155,4 +155,13 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     contract: new Contract(config.http.prefix),
   });
   return new StatsdServer(store, logger, config.statsd.receiveBufferBytes);
+}
+
+/** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */
+function createMerger(config: Config, metrics: SidecarMetrics, logger: Logger): Merger {
+  const { Merger: MergerClass } = require('./ingest/merge/merger') as typeof import('./ingest/merge/merger');
+  return new MergerClass(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, {
+    ...config.limits,
+    contract: new Contract(config.http.prefix),
+  });
 }

@@ -7,7 +7,7 @@
  * ./variables.ts and read through that entry.
  */
 import fs from 'node:fs';
-import YAML from 'yaml';
+import type * as YamlModule from 'yaml';
 import { EnvReader, type Cidr, type Env, type Problem } from './parse';
 import { readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
 import { normalizePath } from '../proxy/reserved';
@@ -354,6 +354,8 @@ export function readConfig(env: Env = process.env): Loaded {
 function checkKubeconfig(text: string): void {
   let doc: { clusters?: { name?: string; cluster?: { server?: string } }[]; contexts?: { name?: string; context?: { cluster?: string } }[]; 'current-context'?: string };
   try {
+    // yaml (~70 modules) loads only when a kubeconfig is given: plain start-up stays fast.
+    const YAML = require('yaml') as typeof YamlModule;
     doc = YAML.parse(text) as typeof doc;
   } catch (err) {
     throw new Error(`not YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });

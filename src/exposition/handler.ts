@@ -13,7 +13,7 @@ import type { Context } from 'koa';
 import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
 import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
 import type { SidecarMetrics } from '../metrics/sidecar';
-import { Merger } from '../ingest/merge/merger';
+import type { Merger } from '../ingest/merge/merger';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
@@ -37,7 +37,7 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect(Merger.budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const merged = merger ? await merger.collect(mergerClass().budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
@@ -97,4 +97,9 @@ export function exposition(metrics: SidecarMetrics, listener: ListenerName, merg
       res.destroy(err as Error);
     }
   };
+}
+
+/** The Merger class, required only once a merger exists (it brings node:https and tls). */
+function mergerClass(): typeof Merger {
+  return (require('../ingest/merge/merger') as typeof import('../ingest/merge/merger')).Merger;
 }

@@ -8,7 +8,7 @@
  * for the fields that usually carry one (authorization, cookie, password, token, api keys), and
  * the fields and message are scanned for URL userinfo (`https://user:PW@host` →
  * `https://[REDACTED]@host`) before they are serialised. Errors are serialised with their `code`
- * and their `cause` chain (undici puts the socket error there).
+ * and their `cause` chain (socket errors wrapped by the upstream client or a library keep their origin there).
  *
  * Without a sink the lines go to stdout asynchronously (./stdout.ts): the hot path never blocks on a
  * write, and what is queued is written when the process exits, so the last lines before

@@ -1,14 +1,14 @@
 /**
  * Forwards requests from the main listener to the application and records RED metrics.
  *
- * This is the hot path, so it stays on Node's `http` primitives: raw header arrays in and out (no
- * header objects built), a keep-alive pool to the upstream, bodies streamed with backpressure in
- * both directions, one `close` listener per response to finish the bookkeeping.
+ * This is the hot path: raw header arrays in and out (no header objects built), a keep-alive client
+ * written for this one job (upstream-client.ts), bodies streamed with backpressure in both
+ * directions, one `close` listener per response to finish the bookkeeping.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { Pool, type Dispatcher } from 'undici';
+import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import { targetOf } from './target';
 import { allowedUpgrade } from './upgrade';
 import type { RedRecorder } from './red';
@@ -44,10 +44,6 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-/** Failures that mean a pooled keep-alive socket was closed by the upstream before we used it. */
-const STALE_SOCKET = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
-
 /** The status the sidecar reports when the client went away before an answer (nginx's). */
 export const CLIENT_CLOSED = 499;
 
@@ -57,7 +53,7 @@ interface UpstreamRequestHeaders {
 }
 
 export class Forwarder {
-  private readonly pool: Pool;
+  private readonly client: UpstreamClient;
   private readonly host: string;
   private readonly port: number;
   private readonly hostHeader: string;
@@ -65,17 +61,12 @@ export class Forwarder {
   private readonly upgradeProtocols: ReadonlySet<string>;
 
   constructor(private readonly opts: ForwarderOptions) {
-    // undici's pool costs about half the CPU per request of http.request with a keep-alive Agent
-    // (bench/); no pipelining, so one slow request never holds up another on a shared socket.
-    this.pool = new Pool(opts.upstream.origin, {
-      connections: opts.maxConnections === 0 ? null : opts.maxConnections,
-      pipelining: 1,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-      keepAliveTimeout: 4_000,
-    });
     this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
     this.port = Number(opts.upstream.port || 80);
+    // No pipelining, so one slow request never holds up another on a shared socket; a request
+    // that meets a keep-alive socket the app just closed is sent again by the client (idempotent,
+    // no body).
+    this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = new Set((opts.upgradeProtocols ?? ['websocket']).map((p) => p.toLowerCase()));
   }
@@ -92,7 +83,7 @@ export class Forwarder {
     const { headers, hasBody } = this.forwardedHeaders(req, false);
     let status = 0;
     let failed = false;
-    let controller: Dispatcher.DispatchController | undefined;
+    let controller: Controller | undefined;
 
     const fail = (err: Error & { code?: string }): void => {
       // The client's request stream broke (aborted upload, bad chunked framing): the client's error, not the app's.
@@ -110,7 +101,7 @@ export class Forwarder {
         res.destroy();
         return;
       }
-      const timedOut = err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT';
+      const timedOut = isTimeout(err);
       status = timedOut ? 504 : 502;
       this.opts.logger.warn(timedOut ? 'upstream timed out' : 'upstream failed', { method, route, code: upstreamErrorCode(err) });
       const body = timedOut ? 'upstream timed out\n' : 'upstream unavailable\n';
@@ -118,17 +109,14 @@ export class Forwarder {
       res.end(body);
     };
 
-    const send = (retry: boolean): void => {
-      let started = false;
-      this.pool.dispatch(
-        { path: target, method, headers, body: hasBody ? req : null, idempotent: false, blocking: true },
+    const send = (): void => {
+      this.client.dispatch(
+        { path: target, method, headers, body: hasBody ? req : null },
         {
           onRequestStart: (c) => {
             controller = c;
           },
           onResponseStart: (_c, code, uheaders, statusMessage) => {
-            if (code < 200) return; // 1xx informational: Node answered 100-continue itself.
-            started = true;
             status = code;
             res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
           },
@@ -144,11 +132,6 @@ export class Forwarder {
           },
           onResponseError: (_c, err: Error & { code?: string }) => {
             if (res.destroyed && !res.writableFinished) return; // the client left first; already recorded
-            // A keep-alive socket the app closed just before we used it: safe to send again once.
-            if (retry && !started && !hasBody && IDEMPOTENT.has(method) && STALE_SOCKET.has(upstreamErrorCode(err))) {
-              send(false);
-              return;
-            }
             fail(err);
           },
         },
@@ -164,7 +147,7 @@ export class Forwarder {
       if (route !== null) red.record(method, route, status, (performance.now() - start) / 1000, failed);
     });
 
-    send(true);
+    send();
   }
 
   /** WebSocket and other `Upgrade` requests: handshake forwarded, then bytes piped both ways. */
@@ -200,7 +183,10 @@ export class Forwarder {
     });
     ureq.on('response', (ures) => {
       // The upstream declined the upgrade: relay its answer as a plain response, then close.
-      socket.write(statusLine(ures) + rawHeaderLines(this.responseHeaders(ures.headers).concat('connection', 'close')));
+      socket.write(
+        statusLine(ures) +
+          rawHeaderLines(this.responseHeaders(ures.rawHeaders.map((h, i) => (i % 2 === 0 ? h.toLowerCase() : h))).concat('connection', 'close')),
+      );
       ures.pipe(socket);
       record(ures.statusCode ?? 502, ures.statusCode === 500);
     });
@@ -221,14 +207,14 @@ export class Forwarder {
   close(): void {
     for (const s of this.upgraded) s.destroy();
     this.upgraded.clear();
-    void this.pool.destroy();
+    this.client.close();
   }
 
   /**
    * The request's headers minus hop-by-hop ones (and those its `Connection` header names) and
    * those with `_` in their name, plus
    * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
-   * A body without Content-Length is sent chunked again by the client (undici or Node).
+   * A body without Content-Length is sent chunked again by the upstream client (or Node, for upgrades).
    * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
    * also tells whether a body follows (a non-zero Content-Length or a Transfer-Encoding).
    */
@@ -283,17 +269,14 @@ export class Forwarder {
     return { headers: out, hasBody };
   }
 
-  /** The upstream's response headers minus hop-by-hop ones, as a flat array for writeHead. */
-  private responseHeaders(headers: Record<string, string | string[] | undefined>): string[] {
+  /** The upstream's response headers (flat, lower-case names) minus hop-by-hop ones, for writeHead. */
+  private responseHeaders(headers: string[]): string[] {
     const out: string[] = [];
-    const conn = headers.connection;
-    const named = conn === undefined ? undefined : new Set(connectionTokens(Array.isArray(conn) ? conn.join(',') : conn));
-    for (const name in headers) {
+    const named = namedByConnection(headers);
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i];
       if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
-      const v = headers[name];
-      if (v === undefined) continue;
-      if (Array.isArray(v)) for (const item of v) out.push(name, item);
-      else out.push(name, v);
+      out.push(name, headers[i + 1]);
     }
     if (this.opts.draining()) out.push('connection', 'close');
     return out;
@@ -337,9 +320,7 @@ function rawHeaderLines(raw: string[]): string {
   return `${s}\r\n`;
 }
 
-/** The most telling code of an upstream failure: undici wraps socket errors, keep the cause's. */
-function upstreamErrorCode(err: Error & { code?: string; cause?: unknown }): string {
-  const cause = err.cause as { code?: string } | undefined;
-  if (err.code === 'UND_ERR_SOCKET' && typeof cause?.code === 'string') return cause.code;
+/** The code of an upstream failure (Node's socket error codes, or the client's own). */
+function upstreamErrorCode(err: Error & { code?: string }): string {
   return err.code ?? 'UNKNOWN';
 }

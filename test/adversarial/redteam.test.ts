@@ -138,14 +138,22 @@ describe('finding: a long digit run in a merged sample value blocks the event lo
   beforeAll(async () => {
     upstream = await startUpstream();
     // 1 MB of digits then a letter: ~10 minutes of backtracking with the old pattern, microseconds now.
-    const body = `# TYPE app_ok gauge\napp_ok 1\napp_evil ${'1'.repeat(1_000_000)}x\n`;
-    target = http.createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
+    // The same run as a sample value, a histogram's `le` and a summary's `quantile` (read as numbers too).
+    const digits = '1'.repeat(1_000_000);
+    const bodies: Record<string, string> = {
+      '/value': `# TYPE app_ok gauge\napp_ok 1\napp_evil ${digits}x\n`,
+      '/le': `# TYPE app_h histogram\napp_h_bucket{le="${digits}x"} 1\n`,
+      '/quantile': `# TYPE app_s summary\napp_s{quantile="${digits}x"} 1\n`,
+    };
+    target = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(bodies[req.url ?? ''] ?? '');
     });
     await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
     sc = await spawnSidecar({
       UPSTREAM_URL: upstream.url,
-      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
+      MERGE_TARGETS: Object.keys(bodies)
+        .map((p) => `http://127.0.0.1:${(target.address() as AddressInfo).port}${p}`)
+        .join(','),
       LOG_LEVEL: 'info',
     });
   });
@@ -158,11 +166,11 @@ describe('finding: a long digit run in a merged sample value blocks the event lo
     await new Promise((r) => target?.close(r));
   });
 
-  it('should refuse the target as unparseable, answer the scrape and keep forwarding', async () => {
+  it('should refuse the targets as unparseable, answer the scrape and keep forwarding', async () => {
     const s = await scrape(sc.metricsPort);
     expect(s.status === 200 ? 'scrape answered' : deathNote(sc)).toBe('scrape answered');
     const p = parseExposition(s.text);
-    expect(p.samples.filter((x) => x.name === 'metrics_sidecar_merge_up').map((x) => x.value)).toEqual([0]);
+    expect(p.samples.filter((x) => x.name === 'metrics_sidecar_merge_up').map((x) => x.value)).toEqual([0, 0, 0]);
     expect((await request(sc.mainPort, '/hello')).status).toBe(200);
     expect(promtool(s.text)).toEqual({ ok: true, output: expect.any(String) });
   });

@@ -294,11 +294,23 @@ describe('merge parser limits', () => {
     expect(ticks).toBeGreaterThan(10);
   });
 
+  it('should keep numeric le and quantile values in every spelling Prometheus accepts', () => {
+    const r = parseSource('# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="1e3"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n# TYPE s summary\ns{quantile="0.99"} 1\ns_sum 1\ns_count 1\n');
+    expect(r.families.map((f) => [f.name, f.samples.length])).toEqual([
+      ['h', 5],
+      ['s', 3],
+    ]);
+  });
+
   it.each([
     ['a label given twice', 'a{x="1",x="2"} 1\n'],
     ['an unknown escape', 'a{x="\\t"} 1\n'],
     ['an unterminated value', 'a{x="1} 1\n'],
     ['a bad timestamp', 'a 1 soon\n'],
+    // Prometheus reads these as numbers anywhere in the family; promtool fails the scrape otherwise.
+    ['a histogram sample whose le is not a number', '# TYPE h histogram\nh_sum{le="x"} 1\nh_bucket{le="+Inf"} 1\nh_count 1\n'],
+    ['a histogram bucket without le', '# TYPE h histogram\nh_bucket{} 1\nh_sum 1\nh_count 1\n'],
+    ['a summary quantile that is not a number', '# TYPE s summary\ns{quantile="p99"} 1\ns_sum 1\ns_count 1\n'],
   ])('should refuse %s', (_what, body) => {
     expect(() => parseSource(body)).toThrow();
   });

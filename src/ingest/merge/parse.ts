@@ -57,6 +57,8 @@ const COMMENT = /^# (HELP|TYPE|UNIT) (\S+)(?: (.*))?$/;
 // The fraction needs its `.`: `\d+\.?\d*` backtracked quadratically on a long digit run that does
 // not end the value (a 1 MB `1111…x` sample held the event loop for minutes).
 const VALUE = /^(?:[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|Inf|inf)|NaN|nan)$/;
+/** A float as Prometheus parses `le` and `quantile` label values (Go's ParseFloat, without hex or underscores). Linear, as VALUE. */
+const LABEL_FLOAT = /^[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[Ii]nf(?:inity)?|INF|NaN|nan)$/;
 const TIMESTAMP = /^-?\d+(?:\.\d+)?$/;
 const SUFFIXES: Record<string, readonly string[]> = {
   counter: ['_total', '_created', ''],
@@ -145,6 +147,9 @@ class Parser {
     /** Length of the label text as written (`{...}` with a trailing comma, `{}`), to see whether it was normalised. */
     let labelsRaw = 0;
     let overLimit = false;
+    /** The raw values of `le` and `quantile`, which histograms and summaries give a numeric meaning. */
+    let le: string | undefined;
+    let quantile: string | undefined;
     if (line.charCodeAt(i) === 123 /* { */) {
       const start = i;
       i++;
@@ -175,6 +180,8 @@ class Parser {
           i++;
         }
         const len = i - vs;
+        if (labelName === 'le') le = line.slice(vs, i);
+        else if (labelName === 'quantile') quantile = line.slice(vs, i);
         const max = this.limits.maxLabelValueBytes;
         if (len > max || (len * 3 > max && Buffer.byteLength(line.slice(vs, i)) > max)) overLimit = true;
         i++;
@@ -208,6 +215,13 @@ class Parser {
       fam = this.get(name);
       this.current = fam;
       if (!belongs(fam, name)) this.fail(`sample ${name} does not fit its family`);
+    }
+    // Prometheus reads `le` (histograms) and `quantile` (summaries) as numbers wherever they appear
+    // in such a family, and a bucket needs its `le`: anything else fails the whole scrape there.
+    if (fam.type === 'histogram' || fam.type === 'gaugehistogram') {
+      if (le !== undefined ? !LABEL_FLOAT.test(le) : name.endsWith('_bucket')) this.fail(`sample ${name} has no valid "le" label`);
+    } else if (fam.type === 'summary' && quantile !== undefined && !LABEL_FLOAT.test(quantile)) {
+      this.fail(`sample ${name} has an invalid "quantile" label`);
     }
     if (fam.excluded) return;
     if (overLimit) {

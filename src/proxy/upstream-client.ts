@@ -1,0 +1,783 @@
+/**
+ * A keep-alive HTTP/1.1 client for exactly one job: forwarding to one application on localhost.
+ *
+ * The hostile side (clients) stays on Node's `http` server and its strict parser; this side talks
+ * to a trusted app, so it need not be general. It is about half the CPU per request of undici's
+ * Pool (bench/proxy.mjs) because it does less:
+ * - the request head is one string built from the forwarder's flat header array, one write;
+ * - the response head is parsed strictly in one pass over a latin1 string: anything odd (a bad
+ *   status line, bytes a header may not hold, folded lines, duplicate or conflicting
+ *   Content-Length, Content-Length with Transfer-Encoding, a coding other than `chunked`, a head
+ *   larger than `http.maxHeaderSize`) is an error the forwarder answers 502;
+ * - bodies stream by Content-Length, chunked or close-delimited framing, with backpressure both
+ *   ways (controller.pause/resume, request body paused while the socket is full);
+ * - no pipelining: one request per socket at a time; idle sockets are reused last-in first-out
+ *   (the warmest) and closed on `Connection: close` or before the app's `Keep-Alive: timeout`;
+ * - timeouts run on one coarse timer per client instead of a timer per request;
+ * - an idempotent request without a body that fails on a reused socket before any byte of answer
+ *   (the app closed it while idle) is sent once more on a fresh connection.
+ *
+ * The handler has the shape of undici's dispatch handler (onRequestStart, onResponseStart, ...), so
+ * the forwarder's code around it stays the same; response headers come as a flat array with
+ * lower-case names.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+
+export interface UpstreamClientOptions {
+  host: string;
+  port: number;
+  /** Idle limit while waiting for the head, and between body bytes either way (ms). */
+  timeoutMs: number;
+  /** Connections at most (0 = unlimited); further requests wait in a queue. */
+  maxConnections: number;
+  /** How long an unused connection is kept (ms), unless the app's Keep-Alive hint is shorter. */
+  keepAliveMs?: number;
+  /** Largest response head accepted (bytes); defaults to Node's `http.maxHeaderSize`. */
+  maxHeadBytes?: number;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  /** Origin-form target, already canonical. */
+  path: string;
+  /** Flat [name, value, ...] array; must not contain framing or hop-by-hop headers except Content-Length. */
+  headers: string[];
+  /** The request body, or null. Sent as is with a Content-Length header, chunked otherwise. */
+  body: Readable | null;
+}
+
+export interface Controller {
+  pause(): void;
+  resume(): void;
+  abort(reason: Error): void;
+  readonly aborted: boolean;
+  readonly paused: boolean;
+}
+
+export interface UpstreamHandler {
+  onRequestStart?(controller: Controller): void;
+  /** Final (non-1xx) status only; `headers` is a flat array with lower-case names. */
+  onResponseStart(controller: Controller, statusCode: number, headers: string[], statusMessage: string): void;
+  onResponseData(controller: Controller, chunk: Buffer): void;
+  onResponseEnd(controller: Controller): void;
+  onResponseError(controller: Controller, err: Error): void;
+}
+
+/** Error codes this client gives its failures (socket errors keep Node's own, e.g. ECONNREFUSED). */
+export const UPSTREAM_HEADERS_TIMEOUT = 'UPSTREAM_HEADERS_TIMEOUT';
+export const UPSTREAM_BODY_TIMEOUT = 'UPSTREAM_BODY_TIMEOUT';
+export const UPSTREAM_BAD_RESPONSE = 'UPSTREAM_BAD_RESPONSE';
+export const UPSTREAM_CLOSED = 'UPSTREAM_CLOSED';
+
+export type UpstreamError = Error & { code: string };
+
+function ignore(): void {}
+
+function upstreamError(code: string, message: string): UpstreamError {
+  return Object.assign(new Error(message), { code });
+}
+
+export function isTimeout(err: Error & { code?: string }): boolean {
+  return err.code === UPSTREAM_HEADERS_TIMEOUT || err.code === UPSTREAM_BODY_TIMEOUT;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Status line and header lines, each with its CRLF, matched in place (sticky) along the head. */
+const STATUS_LINE = /HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?\r\n/y;
+/** field-name ":" OWS field-value OWS CRLF, value without control bytes but HTAB (RFC 9110 §5.5). */
+const HEADER_FIELD = /([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[\t ]*\r\n/y;
+/** The same, for one trailer line without its CRLF. */
+const HEADER_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[\t ]*((?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[\t ]*$/;
+const DIGITS = /^\d{1,15}$/;
+const CRLF = Buffer.from('\r\n');
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
+/** A chunk-size line: hex size, optional extensions; and the longest one accepted. */
+const CHUNK_SIZE = /^([0-9a-fA-F]{1,13})(?:[\t ]*;[\t\x20-\x7e\x80-\xff]*)?$/;
+const MAX_CHUNK_LINE = 4096;
+const MAX_TRAILER_BYTES = 16 * 1024;
+
+/** Body framing of the response being read. */
+const enum Framing {
+  None,
+  Length,
+  Chunked,
+  Close,
+}
+
+/** Where the chunked decoder is. */
+const enum ChunkState {
+  Size,
+  Data,
+  DataEnd,
+  Trailers,
+}
+
+const enum Phase {
+  Idle,
+  /** Request sent (or being sent), head not complete yet. */
+  Head,
+  Body,
+}
+
+/** One request from dispatch to its end; also the controller the handler gets. */
+class Exchange implements Controller {
+  conn: Connection | undefined;
+  aborted = false;
+  paused = false;
+  done = false;
+  retried = false;
+  /** Some byte of the answer arrived: sending again is no longer safe. */
+  answered = false;
+
+  constructor(
+    readonly client: UpstreamClient,
+    readonly req: UpstreamRequest,
+    readonly handler: UpstreamHandler,
+  ) {}
+
+  pause(): void {
+    if (this.paused || this.done) return;
+    this.paused = true;
+    this.conn?.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.done) return;
+    this.conn?.socket.resume();
+  }
+
+  abort(reason: Error): void {
+    if (this.done) return;
+    this.aborted = true;
+    if (this.conn !== undefined) this.conn.destroy();
+    else this.client.dequeue(this);
+    this.fail(reason);
+  }
+
+  /** Ends the exchange with an error (at most once). */
+  fail(err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    this.detachBody();
+    this.handler.onResponseError(this, err);
+  }
+
+  detachBody(): void {
+    const body = this.req.body;
+    if (body !== null && this.conn !== undefined) this.conn.unpipeBody(body);
+  }
+}
+
+class Connection {
+  readonly socket: net.Socket;
+  phase = Phase.Idle;
+  ex: Exchange | undefined;
+  /** Requests completed on this socket (0 = fresh: an error on it is no stale-socket case). */
+  served = 0;
+  /** The current request's body has been sent completely. */
+  sentAll = true;
+  reusable = true;
+  destroyed = false;
+  /** Coarse tick of the last progress, and when an idle socket must go. */
+  lastTick = 0;
+  idleUntilTick = 0;
+
+  // Response parsing state.
+  private head: Buffer | undefined;
+  private framing = Framing.None;
+  private remaining = 0;
+  private chunkState = ChunkState.Size;
+  private lineBuf: Buffer | undefined;
+  private trailerBytes = 0;
+  private keepAliveHintMs = 0;
+
+  // Request body plumbing (bound once).
+  private body: Readable | null = null;
+  private chunked = false;
+  private pendingHead: string | undefined;
+
+  constructor(readonly client: UpstreamClient) {
+    this.socket = net.connect({ host: client.host, port: client.port, noDelay: true });
+    this.socket.on('data', (b: Buffer) => this.onData(b));
+    this.socket.on('end', () => this.onEnd());
+    this.socket.on('error', (err) => this.onSocketError(err));
+    this.socket.on('close', () => this.onClose());
+    this.socket.on('drain', () => this.body?.resume());
+  }
+
+  /** Sends one request on this (idle) connection. */
+  send(ex: Exchange): void {
+    this.ex = ex;
+    ex.conn = this;
+    this.phase = Phase.Head;
+    this.head = undefined;
+    this.keepAliveHintMs = 0;
+    this.reusable = true;
+    this.lastTick = this.client.tick;
+    const { req } = ex;
+    let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
+    const h = req.headers;
+    let hasLength = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i];
+      if (name.length === 14 && name.toLowerCase() === 'content-length') hasLength = true;
+      head += `${name}: ${h[i + 1]}\r\n`;
+    }
+    const body = req.body;
+    if (body === null) {
+      this.sentAll = true;
+      this.socket.write(`${head}\r\n`, 'latin1');
+    } else {
+      this.chunked = !hasLength;
+      this.sentAll = false;
+      // The head goes out with the first body bytes (one write), and never when the client's
+      // framing breaks before any: the app then sees no request at all.
+      this.pendingHead = this.chunked ? `${head}transfer-encoding: chunked\r\n\r\n` : `${head}\r\n`;
+      this.body = body;
+      body.on('data', this.onBodyData);
+      body.once('end', this.onBodyEnd);
+      body.once('error', this.onBodyError);
+      body.once('close', this.onBodyClose);
+    }
+    if (ex.paused) this.socket.pause();
+  }
+
+  private readonly onBodyData = (chunk: Buffer): void => {
+    this.lastTick = this.client.tick;
+    if (chunk.length === 0) return;
+    let ok: boolean;
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
+    if (this.chunked) {
+      this.socket.cork();
+      this.socket.write(`${head ?? ''}${chunk.length.toString(16)}\r\n`, 'latin1');
+      this.socket.write(chunk);
+      ok = this.socket.write(CRLF);
+      this.socket.uncork();
+    } else if (head !== undefined) {
+      this.socket.cork();
+      this.socket.write(head, 'latin1');
+      ok = this.socket.write(chunk);
+      this.socket.uncork();
+    } else {
+      ok = this.socket.write(chunk);
+    }
+    // Backpressure: the app reads slower than the client sends; wait for the socket to drain.
+    if (!ok) this.body?.pause();
+  };
+
+  private readonly onBodyEnd = (): void => {
+    const body = this.body;
+    if (body === null) return;
+    this.unpipeBody(body);
+    const head = this.pendingHead;
+    this.pendingHead = undefined;
+    if (head !== undefined) this.socket.write(head, 'latin1');
+    if (this.chunked) this.socket.write(LAST_CHUNK);
+    this.sentAll = true;
+    this.lastTick = this.client.tick;
+  };
+
+  /**
+   * The request body broke (the client aborted its upload, or sent bad chunked framing): the
+   * request can never be completed upstream, so the connection goes and the exchange fails with
+   * the body's error (the forwarder tells it from the app's failures by the request's state).
+   */
+  private readonly onBodyError = (err: Error): void => {
+    const ex = this.ex;
+    this.destroy();
+    ex?.fail(err);
+  };
+
+  /** Closed before its end without an error: the same, for a stream that was just destroyed. */
+  private readonly onBodyClose = (): void => {
+    if (this.body === null || this.sentAll) return;
+    this.onBodyError(upstreamError(UPSTREAM_CLOSED, 'request body ended before its end'));
+  };
+
+  /** Stops forwarding `body`; whatever is left of it flows on (and is dropped) so the client side can finish. */
+  unpipeBody(body: Readable): void {
+    if (this.body !== body) return;
+    body.off('data', this.onBodyData);
+    body.off('end', this.onBodyEnd);
+    body.off('close', this.onBodyClose);
+    // An error listener stays: a stream that errors later must not throw for want of one.
+    body.off('error', this.onBodyError);
+    body.on('error', ignore);
+    this.body = null;
+    body.resume();
+  }
+
+  private onData(buf: Buffer): void {
+    const ex = this.ex;
+    if (ex === undefined || this.phase === Phase.Idle) {
+      // Bytes nobody asked for (an unsolicited answer, junk after a response): not reusable.
+      this.destroy();
+      return;
+    }
+    this.lastTick = this.client.tick;
+    ex.answered = true;
+    try {
+      this.parse(ex, buf);
+    } catch (err) {
+      this.destroy();
+      ex.fail(err as Error);
+    }
+  }
+
+  private parse(ex: Exchange, buf: Buffer): void {
+    let off = 0;
+    for (;;) {
+      // Destroyed: the handler aborted, or the exchange failed.
+      if (this.destroyed) return;
+      if (this.phase === Phase.Idle) {
+        // Complete. Bytes after the end of a response mean the app does not frame as we think.
+        this.settle(ex, off < buf.length);
+        return;
+      }
+      if (off >= buf.length) return;
+      if (this.phase === Phase.Head) {
+        off = this.parseHead(ex, buf, off);
+        if (off < 0) return; // head incomplete, buffered
+        continue;
+      }
+      switch (this.framing) {
+        case Framing.Close:
+          ex.handler.onResponseData(ex, off === 0 ? buf : buf.subarray(off));
+          return;
+        case Framing.Length: {
+          const n = Math.min(this.remaining, buf.length - off);
+          const chunk = off === 0 && n === buf.length ? buf : buf.subarray(off, off + n);
+          off += n;
+          this.remaining -= n;
+          ex.handler.onResponseData(ex, chunk);
+          if (this.remaining === 0) this.finish(ex);
+          break;
+        }
+        case Framing.Chunked:
+          off = this.parseChunked(ex, buf, off);
+          break;
+        default:
+          this.finish(ex);
+      }
+    }
+  }
+
+  /** Returns the offset after the head, or -1 when more bytes are needed. */
+  private parseHead(ex: Exchange, buf: Buffer, off: number): number {
+    let data = off === 0 ? buf : buf.subarray(off);
+    let searchFrom = 0;
+    if (this.head !== undefined) {
+      searchFrom = Math.max(0, this.head.length - 3);
+      data = Buffer.concat([this.head, data]);
+    }
+    const end = data.indexOf(CRLFCRLF, searchFrom);
+    if (end === -1 || end + 4 > this.client.maxHeadBytes) {
+      if (data.length > this.client.maxHeadBytes || end !== -1) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'response head too large');
+      this.head = data === buf ? Buffer.from(data) : data;
+      return -1;
+    }
+    const consumedBefore = this.head === undefined ? 0 : this.head.length;
+    this.head = undefined;
+    // The head with the CRLF of its last line (every line then ends in CRLF), not the blank line.
+    this.onHead(ex, data.toString('latin1', 0, end + 2));
+    return off + (end + 4 - consumedBefore);
+  }
+
+  private onHead(ex: Exchange, text: string): void {
+    STATUS_LINE.lastIndex = 0;
+    const m = STATUS_LINE.exec(text);
+    if (m === null) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'malformed status line');
+    let at = STATUS_LINE.lastIndex;
+    const http10 = m[1] === '0';
+    const status = Number(m[2]);
+    const headers: string[] = [];
+    let length = -1;
+    let chunked = false;
+    let te = false;
+    let close = http10;
+    while (at < text.length) {
+      HEADER_FIELD.lastIndex = at;
+      const hm = HEADER_FIELD.exec(text);
+      if (hm === null) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'malformed response header');
+      at = HEADER_FIELD.lastIndex;
+      const name = hm[1].toLowerCase();
+      const value = hm[2];
+      switch (name) {
+        case 'content-length':
+          if (length !== -1) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'more than one Content-Length');
+          if (!DIGITS.test(value)) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'invalid Content-Length');
+          length = Number(value);
+          break;
+        case 'transfer-encoding':
+          if (te) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'more than one Transfer-Encoding');
+          te = true;
+          chunked = value.toLowerCase() === 'chunked';
+          if (!chunked) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'unsupported Transfer-Encoding');
+          break;
+        case 'connection': {
+          const v = value.toLowerCase();
+          // The common answers first, without splitting.
+          if (v === 'keep-alive') {
+            if (http10) close = false;
+            break;
+          }
+          if (v === 'close') {
+            close = true;
+            break;
+          }
+          for (const t of v.split(',')) {
+            const token = t.trim();
+            if (token === 'close') close = true;
+            else if (token === 'keep-alive' && http10) close = false;
+          }
+          break;
+        }
+        case 'keep-alive': {
+          const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,9})/i.exec(value);
+          if (t !== null) this.keepAliveHintMs = Number(t[1]) * 1000;
+          break;
+        }
+      }
+      headers.push(name, value);
+    }
+    if (te && length !== -1) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'both Content-Length and Transfer-Encoding');
+    if (status < 200) {
+      // 1xx: informational, another head follows (101 was not asked for: no upgrades here).
+      if (status === 101) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'unexpected 101 Switching Protocols');
+      return;
+    }
+    if (close) this.reusable = false;
+    const method = ex.req.method;
+    if (method === 'HEAD' || status === 204 || status === 304) this.framing = Framing.None;
+    else if (chunked) {
+      this.framing = Framing.Chunked;
+      this.chunkState = ChunkState.Size;
+      this.lineBuf = undefined;
+      this.trailerBytes = 0;
+    } else if (length !== -1) {
+      this.framing = Framing.Length;
+      this.remaining = length;
+    } else {
+      this.framing = Framing.Close;
+      this.reusable = false;
+    }
+    this.phase = Phase.Body;
+    ex.handler.onResponseStart(ex, status, headers, m[3] ?? '');
+    if (this.destroyed) return;
+    if (this.framing === Framing.None || (this.framing === Framing.Length && this.remaining === 0)) this.finish(ex);
+  }
+
+  /** Consumes chunked framing from `buf` at `off`; returns the new offset. */
+  private parseChunked(ex: Exchange, buf: Buffer, off: number): number {
+    while (off < buf.length && !this.destroyed && this.phase === Phase.Body) {
+      switch (this.chunkState) {
+        case ChunkState.Data: {
+          const n = Math.min(this.remaining, buf.length - off);
+          const chunk = buf.subarray(off, off + n);
+          off += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.chunkState = ChunkState.DataEnd;
+          ex.handler.onResponseData(ex, chunk);
+          break;
+        }
+        case ChunkState.Size:
+        case ChunkState.DataEnd:
+        case ChunkState.Trailers: {
+          const line = this.readLine(buf, off);
+          if (line === undefined) return buf.length;
+          off = line.next;
+          this.onChunkLine(ex, line.text);
+          break;
+        }
+      }
+    }
+    return off;
+  }
+
+  /** A CRLF-terminated line from the carried-over bytes plus `buf` at `off`, or undefined (bytes kept). */
+  private readLine(buf: Buffer, off: number): { text: string; next: number } | undefined {
+    const limit = this.chunkState === ChunkState.Trailers ? MAX_TRAILER_BYTES : MAX_CHUNK_LINE;
+    const carried = this.lineBuf;
+    if (carried !== undefined && carried[carried.length - 1] === 0x0d && buf[off] === 0x0a) {
+      this.lineBuf = undefined;
+      return { text: carried.toString('latin1', 0, carried.length - 1), next: off + 1 };
+    }
+    const idx = buf.indexOf(CRLF, off);
+    if (idx === -1) {
+      const rest = buf.subarray(off);
+      this.lineBuf = carried === undefined ? Buffer.from(rest) : Buffer.concat([carried, rest]);
+      if (this.lineBuf.length > limit) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'chunk framing line too long');
+      return undefined;
+    }
+    let text = buf.toString('latin1', off, idx);
+    if (carried !== undefined) {
+      text = carried.toString('latin1') + text;
+      this.lineBuf = undefined;
+    }
+    if (text.length > limit) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'chunk framing line too long');
+    return { text, next: idx + 2 };
+  }
+
+  private onChunkLine(ex: Exchange, text: string): void {
+    if (text.includes('\r') || text.includes('\n')) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'bare CR or LF in chunk framing');
+    switch (this.chunkState) {
+      case ChunkState.DataEnd:
+        if (text !== '') throw upstreamError(UPSTREAM_BAD_RESPONSE, 'chunk data longer than its size');
+        this.chunkState = ChunkState.Size;
+        return;
+      case ChunkState.Size: {
+        const m = CHUNK_SIZE.exec(text);
+        if (m === null) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'invalid chunk size');
+        const size = parseInt(m[1], 16);
+        if (size === 0) {
+          this.chunkState = ChunkState.Trailers;
+          return;
+        }
+        this.remaining = size;
+        this.chunkState = ChunkState.Data;
+        return;
+      }
+      case ChunkState.Trailers:
+        if (text === '') {
+          this.finish(ex);
+          return;
+        }
+        // Trailers are dropped (the response head is already out), but must be well-formed.
+        this.trailerBytes += text.length + 2;
+        if (this.trailerBytes > MAX_TRAILER_BYTES) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'trailers too large');
+        if (!HEADER_LINE.test(text)) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'malformed trailer');
+        return;
+    }
+  }
+
+  /** The response is complete (`settle` then frees the socket and tells the handler). */
+  private finish(ex: Exchange): void {
+    if (this.destroyed) return;
+    this.phase = Phase.Idle;
+    this.ex = undefined;
+    this.served++;
+    ex.done = true;
+    if (ex.paused) this.socket.resume();
+  }
+
+  /** After `finish`: reuse the socket (or close it), then tell the handler. */
+  private settle(ex: Exchange, junk: boolean): void {
+    // An upload still going when the answer ended (an early 413, say) leaves the socket mid-request.
+    if (junk || !this.sentAll) this.reusable = false;
+    if (this.keepAliveHintMs > 0) {
+      const ms = Math.min(this.client.keepAliveMs, this.keepAliveHintMs - 1000);
+      if (ms <= 0) this.reusable = false;
+      else this.idleUntilTick = this.client.ticksFor(ms);
+    } else {
+      this.idleUntilTick = this.client.ticksFor(this.client.keepAliveMs);
+    }
+    ex.detachBody();
+    if (!this.reusable) this.destroy();
+    else this.client.release(this);
+    ex.handler.onResponseEnd(ex);
+  }
+
+  private onEnd(): void {
+    const ex = this.ex;
+    if (ex !== undefined && this.phase === Phase.Body && this.framing === Framing.Close) {
+      this.finish(ex);
+      this.settle(ex, false);
+      return;
+    }
+    this.onClose();
+  }
+
+  private onSocketError(err: Error): void {
+    this.fault(err);
+  }
+
+  private onClose(): void {
+    this.fault(upstreamError(UPSTREAM_CLOSED, this.phase === Phase.Body ? 'upstream closed the connection mid-body' : 'upstream closed the connection'));
+  }
+
+  /** The socket failed or closed: fail (or retry) the exchange on it, forget the socket. */
+  private fault(err: Error): void {
+    const ex = this.ex;
+    this.ex = undefined;
+    this.phase = Phase.Idle;
+    this.destroy();
+    if (ex === undefined || ex.done) return;
+    // A reused socket the app closed while it was idle: safe to send once more if nothing came back.
+    if (this.served > 0 && !ex.answered && !ex.retried && ex.req.body === null && IDEMPOTENT.has(ex.req.method)) {
+      ex.retried = true;
+      ex.conn = undefined;
+      this.client.dispatchExchange(ex, true);
+      return;
+    }
+    ex.fail(err);
+  }
+
+  timedOut(): void {
+    const ex = this.ex;
+    const code = this.phase === Phase.Head ? UPSTREAM_HEADERS_TIMEOUT : UPSTREAM_BODY_TIMEOUT;
+    this.ex = undefined;
+    this.destroy();
+    ex?.fail(upstreamError(code, code === UPSTREAM_HEADERS_TIMEOUT ? 'upstream sent no response head in time' : 'upstream body stalled'));
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.ex = undefined;
+    this.socket.destroy();
+    this.client.forget(this);
+  }
+}
+
+export class UpstreamClient {
+  readonly host: string;
+  readonly port: number;
+  readonly keepAliveMs: number;
+  readonly maxHeadBytes: number;
+  /** Coarse clock: incremented by the sweep timer every `tickMs`. */
+  tick = 0;
+  private readonly tickMs: number;
+  private readonly timeoutTicks: number;
+  private readonly idle: Connection[] = [];
+  private readonly all = new Set<Connection>();
+  private readonly queue: Exchange[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: UpstreamClientOptions) {
+    this.host = opts.host;
+    this.port = opts.port;
+    this.keepAliveMs = opts.keepAliveMs ?? 4_000;
+    this.maxHeadBytes = opts.maxHeadBytes ?? http.maxHeaderSize;
+    // Timeouts fire between timeoutMs and timeoutMs + one tick late.
+    this.tickMs = Math.max(10, Math.min(1000, Math.floor(Math.min(opts.timeoutMs, this.keepAliveMs) / 8)));
+    this.timeoutTicks = Math.ceil(opts.timeoutMs / this.tickMs);
+  }
+
+  /** Connections open (busy and idle). */
+  get connections(): number {
+    return this.all.size;
+  }
+
+  /** Requests waiting for a connection. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  ticksFor(ms: number): number {
+    return this.tick + Math.ceil(ms / this.tickMs);
+  }
+
+  dispatch(req: UpstreamRequest, handler: UpstreamHandler): void {
+    const ex = new Exchange(this, req, handler);
+    handler.onRequestStart?.(ex);
+    if (ex.done) return;
+    if (this.closed) {
+      ex.fail(upstreamError(UPSTREAM_CLOSED, 'client closed'));
+      return;
+    }
+    this.dispatchExchange(ex, false);
+  }
+
+  /** Runs `ex` on an idle socket, a new one, or queues it. `fresh` skips idle sockets (a retry). */
+  dispatchExchange(ex: Exchange, fresh: boolean): void {
+    if (!fresh) {
+      let conn = this.idle.pop();
+      while (conn !== undefined && conn.destroyed) conn = this.idle.pop();
+      if (conn !== undefined) {
+        conn.send(ex);
+        return;
+      }
+    }
+    const max = this.opts.maxConnections;
+    if (max === 0 || this.all.size < max) {
+      const conn = new Connection(this);
+      this.all.add(conn);
+      this.startTimer();
+      conn.send(ex);
+      return;
+    }
+    if (fresh) {
+      const conn = this.idle.pop();
+      if (conn !== undefined) {
+        conn.send(ex);
+        return;
+      }
+    }
+    this.queue.push(ex);
+  }
+
+  /** A connection finished its exchange and may serve another. */
+  release(conn: Connection): void {
+    if (conn.destroyed) return;
+    const next = this.queue.shift();
+    if (next !== undefined) {
+      conn.send(next);
+      return;
+    }
+    this.idle.push(conn);
+  }
+
+  dequeue(ex: Exchange): void {
+    const i = this.queue.indexOf(ex);
+    if (i !== -1) this.queue.splice(i, 1);
+  }
+
+  /** A connection is gone: a queued request may now open a new one. */
+  forget(conn: Connection): void {
+    if (!this.all.delete(conn)) return;
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+    if (this.queue.length > 0 && !this.closed) {
+      const next = this.queue.shift()!;
+      this.dispatchExchange(next, false);
+    }
+    if (this.all.size === 0) this.stopTimer();
+  }
+
+  /** Closes every connection; requests in flight or queued fail. */
+  close(): void {
+    this.closed = true;
+    const err = upstreamError(UPSTREAM_CLOSED, 'client closed');
+    for (const ex of this.queue.splice(0)) ex.fail(err);
+    for (const conn of [...this.all]) {
+      const ex = conn.ex;
+      conn.destroy();
+      ex?.fail(err);
+    }
+    this.idle.length = 0;
+    this.stopTimer();
+  }
+
+  private startTimer(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => this.sweep(), this.tickMs);
+    this.timer.unref();
+  }
+
+  private stopTimer(): void {
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sweep(): void {
+    this.tick++;
+    const now = this.tick;
+    for (const conn of this.all) {
+      if (conn.ex !== undefined) {
+        // A paused exchange waits for its client, not for the app.
+        if (conn.ex.paused) conn.lastTick = now;
+        else if (now - conn.lastTick > this.timeoutTicks) conn.timedOut();
+      } else if (now >= conn.idleUntilTick && conn.sentAll) {
+        conn.destroy();
+      }
+    }
+  }
+}
