@@ -206,7 +206,8 @@ export class Forwarder {
   }
 
   /**
-   * The request's headers minus hop-by-hop ones (and those its `Connection` header names), plus
+   * The request's headers minus hop-by-hop ones (and those its `Connection` header names) and
+   * those with `_` in their name, plus
    * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
    * A body without Content-Length is sent chunked again by the upstream client (or Node, for upgrades).
    * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
@@ -226,6 +227,11 @@ export class Forwarder {
       const lower = name.toLowerCase();
       const value = raw[i + 1];
       if ((lower === 'content-length' && value !== '0') || lower === 'transfer-encoding') hasBody = true;
+      // A name with `_` never goes on (nginx's `underscores_in_headers off`): WSGI/CGI servers map
+      // `-` and `_` to the same variable, and gunicorn believes a `SCRIPT_NAME` header from
+      // loopback (its forwarder_headers default), which would strip a client-chosen prefix off the
+      // checked path and route `/x/debug/...` into the app's /debug/ tree.
+      if (lower.includes('_')) continue;
       if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) {
         if (upgrade && lower === 'upgrade') {
           const kept = allowedUpgrade(value, this.upgradeProtocols);
