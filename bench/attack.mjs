@@ -86,7 +86,7 @@ function promtool(text) {
 }
 
 const linesCounted = (text) =>
-  ['accepted', 'malformed', 'dropped', 'type_conflict'].reduce((a, o) => a + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: o }) ?? 0), 0);
+  ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'].reduce((a, o) => a + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: o }) ?? 0), 0);
 
 /** Polls the exposition until `n` StatsD lines are counted, the sidecar dies, or 90 s pass. */
 async function untilCounted(ctx, n) {
@@ -248,7 +248,7 @@ const ATTACKS = [
   {
     name: 'statsd: 300,000 distinct names',
     async run(ctx) {
-      await sendTcp(ctx.ports[2], chunked(take(300_000, (i) => `attack.name_${i.toString(36)}:1|c`)));
+      await sendTcp(ctx.ports[2], chunked(take(300_000, (i) => `attack.name_${i}:1|c`)));
       await untilCounted(ctx, 300_000);
       return { sent: '300,000 lines', check: countedCheck(300_000) };
     },
@@ -336,7 +336,8 @@ function countedCheck(n) {
     if (text === null) return [false, 'no exposition'];
     const dropped =
       (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'dropped' }) ?? 0) +
-      (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'type_conflict' }) ?? 0);
+      (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'type_conflict' }) ?? 0) +
+      (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'limited' }) ?? 0);
     return [linesCounted(text) === n, `counted ${linesCounted(text)}/${n}, refused ${dropped}`];
   };
 }

