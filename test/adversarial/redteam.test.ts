@@ -85,6 +85,18 @@ describe('finding: a SCRIPT_NAME header moves the app into its /debug/ tree', ()
     expect({ leaks, reached }).toEqual({ leaks: [], reached: [] });
   });
 
+  it('should refuse (400) a WebSocket upgrade that announces a body, never leaving the app waiting for bytes', async () => {
+    const attacks = [
+      `GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nContent-Length: 5\r\nX-Attack-Id: up-body-cl\r\n\r\nhello`,
+      `GET /ws HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nTransfer-Encoding: chunked\r\nX-Attack-Id: up-body-te\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+    ];
+    const statuses: number[] = [];
+    for (const bytes of attacks) statuses.push(statusOf(await rawRequest(sc.mainPort, bytes)));
+    expect(statuses).toEqual([400, 400]);
+    expect(app.saw().filter((s) => s.attack_id?.startsWith('up-body-') === true)).toEqual([]);
+    expect(alive(sc)).toBe(true);
+  });
+
   it('control: dashed headers still reach the app', async () => {
     const r = await request(sc.mainPort, '/hello', { headers: { 'x-attack-id': 'dashed', 'x-custom-thing': '1' } });
     expect(r.status).toBe(200);
