@@ -86,7 +86,10 @@ function promtool(text) {
 }
 
 const linesCounted = (text) =>
-  ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'].reduce((a, o) => a + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: o }) ?? 0), 0);
+  ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'].reduce(
+    (a, o) => a + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: o }) ?? 0),
+    0,
+  );
 
 /** Polls the exposition until `n` StatsD lines are counted, the sidecar dies, or 90 s pass. */
 async function untilCounted(ctx, n) {

@@ -102,14 +102,11 @@ function fire(i) {
     } else if (!good) warmupErrors++;
     if (finished === total) complete();
   };
-  const req = http.request(
-    { agent, host: target.hostname, port: target.port || 80, path: target.pathname + target.search, method: 'GET' },
-    (res) => {
-      res.on('error', (err) => finish(res.statusCode, err));
-      res.on('end', () => finish(res.statusCode));
-      res.resume();
-    },
-  );
+  const req = http.request({ agent, host: target.hostname, port: target.port || 80, path: target.pathname + target.search, method: 'GET' }, (res) => {
+    res.on('error', (err) => finish(res.statusCode, err));
+    res.on('end', () => finish(res.statusCode));
+    res.resume();
+  });
   req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no response within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
   req.on('error', (err) => finish(0, err));
   req.end();

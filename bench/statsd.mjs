@@ -25,13 +25,12 @@
  * numbers are then slightly lower), BENCH_KEEP_TMP=1.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { installCleanup, start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, interrupted, beginRun, runMain } from './lib/procs.mjs';
+import { start, stop, stopAll, freePorts, waitForHttp, run, tail, cpuTicks, clockTicks, beginRun, runMain } from './lib/procs.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const BENCH = path.dirname(SELF);
@@ -52,7 +51,9 @@ async function ingestWorker() {
   const { mixPackets } = await import('./lib/statsd.mjs');
   const { summariseProfile } = await import('./lib/cpuprofile.mjs');
   const inspector = await import('node:inspector');
-  const { values: opts } = parseArgs({ options: { 'ingest-worker': { type: 'boolean' }, seconds: { type: 'string', default: '3' }, profile: { type: 'string' } } });
+  const { values: opts } = parseArgs({
+    options: { 'ingest-worker': { type: 'boolean' }, seconds: { type: 'string', default: '3' }, profile: { type: 'string' } },
+  });
   const require = createRequire(import.meta.url);
   const dist = path.join(BENCH, '..', 'dist');
   const { Registry } = require(path.join(dist, 'metrics', 'registry.js'));
@@ -158,9 +159,14 @@ async function main() {
     tmp,
   });
   log(`null sink: UDP 127.0.0.1:${sinkPort}, counts on :${sinkHttpPort} (CPU ${SETTINGS.receiver_cpu})`);
-  const sink = start('null-sink', process.execPath, [path.join(BENCH, 'lib', 'udp-sink.mjs'), '--port', String(sinkPort), '--http-port', String(sinkHttpPort)], {
-    cpus: SETTINGS.receiver_cpu,
-  });
+  const sink = start(
+    'null-sink',
+    process.execPath,
+    [path.join(BENCH, 'lib', 'udp-sink.mjs'), '--port', String(sinkPort), '--http-port', String(sinkHttpPort)],
+    {
+      cpus: SETTINGS.receiver_cpu,
+    },
+  );
   await waitForHttp(`http://127.0.0.1:${sinkHttpPort}/count`, sink, 10000);
 
   const receivers = {
@@ -183,7 +189,19 @@ async function main() {
   };
 
   async function send(port, { lines, seconds, rate }) {
-    const args = [path.join(BENCH, 'lib', 'udp-sender.mjs'), '--port', String(port), '--lines', String(lines), '--seconds', String(seconds), '--max-bytes', String(SETTINGS.packet_max_bytes), '--distinct', String(SETTINGS.distinct_packets)];
+    const args = [
+      path.join(BENCH, 'lib', 'udp-sender.mjs'),
+      '--port',
+      String(port),
+      '--lines',
+      String(lines),
+      '--seconds',
+      String(seconds),
+      '--max-bytes',
+      String(SETTINGS.packet_max_bytes),
+      '--distinct',
+      String(SETTINGS.distinct_packets),
+    ];
     if (rate) args.push('--rate', String(rate));
     const res = await run('udp-sender', process.execPath, args, { cpus: SETTINGS.sender_cpu, timeoutMs: (seconds + 30) * 1000 });
     if (res.code !== 0) throw new Error(`udp-sender exited ${res.code ?? res.signal}: ${res.stderr.trim()}`);
@@ -270,9 +288,13 @@ async function main() {
   for (let r = 0; r < SETTINGS.rounds; r++) {
     for (let k = 0; k < order.length; k++) {
       const key = order[(k + r) % order.length];
-      log(`${receivers[key].name}: max rate, ${SETTINGS.lines_per_run.toLocaleString('en-US')} lines or ${SETTINGS.max_seconds_per_run}s (round ${r + 1}/${SETTINGS.rounds})`);
+      log(
+        `${receivers[key].name}: max rate, ${SETTINGS.lines_per_run.toLocaleString('en-US')} lines or ${SETTINGS.max_seconds_per_run}s (round ${r + 1}/${SETTINGS.rounds})`,
+      );
       const m = await measure(receivers[key], { lines: SETTINGS.lines_per_run, seconds: SETTINGS.max_seconds_per_run });
-      log(`  received ${m.received_lines.toLocaleString('en-US')}/${m.sent_lines.toLocaleString('en-US')}, ${m.lines_per_s_while_sending?.toLocaleString('en-US')} lines/s while sending`);
+      log(
+        `  received ${m.received_lines.toLocaleString('en-US')}/${m.sent_lines.toLocaleString('en-US')}, ${m.lines_per_s_while_sending?.toLocaleString('en-US')} lines/s while sending`,
+      );
       runs[key].push(m);
     }
   }
@@ -281,7 +303,8 @@ async function main() {
   const paced = await measure(receivers.sidecar, { lines: pacedLines, seconds: SETTINGS.paced_seconds + 5, rate: SETTINGS.paced_rate });
 
   const outcomes = await statsdOutcomes(sidecar.metricsUrl);
-  if (outcomes.malformed || outcomes.dropped || outcomes.type_conflict) warnings.push(`sidecar counted lines that were not accepted: ${JSON.stringify(outcomes)}`);
+  if (outcomes.malformed || outcomes.dropped || outcomes.type_conflict)
+    warnings.push(`sidecar counted lines that were not accepted: ${JSON.stringify(outcomes)}`);
 
   const exit = await sidecar.stop();
   const logSummary = sidecar.logSummary();
@@ -344,7 +367,16 @@ async function main() {
   out.push(`mix: ${SETTINGS.mix}`);
   out.push('');
   const head = ['receiver', 'sent', 'received', 'loss %', 'lines/s (sending)', 'lines/s (overall)', 'CPU µs/line', 'sender lines/s'];
-  const row = (name, s) => [name, R.fmtInt(s.sent_lines), R.fmtInt(s.received_lines), R.fmt(s.loss_pct, 1), R.fmtInt(s.lines_per_s_while_sending), R.fmtInt(s.lines_per_s_overall), R.fmt(s.cpu_us_per_line, 3), R.fmtInt(s.sender_lines_per_s)];
+  const row = (name, s) => [
+    name,
+    R.fmtInt(s.sent_lines),
+    R.fmtInt(s.received_lines),
+    R.fmt(s.loss_pct, 1),
+    R.fmtInt(s.lines_per_s_while_sending),
+    R.fmtInt(s.lines_per_s_overall),
+    R.fmt(s.cpu_us_per_line, 3),
+    R.fmtInt(s.sender_lines_per_s),
+  ];
   out.push(
     R.table(head, [
       row('sidecar, max rate', S),
@@ -355,11 +387,29 @@ async function main() {
     ]),
   );
   out.push('');
-  out.push(`lines/s while sending by round: sidecar [${runs.sidecar.map((x) => R.fmtInt(x.lines_per_s_while_sending)).join(' ')}]  null sink [${runs.null_sink.map((x) => R.fmtInt(x.lines_per_s_while_sending)).join(' ')}]`);
-  out.push(`kernel receive-buffer drops (RcvbufErrors, datagrams) by round: sidecar [${runs.sidecar.map((x) => x.kernel_rcvbuf_errors ?? '-').join(' ')}]  null sink [${runs.null_sink.map((x) => x.kernel_rcvbuf_errors ?? '-').join(' ')}]`);
+  out.push(
+    `lines/s while sending by round: sidecar [${runs.sidecar.map((x) => R.fmtInt(x.lines_per_s_while_sending)).join(' ')}]  null sink [${runs.null_sink.map((x) => R.fmtInt(x.lines_per_s_while_sending)).join(' ')}]`,
+  );
+  out.push(
+    `kernel receive-buffer drops (RcvbufErrors, datagrams) by round: sidecar [${runs.sidecar.map((x) => x.kernel_rcvbuf_errors ?? '-').join(' ')}]  null sink [${runs.null_sink.map((x) => x.kernel_rcvbuf_errors ?? '-').join(' ')}]`,
+  );
   out.push('');
-  out.push(R.targetLine('sidecar lines/s (one core):', R.fmtInt(S.lines_per_s_while_sending), `target >= ${R.fmtInt(TARGETS.events_per_s_min)}`, verdicts.sidecar_events_per_s));
-  out.push(R.targetLine('sidecar / null sink, lines/s:', R.fmt(ratios.sidecar_over_null_events_per_s, 2), `target >= ${TARGETS.sidecar_over_null_min}`, verdicts.sidecar_over_null_events_per_s));
+  out.push(
+    R.targetLine(
+      'sidecar lines/s (one core):',
+      R.fmtInt(S.lines_per_s_while_sending),
+      `target >= ${R.fmtInt(TARGETS.events_per_s_min)}`,
+      verdicts.sidecar_events_per_s,
+    ),
+  );
+  out.push(
+    R.targetLine(
+      'sidecar / null sink, lines/s:',
+      R.fmt(ratios.sidecar_over_null_events_per_s, 2),
+      `target >= ${TARGETS.sidecar_over_null_min}`,
+      verdicts.sidecar_over_null_events_per_s,
+    ),
+  );
   out.push(R.targetLine('sidecar / null sink, CPU per line:', `${R.fmt(ratios.sidecar_over_null_cpu_per_line, 1)}x`));
   out.push(R.targetLine(`sidecar loss at ${R.fmtInt(SETTINGS.paced_rate)} lines/s (paced):`, `${R.fmt(paced.loss_pct, 2)} %`));
   out.push(R.targetLine('in-process ingest / sidecar over UDP:', `${R.fmt(ratios.in_process_over_sidecar, 2)}x`));

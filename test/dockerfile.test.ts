@@ -50,7 +50,11 @@ describe('Dockerfile', () => {
     fs.copyFileSync(path.join(root, 'package.json'), path.join(app, 'package.json'));
     fs.cpSync(path.join(root, 'dist'), path.join(app, 'dist'), { recursive: true });
     fs.symlinkSync(path.join(root, 'node_modules'), path.join(app, 'node_modules'));
-    const r = spawnSync('node', ['dist/main.js', '--check-config'], { cwd: app, env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' }, encoding: 'utf8' });
+    const r = spawnSync('node', ['dist/main.js', '--check-config'], {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production' },
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('configuration is valid');
     fs.rmSync(app, { recursive: true, force: true });

@@ -28,7 +28,11 @@ export function summariseProfile(file, { top = 15, root = process.cwd() } = {}) 
     const url = cf.url ? (cf.url.startsWith('file://') ? fileURLToPath(cf.url) : cf.url) : '';
     const rel = url && url.startsWith(root) ? path.relative(root, url) : url;
     const fn = cf.functionName || (url ? '(anonymous)' : cf.functionName || '(program)');
-    return { key: `${fn}\u0000${rel}:${cf.lineNumber + 1}`, fn: cf.url ? fn : n.callFrame.functionName || '(native)', where: rel ? `${rel}:${cf.lineNumber + 1}` : '' };
+    return {
+      key: `${fn}\u0000${rel}:${cf.lineNumber + 1}`,
+      fn: cf.url ? fn : n.callFrame.functionName || '(native)',
+      where: rel ? `${rel}:${cf.lineNumber + 1}` : '',
+    };
   };
 
   let idle = 0;
@@ -126,6 +130,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     process.exit(2);
   }
   const s = summariseProfile(file, { top: Number(process.argv[3] ?? 15) });
-  process.stdout.write(`${s.samples} samples over ${s.duration_ms} ms, ${s.busy_pct}% busy\n${formatProfile(s, s.top_self.length)}\n\nby total (inclusive) time:\n`);
+  process.stdout.write(
+    `${s.samples} samples over ${s.duration_ms} ms, ${s.busy_pct}% busy\n${formatProfile(s, s.top_self.length)}\n\nby total (inclusive) time:\n`,
+  );
   for (const e of s.top_total) process.stdout.write(`${e.total_pct.toFixed(1).padStart(7)}  ${e.fn} (${e.where})\n`);
 }

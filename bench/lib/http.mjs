@@ -76,7 +76,12 @@ export function sampleValue(text, name, match = {}) {
     const close = rest[0] === '{' ? rest.lastIndexOf('}') : -1;
     const labels = close === -1 ? '' : rest.slice(1, close);
     if (!want.every((p) => labels.split(',').includes(p))) continue;
-    sum += Number(rest.slice(close + 1).trim().split(/\s+/)[0]);
+    sum += Number(
+      rest
+        .slice(close + 1)
+        .trim()
+        .split(/\s+/)[0],
+    );
     found = true;
   }
   return found ? sum : null;

@@ -255,7 +255,7 @@ export function cpuTicks(pids) {
 /** Direct children of `pid` (via /proc/<pid>/task/<tid>/children). */
 export function childPids(pid) {
   const out = new Set();
-  let tids = [];
+  let tids;
   try {
     tids = fs.readdirSync(`/proc/${pid}/task`);
   } catch {

@@ -37,7 +37,9 @@ export async function findPushgateway({ install = false, log = () => {} } = {}) 
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
     if (res.code !== 0) {
-      return { skipped: `apt-get install prometheus-pushgateway failed (exit ${res.code ?? res.signal}): ${(res.stderr || res.stdout).trim().split('\n').slice(-2).join(' ')}` };
+      return {
+        skipped: `apt-get install prometheus-pushgateway failed (exit ${res.code ?? res.signal}): ${(res.stderr || res.stdout).trim().split('\n').slice(-2).join(' ')}`,
+      };
     }
     if (!isExecutable(PUSHGATEWAY)) return { skipped: `apt-get installed prometheus-pushgateway but ${PUSHGATEWAY} is still missing` };
   } catch (err) {

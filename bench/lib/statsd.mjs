@@ -139,7 +139,10 @@ export async function sendPaced(sock, packets, packetsPerSecond) {
 /** Kernel UDP counters (/proc/net/snmp `Udp:`): InDatagrams, RcvbufErrors, InErrors, ...; null if unreadable. */
 export function udpSnmp() {
   try {
-    const lines = fs.readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    const lines = fs
+      .readFileSync('/proc/net/snmp', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Udp:'));
     if (lines.length < 2) return null;
     const names = lines[0].split(/\s+/).slice(1);
     const values = lines[1].split(/\s+/).slice(1).map(Number);

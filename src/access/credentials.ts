@@ -13,11 +13,7 @@ export function digestEquals(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && crypto.timingSafeEqual(a, b);
 }
 
-export type Presented =
-  | { kind: 'none' }
-  | { kind: 'malformed' }
-  | { kind: 'basic'; username: string; password: string }
-  | { kind: 'bearer'; token: string };
+export type Presented = { kind: 'none' } | { kind: 'malformed' } | { kind: 'basic'; username: string; password: string } | { kind: 'bearer'; token: string };
 
 /** Reads the Authorization header (RFC 7617 basic with UTF-8, RFC 6750 bearer). */
 export function presentedCredentials(authorization: string | undefined): Presented {

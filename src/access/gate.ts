@@ -57,14 +57,27 @@ export class AccessGate {
     if (a.apiKeysFile) this.apiKeys = new SecretFile(a.apiKeysFile, parseApiKeys, logger, 'API keys', a.secretReloadMs);
 
     this.failures = registry.register(
-      new Counter({ name: 'metrics_sidecar_auth_failures_total', help: 'Requests for the metrics path refused by the access gate, by listener and reason.', labelNames: ['listener', 'reason'] }),
+      new Counter({
+        name: 'metrics_sidecar_auth_failures_total',
+        help: 'Requests for the metrics path refused by the access gate, by listener and reason.',
+        labelNames: ['listener', 'reason'],
+      }),
     );
     this.duration = registry.register(
-      new Histogram({ name: 'metrics_sidecar_auth_duration_seconds', help: 'Time to decide whether a metrics request may pass, in seconds.', labelNames: ['listener'], buckets: AUTH_BUCKETS }),
+      new Histogram({
+        name: 'metrics_sidecar_auth_duration_seconds',
+        help: 'Time to decide whether a metrics request may pass, in seconds.',
+        labelNames: ['listener'],
+        buckets: AUTH_BUCKETS,
+      }),
     );
     if (a.kubernetes) {
       const cache = registry.register(
-        new Counter({ name: 'metrics_sidecar_kubernetes_auth_cache_total', help: 'Kubernetes auth decisions by cache outcome: hit, miss (asked the API) or stale (API unreachable, cached decision used).', labelNames: ['result'] }),
+        new Counter({
+          name: 'metrics_sidecar_kubernetes_auth_cache_total',
+          help: 'Kubernetes auth decisions by cache outcome: hit, miss (asked the API) or stale (API unreachable, cached decision used).',
+          labelNames: ['result'],
+        }),
       );
       this.kube = new KubernetesAuthorizer(a.kubernetes, logger, (outcome) => cache.inc([outcome]));
     }

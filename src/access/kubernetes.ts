@@ -104,12 +104,29 @@ export class KubernetesAuthorizer {
 
   private async review(token: string, path: string): Promise<Exclude<KubeDecision, 'unavailable'>> {
     const { authn, authz } = await this.loadApis();
-    const tr = await this.call(() => authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: this.cfg.audiences.length > 0 ? { token, audiences: [...this.cfg.audiences] } : { token } } }, this.perCall()));
+    const tr = await this.call(() =>
+      authn.createTokenReview(
+        {
+          body: {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenReview',
+            spec: this.cfg.audiences.length > 0 ? { token, audiences: [...this.cfg.audiences] } : { token },
+          },
+        },
+        this.perCall(),
+      ),
+    );
     const user = tr.status?.user;
     if (tr.status?.authenticated !== true || !user?.username) return 'unauthenticated';
     const sar = await this.call(() =>
       authz.createSubjectAccessReview(
-        { body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb: 'get' } } } },
+        {
+          body: {
+            apiVersion: 'authorization.k8s.io/v1',
+            kind: 'SubjectAccessReview',
+            spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb: 'get' } },
+          },
+        },
         this.perCall(),
       ),
     );
@@ -125,7 +142,9 @@ export class KubernetesAuthorizer {
       const e = err as Error & { code?: unknown; type?: string };
       if (e.name === 'AbortError' || e.type === 'aborted') throw Object.assign(new Error('kubernetes API timed out'), { code: 'ETIMEDOUT' });
       if (typeof e.code === 'number') throw Object.assign(new Error(`kubernetes API answered ${e.code}`), { code: `HTTP_${e.code}` });
-      throw Object.assign(new Error(`kubernetes API call failed: ${typeof e.code === 'string' ? e.code : e.name}`), { code: typeof e.code === 'string' ? e.code : 'API_ERROR' });
+      throw Object.assign(new Error(`kubernetes API call failed: ${typeof e.code === 'string' ? e.code : e.name}`), {
+        code: typeof e.code === 'string' ? e.code : 'API_ERROR',
+      });
     }
   }
 

@@ -131,8 +131,7 @@ export class ConfigError extends Error {
   readonly code = 'ERR_SIDECAR_CONFIG';
   constructor(readonly problems: readonly Problem[]) {
     super(
-      `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}): ` +
-        problems.map((p) => `${p.variable}: ${p.message}`).join('; '),
+      `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}): ` + problems.map((p) => `${p.variable}: ${p.message}`).join('; '),
     );
     this.name = 'ConfigError';
   }
@@ -230,9 +229,7 @@ export function readConfig(env: Env = process.env): Loaded {
     r.problem('METRICS_BASIC_AUTH_USERNAME', 'must not contain ":" (RFC 7617)');
   }
   const basicAuth =
-    username !== undefined && hasPassword
-      ? { username, password: passwordFile !== undefined ? { file: passwordFile } : { value: passwordValue } }
-      : undefined;
+    username !== undefined && hasPassword ? { username, password: passwordFile !== undefined ? { file: passwordFile } : { value: passwordValue } } : undefined;
 
   const apiKeysFile = v('METRICS_API_KEYS_FILE');
   r.fileContent('METRICS_API_KEYS_FILE', apiKeysFile, parseApiKeys);
@@ -352,7 +349,11 @@ export function readConfig(env: Env = process.env): Loaded {
 
 /** A kubeconfig the client can use: a current context naming a cluster with a server. */
 function checkKubeconfig(text: string): void {
-  let doc: { clusters?: { name?: string; cluster?: { server?: string } }[]; contexts?: { name?: string; context?: { cluster?: string } }[]; 'current-context'?: string };
+  let doc: {
+    clusters?: { name?: string; cluster?: { server?: string } }[];
+    contexts?: { name?: string; context?: { cluster?: string } }[];
+    'current-context'?: string;
+  };
   try {
     // yaml (~70 modules) loads only when a kubeconfig is given: plain start-up stays fast.
     const YAML = require('yaml') as typeof YamlModule;

@@ -66,7 +66,12 @@ export const VARIABLES = {
   } satisfies VariableSpec<number[]>,
   ROUTE_PATTERNS: list('comma list of route templates for the `path` label, first match wins: `/users/:id,/static/*`'),
   METRICS_EXCLUDE_PATHS: list('comma list of paths forwarded but not recorded (`/healthz`, or a prefix `/internal/*`)'),
-  ROUTE_TEMPLATES_MAX: int(1000, 1, 1_000_000, 'route templates admitted as `path` values at most (configured patterns included); later new ones are recorded as `/:overflow`'),
+  ROUTE_TEMPLATES_MAX: int(
+    1000,
+    1,
+    1_000_000,
+    'route templates admitted as `path` values at most (configured patterns included); later new ones are recorded as `/:overflow`',
+  ),
   ROUTE_TEMPLATE_MAX_LENGTH: int(128, 16, 4096, 'a template longer than this is cut at a segment boundary and ends in `/:rest`'),
   ROUTE_TEMPLATE_MAX_SEGMENTS: int(12, 1, 256, 'segments of a template at most; the remainder becomes `/:rest`'),
   METRICS_MAX_SERIES_PER_FAMILY: int(

@@ -21,7 +21,7 @@ export function createDemoApp(): http.Server {
       return;
     }
     if (p === '/error') return send(500, { error: 'something broke' });
-    if (p.startsWith('/debug/')) return send(200, { secret: 'the app\'s own debug page: the sidecar never lets the public reach it' });
+    if (p.startsWith('/debug/')) return send(200, { secret: "the app's own debug page: the sidecar never lets the public reach it" });
     return send(404, { error: 'not found' });
   });
 }

@@ -30,7 +30,6 @@ const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
  */
 const STREAM_GZIP_LEVEL = 3;
 
-
 export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger) {
   return async (ctx: Context): Promise<void> => {
     const format = negotiateFormat(ctx.get('accept'));

@@ -324,7 +324,6 @@ export class Registry {
     return family;
   }
 
-
   /** The family registered under this name (readers such as the status page). */
   get(name: string): AnyFamily | undefined {
     return this.families.get(name);

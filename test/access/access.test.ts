@@ -144,12 +144,42 @@ describe('CIDR allow-list', () => {
     ['IPv4 peer (seen as ::ffff:127.0.0.1) against an IPv6 list', 403, { METRICS_ALLOWED_CIDRS: '::1' }, '127.0.0.1', {}],
     ['IPv4-mapped range written by the operator', 200, { METRICS_ALLOWED_CIDRS: '::ffff:127.0.0.0/104' }, '127.0.0.1', {}],
     ['spoofed X-Forwarded-For from an untrusted peer', 403, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8' }, '127.0.0.1', { 'x-forwarded-for': '10.1.2.3' }],
-    ['X-Forwarded-For from a trusted proxy', 200, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' }, '127.0.0.1', { 'x-forwarded-for': '10.1.2.3' }],
-    ['trusted proxy, rightmost hop outside', 403, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' }, '127.0.0.1', { 'x-forwarded-for': '10.1.2.3, 192.0.2.7' }],
-    ['trusted proxy, client-forged left hop ignored', 200, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' }, '127.0.0.1', { 'x-forwarded-for': '192.0.2.7, 10.1.2.3' }],
-    ['trusted proxy chain', 200, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1,172.16.0.0/12' }, '127.0.0.1', { 'x-forwarded-for': '10.9.9.9, 172.16.0.5' }],
+    [
+      'X-Forwarded-For from a trusted proxy',
+      200,
+      { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' },
+      '127.0.0.1',
+      { 'x-forwarded-for': '10.1.2.3' },
+    ],
+    [
+      'trusted proxy, rightmost hop outside',
+      403,
+      { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' },
+      '127.0.0.1',
+      { 'x-forwarded-for': '10.1.2.3, 192.0.2.7' },
+    ],
+    [
+      'trusted proxy, client-forged left hop ignored',
+      200,
+      { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' },
+      '127.0.0.1',
+      { 'x-forwarded-for': '192.0.2.7, 10.1.2.3' },
+    ],
+    [
+      'trusted proxy chain',
+      200,
+      { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1,172.16.0.0/12' },
+      '127.0.0.1',
+      { 'x-forwarded-for': '10.9.9.9, 172.16.0.5' },
+    ],
     ['trusted proxy, garbage hop', 403, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' }, '127.0.0.1', { 'x-forwarded-for': 'not-an-ip' }],
-    ['trusted proxy, mapped hop', 200, { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' }, '127.0.0.1', { 'x-forwarded-for': '::ffff:10.1.2.3' }],
+    [
+      'trusted proxy, mapped hop',
+      200,
+      { METRICS_ALLOWED_CIDRS: '10.0.0.0/8', TRUSTED_PROXIES: '127.0.0.1' },
+      '127.0.0.1',
+      { 'x-forwarded-for': '::ffff:10.1.2.3' },
+    ],
   ])('%s → %i', async (_name, status, env, host, headers) => {
     const sc = await sidecar(env as Env);
     expect((await call(sc.metricsPort, { host, headers })).status).toBe(status);
@@ -160,7 +190,12 @@ describe('CIDR allow-list', () => {
 describe('combination', () => {
   let sc: Running;
   beforeAll(async () => {
-    sc = await sidecar({ METRICS_ALLOWED_CIDRS: '127.0.0.1/32', METRICS_BASIC_AUTH_USERNAME: USER, METRICS_BASIC_AUTH_PASSWORD: PASSWORD, METRICS_API_KEYS_FILE: keysFile });
+    sc = await sidecar({
+      METRICS_ALLOWED_CIDRS: '127.0.0.1/32',
+      METRICS_BASIC_AUTH_USERNAME: USER,
+      METRICS_BASIC_AUTH_PASSWORD: PASSWORD,
+      METRICS_API_KEYS_FILE: keysFile,
+    });
   });
 
   it.each([

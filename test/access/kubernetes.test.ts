@@ -45,7 +45,27 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
   beforeAll(async () => {
     const key = path.join(tmp, 'key.pem');
     const cert = path.join(tmp, 'cert.pem');
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=kube-apiserver',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { stdio: 'ignore' },
+    );
 
     api = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (req, res) => {
       const chunks: Buffer[] = [];
@@ -68,7 +88,11 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
               kind: 'TokenReview',
               spec: body.spec,
               status: known
-                ? { authenticated: true, user: { username: known, uid: '42', groups: ['system:serviceaccounts', 'system:authenticated'] }, audiences: body.spec.audiences }
+                ? {
+                    authenticated: true,
+                    user: { username: known, uid: '42', groups: ['system:serviceaccounts', 'system:authenticated'] },
+                    audiences: body.spec.audiences,
+                  }
                 : { authenticated: false, error: 'invalid bearer token' },
             }),
           );
@@ -78,7 +102,14 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
           const spec = body.spec as { user: string; nonResourceAttributes?: { path: string; verb: string } };
           const allowed = spec.user === PROMETHEUS_SA && spec.nonResourceAttributes?.path === '/debug/metrics' && spec.nonResourceAttributes.verb === 'get';
           res.setHeader('content-type', 'application/json');
-          res.end(JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: body.spec, status: allowed ? { allowed: true } : { allowed: false, reason: 'no RBAC policy matched' } }));
+          res.end(
+            JSON.stringify({
+              apiVersion: 'authorization.k8s.io/v1',
+              kind: 'SubjectAccessReview',
+              spec: body.spec,
+              status: allowed ? { allowed: true } : { allowed: false, reason: 'no RBAC policy matched' },
+            }),
+          );
           return;
         }
         res.statusCode = 404;
@@ -93,7 +124,15 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
       JSON.stringify({
         apiVersion: 'v1',
         kind: 'Config',
-        clusters: [{ name: 'test', cluster: { server: `https://127.0.0.1:${(api.address() as AddressInfo).port}`, 'certificate-authority-data': fs.readFileSync(cert).toString('base64') } }],
+        clusters: [
+          {
+            name: 'test',
+            cluster: {
+              server: `https://127.0.0.1:${(api.address() as AddressInfo).port}`,
+              'certificate-authority-data': fs.readFileSync(cert).toString('base64'),
+            },
+          },
+        ],
         users: [{ name: 'sidecar', user: { token: SA_TOKEN } }],
         contexts: [{ name: 'test', context: { cluster: 'test', user: 'sidecar' } }],
         'current-context': 'test',
@@ -141,7 +180,12 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
       body: {
         apiVersion: 'authorization.k8s.io/v1',
         kind: 'SubjectAccessReview',
-        spec: { user: PROMETHEUS_SA, uid: '42', groups: ['system:serviceaccounts', 'system:authenticated'], nonResourceAttributes: { path: '/debug/metrics', verb: 'get' } },
+        spec: {
+          user: PROMETHEUS_SA,
+          uid: '42',
+          groups: ['system:serviceaccounts', 'system:authenticated'],
+          nonResourceAttributes: { path: '/debug/metrics', verb: 'get' },
+        },
       },
     });
   });
@@ -190,7 +234,10 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
     fs.writeFileSync(tokenFile, `${ROTATED_1}\n`);
     const kubeconfig = path.join(tmp, 'kubeconfig-token-file');
     const base = JSON.parse(fs.readFileSync(path.join(tmp, 'kubeconfig'), 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(kubeconfig, JSON.stringify({ ...base, users: [{ name: 'sidecar', user: { 'auth-provider': { name: 'tokenFile', config: { tokenFile } } } }] }));
+    fs.writeFileSync(
+      kubeconfig,
+      JSON.stringify({ ...base, users: [{ name: 'sidecar', user: { 'auth-provider': { name: 'tokenFile', config: { tokenFile } } } }] }),
+    );
     const rotating = await spawnSidecar({ METRICS_KUBERNETES_AUTH: 'true', KUBECONFIG: kubeconfig });
     try {
       let before = reviews.length;
@@ -211,7 +258,11 @@ describe('Kubernetes ServiceAccount auth (TokenReview + SubjectAccessReview)', (
 
   it('should bound the rate of API calls (METRICS_KUBERNETES_MAX_REQUESTS_PER_S)', async () => {
     // 2 calls per second: one decision (TokenReview + SubjectAccessReview), then the budget is spent.
-    const limited = await spawnSidecar({ METRICS_KUBERNETES_AUTH: 'true', KUBECONFIG: path.join(tmp, 'kubeconfig'), METRICS_KUBERNETES_MAX_REQUESTS_PER_S: '2' });
+    const limited = await spawnSidecar({
+      METRICS_KUBERNETES_AUTH: 'true',
+      KUBECONFIG: path.join(tmp, 'kubeconfig'),
+      METRICS_KUBERNETES_MAX_REQUESTS_PER_S: '2',
+    });
     try {
       const before = reviews.length;
       const statuses = [];

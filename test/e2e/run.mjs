@@ -310,7 +310,10 @@ async function settlesAt(expr, want) {
   return final[0].time;
 }
 
-const labelNames = (metric) => Object.keys(metric).filter((k) => !TARGET_LABELS.has(k)).sort();
+const labelNames = (metric) =>
+  Object.keys(metric)
+    .filter((k) => !TARGET_LABELS.has(k))
+    .sort();
 
 // ------------------------------------------------------------------------------------------------
 // The stand-in Kubernetes API server (TokenReview, SubjectAccessReview), for the Kubernetes auth
@@ -321,7 +324,27 @@ async function startKubernetesStandIn(dir, prometheusToken) {
   fs.mkdirSync(dir, { recursive: true });
   const key = path.join(dir, 'key.pem');
   const cert = path.join(dir, 'cert.pem');
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1'], { encoding: 'utf8' });
+  const r = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=kube-apiserver',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`openssl: ${r.stderr}`);
   const reviews = { tokenreviews: 0, subjectaccessreviews: 0 };
   const server = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (req, res) => {
@@ -333,7 +356,9 @@ async function startKubernetesStandIn(dir, prometheusToken) {
       if (req.method === 'POST' && req.url === '/apis/authentication.k8s.io/v1/tokenreviews') {
         reviews.tokenreviews++;
         const ok = review.spec?.token === prometheusToken;
-        const status = ok ? { authenticated: true, user: { username: PROMETHEUS_SA, uid: '1', groups: ['system:serviceaccounts', 'system:authenticated'] } } : { authenticated: false, error: 'invalid bearer token' };
+        const status = ok
+          ? { authenticated: true, user: { username: PROMETHEUS_SA, uid: '1', groups: ['system:serviceaccounts', 'system:authenticated'] } }
+          : { authenticated: false, error: 'invalid bearer token' };
         res.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: review.spec, status }));
       } else if (req.method === 'POST' && req.url === '/apis/authorization.k8s.io/v1/subjectaccessreviews') {
         reviews.subjectaccessreviews++;
@@ -353,7 +378,12 @@ async function startKubernetesStandIn(dir, prometheusToken) {
     YAML.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'stand-in', cluster: { server: `https://127.0.0.1:${server.address().port}`, 'certificate-authority-data': fs.readFileSync(cert).toString('base64') } }],
+      clusters: [
+        {
+          name: 'stand-in',
+          cluster: { server: `https://127.0.0.1:${server.address().port}`, 'certificate-authority-data': fs.readFileSync(cert).toString('base64') },
+        },
+      ],
       users: [{ name: 'sidecar', user: { token: `sidecar-sa-${crypto.randomBytes(8).toString('hex')}` } }],
       contexts: [{ name: 'stand-in', context: { cluster: 'stand-in', user: 'sidecar' } }],
       'current-context': 'stand-in',
@@ -369,7 +399,10 @@ const state = {};
 function printLogs() {
   const dir = state.env?.TRY_DIR;
   if (!dir || !fs.existsSync(dir)) return;
-  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.log')).sort()) {
+  for (const f of fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.log'))
+    .sort()) {
     const text = fs.readFileSync(path.join(dir, f), 'utf8').trimEnd().split('\n').slice(-25).join('\n');
     process.stderr.write(`\n----- ${f} (last lines) -----\n${text}\n`);
   }
@@ -414,9 +447,13 @@ before(async () => {
       WORKER_PORT: String(await freePort()),
       WORKER_STATSD_PORT: String(await freePort({ udp: true })),
     };
-    assert.deepEqual(docVariables(doc.variables).sort(), Object.keys(vars).sort(), 'the doc\'s variables are the ones this runner sets');
+    assert.deepEqual(docVariables(doc.variables).sort(), Object.keys(vars).sort(), "the doc's variables are the ones this runner sets");
     // A clean environment: nothing of the caller's reaches the sidecars' configuration.
-    const passthrough = Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|PIP_[A-Z_]+|SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|(https?|no)_proxy|(HTTPS?|NO)_PROXY)$/.test(k)));
+    const passthrough = Object.fromEntries(
+      Object.entries(process.env).filter(([k]) =>
+        /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|PIP_[A-Z_]+|SSL_CERT_(FILE|DIR)|REQUESTS_CA_BUNDLE|(https?|no)_proxy|(HTTPS?|NO)_PROXY)$/.test(k),
+      ),
+    );
     // PIP_RETRIES: where pip's default index is out of reach, fail over to the others at once.
     // PYTHONDONTWRITEBYTECODE: no __pycache__ left in test/e2e.
     const env = { PIP_RETRIES: '0', PIP_DISABLE_PIP_VERSION_CHECK: '1', ...passthrough, PYTHONDONTWRITEBYTECODE: '1', ...vars };
@@ -427,9 +464,14 @@ before(async () => {
     // The doc's config excerpt is what test/e2e/prometheus.yml renders to with the doc's defaults.
     const defaults = spawnSync('bash', ['-c', `set -eu\n${doc.variables}\nenv`], { cwd: ROOT, env: { PATH: process.env.PATH }, encoding: 'utf8' });
     assert.equal(defaults.status, 0, defaults.stderr);
-    const defaultEnv = Object.fromEntries(defaults.stdout.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    const defaultEnv = Object.fromEntries(
+      defaults.stdout
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
     const renderedWithDefaults = render(fs.readFileSync(path.join(HERE, 'prometheus.yml'), 'utf8'), defaultEnv);
-    assert.ok(renderedWithDefaults.includes(doc.configExcerpt), 'the doc\'s yaml block is not what test/e2e/prometheus.yml renders to with the doc\'s defaults');
+    assert.ok(renderedWithDefaults.includes(doc.configExcerpt), "the doc's yaml block is not what test/e2e/prometheus.yml renders to with the doc's defaults");
 
     log('doc block: venv');
     await runBlock(doc, 'venv', doc.venv, env, { timeoutMs: 120_000 });
@@ -525,7 +567,7 @@ after(async () => {
 // ------------------------------------------------------------------------------------------------
 // The checks, in order.
 
-check('promtool unit tests: every alert of the chart\'s PrometheusRule, firing and not firing', () => {
+check("promtool unit tests: every alert of the chart's PrometheusRule, firing and not firing", () => {
   const dir = path.join(state.env.TRY_DIR, 'rules-test');
   fs.mkdirSync(dir, { recursive: true });
   // rules.yml is what the doc's config block rendered from the chart.
@@ -538,8 +580,14 @@ check('promtool unit tests: every alert of the chart\'s PrometheusRule, firing a
   const cases = YAML.parse(fs.readFileSync(testFile, 'utf8')).tests.flatMap((t) => t.alert_rule_test ?? []);
   for (const alert of alerts) {
     const mine = cases.filter((c) => c.alertname === alert);
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length > 0), `${alert}: no promtool case where it fires`);
-    assert.ok(mine.some((c) => (c.exp_alerts ?? []).length === 0), `${alert}: no promtool case where it does not fire`);
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length > 0),
+      `${alert}: no promtool case where it fires`,
+    );
+    assert.ok(
+      mine.some((c) => (c.exp_alerts ?? []).length === 0),
+      `${alert}: no promtool case where it does not fire`,
+    );
   }
   const r = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], { cwd: dir, encoding: 'utf8' });
   assert.equal(r.status, 0, `promtool test rules:\n${r.stdout}${r.stderr}`);
@@ -556,7 +604,7 @@ check('both sidecars are up (and the Kubernetes auth one); the scrape with a wro
   assert.match(wrong.lastError, /404/, `wrong-password target: ${wrong.lastError}`);
 });
 
-check('the doc\'s traffic: the requests sent are exactly the requests counted, whichever worker answered', async () => {
+check("the doc's traffic: the requests sent are exactly the requests counted, whichever worker answered", async () => {
   log('doc block: traffic');
   const sent = JSON.parse((await runBlock(state.doc, 'traffic', state.doc.traffic, state.env)).trim().split('\n').pop());
   state.sent = [sent];
@@ -582,7 +630,7 @@ check('request rate and histogram_quantile by route template', async () => {
   assert.deepEqual(paths.sort(), routes);
 });
 
-check('each maintained app metric, from the app\'s gunicorn workers and from the worker, with its labels', async () => {
+check("each maintained app metric, from the app's gunicorn workers and from the worker, with its labels", async () => {
   const families = {
     flask_http_request_duration_seconds_bucket: ['le', 'method', 'path', 'status'],
     flask_http_request_total: ['method', 'status'],
@@ -638,11 +686,14 @@ check('the scrape with a wrong password is counted by the sidecar, and never rea
   await eventually(async () => assert.ok((await scalar(failures)) > first, 'the failure count does not grow with the scrapes'));
   // Only that reason, only on that listener.
   const all = await query(`metrics_sidecar_auth_failures_total{namespace="${NAMESPACE}"}`);
-  assert.deepEqual(all.map((s) => `${s.metric.job} ${s.metric.listener} ${s.metric.reason}`), [`${WEB_JOB} main bad_credentials`]);
+  assert.deepEqual(
+    all.map((s) => `${s.metric.job} ${s.metric.listener} ${s.metric.reason}`),
+    [`${WEB_JOB} main bad_credentials`],
+  );
   // The exact request count (the test above) already shows these scrapes were not forwarded.
 });
 
-check('the worker sidecar merges the worker\'s own endpoint, and its series cap catches the task-id tag', async () => {
+check("the worker sidecar merges the worker's own endpoint, and its series cap catches the task-id tag", async () => {
   await eventually(async () => {
     assert.equal(await scalar(`metrics_sidecar_merge_up{job="${WORKER_JOB}"}`), 1);
     const jobs = await query(`worker_jobs_processed_total{job="${WORKER_JOB}"}`);
@@ -656,7 +707,9 @@ check('N more requests through the sidecar: the counter grows by exactly N, by s
   const expr = `sum(flask_http_request_total{job="${WEB_JOB}"})`;
   const before = state.sent[0].requests;
   const t1 = await settlesAt(expr, before);
-  const byStatusBefore = Object.fromEntries((await query(`sum by (status) (flask_http_request_total{job="${WEB_JOB}"})`, t1)).map((s) => [s.metric.status, s.value]));
+  const byStatusBefore = Object.fromEntries(
+    (await query(`sum by (status) (flask_http_request_total{job="${WEB_JOB}"})`, t1)).map((s) => [s.metric.status, s.value]),
+  );
 
   const N = 300;
   log(`traffic: ${N} more requests`);
@@ -671,10 +724,16 @@ check('N more requests through the sidecar: the counter grows by exactly N, by s
 
   const t2 = await settlesAt(expr, before + N);
   assert.equal(await scalar(`${expr} - sum(flask_http_request_total{job="${WEB_JOB}"} @ ${t1})`, t2), N, 'increase over the second traffic run');
-  const byStatusAfter = Object.fromEntries((await query(`sum by (status) (flask_http_request_total{job="${WEB_JOB}"})`, t2)).map((s) => [s.metric.status, s.value]));
+  const byStatusAfter = Object.fromEntries(
+    (await query(`sum by (status) (flask_http_request_total{job="${WEB_JOB}"})`, t2)).map((s) => [s.metric.status, s.value]),
+  );
   const increase = Object.fromEntries(Object.entries(byStatusAfter).map(([k, v]) => [k, v - (byStatusBefore[k] ?? 0)]));
   assert.deepEqual(increase, sent.by_status, 'increase by status');
-  assert.equal(await scalar(`sum(flask_http_request_exceptions_total{job="${WEB_JOB}"})`, t2), state.sent.reduce((n, s) => n + (s.by_status['500'] ?? 0), 0), 'exceptions = the 500s');
+  assert.equal(
+    await scalar(`sum(flask_http_request_exceptions_total{job="${WEB_JOB}"})`, t2),
+    state.sent.reduce((n, s) => n + (s.by_status['500'] ?? 0), 0),
+    'exceptions = the 500s',
+  );
 });
 
 check('every StatsD line from every gunicorn worker arrived: the app metrics count exactly what was sent', async () => {
@@ -690,7 +749,7 @@ check('every StatsD line from every gunicorn worker arrived: the app metrics cou
   });
 });
 
-check('the doc\'s queries return data', async () => {
+check("the doc's queries return data", async () => {
   await eventually(async () => {
     for (const q of state.doc.queries) assert.ok((await query(q)).length > 0, `no data: ${q}`);
   });
@@ -735,7 +794,7 @@ check('every query of the Grafana dashboard returns data (namespace my-namespace
   assert.ok(state.kube.reviews.tokenreviews > 0 && state.kube.reviews.subjectaccessreviews > 0, 'the stand-in API server was asked');
 });
 
-check('the chart\'s alert rules run in Prometheus: all healthy, SeriesDropped firing, HighErrorRatio pending', async () => {
+check("the chart's alert rules run in Prometheus: all healthy, SeriesDropped firing, HighErrorRatio pending", async () => {
   const { groups: ruleGroups } = await prom('/api/v1/rules');
   const rules = ruleGroups.flatMap((g) => g.rules);
   const rendered = YAML.parse(fs.readFileSync(path.join(state.env.TRY_DIR, 'rules.yml'), 'utf8')).groups.flatMap((g) => g.rules.map((r) => r.alert));

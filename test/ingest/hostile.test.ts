@@ -297,7 +297,9 @@ describe('merge parser limits', () => {
   });
 
   it('should keep numeric le and quantile values in every spelling Prometheus accepts', () => {
-    const r = parseSource('# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="1e3"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n# TYPE s summary\ns{quantile="0.99"} 1\ns_sum 1\ns_count 1\n');
+    const r = parseSource(
+      '# TYPE h histogram\nh_bucket{le="0.5"} 1\nh_bucket{le="1e3"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n# TYPE s summary\ns{quantile="0.99"} 1\ns_sum 1\ns_count 1\n',
+    );
     expect(r.families.map((f) => [f.name, f.samples.length])).toEqual([
       ['h', 5],
       ['s', 3],

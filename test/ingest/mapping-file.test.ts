@@ -266,11 +266,15 @@ describe('errors and the older spelling', () => {
 describe('help from the mapping file in the exposition', () => {
   it("should give the family the rule's help text as its # HELP line", () => {
     const registry = new Registry();
-    const store = new StatsdRecorder(registry, mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n'), {
-      enableDbMetrics: false,
-      maxSeriesPerFamily: 100,
-      maxFamilies: 100,
-    });
+    const store = new StatsdRecorder(
+      registry,
+      mapper('mappings:\n- match: "http.request.*"\n  help: "Total number of http requests"\n  name: "http_requests_total"\n  labels:\n    code: "$1"\n'),
+      {
+        enableDbMetrics: false,
+        maxSeriesPerFamily: 100,
+        maxFamilies: 100,
+      },
+    );
     expect(store.handleLine('http.request.200:1|c')).toBe('accepted');
     expect(store.handleLine('other.thing:1|c')).toBe('accepted');
     const text = registry.render(false);

@@ -221,6 +221,8 @@ describe('STATSD_MAPPING_FILE', () => {
   it('should refuse to start with a broken mapping file, naming it', async () => {
     const file = path.join(tmp, 'broken.yaml');
     fs.writeFileSync(file, 'mappings:\n  - match: "a.*"\n    name: a_$1\n    buckets: [3, 1]\n');
-    await expect(sidecar({ STATSD_MAPPING_FILE: file })).rejects.toThrow(/STATSD_MAPPING_FILE: ".*broken\.yaml": mappings\[0\] \(match "a\.\*"\): buckets must be/);
+    await expect(sidecar({ STATSD_MAPPING_FILE: file })).rejects.toThrow(
+      /STATSD_MAPPING_FILE: ".*broken\.yaml": mappings\[0\] \(match "a\.\*"\): buckets must be/,
+    );
   });
 });

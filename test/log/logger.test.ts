@@ -29,7 +29,7 @@ describe('createLogger', () => {
     expect(capture('debug').logger.isDebug()).toBe(true);
   });
 
-  it('should scan for every field name pino redacts (nested ones are the scan\'s job)', () => {
+  it("should scan for every field name pino redacts (nested ones are the scan's job)", () => {
     expect(SECRET_KEYS.filter((k) => !SECRET_KEY.test(k))).toEqual([]);
   });
 

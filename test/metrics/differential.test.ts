@@ -33,7 +33,6 @@ import { ExpositionWriter } from '../../src/exposition/render';
 // ---------------------------------------------------------------------------------------------
 // The model: families and the operations on them.
 
-
 interface FamilySpec {
   kind: StoredType;
   labelNames: string[];

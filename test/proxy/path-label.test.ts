@@ -50,12 +50,9 @@ describe('isIdLike', () => {
     'favicon.ico',
     'site.css',
     '',
-  ])(
-    'should keep %s',
-    (seg) => {
-      expect(isIdLike(seg)).toBe(false);
-    },
-  );
+  ])('should keep %s', (seg) => {
+    expect(isIdLike(seg)).toBe(false);
+  });
 });
 
 describe('random tokens', () => {

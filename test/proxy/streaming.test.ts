@@ -79,11 +79,14 @@ describe('streaming 100 MB bodies', () => {
     const hash = crypto.createHash('sha256');
     let clientSentAt = 0;
     const reply = await new Promise<string>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: child.mainPort, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': SIZE } }, (res) => {
-        let b = '';
-        res.on('data', (c: Buffer) => (b += c.toString()));
-        res.on('end', () => resolve(b));
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port: child.mainPort, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': SIZE } },
+        (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve(b));
+        },
+      );
       req.on('error', reject);
       sendChunks(req, SIZE, hash, () => {
         clientSentAt = performance.now();

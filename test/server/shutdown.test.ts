@@ -59,11 +59,14 @@ describe('graceful shutdown', () => {
     const slow = Array.from({ length: 5 }, (_, i) => request(child.mainPort, `/slow/${i}`));
     const uploadBytes = 8 * 1024 * 1024;
     const upload = new Promise<string>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: child.mainPort, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': uploadBytes } }, (res) => {
-        let b = '';
-        res.on('data', (c: Buffer) => (b += c.toString()));
-        res.on('end', () => resolve(b));
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port: child.mainPort, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': uploadBytes } },
+        (res) => {
+          let b = '';
+          res.on('data', (c: Buffer) => (b += c.toString()));
+          res.on('end', () => resolve(b));
+        },
+      );
       req.on('error', reject);
       // Trickle the body so the upload spans the shutdown.
       let sent = 0;

@@ -11,7 +11,6 @@ export type { MappingFile } from './mapping-file';
 export { parseMappingFile } from './mapping-file';
 import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
 
-
 export interface Mapping {
   name: string;
   labels: [string, string][];

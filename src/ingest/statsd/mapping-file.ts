@@ -42,7 +42,6 @@
 import type * as YamlModule from 'yaml';
 import type { StoredType } from '../../metrics/contract';
 
-
 export interface Rule {
   /** The match text, for messages. */
   match: string;
