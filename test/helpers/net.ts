@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -70,4 +71,16 @@ export function rawRequest(port: number, bytes: string, timeoutMs = 2000): Promi
 export function statusOf(raw: string): number {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
   return m ? Number(m[1]) : 0;
+}
+
+/** Sends one UDP datagram to 127.0.0.1:port (a StatsD packet) and resolves once it is out. */
+export function sendDatagram(port: number, payload: string | Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.send(payload, port, '127.0.0.1', (err) => {
+      s.close();
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }

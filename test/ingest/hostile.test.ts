@@ -4,7 +4,6 @@
  * that bound memory (families, labels, values, the cache, the series budget), merged targets that
  * collide through suffixes or repeat series, and a large target parsed while requests flow.
  */
-import dgram from 'node:dgram';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
@@ -21,17 +20,7 @@ import { Mapper } from '../../src/ingest/statsd/mapper';
 import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { parseExposition as parseSource, parseExpositionAsync } from '../../src/ingest/merge/parse';
 import { promtoolErrors } from './promtool';
-
-function sendUdp(port: number, payload: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.send(payload, port, '127.0.0.1', (err) => {
-      s.close();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
+import { sendDatagram as sendUdp } from '../helpers/net';
 
 function sendTcp(port: number, payload: string): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,6 @@
  * StatsD ingestion over real sockets: the hot-shots client (UDP and TCP) and raw packets into a
  * running sidecar, read back through its exposition.
  */
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -12,6 +11,7 @@ import { StatsD } from 'hot-shots';
 import { freePort, request } from '../helpers/net';
 import { startSidecar, type Env, type Running } from '../helpers/sidecar';
 import { find, parseExposition, value, type Parsed } from '../helpers/exposition';
+import { sendDatagram as sendUdp } from '../helpers/net';
 
 const running: Running[] = [];
 afterAll(async () => {
@@ -37,17 +37,6 @@ async function until(sc: Running, ok: (p: Parsed) => boolean): Promise<Parsed & 
     if (ok(p) || i > 60) return p;
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-function sendUdp(port: number, payload: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.send(payload, port, '127.0.0.1', (err) => {
-      s.close();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
 }
 
 const lines = (p: Parsed, outcome: string) => value(p, 'metrics_sidecar_statsd_lines_total', { outcome });

@@ -5,13 +5,13 @@
  * and on a phone-sized window, and the browser reports no console error and no CSP violation.
  * Screenshots go to test-artifacts/ (gitignored).
  */
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startSidecar, type Running } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { freePort, request } from '../helpers/net';
+import { sendDatagram as sendUdp } from '../helpers/net';
 
 // The callbacks given to page.evaluate run in the browser; this project's lib has no DOM types.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -26,17 +26,6 @@ let browser: Browser;
 let upstream: Upstream;
 let sc: Running;
 let statsdPort: number;
-
-function sendUdp(port: number, payload: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = dgram.createSocket('udp4');
-    s.send(payload, port, '127.0.0.1', (err) => {
-      s.close();
-      if (err) reject(err);
-      else resolve();
-    });
-  });
-}
 
 interface Watched {
   page: Page;
