@@ -10,6 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ROOT } from './report.mjs';
+import { prng } from './statsd.mjs';
 
 const UNITS = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, K: 1e3, M: 1e6, G: 1e9, '': 1 };
 
@@ -42,17 +43,8 @@ export function rssOf(pid) {
   }
 }
 
-/** A small deterministic PRNG (mulberry32): attacks are the same on every run. */
-export function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small deterministic PRNG (mulberry32, bench/lib/statsd.mjs): attacks are the same on every run. */
+export { prng };
 
 export function letters(n, rand) {
   let s = '';
@@ -64,40 +56,9 @@ export function* take(n, make) {
   for (let i = 0; i < n; i++) yield make(i);
 }
 
-/** What issue 9 lists for finding 2, plus the usual path-confusion families (see test/adversarial). */
-export const DOT_SPELLINGS = [
-  '/debug/metrics/../..',
-  '/debug/..',
-  '/debug/%2e%2e',
-  '/debug/..%2f',
-  '/debug/..;/',
-  'http://other/debug/..',
-  '/debug/../',
-  '/debug/%2E%2E',
-  '/debug/.%2e',
-  '/debug/%2e.',
-  '/debug/..%2F',
-  '/debug/%2e%2e/',
-  '/debug/%2e%2e%2f',
-  '/debug/..;x=1/',
-  '/debug/..;',
-  'http://other/debug/%2e%2e',
-  'http://other:80/debug/metrics/../..',
-  '/debug/./..',
-  '/debug//..',
-  '/debug/x/../..',
-  '/debug/..?x=1',
-  '/debug/..\\',
-  '/debug/..%5c',
-  '/debug/%252e%252e',
-  '/DEBUG/..',
-  '/%64ebug/..',
-  '/debug%2f..',
-  '/foo/..%2fdebug/x',
-  '/debug/%ef%bc%8e%ef%bc%8e',
-  '/debug/..%00',
-  '/debug;/..',
-];
+/** What issue 9 lists for finding 2, plus the usual path-confusion families: one list with test/adversarial. */
+const spellings = JSON.parse(fs.readFileSync(new URL('../../test/fixtures/debug-spellings.json', import.meta.url), 'utf8'));
+export const DOT_SPELLINGS = [...spellings.from_issue, ...spellings.more];
 
 /**
  * The application stand-in: `/hello`, `/api/reports/summary` and `/reset-password/*` answer 200,
