@@ -97,7 +97,9 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     socket.on('error', destroyOnError);
     const start = performance.now();
     const t = targetOf(req);
-    const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : upgradeWithBody(req) ? 'upgrade_with_body' : undefined;
+    // An upgrade that announces a body: Node hands the socket over before reading it, so the app
+    // would get the header without the bytes (they follow only after a 101) and wait for them.
+    const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : hasBody(req) ? 'upgrade_with_body' : undefined;
     if (reason !== undefined) {
       const status = t.ok ? 400 : t.status;
       clientErrors.inc([reason]);
@@ -177,14 +179,4 @@ function duplicateHost(raw: string[]): boolean {
     }
   }
   return false;
-}
-
-/**
- * An upgrade request that announces a body: Node hands the socket over before reading it, so the
- * app would get the header without the bytes (they follow only after a 101) and wait for them
- * until the upstream timeout. A WebSocket handshake has no body; refuse the ambiguity (400).
- */
-function upgradeWithBody(req: http.IncomingMessage): boolean {
-  const cl = req.headers['content-length'];
-  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
