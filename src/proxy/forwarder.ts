@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
-import { targetOf } from './target';
+import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import type { RedRecorder } from './red';
 import type { Logger } from '../log/logger';
@@ -71,15 +71,16 @@ export class Forwarder {
     this.upgradeProtocols = new Set((opts.upgradeProtocols ?? ['websocket']).map((p) => p.toLowerCase()));
   }
 
-  /** Forwards one request; never throws, always ends the response. */
-  handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  /**
+   * Forwards one request to its canonical target, the one the main listener checked (what was
+   * checked is what is sent); never throws, always ends the response.
+   */
+  handle(req: http.IncomingMessage, res: http.ServerResponse, canonical: CanonicalTarget): void {
     const start = performance.now();
     const { red } = this.opts;
     const method = req.method ?? 'GET';
-    // The canonical target the main listener checked: what was checked is what is sent.
-    const canonical = targetOf(req);
-    const target = canonical.ok ? canonical.target : '/';
-    const route = red.route(canonical.ok ? canonical.path : '/');
+    const target = canonical.target;
+    const route = red.route(canonical.path);
     const { headers, hasBody } = this.forwardedHeaders(req, false);
     let status = 0;
     let failed = false;
@@ -91,7 +92,8 @@ export class Forwarder {
         this.opts.logger.debug('client request failed', { method, route, code: upstreamErrorCode(err) });
         if (!res.headersSent && !res.destroyed) {
           status = 400;
-          res.writeHead(400, ['content-type', 'text/plain; charset=utf-8', 'content-length', '12', 'connection', 'close']).end('bad request\n');
+          const body = 'bad request\n';
+          res.writeHead(400, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'connection', 'close']).end(body);
         } else res.destroy();
         return;
       }
@@ -109,35 +111,6 @@ export class Forwarder {
       res.end(body);
     };
 
-    const send = (): void => {
-      this.client.dispatch(
-        { path: target, method, headers, body: hasBody ? req : null },
-        {
-          onRequestStart: (c) => {
-            controller = c;
-          },
-          onResponseStart: (_c, code, uheaders, statusMessage) => {
-            status = code;
-            res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
-          },
-          onResponseData: (c, chunk) => {
-            // Backpressure: a slow client pauses the upstream read until its socket drains.
-            if (!res.write(chunk)) {
-              c.pause();
-              res.once('drain', () => c.resume());
-            }
-          },
-          onResponseEnd: () => {
-            res.end();
-          },
-          onResponseError: (_c, err: Error & { code?: string }) => {
-            if (res.destroyed && !res.writableFinished) return; // the client left first; already recorded
-            fail(err);
-          },
-        },
-      );
-    };
-
     res.on('close', () => {
       if (!res.writableFinished) {
         // The client went away (or we cut it off): stop the upstream work too.
@@ -147,16 +120,40 @@ export class Forwarder {
       if (route !== null) red.record(method, route, status, (performance.now() - start) / 1000, failed);
     });
 
-    send();
+    this.client.dispatch(
+      { path: target, method, headers, body: hasBody ? req : null },
+      {
+        onRequestStart: (c) => {
+          controller = c;
+        },
+        onResponseStart: (_c, code, uheaders, statusMessage) => {
+          status = code;
+          res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
+        },
+        onResponseData: (c, chunk) => {
+          // Backpressure: a slow client pauses the upstream read until its socket drains.
+          if (!res.write(chunk)) {
+            c.pause();
+            res.once('drain', () => c.resume());
+          }
+        },
+        onResponseEnd: () => {
+          res.end();
+        },
+        onResponseError: (_c, err: Error & { code?: string }) => {
+          if (res.destroyed && !res.writableFinished) return; // the client left first; already recorded
+          fail(err);
+        },
+      },
+    );
   }
 
   /** WebSocket and other `Upgrade` requests: handshake forwarded, then bytes piped both ways. */
-  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, canonical: CanonicalTarget): void {
     const start = performance.now();
     const method = req.method ?? 'GET';
-    const canonical = targetOf(req);
-    const target = canonical.ok ? canonical.target : '/';
-    const route = this.opts.red.route(canonical.ok ? canonical.path : '/');
+    const target = canonical.target;
+    const route = this.opts.red.route(canonical.path);
     const record = (status: number, failed: boolean): void => {
       if (route !== null) this.opts.red.record(method, route, status, (performance.now() - start) / 1000, failed);
     };

@@ -46,6 +46,12 @@ export function createMainServer(opts: MainServerOptions): http.Server {
   });
   opts.registry?.register(clientErrors);
   const debug = debugApp.callback();
+  /** A request the sidecar answers as the client's error: counted by reason, recorded with its status, never an exception. */
+  const countRefusal = (req: http.IncomingMessage, status: number, reason: string, start: number): void => {
+    clientErrors.inc([reason]);
+    logger.debug('request refused', { reason, status, method: req.method });
+    red?.refused(req.method ?? 'GET', status, (performance.now() - start) / 1000);
+  };
 
   const server = http.createServer(
     {
@@ -59,20 +65,18 @@ export function createMainServer(opts: MainServerOptions): http.Server {
       const start = performance.now();
       const t = targetOf(req);
       const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : undefined;
-      if (reason !== undefined) {
+      if (!t.ok || reason !== undefined) {
         const status = t.ok ? 400 : t.status;
-        clientErrors.inc([reason]);
-        logger.debug('request refused', { reason, status, method: req.method });
+        countRefusal(req, status, t.ok ? (reason ?? 'other') : t.reason, start);
         lifecycle.track(res);
         const body = status === 414 ? 'request target too long\n' : 'bad request\n';
         const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
         // A body we do not read, or a drain: do not keep the connection.
         if (hasBody(req) || lifecycle.draining()) headers.push('connection', 'close');
         res.writeHead(status, headers).end(body);
-        red?.refused(req.method ?? 'GET', status, (performance.now() - start) / 1000);
         return;
       }
-      if (t.ok && t.reserved) {
+      if (t.reserved) {
         void debug(req, res);
         return;
       }
@@ -81,7 +85,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
         res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('no upstream configured\n');
         return;
       }
-      forwarder.handle(req, res);
+      forwarder.handle(req, res, t);
     },
   );
 
@@ -102,17 +106,15 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : hasBody(req) ? 'upgrade_with_body' : undefined;
     if (reason !== undefined) {
       const status = t.ok ? 400 : t.status;
-      clientErrors.inc([reason]);
-      logger.debug('request refused', { reason, status, method: req.method });
+      countRefusal(req, status, reason, start);
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
-      red?.refused(req.method ?? 'GET', status, (performance.now() - start) / 1000);
       return;
     }
     if (forwarder === undefined || !t.ok || t.reserved || lifecycle.draining()) {
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
     }
-    forwarder.upgrade(req, socket, head);
+    forwarder.upgrade(req, socket, head, t);
   });
 
   // CONNECT asks for a tunnel; the sidecar is not a forward proxy. (Without a listener Node drops the socket silently.)
