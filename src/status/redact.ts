@@ -106,12 +106,21 @@ function decodeSafe(s: string): string {
   }
 }
 
-/** Replaces every secret in a JSON text (each in its JSON-escaped spelling) with REDACTED. */
+/** Every JSON string, in order (so tokens stay aligned), with the `:` that makes it a key, if any. */
+const JSON_STRING = /"(?:[^"\\]|\\.)*"(\s*:)?/g;
+
+/**
+ * Replaces every secret inside the string values of a JSON text (each in its JSON-escaped
+ * spelling) with REDACTED. Keys, numbers and literals are left alone: a secret that happens to
+ * read `true`, `8491` or a key name must not turn the document into invalid JSON.
+ */
 export function scrub(json: string, secrets: readonly string[]): string {
-  let out = json;
-  for (const s of secrets) {
-    const escaped = JSON.stringify(s).slice(1, -1);
-    if (out.includes(escaped)) out = out.split(escaped).join(REDACTED);
-  }
-  return out;
+  const escaped = secrets.map((s) => JSON.stringify(s).slice(1, -1)).filter((e) => e !== '' && json.includes(e));
+  if (escaped.length === 0) return json;
+  return json.replace(JSON_STRING, (token, key: string | undefined) => {
+    if (key !== undefined) return token;
+    let out = token;
+    for (const e of escaped) if (out.includes(e)) out = out.split(e).join(REDACTED);
+    return out;
+  });
 }

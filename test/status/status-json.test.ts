@@ -280,6 +280,35 @@ describe('status.json redaction', () => {
     );
   });
 
+  it('should keep status.json valid JSON whatever the secrets spell (a key, a number, a literal)', async () => {
+    // Secrets drawn from the document's own vocabulary: a password `true`, `8491` or `routes`, a
+    // health path whose query reads `?verbose=true`. Scrubbing must touch string values only.
+    const words = fc.constantFrom('true', 'false', 'null', '8491', '8080', 'routes', 'traffic', 'ready', 'config', 'sources', 'text', 'window');
+    await fc.assert(
+      fc.asyncProperty(words, words, async (password, query) => {
+        const config = loadConfig({
+          LISTEN_PORT: '8080',
+          PROMETHEUS_PORT: '8491',
+          STATSD_PORT: '0',
+          UPSTREAM_URL: 'http://127.0.0.1:8000',
+          UPSTREAM_HEALTH_PATH: `/healthz?verbose=${query}`,
+          METRICS_BASIC_AUTH_USERNAME: 'prometheus',
+          METRICS_BASIC_AUTH_PASSWORD: password,
+        });
+        const sidecar = createSidecar(config, silentLogger);
+        try {
+          const doc = JSON.parse(sidecar.status.json());
+          expect(doc.config['access.basicAuth.password.value']).toBe('<redacted>');
+          expect(typeof doc.traffic).toBe('object');
+          expect(renderPage(doc, '', undefined)).toContain('<html');
+        } finally {
+          await sidecar.stop();
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('should scrub a secret that slipped into free text (a merge error message)', async () => {
     const config = loadConfig({
       LISTEN_PORT: '8080',
