@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import type * as YamlModule from 'yaml';
-import { EnvReader, type Cidr, type Env, type Problem } from './parse';
+import { EnvReader, shownUrl, type Cidr, type Env, type Problem } from './parse';
 import { readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
 import { normalizePath } from '../proxy/reserved';
 import { parseApiKeys } from '../access/credentials';
@@ -270,7 +270,7 @@ export function readConfig(env: Env = process.env): Loaded {
   };
   if (healthPath !== undefined) {
     if (!healthPath.startsWith('/') || healthPath.startsWith('//') || /[\s#]/.test(healthPath)) {
-      r.problem('UPSTREAM_HEALTH_PATH', `${JSON.stringify(healthPath)} must be a path on the app starting with "/" (a query is allowed)`);
+      r.problem('UPSTREAM_HEALTH_PATH', `${shownUrl(healthPath)} must be a path on the app starting with "/" (a query is allowed)`);
     } else if (upstream === undefined) {
       r.problem('UPSTREAM_HEALTH_PATH', 'needs UPSTREAM_URL: the path is checked on the app');
     } else {

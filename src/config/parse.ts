@@ -224,8 +224,14 @@ export function hasUserinfo(v: string): boolean {
 }
 
 /** A URL for a message: quoted, unless it holds an "@" anywhere (it could be userinfo in a spelling no check foresaw). */
-function shownUrl(v: string): string {
-  return v.includes('@') ? 'the value (not shown: it contains "@")' : quote(v);
+/**
+ * A URL as a config error may show it: never with user-info (the whole value is withheld), and
+ * cut before its query or fragment, which may carry a token (`?token=...`).
+ */
+export function shownUrl(v: string): string {
+  if (v.includes('@')) return 'the value (not shown: it contains "@")';
+  const cut = v.search(/[?#]/);
+  return cut === -1 ? quote(v) : `${quote(v.slice(0, cut))} (query not shown)`;
 }
 
 export function quote(v: string): string {

@@ -16,7 +16,7 @@ export function startupFields(config: Config, bound: { mainPort: number | undefi
     metrics_path: config.metricsPath,
     serve_on_main_port: config.serveOnMainPort,
     upstream: config.upstream?.origin ?? null,
-    upstream_health_path: config.appHealth ? `${config.appHealth.url.pathname}${config.appHealth.url.search}` : null,
+    upstream_health_path: config.appHealth ? `${config.appHealth.url.pathname}${config.appHealth.url.search ? '?…' : ''}` : null, // a query may hold a token
     access: methods.length > 0 ? methods : ['open'],
     statsd: config.statsd.port !== 0 ? { host: config.statsd.host, port: config.statsd.port, mapping_file: config.statsd.mappingFile ?? null } : null,
     merge_targets: config.mergeTargets.map((u) => `${u.origin}${u.pathname}`),

@@ -57,7 +57,8 @@ export function checkOnce(url: URL, timeoutMs: number, keepBody = false): Promis
     };
     const req = http.request(
       {
-        host: url.hostname,
+        // `[::1]` → `::1`: http.request wants the bare address (as the forwarder does).
+        host: url.hostname.replace(/^\[|\]$/g, ''),
         port: url.port || 80,
         path: `${url.pathname}${url.search}`,
         method: 'GET',

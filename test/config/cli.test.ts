@@ -218,6 +218,17 @@ describe('URL credentials never reach a message (issue 9, finding 5)', () => {
     expect(text).not.toContain('alice');
   });
 
+  it.each([
+    ['MERGE_TARGETS', 'ftp://host/metrics?token=Q-secret-2'],
+    ['UPSTREAM_URL', 'gopher://host/?api_key=Q-secret-2'],
+    ['UPSTREAM_URL', 'not a url?token=Q-secret-2'],
+    ['UPSTREAM_HEALTH_PATH', 'healthz?token=Q-secret-2'],
+  ])('should refuse %s=%s without echoing its query (it may carry a token)', (variable, value) => {
+    const text = problemsText({ UPSTREAM_URL: 'http://127.0.0.1:8000', [variable]: value });
+    expect(text).toContain(variable);
+    expect(text).not.toContain('Q-secret-2');
+  });
+
   it('should hold for generated URLs with credentials, schemes and ports', () => {
     const word = fc.stringMatching(/^[A-Za-z0-9._~-]{1,12}$/);
     fc.assert(

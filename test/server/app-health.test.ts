@@ -207,6 +207,24 @@ describe('app-aware health (UPSTREAM_HEALTH_PATH)', () => {
   });
 });
 
+describe('app-aware health with an IPv6 upstream', () => {
+  it('should check and relay an app on [::1] (the URL brackets are not part of the address)', async () => {
+    const server = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('v6 ok\n'));
+    await new Promise<void>((resolve) => server.listen(0, '::1', () => resolve()));
+    const port = (server.address() as { port: number }).port;
+    const sc = await startSidecar({ UPSTREAM_URL: `http://[::1]:${port}`, UPSTREAM_HEALTH_PATH: '/healthz', UPSTREAM_HEALTH_INTERVAL_MS: '100' });
+    try {
+      await until(async () => (await request(sc.metricsPort, '/readyz')).status === 200);
+      const relayed = await request(sc.metricsPort, '/app-health');
+      expect([relayed.status, relayed.text]).toEqual([200, 'v6 ok\n']);
+    } finally {
+      await sc.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
 describe('AppHealth hysteresis', () => {
   it('should follow the model: unready at start, ready after S successes in a row, unready after F failures in a row', () => {
     const outcomes: CheckOutcome[] = ['ok', 'bad_status', 'timeout', 'error'];
