@@ -89,7 +89,12 @@ export const VARIABLES = {
   METRICS_MAX_LABEL_BYTES_TOTAL: int(8 * 1024 * 1024, 1024, 1024 * 1024 * 1024, 'characters of label text stored across those series'),
   METRICS_MAX_LABELS_PER_SERIES: int(16, 1, 1000, "labels on one StatsD or merged series (Prometheus' `label_limit`)"),
   METRICS_MAX_LABEL_VALUE_BYTES: int(256, 16, 1024 * 1024, "UTF-8 bytes of one label value (Prometheus' `label_value_length_limit`)"),
-  METRICS_MAX_FAMILIES_PER_SOURCE: int(1000, 1, 1_000_000, 'families StatsD, and each merge target, may create'),
+  METRICS_MAX_FAMILIES_PER_SOURCE: int(
+    1000,
+    1,
+    1_000_000,
+    'families StatsD, and each merge target, may create; a merge target naming ten times more is marked down',
+  ),
   UPSTREAM_TIMEOUT_MS: ms(60_000, 1, 'the upstream may stay silent this long (before or during its answer); before the answer → 504'),
   UPSTREAM_MAX_CONNECTIONS: int(
     0,

@@ -269,6 +269,15 @@ describe('merge parser limits', () => {
     expect(r.dropped).toEqual({ duplicate_series: 0, label_limit: 2, family_limit: 1 });
   });
 
+  it('should remember families past the limit without holding anything of theirs, and refuse a source naming ten times more', () => {
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `a${i} 1\n`).join('');
+    const r = parseSource(lines(35), { maxLabels: 16, maxLabelValueBytes: 256, maxFamilies: 4 });
+    expect(r.families.map((f) => f.name)).toEqual(['a0', 'a1', 'a2', 'a3']);
+    expect(r.dropped.family_limit).toBe(31);
+    // A 4 MB body of one-sample families (~500k names) is not a metrics endpoint: refused whole, early.
+    expect(() => parseSource(lines(500_000), { maxLabels: 16, maxLabelValueBytes: 256, maxFamilies: 1000 })).toThrow(/more than 10000 metric names/);
+  });
+
   it('should let the event loop through while parsing a large body', async () => {
     const body = Array.from({ length: 50_000 }, (_, i) => `g{i="${i}"} ${i}\n`).join('');
     let ticks = 0;

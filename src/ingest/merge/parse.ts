@@ -84,6 +84,15 @@ interface Building {
   excluded: boolean;
 }
 
+/** Shared by the families past the limit: they never hold a sample. */
+const NONE: string[] = [];
+const NO_KEYS = new Set<string>();
+/**
+ * A source naming more than this many times the family limit is refused whole (marked down):
+ * remembering every name of a 4 MB body of one-sample families cost ~240 MB of heap.
+ */
+const NAMES_PER_FAMILY_LIMIT = 10;
+
 /** The parse of one source, fed line by line. */
 class Parser {
   readonly building: Building[] = [];
@@ -97,11 +106,16 @@ class Parser {
   private get(name: string): Building {
     let b = this.byName.get(name);
     if (!b) {
-      b = { declared: name, type: 'untyped', help: undefined, samples: [], keys: [], seen: new Set(), sawTotal: false, excluded: false };
       if (this.byName.size >= this.limits.maxFamilies) {
-        b.excluded = true;
+        // Past the limit a family is only remembered (to be counted once and its samples skipped),
+        // with nothing of its own; a source with far more names than that is not a metrics endpoint.
+        if (this.byName.size >= this.limits.maxFamilies * NAMES_PER_FAMILY_LIMIT) this.fail(`more than ${this.byName.size} metric names`);
+        b = { declared: name, type: 'untyped', help: undefined, samples: NONE, keys: NONE, seen: NO_KEYS, sawTotal: false, excluded: true };
         this.dropped.family_limit++;
+        this.byName.set(name, b);
+        return b;
       }
+      b = { declared: name, type: 'untyped', help: undefined, samples: [], keys: [], seen: new Set(), sawTotal: false, excluded: false };
       this.byName.set(name, b);
       this.building.push(b);
     }
