@@ -65,6 +65,8 @@ export interface UpstreamHandler {
   onResponseError(controller: Controller, err: Error): void;
 }
 
+/** Informational (1xx) heads one exchange may receive before its final answer: 103 Early Hints and 100s need a few. */
+const MAX_INFORMATIONAL_HEADS = 16;
 /** Error codes this client gives its failures (socket errors keep Node's own, e.g. ECONNREFUSED). */
 export const UPSTREAM_HEADERS_TIMEOUT = 'UPSTREAM_HEADERS_TIMEOUT';
 export const UPSTREAM_BODY_TIMEOUT = 'UPSTREAM_BODY_TIMEOUT';
@@ -189,6 +191,8 @@ class Connection {
 
   // Response parsing state.
   private head: Buffer | undefined;
+  /** 1xx heads received before the final one of the current exchange. */
+  private informational = 0;
   private framing = Framing.None;
   private remaining = 0;
   private chunkState = ChunkState.Size;
@@ -216,6 +220,7 @@ class Connection {
     ex.conn = this;
     this.phase = Phase.Head;
     this.head = undefined;
+    this.informational = 0;
     this.keepAliveHintMs = 0;
     this.reusable = true;
     this.lastTick = this.client.tick;
@@ -448,10 +453,13 @@ class Connection {
     }
     if (te && length !== -1) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'both Content-Length and Transfer-Encoding');
     if (status < 200) {
-      // 1xx: informational, another head follows (101 was not asked for: no upgrades here).
+      // 1xx: informational, another head follows (101 was not asked for: no upgrades here). Each
+      // one restarts the idle timer, so an app sending them without end is cut off at a bound.
       if (status === 101) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'unexpected 101 Switching Protocols');
+      if (++this.informational > MAX_INFORMATIONAL_HEADS) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'too many 1xx responses');
       return;
     }
+    this.informational = 0;
     if (close) this.reusable = false;
     const method = ex.req.method;
     if (method === 'HEAD' || status === 204 || status === 304) this.framing = Framing.None;

@@ -298,6 +298,14 @@ describe('upstream client: happy paths', () => {
     expect([r.status, r.body.toString()]).toEqual([200, 'hello']);
   });
 
+  it('should refuse an answer that sends 1xx heads without end (each would restart the idle timer)', async () => {
+    const { client } = await setup((s) => s.write('HTTP/1.1 103 Early Hints\r\n\r\n'.repeat(17) + 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello'));
+    const r = await call(client);
+    expect(r.error?.message).toMatch(/too many 1xx/);
+    const { client: ok } = await setup((s) => s.write('HTTP/1.1 103 Early Hints\r\n\r\n'.repeat(16) + OK));
+    expect((await call(ok)).status).toBe(200);
+  });
+
   it('should send a body with Content-Length as is, and one without chunked', async () => {
     const { srv, client } = await setup((s, _h, n) => {
       // Answer once the body is in: wait a moment.
