@@ -165,6 +165,12 @@ export class EnvReader {
       this.problem(name, `${quote(v)} is not a readable file`);
       return undefined;
     }
+    // Mapping rules, API keys, a password, a kubeconfig: all small. A huge file is a mistake, read whole at start.
+    const size = fs.statSync(v).size;
+    if (size > MAX_FILE_BYTES) {
+      this.problem(name, `${quote(v)} is ${size} bytes; at most ${MAX_FILE_BYTES}`);
+      return undefined;
+    }
     return v;
   }
 }
@@ -233,6 +239,9 @@ export function shownUrl(v: string): string {
   const cut = v.search(/[?#]/);
   return cut === -1 ? quote(v) : `${quote(v.slice(0, cut))} (query not shown)`;
 }
+
+/** The largest file a variable may name (mapping rules, API keys, a password, a kubeconfig). */
+export const MAX_FILE_BYTES = 1024 * 1024;
 
 export function quote(v: string): string {
   return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}…` : v);

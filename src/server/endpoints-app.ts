@@ -94,7 +94,8 @@ export function createEndpointsApp(
     // to probe an app that listens on 127.0.0.1 only. Open like the other health endpoints.
     router.get(`${healthPrefix}/app-health`, async (ctx) => {
       const answer = await appHealth.relay();
-      ctx.status = answer.status;
+      // A status Koa cannot send (an app answering 99 or 1000) would become a 500 and an error log.
+      ctx.status = answer.status >= 200 && answer.status <= 599 ? answer.status : 502;
       ctx.set('cache-control', 'no-store');
       ctx.set('x-content-type-options', 'nosniff');
       ctx.type = 'text/plain; charset=utf-8';

@@ -16,6 +16,7 @@ import { VARIABLES, VARIABLE_NAMES, helpText, unknownVariables, readVariable, ma
 import { TABLE_END, TABLE_START } from '../../src/config/docs';
 import { MAIN_JS } from '../helpers/sidecar';
 import { VERSION } from '../../src/version';
+import { MAX_FILE_BYTES } from '../../src/config/parse';
 
 const ROOT = path.join(__dirname, '..', '..');
 const run = (env: Record<string, string>, args: string[] = []) =>
@@ -189,6 +190,19 @@ describe('warnings', () => {
   it('should warn when a web role has no UPSTREAM_URL, and not for a worker', () => {
     expect(readConfig({}).warnings).toEqual([expect.stringContaining('web role without UPSTREAM_URL')]);
     expect(readConfig({ LISTEN_PORT: '0' }).warnings).toEqual([]);
+  });
+});
+
+describe('files named by variables', () => {
+  it('should refuse a file larger than MAX_FILE_BYTES, naming the variable (it would be read whole at start)', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-big-'));
+    const big = path.join(dir, 'mapping.yaml');
+    fs.writeFileSync(big, `# ${'x'.repeat(MAX_FILE_BYTES)}\nmappings: []\n`);
+    try {
+      expect(() => loadConfig({ STATSD_MAPPING_FILE: big })).toThrow(/STATSD_MAPPING_FILE: .* bytes; at most 1048576/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -263,6 +263,16 @@ describe('errors and the older spelling', () => {
   });
 });
 
+describe('mapping file bounds', () => {
+  it('should refuse a rule with more than 100 buckets (each series holds one counter per bucket)', () => {
+    const buckets = (n: number) => `[${Array.from({ length: n }, (_, i) => i + 1).join(', ')}]`;
+    expect(() => parseMappingFile(`mappings:\n- match: "a.*"\n  name: "a"\n  histogram_options:\n    buckets: ${buckets(101)}\n`)).toThrow(
+      /101 buckets; at most 100/,
+    );
+    expect(() => parseMappingFile(`mappings:\n- match: "a.*"\n  name: "a"\n  histogram_options:\n    buckets: ${buckets(100)}\n`)).not.toThrow();
+  });
+});
+
 describe('help from the mapping file in the exposition', () => {
   it("should give the family the rule's help text as its # HELP line", () => {
     const registry = new Registry();

@@ -177,6 +177,13 @@ describe('app-aware health (UPSTREAM_HEALTH_PATH)', () => {
     expect(counter(text, 'metrics_sidecar_app_health_relays_total', 'error')).toBe(2);
   });
 
+  it('should relay a status outside 200-599 as 502 (the app answered something no HTTP client expects)', async () => {
+    sc = await start();
+    app.health = { status: 600, body: 'odd\n' };
+    expect((await request(sc.metricsPort, '/app-health')).status).toBe(502);
+    expect((await request(sc.mainPort, '/debug/app-health')).status).toBe(502);
+  });
+
   it('should send the app one request for relays that arrive while one is in flight, and give each the answer', async () => {
     sc = await start({ UPSTREAM_HEALTH_INTERVAL_MS: '3600000', UPSTREAM_HEALTH_SUCCESS_THRESHOLD: '1', UPSTREAM_HEALTH_TIMEOUT_MS: '60000' });
     await until(async () => (await readyz()).every((s) => s === 200));

@@ -239,6 +239,9 @@ function observerType(v: unknown, where: string, notes: string[]): void {
 }
 
 /** `histogram_options.buckets`, or the older top-level `buckets`; both at once is an error, as in statsd_exporter. */
+/** Buckets one histogram rule may declare (Prometheus' own histograms rarely exceed 30). */
+const MAX_BUCKETS = 100;
+
 function bucketsOf(r: Record<string, unknown>, where: string): number[] | undefined {
   const opts = r.histogram_options;
   if (opts !== undefined && opts !== null && (typeof opts !== 'object' || Array.isArray(opts)))
@@ -251,6 +254,8 @@ function bucketsOf(r: Record<string, unknown>, where: string): number[] | undefi
   if (!Array.isArray(v) || v.length === 0 || !v.every((b, i) => typeof b === 'number' && Number.isFinite(b) && (i === 0 || b > (v[i - 1] as number)))) {
     throw new Error(`${where}: buckets must be a non-empty list of ascending numbers`);
   }
+  // Every series of the family holds one counter per bucket, and a series counts as one in the budgets.
+  if (v.length > MAX_BUCKETS) throw new Error(`${where}: ${v.length} buckets; at most ${MAX_BUCKETS}`);
   return v as number[];
 }
 
