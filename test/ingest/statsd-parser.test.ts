@@ -1,5 +1,7 @@
 import { parseLine, parseTags, sanitizeLabelName, sanitizeMetricName, StatsdParseError } from '../../src/ingest/statsd/parser';
 import { Mapper, parseMappingFile } from '../../src/ingest/statsd/mapper';
+import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
+import { Registry } from '../../src/metrics/registry';
 
 describe('parseLine', () => {
   it.each([
@@ -142,5 +144,29 @@ mappings:
     ['mappings: [{ match: "a.*.*", name: "a_$2_seconds" }]', /"\$2_seconds" refers to a capture named "2_seconds" \(empty\); write "\$\{2\}_seconds"/],
   ])('should reject %p', (text, message) => {
     expect(() => parseMappingFile(text)).toThrow(message);
+  });
+});
+
+describe('DogStatsD per-line fields and the recorder cache', () => {
+  it('should key a line by type and tags only when it carries a timestamp, container id or external data', () => {
+    expect(parseLine('a:1|c|#x:y|T1700000000').rest).toBe(parseLine('a:1|c|#x:y|T1700000001').rest);
+    expect(parseLine('a:1|c|c:abc|#x:y|T17').rest).toBe('c|#x:y');
+    expect(parseLine('a:1|ms|@0.5|T17').rest).toBe('ms');
+    expect(parseLine('a:1|c|@0.5|#x:y').rest).toBe('c|@0.5|#x:y');
+  });
+
+  it('should map a name once for lines that differ only in their timestamp, and count each line', () => {
+    let maps = 0;
+    class CountingMapper extends Mapper {
+      override map(name: string, kind: Parameters<Mapper['map']>[1]) {
+        maps++;
+        return super.map(name, kind);
+      }
+    }
+    const registry = new Registry();
+    const recorder = new StatsdRecorder(registry, new CountingMapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 100, maxFamilies: 100 });
+    for (let t = 0; t < 50; t++) expect(recorder.handleLine(`jobs:1|c|#queue:a|T${1700000000 + t}`)).toBe('accepted');
+    expect(maps).toBe(1);
+    expect(registry.render(false)).toContain('jobs_total{queue="a"} 50\n');
   });
 });

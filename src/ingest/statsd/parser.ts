@@ -17,7 +17,10 @@ export interface StatsdLine {
   rate: number;
   /** The raw DogStatsD tag list (`env:prod,region:eu`), or '' when there is none. */
   tags: string;
-  /** Everything after the values (`ms|@0.5|#a:b`): with the name, identifies the series. */
+  /**
+   * Everything after the values (`ms|@0.5|#a:b`), or just type and tags when the line carries a
+   * field that varies per line (`T<timestamp>`, `c:`, `e:`): with the name, identifies the series.
+   */
   rest: string;
 }
 
@@ -62,24 +65,30 @@ export function parseLine(line: string): StatsdLine {
 
   let rate = 1;
   let tags = '';
+  /** A field that changes from line to line without changing the series (a timestamp): left out of `rest`. */
+  let ignored = false;
   let i = typeEnd;
   while (i < line.length) {
     const next = line.indexOf('|', i + 1);
     const field = line.slice(i + 1, next === -1 ? line.length : next);
     if (field.startsWith('@')) {
-      const r = NUMBER.test(field.slice(1)) ? Number(field.slice(1)) : NaN;
+      const text = field.slice(1);
+      const r = NUMBER.test(text) ? Number(text) : NaN;
       if (!(r > 0 && r <= 1)) throw new StatsdParseError('sample rate not in (0, 1]');
       rate = r;
     } else if (field.startsWith('#')) {
       tags = field.slice(1);
     } else if (field.startsWith('c:') || field.startsWith('T') || field.startsWith('e:')) {
       // DogStatsD container id, timestamp, external data: accepted and ignored.
+      ignored = true;
     } else {
       throw new StatsdParseError('unknown field');
     }
     i = next === -1 ? line.length : next;
   }
-  return { name, type: type as StatsdType, values, delta, rate, tags, rest: line.slice(pipe + 1) };
+  // `rest` keys the recorder's cache: with a timestamp in it, every line would be a miss.
+  const rest = ignored ? (tags === '' ? type : `${type}|#${tags}`) : line.slice(pipe + 1);
+  return { name, type: type as StatsdType, values, delta, rate, tags, rest };
 }
 
 /** DogStatsD tags as label pairs; a tag without a value is ignored (a label needs one). */
