@@ -154,8 +154,8 @@ export class StatsdRecorder {
       target = this.resolve(p);
       // Overflow targets are not cached, so each line sent there is counted as a refusal; long
       // keys are not cached at all, so the cache stays small whatever the lines look like.
-      const cacheable =
-        typeof target === 'string' ? target === 'type_conflict' || target === 'dropped' : !target.family.family.isOverflow(target.series as never);
+      // Refusals are final: families are never removed, so a name past the family limit stays there.
+      const cacheable = typeof target === 'string' || !target.family.family.isOverflow(target.series as never);
       if (cacheable && p.name.length + sub.length <= CACHE_MAX_KEY_CHARS) {
         const cost = sub.length + CACHE_ENTRY_OVERHEAD + (byName === undefined ? p.name.length + CACHE_ENTRY_OVERHEAD : 0);
         if (this.cachedChars + cost > CACHE_MAX_CHARS) {
