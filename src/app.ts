@@ -76,6 +76,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
 
+  // One set for the main listener (which upgrades it passes on) and the forwarder (which Upgrade values it keeps).
+  const upgradeProtocols: ReadonlySet<string> = new Set(config.upstreamUpgradeProtocols);
   const forwarder = config.upstream
     ? new Forwarder({
         upstream: config.upstream,
@@ -84,7 +86,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         red,
         logger: rateLimited(logger),
         draining: () => lifecycle.draining(),
-        upgradeProtocols: config.upstreamUpgradeProtocols,
+        upgradeProtocols,
       })
     : undefined;
 
@@ -99,7 +101,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       red,
       registry: metrics.registry,
       logger,
-      upgradeProtocols: config.upstreamUpgradeProtocols,
+      upgradeProtocols,
     });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
   }

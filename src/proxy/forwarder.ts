@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
-import { allowedUpgrade } from './upgrade';
+import { allowedUpgrade, DEFAULT_UPGRADES } from './upgrade';
 import type { RedRecorder } from './red';
 import type { Logger } from '../log/logger';
 
@@ -24,7 +24,8 @@ export interface ForwarderOptions {
   /** True while the sidecar drains: responses then carry `Connection: close`. */
   draining: () => boolean;
   /** `Upgrade` protocols passed on (lower case); others are removed from the header. Default `websocket`. */
-  upgradeProtocols?: readonly string[];
+  /** Lower-case `Upgrade` protocols passed to the app as upgrades (default: websocket). */
+  upgradeProtocols?: ReadonlySet<string>;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -68,7 +69,7 @@ export class Forwarder {
     // no body).
     this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
     this.hostHeader = opts.upstream.host;
-    this.upgradeProtocols = new Set((opts.upgradeProtocols ?? ['websocket']).map((p) => p.toLowerCase()));
+    this.upgradeProtocols = opts.upgradeProtocols ?? DEFAULT_UPGRADES;
   }
 
   /**
@@ -297,7 +298,7 @@ function connectionTokens(value: string): string[] {
 }
 
 /** The peer's address, with IPv4-mapped IPv6 shown as IPv4. */
-export function clientAddress(req: http.IncomingMessage): string {
+function clientAddress(req: http.IncomingMessage): string {
   const a = req.socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }

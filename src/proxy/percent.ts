@@ -6,6 +6,12 @@
  */
 import { isUtf8 } from 'node:buffer';
 
+/**
+ * Percent-decoding rounds at most: the canonical target refuses deeper encoding (no sane client
+ * encodes a path four times), and the reservation check decodes no further.
+ */
+export const MAX_DECODE_ROUNDS = 4;
+
 export interface Decoded {
   text: string;
   /** False when the decoded bytes are not valid UTF-8 (`text` then holds U+FFFD replacements). */

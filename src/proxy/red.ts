@@ -100,11 +100,6 @@ export class RedRecorder {
     return this.known.size;
   }
 
-  /** The templater (tests read its cache bounds). */
-  get templater(): RouteTemplater {
-    return this.routes;
-  }
-
   /**
    * Records one finished request. `failed` marks requests the application did not answer (the
    * sidecar produced the status); an application 500 counts as an exception as well.

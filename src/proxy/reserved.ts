@@ -7,11 +7,10 @@
  * under-reserving leaks the sidecar's endpoints or lets the public reach the app's own `/debug/`.
  */
 
-import { percentDecodeOnce } from './percent';
+import { MAX_DECODE_ROUNDS, percentDecodeOnce } from './percent';
 
 const RESERVED_ROOT = 'debug';
 /** Percent-decoding is repeated until stable, bounded so hostile input cannot loop. */
-const MAX_DECODE_ROUNDS = 4;
 
 /**
  * Cheap pre-check for the hot path: a target can only normalise into `/debug` if it spells the

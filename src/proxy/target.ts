@@ -27,12 +27,10 @@
  */
 import type http from 'node:http';
 import { isReservedPath, normalizePath } from './reserved';
-import { hexValue, percentDecodeOnce } from './percent';
+import { hexValue, MAX_DECODE_ROUNDS, percentDecodeOnce } from './percent';
 
 /** nginx's default `large_client_header_buffers` line size; Node's own bound is the 16 KiB header limit. */
 export const MAX_TARGET_LENGTH = 8192;
-/** Deeper percent-encoding than this is refused: no sane client encodes a path four times. */
-export const MAX_DECODE_ROUNDS = 4;
 
 export type TargetRefusal =
   | 'too_long'
