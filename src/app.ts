@@ -75,6 +75,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     },
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
+  gate.onCidrRefused = (address, listener) => status.cidrRefused(address, listener);
 
   // One set for the main listener (which upgrades it passes on) and the forwarder (which Upgrade values it keeps).
   const upgradeProtocols: ReadonlySet<string> = new Set(config.upstreamUpgradeProtocols);

@@ -25,6 +25,8 @@ export type Reason = 'cidr' | 'missing' | 'malformed' | 'bad_credentials' | 'sco
 export interface Denial {
   status: 401 | 403;
   reason: Reason;
+  /** `cidr` only: the client address the allow-list refused (as computed, X-Forwarded-For from trusted proxies included). */
+  client?: string;
 }
 
 /** The scope an API key needs to read metrics. */
@@ -40,6 +42,12 @@ export class AccessGate {
   private readonly duration: Histogram;
   private readonly challenge: string[];
   private basicCache: { password: string; creds: BasicCredentials } | undefined;
+
+  /**
+   * Told the client address of each request the CIDR allow-list refused (the status page's access
+   * section). Only those: a client refused for its credentials is never named.
+   */
+  onCidrRefused: ((address: string, listener: Listener) => void) | undefined;
 
   constructor(
     private readonly config: Config,
@@ -111,7 +119,8 @@ export class AccessGate {
     if (a.allowedCidrs.length > 0) {
       const xff = req.headers['x-forwarded-for'];
       const client = clientAddressOf(req.socket.remoteAddress, Array.isArray(xff) ? xff.join(',') : xff, a.trustedProxies);
-      if (client === undefined || !inAny(client, a.allowedCidrs)) return { status: 403, reason: 'cidr' };
+      if (client === undefined) return { status: 403, reason: 'cidr', client: '(unparseable address)' };
+      if (!inAny(client, a.allowedCidrs)) return { status: 403, reason: 'cidr', client: client.toString() };
     }
     if (!this.hasCredentials) return undefined;
 
@@ -164,6 +173,7 @@ export class AccessGate {
       if (durationSeries) this.duration.observeOn(durationSeries, (performance.now() - started) / 1000);
       if (denial === undefined) return next();
       this.failures.inc([listener, denial.reason]);
+      if (denial.client !== undefined) this.onCidrRefused?.(denial.client, listener);
       this.logger.debug('metrics request refused', { listener, reason: denial.reason, peer: ctx.req.socket.remoteAddress });
       if (listener === 'main') {
         ctx.status = 404;

@@ -20,7 +20,6 @@ import type { Logger } from '../log/logger';
 import type { AppHealth } from './app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
-import { watchCidrRefusals } from '../status/gate-watch';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -67,7 +66,7 @@ export function createEndpointsApp(
     await next();
   });
 
-  const guard = status ? watchCidrRefusals(gate.middleware(listener), listener, config, status) : gate.middleware(listener);
+  const guard = gate.middleware(listener);
   if (listener === 'metrics' || config.serveOnMainPort) {
     router.get(config.metricsPath, guard, exposition(metrics, listener, merger));
   }
