@@ -126,7 +126,10 @@ export const VARIABLES = {
   SHUTDOWN_DELAY_MS: ms(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing listeners'),
   SHUTDOWN_TIMEOUT_MS: ms(25_000, 0, 'how long in-flight requests may take to finish after SIGTERM'),
   LOG_LEVEL: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', '`debug`, `info`, `warn`, `error`'),
-  ACCESS_LOG: bool(false, 'one `info` line per request on both listeners (method, path without query, status, bytes, duration)'),
+  ACCESS_LOG: bool(
+    false,
+    'one `info` line per request on both listeners (method, path without query and with id/token segments as `:id`, status, bytes written, duration)',
+  ),
   ENABLE_DB_METRICS: bool(false, 'store and expose the DB family `sqlalchemy_query_latency_seconds`'),
   STATSD_PORT: port(9125, 'StatsD/DogStatsD UDP and TCP port; `0` = off'),
   STATSD_HOST: str('127.0.0.1', "StatsD bind address (loopback: only the pod's containers can send)"),

@@ -14,6 +14,7 @@ import { createEndpointsApp } from '../../src/server/endpoints-app';
 import type { Merger } from '../../src/ingest/merge/merger';
 import { request } from '../helpers/net';
 import { startSidecar } from '../helpers/sidecar';
+import { startUpstream } from '../helpers/upstream';
 
 describe('errors on the sidecar endpoints', () => {
   it('should log a failing metrics endpoint as an error with its cause, and answer 500', async () => {
@@ -68,6 +69,23 @@ describe('ACCESS_LOG', () => {
       expect(JSON.stringify(sc.logs)).not.toContain('query-secret');
     } finally {
       await sc.stop();
+    }
+  });
+
+  it('should log a proxied request with its bytes, and a token in the path as :id', async () => {
+    const upstream = await startUpstream();
+    const sc = await startSidecar({ ACCESS_LOG: 'true', UPSTREAM_URL: upstream.url });
+    try {
+      const r = await request(sc.mainPort, '/reset-password/xK-3nF_q8Rz0aY7Bv2LmWc?next=/home');
+      expect(r.status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const [entry] = sc.logs.filter((l) => l.msg === 'request');
+      expect(entry).toMatchObject({ listener: 'main', method: 'GET', path: '/reset-password/:id', status: 200 });
+      expect(entry.bytes).toBeGreaterThan(r.text.length);
+      expect(JSON.stringify(sc.logs)).not.toContain('xK-3nF_q8Rz0aY7Bv2LmWc');
+    } finally {
+      await sc.stop();
+      await upstream.close();
     }
   });
 
