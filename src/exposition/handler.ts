@@ -36,7 +36,7 @@ export function exposition(metrics: SidecarMetrics, listener: Listener, merger?:
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect(mergerClass().budgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const merged = merger ? await merger.collect(merger.budgetFor(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
@@ -96,9 +96,4 @@ export function exposition(metrics: SidecarMetrics, listener: Listener, merger?:
       res.destroy(err as Error);
     }
   };
-}
-
-/** The Merger class, required only once a merger exists (it brings node:https and tls). */
-function mergerClass(): typeof Merger {
-  return (require('../ingest/merge/merger') as typeof import('../ingest/merge/merger')).Merger;
 }

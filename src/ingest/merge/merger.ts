@@ -109,6 +109,11 @@ export class Merger {
     return Math.min(MAX_BUDGET_MS, Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS));
   }
 
+  /** budgetMs as a method: callers holding a merger need not load the class (it brings node:https). */
+  budgetFor(timeoutHeader: string | undefined): number {
+    return Merger.budgetMs(timeoutHeader);
+  }
+
   /**
    * Fetches every target (concurrently) and returns the merged families' exposition text.
    * Scrapes that arrive while a collection of the same format is in flight share it: each used to
