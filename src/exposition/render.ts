@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import type { AnyFamily, HistogramSeries, ValueSeries } from '../metrics/registry';
+import { escapeHelp, formatLe, type AnyFamily, type HistogramSeries, type ValueSeries } from '../metrics/registry';
 import { stripTotal } from '../metrics/contract';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
@@ -246,7 +246,7 @@ function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
   const familyName = family.type === 'counter' && openMetrics ? stripTotal(name) : name;
   const header = `# HELP ${familyName} ${escapeHelp(family.help)}\n# TYPE ${familyName} ${family.type}\n`;
   if (family.type !== 'histogram') return { family, header, open: Buffer.from(`${name}{`), bare: Buffer.from(`${name} `) };
-  const le = [...family.buckets.map((b) => (openMetrics && Number.isInteger(b) ? `${b}.0` : formatNumber(b))), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));
+  const le = [...family.buckets.map((b) => formatLe(b, openMetrics)), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));
   return {
     family,
     header,
@@ -421,17 +421,6 @@ function smallDigits(n: number): number {
 /** Buffer#latin1Write: ASCII text without the argument checks of Buffer#write (not in @types/node). */
 function latin1Write(buf: Buffer, text: string, p: number): number {
   return (buf as unknown as { latin1Write(t: string, o: number): number }).latin1Write(text, p);
-}
-
-/** registry.ts's formatNumber, kept here so this module needs no runtime import of the registry. */
-function formatNumber(v: number): string {
-  if (Number.isFinite(v)) return String(v);
-  if (Number.isNaN(v)) return 'NaN';
-  return v > 0 ? '+Inf' : '-Inf';
-}
-
-function escapeHelp(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }
 
 export interface StreamOptions {

@@ -247,8 +247,8 @@ export class Histogram extends Family<HistogramSeries> {
     super(opts);
     if (opts.labelNames?.includes('le')) throw new Error(`histogram ${opts.name} cannot use the label "le"`);
     this.buckets = opts.buckets;
-    this.leText = [...opts.buckets.map(formatNumber), '+Inf'];
-    this.leOpenMetrics = [...opts.buckets.map((b) => (Number.isInteger(b) ? `${b}.0` : formatNumber(b))), '+Inf'];
+    this.leText = [...opts.buckets.map((b) => formatLe(b, false)), '+Inf'];
+    this.leOpenMetrics = [...opts.buckets.map((b) => formatLe(b, true)), '+Inf'];
   }
 
   protected create(labels: string): HistogramSeries {
@@ -404,7 +404,7 @@ export function escapeLabelValue(v: string): string {
   return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
 }
 
-function escapeHelp(v: string): string {
+export function escapeHelp(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }
 
@@ -412,4 +412,12 @@ export function formatNumber(v: number): string {
   if (Number.isFinite(v)) return String(v);
   if (Number.isNaN(v)) return 'NaN';
   return v > 0 ? '+Inf' : '-Inf';
+}
+
+/**
+ * A bucket bound as the `le` label value: OpenMetrics wants a float spelling for integers (`1.0`);
+ * from 1e21 on String() already writes an exponent (`1e+21`), to which `.0` must not be added.
+ */
+export function formatLe(bound: number, openMetrics: boolean): string {
+  return openMetrics && Number.isInteger(bound) && Math.abs(bound) < 1e21 ? `${bound}.0` : formatNumber(bound);
 }

@@ -4,7 +4,7 @@
  * `process_*` families of an application merged in later.
  */
 import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
-import { Counter, escapeLabelValue, formatNumber, Gauge, Registry } from './registry';
+import { Counter, escapeHelp, escapeLabelValue, formatLe, formatNumber, Gauge, Registry } from './registry';
 import { SIDECAR_PREFIX, stripTotal } from './contract';
 import type { Config } from '../config';
 import { VERSION } from '../version';
@@ -86,13 +86,12 @@ export function renderPromClient(metrics: PromJson, openMetrics: boolean): strin
     if (values.length === 0) continue;
     const type = String(m.type);
     const family = openMetrics && type === 'counter' ? stripTotal(m.name) : m.name;
-    out.push(`# HELP ${family} ${m.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}\n# TYPE ${family} ${type}\n`);
+    out.push(`# HELP ${family} ${escapeHelp(m.help)}\n# TYPE ${family} ${type}\n`);
     for (const v of values) {
       const pairs: string[] = [];
       for (const [k, raw] of Object.entries(v.labels)) {
         let lv = String(raw);
-        if (k === 'le' && openMetrics && typeof raw === 'number' && Number.isInteger(raw)) lv = `${raw}.0`;
-        else if (k === 'le' && typeof raw === 'number') lv = formatNumber(raw);
+        if (k === 'le' && typeof raw === 'number') lv = formatLe(raw, openMetrics);
         pairs.push(`${k}="${escapeLabelValue(lv)}"`);
       }
       const labels = pairs.length === 0 ? '' : `{${pairs.join(',')}}`;

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, formatNumber } from '../../src/metrics/registry';
+import { Counter, Gauge, Histogram, Registry, formatLe, formatNumber } from '../../src/metrics/registry';
+import { ExpositionWriter } from '../../src/exposition/render';
 
 describe('Registry', () => {
   it('should render counters, gauges and histograms in text 0.0.4', () => {
@@ -82,5 +83,21 @@ describe('Registry', () => {
     [1e-7, '1e-7'],
   ])('should format %p as %s', (n, s) => {
     expect(formatNumber(n)).toBe(s);
+  });
+});
+
+describe('le values', () => {
+  it('should write OpenMetrics integer bounds as floats (1.0), but never append .0 to an exponent (1e+21)', () => {
+    expect([formatLe(1, true), formatLe(1, false), formatLe(0.5, true), formatLe(1e21, true), formatLe(2e22, false)]).toEqual([
+      '1.0',
+      '1',
+      '0.5',
+      '1e+21',
+      '2e+22',
+    ]);
+    const r = new Registry();
+    r.register(new Histogram({ name: 'big_bounds', help: 'h', buckets: [1, 1e21] })).observe([], 5);
+    expect(r.render(true)).toContain('big_bounds_bucket{le="1e+21"} 1\n');
+    expect(new ExpositionWriter(r.all(), true).all().toString('utf8')).toBe(r.render(true));
   });
 });
