@@ -91,7 +91,7 @@ abstract class Family<S extends { labels: string }> {
     const max = this.limits.maxLabelValueBytes;
     if (max !== Infinity) {
       // A UTF-8 byte is at least a UTF-16 unit and at most three: count bytes only when it can matter.
-      for (const v of values) if (v.length > max || (v.length * 3 > max && Buffer.byteLength(v) > max)) return this.overflow('label_limit');
+      for (const v of values) if (exceedsBytes(v, max)) return this.overflow('label_limit');
     }
     return this.add(key, renderLabelPairs(this.labelNames, values));
   }
@@ -398,6 +398,14 @@ export function renderLabelPairs(names: readonly string[], values: readonly stri
   const parts: string[] = new Array<string>(names.length);
   for (let i = 0; i < names.length; i++) parts[i] = `${names[i]}="${escapeLabelValue(values[i])}"`;
   return parts.join(',');
+}
+
+/**
+ * True when `v` is more than `max` bytes of UTF-8. A UTF-16 unit is at most 3 bytes, so short
+ * strings are decided by their length alone and only the rest are measured.
+ */
+export function exceedsBytes(v: string, max: number): boolean {
+  return v.length > max || (v.length * 3 > max && Buffer.byteLength(v) > max);
 }
 
 export function escapeLabelValue(v: string): string {

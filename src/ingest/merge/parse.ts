@@ -12,6 +12,7 @@
  * dropped, a family whose series break the label limits or that comes past the family limit is
  * left out, and each is counted.
  */
+import { exceedsBytes } from '../../metrics/registry';
 
 export type MergedType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
 
@@ -197,7 +198,8 @@ class Parser {
         if (labelName === 'le') le = line.slice(vs, i);
         else if (labelName === 'quantile') quantile = line.slice(vs, i);
         const max = this.limits.maxLabelValueBytes;
-        if (len > max || (len * 3 > max && Buffer.byteLength(line.slice(vs, i)) > max)) overLimit = true;
+        // The length alone decides most values without slicing them out (exceedsBytes' rule).
+        if (len > max || (len * 3 > max && exceedsBytes(line.slice(vs, i), max))) overLimit = true;
         i++;
         count++;
         c = line.charCodeAt(i);

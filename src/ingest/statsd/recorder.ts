@@ -12,7 +12,7 @@
  * text and cache keys are copied out of the line (a slice would keep the whole line alive) and the
  * cache of resolved lines is bounded in characters.
  */
-import { Counter, Gauge, Histogram, renderLabelPairs, type HistogramSeries, type Registry, type ValueSeries } from '../../metrics/registry';
+import { Counter, exceedsBytes, Gauge, Histogram, renderLabelPairs, type HistogramSeries, type Registry, type ValueSeries } from '../../metrics/registry';
 import { Contract, OVERFLOW_LABEL, stripTotal, type StoredType } from '../../metrics/contract';
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
 import { labelKey, type Mapper } from './mapper';
@@ -238,7 +238,7 @@ export class StatsdRecorder {
     const max = this.maxLabelValueBytes;
     for (const pair of pairs) {
       if (pair[0].length > MAX_NAME_CHARS) return undefined;
-      if (pair[1].length > max || (pair[1].length * 3 > max && Buffer.byteLength(pair[1]) > max)) return undefined;
+      if (exceedsBytes(pair[1], max)) return undefined;
       // Names the exposition gives a meaning to are renamed, as Prometheus does for clashing target labels.
       if ((kind === 'histogram' && pair[0] === 'le') || pair[0] === OVERFLOW_LABEL) pair[0] = `exported_${pair[0]}`;
     }
