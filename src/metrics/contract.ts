@@ -48,6 +48,9 @@ export const SIDECAR_FAMILIES: readonly ContractFamily[] = [
   { name: 'metrics_sidecar_scrapes_total', type: 'counter', labels: ['listener', 'format'], source: 'sidecar' },
   { name: 'metrics_sidecar_series_dropped_total', type: 'counter', labels: ['family', 'reason'], source: 'sidecar' },
   { name: 'metrics_sidecar_inflight_requests', type: 'gauge', labels: [], source: 'sidecar' },
+  { name: 'metrics_sidecar_client_errors_total', type: 'counter', labels: ['reason'], source: 'main listener' },
+  { name: 'metrics_sidecar_route_templates_refused_total', type: 'counter', labels: ['reason'], source: 'RED recorder' },
+  { name: 'metrics_sidecar_route_cache_resets_total', type: 'counter', labels: [], source: 'RED recorder' },
   { name: 'metrics_sidecar_auth_failures_total', type: 'counter', labels: ['listener', 'reason'], source: 'access gate' },
   { name: 'metrics_sidecar_auth_duration_seconds', type: 'histogram', labels: ['listener'], source: 'access gate' },
   { name: 'metrics_sidecar_kubernetes_auth_cache_total', type: 'counter', labels: ['result'], source: 'access gate' },
@@ -101,8 +104,6 @@ export const MAINTAINED_FAMILIES: readonly (ContractFamily & { db?: boolean })[]
   { name: 'graphql_requests_total', type: 'counter', labels: ['operation'], source: 'StatsD' },
   { name: 'sqlalchemy_query_latency_seconds', type: 'histogram', labels: ['statement'], source: 'StatsD', db: true },
 ];
-
-export const DB_FAMILY = 'sqlalchemy_query_latency_seconds';
 
 /** `x_total` → `x`: the name a counter has in OpenMetrics (and the one its spellings hang off). */
 export function stripTotal(name: string): string {
@@ -161,12 +162,6 @@ export class Contract {
       if (m !== undefined && (m.family !== name || m.type !== type)) return 'type_conflict';
     }
     return undefined;
-  }
-
-  /** The fixed type of a maintained family, or undefined for any other name. */
-  maintainedType(name: string): MetricType | undefined {
-    const m = this.maintained.get(name);
-    return m !== undefined && m.family === name ? m.type : undefined;
   }
 }
 
