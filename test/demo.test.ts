@@ -143,6 +143,12 @@ describe('demo', () => {
     30000,
   );
 
+  it.each(['abc', '-1', '1e12'])('should refuse DEMO_DURATION_S=%s before starting anything', async (value) => {
+    const demo = startDemo({ DEMO_APP_PORT: String(await freePort()), DEMO_DURATION_S: value });
+    expect(await demo.exited).toBe(1);
+    expect(demo.output()).toContain(`DEMO_DURATION_S=${JSON.stringify(value)} is not a number of seconds`);
+  });
+
   it('should stop everything when a sidecar dies, naming it', async () => {
     const [appPort, webPort, workerPort] = [await freePort(), await freePort(), await freePort()];
     const demo = startDemo({ DEMO_APP_PORT: String(appPort), DEMO_WEB_PORT: String(webPort), DEMO_WORKER_PORT: String(workerPort) });

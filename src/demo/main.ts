@@ -27,6 +27,15 @@ interface Ports {
 
 class DemoError extends Error {}
 
+/** Seconds until the demo stops by itself (0 = never), within what a Node timer can wait. */
+function durationFrom(name: string): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0 || n > 2_000_000) throw new DemoError(`${name}=${JSON.stringify(raw)} is not a number of seconds (0-2000000)`);
+  return n;
+}
+
 function portFrom(name: string, fallback: number): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -122,7 +131,7 @@ process.on('exit', () => {
 
 async function main(): Promise<void> {
   const ports: Ports = { app: portFrom('DEMO_APP_PORT', 8000), web: portFrom('DEMO_WEB_PORT', 8080), worker: portFrom('DEMO_WORKER_PORT', 8491) };
-  const duration = Number(process.env.DEMO_DURATION_S ?? 0);
+  const duration = durationFrom('DEMO_DURATION_S');
   const names: [keyof Ports, string][] = [
     ['app', 'DEMO_APP_PORT'],
     ['web', 'DEMO_WEB_PORT'],
