@@ -190,7 +190,9 @@ class Connection {
   idleUntilTick = 0;
 
   // Response parsing state.
-  private head: Buffer | undefined;
+  /** A response head split over packets: its pieces so far (each copied once) and their length. */
+  private headParts: Buffer[] = [];
+  private headBytes = 0;
   /** 1xx heads received before the final one of the current exchange. */
   private informational = 0;
   private framing = Framing.None;
@@ -219,7 +221,8 @@ class Connection {
     this.ex = ex;
     ex.conn = this;
     this.phase = Phase.Head;
-    this.head = undefined;
+    this.headParts = [];
+    this.headBytes = 0;
     this.informational = 0;
     this.keepAliveHintMs = 0;
     this.reusable = true;
@@ -373,25 +376,44 @@ class Connection {
     }
   }
 
-  /** Returns the offset after the head, or -1 when more bytes are needed. */
+  /**
+   * Returns the offset after the head, or -1 when more bytes are needed. A head split over packets
+   * is kept as pieces and joined once, when its end arrives: joining at every packet cost time
+   * quadratic in the head's length for an app that writes it byte by byte.
+   */
   private parseHead(ex: Exchange, buf: Buffer, off: number): number {
-    let data = off === 0 ? buf : buf.subarray(off);
-    let searchFrom = 0;
-    if (this.head !== undefined) {
-      searchFrom = Math.max(0, this.head.length - 3);
-      data = Buffer.concat([this.head, data]);
+    const data = off === 0 ? buf : buf.subarray(off);
+    const max = this.client.maxHeadBytes;
+    if (this.headBytes === 0) {
+      const end = data.indexOf(CRLFCRLF);
+      if (end === -1 ? data.length > max : end + 4 > max) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'response head too large');
+      if (end === -1) {
+        this.headParts.push(Buffer.from(data));
+        this.headBytes = data.length;
+        return -1;
+      }
+      // The head with the CRLF of its last line (every line then ends in CRLF), not the blank line.
+      this.onHead(ex, data.toString('latin1', 0, end + 2));
+      return off + end + 4;
     }
-    const end = data.indexOf(CRLFCRLF, searchFrom);
-    if (end === -1 || end + 4 > this.client.maxHeadBytes) {
-      if (data.length > this.client.maxHeadBytes || end !== -1) throw upstreamError(UPSTREAM_BAD_RESPONSE, 'response head too large');
-      this.head = data === buf ? Buffer.from(data) : data;
+    // The blank line may straddle the packets: look in the last 3 bytes held and this packet's start.
+    const tail = lastBytes(this.headParts, 3);
+    const probe = Buffer.concat([tail, data.subarray(0, max + 4)]);
+    const at = probe.indexOf(CRLFCRLF);
+    const endInData = at - tail.length + 4; // bytes of this packet that belong to the head
+    if (at === -1 ? this.headBytes + data.length > max : this.headBytes + endInData > max) {
+      throw upstreamError(UPSTREAM_BAD_RESPONSE, 'response head too large');
+    }
+    if (at === -1) {
+      this.headParts.push(Buffer.from(data));
+      this.headBytes += data.length;
       return -1;
     }
-    const consumedBefore = this.head === undefined ? 0 : this.head.length;
-    this.head = undefined;
-    // The head with the CRLF of its last line (every line then ends in CRLF), not the blank line.
-    this.onHead(ex, data.toString('latin1', 0, end + 2));
-    return off + (end + 4 - consumedBefore);
+    const head = Buffer.concat([...this.headParts, data.subarray(0, endInData)]);
+    this.headParts = [];
+    this.headBytes = 0;
+    this.onHead(ex, head.toString('latin1', 0, head.length - 2));
+    return off + endInData;
   }
 
   private onHead(ex: Exchange, text: string): void {
@@ -788,4 +810,17 @@ export class UpstreamClient {
       }
     }
   }
+}
+
+/** The last `n` bytes of what `parts` hold together (pieces may be shorter than `n`). */
+function lastBytes(parts: readonly Buffer[], n: number): Buffer {
+  const out: Buffer[] = [];
+  let need = n;
+  for (let i = parts.length - 1; i >= 0 && need > 0; i--) {
+    const p = parts[i];
+    const take = Math.min(need, p.length);
+    out.unshift(p.subarray(p.length - take));
+    need -= take;
+  }
+  return Buffer.concat(out);
 }
