@@ -15,6 +15,7 @@ import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './r
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { Merger } from '../ingest/merge/merger';
 import type { Listener } from '../access/gate';
+import { mergeBudgetMs } from '../ingest/merge/budget';
 
 const gzip = promisify(zlib.gzip);
 /** Below this size gzip costs more than it saves. */
@@ -36,7 +37,7 @@ export function exposition(metrics: SidecarMetrics, listener: Listener, merger?:
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
-    const merged = merger ? await merger.collect(merger.budgetFor(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
+    const merged = merger ? await merger.collect(mergeBudgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
     ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);

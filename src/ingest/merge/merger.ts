@@ -26,12 +26,6 @@ import { Contract, exposedNames, stripTotal } from '../../metrics/contract';
 import type { Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
-/** Prometheus's default scrape timeout is 10 s; leave room to render and send. */
-export const DEFAULT_BUDGET_MS = 9_500;
-const BUDGET_MARGIN_MS = 500;
-const MIN_BUDGET_MS = 100;
-/** The client's header is believed up to this (Prometheus's scrape timeouts are seconds); setTimeout past 2^31 ms would fire at once. */
-const MAX_BUDGET_MS = 120_000;
 
 interface MergedFamily {
   name: string;
@@ -100,18 +94,6 @@ export class Merger {
         labelNames: ['target', 'reason'],
       }),
     );
-  }
-
-  /** The budget for one scrape, from Prometheus's header when it sent one. */
-  static budgetMs(timeoutHeader: string | undefined): number {
-    const s = Number(timeoutHeader);
-    if (!timeoutHeader || !Number.isFinite(s) || s <= 0) return DEFAULT_BUDGET_MS;
-    return Math.min(MAX_BUDGET_MS, Math.max(MIN_BUDGET_MS, s * 1000 - BUDGET_MARGIN_MS));
-  }
-
-  /** budgetMs as a method: callers holding a merger need not load the class (it brings node:https). */
-  budgetFor(timeoutHeader: string | undefined): number {
-    return Merger.budgetMs(timeoutHeader);
   }
 
   /**
