@@ -26,7 +26,6 @@ import { Contract, exposedNames, stripTotal } from '../../metrics/contract';
 import type { Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
-
 interface MergedFamily {
   name: string;
   type: MergedType;
