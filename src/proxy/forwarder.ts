@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade, DEFAULT_UPGRADES } from './upgrade';
-import type { RedRecorder } from './red';
+import { routeName, type RedRecorder } from './red';
 import type { Logger } from '../log/logger';
 
 export interface ForwarderOptions {
@@ -90,7 +90,7 @@ export class Forwarder {
     const fail = (err: Error & { code?: string }): void => {
       // The client's request stream broke (aborted upload, bad chunked framing): the client's error, not the app's.
       if (req.errored != null || (req.destroyed && !req.complete)) {
-        this.opts.logger.debug('client request failed', { method, route, code: upstreamErrorCode(err) });
+        this.opts.logger.debug('client request failed', { method, route: routeName(route), code: upstreamErrorCode(err) });
         if (!res.headersSent && !res.destroyed) {
           status = 400;
           const body = 'bad request\n';
@@ -106,7 +106,7 @@ export class Forwarder {
       }
       const timedOut = isTimeout(err);
       status = timedOut ? 504 : 502;
-      this.opts.logger.warn(timedOut ? 'upstream timed out' : 'upstream failed', { method, route, code: upstreamErrorCode(err) });
+      this.opts.logger.warn(timedOut ? 'upstream timed out' : 'upstream failed', { method, route: routeName(route), code: upstreamErrorCode(err) });
       const body = timedOut ? 'upstream timed out\n' : 'upstream unavailable\n';
       res.writeHead(status, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'connection', 'close']);
       res.end(body);

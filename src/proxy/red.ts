@@ -19,8 +19,26 @@ interface SeriesSet {
   exceptions: ValueSeries | undefined;
 }
 
-/** Upper bound of distinct (method, route, status) keys cached; far above any family cap. */
-const MAX_CACHED_KEYS = 10_000;
+/**
+ * A template admitted as a `path` value, holding the series of its (method, status) pairs once
+ * they are resolved: a request looks its route up once (by path, in the templater's cache) and
+ * then finds its series by a number, with no key string built per request.
+ */
+export class Route {
+  /** Series by (method id, status, failed); see seriesKey. */
+  readonly sets = new Map<number, SeriesSet>();
+  constructor(readonly template: string) {}
+}
+
+/** The `path` label a route stands for (logs). */
+export function routeName(route: Route | string | null): string | null {
+  return route === null || typeof route === 'string' ? route : route.template;
+}
+
+/** Upper bound of (route, method, status) series sets cached over all routes; far above any family cap. */
+const MAX_CACHED_SETS = 10_000;
+/** Distinct methods given an id (llhttp accepts about 35); others are resolved every time. */
+const MAX_METHOD_IDS = 64;
 
 /** The `path` of requests the application did not route, and of those the sidecar refused. */
 export const UNMATCHED_ROUTE = '/:unmatched';
@@ -41,8 +59,12 @@ export class RedRecorder {
   readonly templatesRefused: Counter;
   readonly routeCacheResets: Counter;
   private readonly routes: RouteTemplater;
-  private readonly cache = new Map<string, SeriesSet>();
-  private readonly known = new Set<string>();
+  /** Admitted templates (configured ones and the two fixed values included) → their Route. */
+  private readonly known = new Map<string, Route>();
+  private readonly unmatched = new Route(UNMATCHED_ROUTE);
+  private readonly overflowed = new Route(OVERFLOW_ROUTE);
+  private readonly methodIds = new Map<string, number>();
+  private cachedSets = 0;
   private readonly maxTemplates: number;
 
   constructor(registry: Registry, http: RedHttpConfig) {
@@ -86,13 +108,18 @@ export class RedRecorder {
       onCacheReset: () => this.routeCacheResets.inc(),
     });
     this.maxTemplates = http.maxRouteTemplates ?? DEFAULT_MAX_TEMPLATES;
-    this.known.add(UNMATCHED_ROUTE).add(OVERFLOW_ROUTE);
-    for (const t of this.routes.patternTemplates) this.known.add(t);
+    this.known.set(UNMATCHED_ROUTE, this.unmatched).set(OVERFLOW_ROUTE, this.overflowed);
+    for (const t of this.routes.patternTemplates) if (!this.known.has(t)) this.known.set(t, new Route(t));
   }
 
-  /** The candidate route template of a canonical path, or null when the path is excluded from RED metrics. */
-  route(target: string): string | null {
-    return this.routes.template(target);
+  /**
+   * The route of a canonical path: its Route when the template is already admitted, else the
+   * candidate template (admitted or not by record, once the status is known), or null when the
+   * path is excluded from RED metrics.
+   */
+  route(target: string): Route | string | null {
+    const t = this.routes.template(target);
+    return t === null ? null : (this.known.get(t) ?? t);
   }
 
   /** Templates admitted as `path` values so far (configured ones and the two fixed values included). */
@@ -104,31 +131,25 @@ export class RedRecorder {
    * Records one finished request. `failed` marks requests the application did not answer (the
    * sidecar produced the status); an application 500 counts as an exception as well.
    */
-  record(method: string, route: string, status: number, seconds: number, failed: boolean): void {
-    if (!this.known.has(route)) {
-      if (UNROUTED_STATUSES.has(status)) {
-        this.templatesRefused.inc(['unrouted_status']);
-        route = UNMATCHED_ROUTE;
-      } else if (this.known.size >= this.maxTemplates + 2) {
-        this.templatesRefused.inc(['limit']);
-        route = OVERFLOW_ROUTE;
-      } else {
-        this.known.add(route);
-      }
-    }
-    const key = `${method} ${status}${failed ? '!' : ''} ${route}`;
-    let s = this.cache.get(key);
+  record(method: string, route: Route | string, status: number, seconds: number, failed: boolean): void {
+    const r = typeof route === 'string' ? (this.known.get(route) ?? this.admit(route, status)) : route;
+    const key = this.seriesKey(method, status, failed);
+    let s = key < 0 ? undefined : r.sets.get(key);
     if (s === undefined) {
       const code = String(status);
       s = {
-        duration: this.duration.child([method, route, code]),
+        duration: this.duration.child([method, r.template, code]),
         total: this.total.child([method, code]),
         exceptions: failed || status === 500 ? this.exceptions.child([method, code]) : undefined,
       };
       // A capped family leaves holes; do not cache them, so drops keep being counted.
-      if (s.duration && s.total) {
-        if (this.cache.size >= MAX_CACHED_KEYS) this.cache.clear();
-        this.cache.set(key, s);
+      if (key >= 0 && s.duration && s.total) {
+        if (this.cachedSets >= MAX_CACHED_SETS) {
+          for (const k of this.known.values()) k.sets.clear();
+          this.cachedSets = 0;
+        }
+        r.sets.set(key, s);
+        this.cachedSets++;
       }
     }
     if (s.duration) this.duration.observeOn(s.duration, seconds);
@@ -136,8 +157,34 @@ export class RedRecorder {
     if (s.exceptions) s.exceptions.value++;
   }
 
+  /** The Route a new candidate template is recorded under: itself when admitted, else /:unmatched or /:overflow (counted). */
+  private admit(template: string, status: number): Route {
+    if (UNROUTED_STATUSES.has(status)) {
+      this.templatesRefused.inc(['unrouted_status']);
+      return this.unmatched;
+    }
+    if (this.known.size >= this.maxTemplates + 2) {
+      this.templatesRefused.inc(['limit']);
+      return this.overflowed;
+    }
+    const r = new Route(template);
+    this.known.set(template, r);
+    return r;
+  }
+
+  /** A number for (method, status, failed) within one route, or -1 when the method has no id (past MAX_METHOD_IDS). */
+  private seriesKey(method: string, status: number, failed: boolean): number {
+    let id = this.methodIds.get(method);
+    if (id === undefined) {
+      if (this.methodIds.size >= MAX_METHOD_IDS) return -1;
+      id = this.methodIds.size;
+      this.methodIds.set(method, id);
+    }
+    return (status * MAX_METHOD_IDS + id) * 2 + (failed ? 1 : 0);
+  }
+
   /** A request the sidecar refused (400, 414, 431, ...): its status, never an exception, never a new template. */
   refused(method: string, status: number, seconds: number): void {
-    this.record(method, UNMATCHED_ROUTE, status, seconds, false);
+    this.record(method, this.unmatched, status, seconds, false);
   }
 }

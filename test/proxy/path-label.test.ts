@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import { isIdLike, RouteTemplater } from '../../src/proxy/routes';
-import { RedRecorder, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
+import { RedRecorder, Route, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
 import { Registry } from '../../src/metrics/registry';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { freePort, request } from '../helpers/net';
@@ -135,6 +135,42 @@ describe('RedRecorder path admission', () => {
     expect(seen.has(OVERFLOW_ROUTE)).toBe(true);
     expect(red.knownTemplates).toBeLessThanOrEqual(12);
     expect(value(parseExposition(renderOf(red)), 'metrics_sidecar_route_templates_refused_total', { reason: 'limit' })).toBe(40);
+  });
+
+  it('should resolve a route once: later paths with its template get the same Route, whose series are looked up by number', () => {
+    const red = make();
+    const first = red.route('/users/1');
+    expect(typeof first).toBe('string'); // a candidate until a status admits it
+    red.record('GET', first!, 200, 0.01, false);
+    const route = red.route('/users/2');
+    expect(route).toBeInstanceOf(Route);
+    expect(red.route('/users/3')).toBe(route);
+    const r = route as Route;
+    expect(r.template).toBe('/users/:id');
+    expect(r.sets.size).toBe(1);
+    const before = [...r.sets.values()][0];
+    for (let i = 0; i < 10; i++) red.record('GET', r, 200, 0.01, false);
+    expect(r.sets.size).toBe(1);
+    expect(before.total!.value).toBe(11);
+    red.record('GET', r, 200, 0.01, true); // failed: its own set, with an exception series
+    red.record('POST', r, 200, 0.01, false);
+    expect(r.sets.size).toBe(3);
+    expect([...r.sets.values()][0]).toBe(before);
+    const total = (method: string) => [...red.total.allSeries()].find((s) => s.labels === `method="${method}",status="200"`)!.value;
+    expect(total('GET')).toBe(12);
+    expect(total('POST')).toBe(1);
+    expect([...red.exceptions.allSeries()].map((s) => [s.labels, s.value])).toEqual([['method="GET",status="200"', 1]]);
+  });
+
+  it('should keep counting right when the series-set cache is emptied at its bound', () => {
+    const red = make(1000);
+    // 2 methods × 60 statuses × 100 routes = 12,000 sets: past the 10,000 bound once.
+    for (let round = 0; round < 2; round++)
+      for (let i = 0; i < 100; i++)
+        for (let status = 200; status < 260; status++) for (const m of ['GET', 'PUT']) red.record(m, red.route(`/r${i}/x`)!, status, 0.01, false);
+    const sum = [...red.total.allSeries()].reduce((a, s) => a + s.value, 0);
+    expect(sum).toBe(2 * 100 * 60 * 2);
+    expect([...red.duration.allSeries()].length).toBe(100 * 60 * 2);
   });
 
   function renderOf(red: RedRecorder): string {
