@@ -17,7 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { escapeHelp, formatLe, type AnyFamily, type HistogramSeries, type ValueSeries } from '../metrics/registry';
+import { escapeHelp, formatLe, numberText, type AnyFamily, type HistogramSeries, type ValueSeries } from '../metrics/registry';
 import { stripTotal } from '../metrics/contract';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
@@ -343,7 +343,7 @@ function writeText(buf: Buffer, p: number, text: string): number {
 /**
  * Writes `formatNumber(v)` at p and returns the new offset, without a string in the common cases:
  * integers (counters, bucket counts) digit by digit, and short decimals (`12.5`, `0.125`: StatsD
- * gauges, sums of seconds) as an integer with a point. Anything else goes through String(v),
+ * gauges, sums of seconds) as an integer with a point. Anything else goes through numberText,
  * which is what formatNumber does.
  */
 export function writeNumber(buf: Buffer, p: number, v: number): number {
@@ -373,7 +373,7 @@ export function writeNumber(buf: Buffer, p: number, v: number): number {
       }
     }
   }
-  return p + latin1Write(buf, String(v), p);
+  return p + latin1Write(buf, numberText(v), p);
 }
 
 const POW10 = [1, 10, 100, 1000, 10000, 100000, 1000000];

@@ -161,9 +161,16 @@ abstract class Family<S extends { labels: string }> {
   }
 
   /** Every series, the overflow series last (live objects, for readers such as the status page: never mutate them). */
-  *allSeries(): IterableIterator<S> {
+  allSeries(): IterableIterator<S> {
+    // The Map's own iterator when there is no overflow series (the usual case): a generator around
+    // it costs a resumption and a second result object per series, ~2.5x the young garbage of a
+    // 100k-series render (a scavenge every ~3 scrapes instead of every ~7).
+    return this.overflowSeries === undefined ? this.series.values() : this.withOverflow(this.overflowSeries);
+  }
+
+  private *withOverflow(overflow: S): IterableIterator<S> {
     yield* this.series.values();
-    if (this.overflowSeries !== undefined) yield this.overflowSeries;
+    yield overflow;
   }
 
   protected abstract create(labels: string): S;
@@ -417,9 +424,21 @@ export function escapeHelp(v: string): string {
 }
 
 export function formatNumber(v: number): string {
-  if (Number.isFinite(v)) return String(v);
+  if (Number.isFinite(v)) return numberText(v);
   if (Number.isNaN(v)) return 'NaN';
   return v > 0 ? '+Inf' : '-Inf';
+}
+
+/**
+ * The text of a finite number, exactly String(v) (both are ECMAScript's Number::toString), but
+ * made the way JSON.stringify makes it: String(v) of a non-integer puts its result in V8's
+ * number-string cache, and strings the cache holds are allocated straight in the old generation.
+ * A scrape formats up to one such number per series (histogram sums, gauges), so String(v) left
+ * ~2.4 MB of old-space garbage per 100k values, scrape after scrape, for a major GC to collect
+ * while the proxy waits; these strings die young instead (test/exposition/number-text.test.ts).
+ */
+export function numberText(v: number): string {
+  return JSON.stringify(v);
 }
 
 /**
