@@ -25,6 +25,7 @@ import { Contract } from './metrics/contract';
 import { AppHealth } from './server/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
+import { HelperThreadPriority } from './server/thread-priority';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -111,6 +112,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
   }
   for (const s of servers) lifecycle.addServer(s.server);
+  const threads = new HelperThreadPriority(config.helperThreadsNice);
   if (config.accessLog) for (const s of servers) accessLog(s.server, s.name, logger);
 
   return {
@@ -127,7 +129,9 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
         bound[s.name] = (s.server.address() as AddressInfo).port;
       }
-      logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }));
+      // Last, once the listeners and libuv's pool exist: every helper thread there is gets found now.
+      threads.start();
+      logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }, threads.lowered));
       if (gate.open) {
         logger.warn('metrics endpoints are open to any client: no allow-list or credentials are configured', {
           see: 'METRICS_ALLOWED_CIDRS, METRICS_BASIC_AUTH_USERNAME, METRICS_API_KEYS_FILE, METRICS_KUBERNETES_AUTH',
@@ -142,6 +146,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         gate.close();
         statsd?.close();
         status.stop();
+        threads.stop();
       });
     },
   };

@@ -36,6 +36,8 @@ export interface Config {
   logLevel: LogLevel;
   /** ACCESS_LOG: one info line per request. */
   accessLog: boolean;
+  /** HELPER_THREADS_NICE: nice increment of every thread but the event loop's (0 = off). */
+  helperThreadsNice: number;
   listenPort: number;
   listenHost: string | undefined;
   upstream: URL | undefined;
@@ -283,6 +285,7 @@ export function readConfig(env: Env = process.env): Loaded {
     appName: v('APP_NAME'),
     logLevel: v('LOG_LEVEL') ?? 'info',
     accessLog: v('ACCESS_LOG'),
+    helperThreadsNice: v('HELPER_THREADS_NICE'),
     listenPort,
     listenHost: v('LISTEN_HOST'),
     upstream,

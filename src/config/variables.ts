@@ -123,6 +123,12 @@ export const VARIABLES = {
   UPSTREAM_HEALTH_TIMEOUT_MS: ms(2_000, 1, 'a check, or a relayed probe, fails after this long (504 on the relay)', 60_000),
   UPSTREAM_HEALTH_FAILURE_THRESHOLD: int(3, 1, 1_000, 'failed checks in a row that turn readiness 503'),
   UPSTREAM_HEALTH_SUCCESS_THRESHOLD: int(1, 1, 1_000, 'successful checks in a row that turn it 200 again (readiness starts at 503 until then)'),
+  HELPER_THREADS_NICE: int(
+    10,
+    0,
+    19,
+    "how much lower than the event loop's the scheduling priority of the sidecar's helper threads is (a nice increment, Linux): V8's GC workers and libuv's pool (gzip of scrapes) then wait for the thread that forwards requests instead of taking turns with it on a busy or throttled CPU; `0` leaves them alone",
+  ),
   SHUTDOWN_DELAY_MS: ms(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing listeners'),
   SHUTDOWN_TIMEOUT_MS: ms(25_000, 0, 'how long in-flight requests may take to finish after SIGTERM'),
   LOG_LEVEL: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', '`debug`, `info`, `warn`, `error`'),

@@ -5,7 +5,11 @@
 import type { Config } from '../config';
 import { VERSION } from '../version';
 
-export function startupFields(config: Config, bound: { mainPort: number | undefined; metricsPort: number | undefined }): Record<string, unknown> {
+export function startupFields(
+  config: Config,
+  bound: { mainPort: number | undefined; metricsPort: number | undefined },
+  helperThreadsLowered = 0,
+): Record<string, unknown> {
   const a = config.access;
   const methods = [a.allowedCidrs.length > 0 && 'cidr', a.basicAuth && 'basic', a.apiKeysFile && 'api_keys', a.kubernetes && 'kubernetes'].filter(Boolean);
   return {
@@ -22,5 +26,6 @@ export function startupFields(config: Config, bound: { mainPort: number | undefi
     merge_targets: config.mergeTargets.map((u) => `${u.origin}${u.pathname}`),
     log_level: config.logLevel,
     access_log: config.accessLog,
+    helper_threads: { nice_increment: config.helperThreadsNice, lowered: helperThreadsLowered },
   };
 }

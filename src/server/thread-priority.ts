@@ -1,0 +1,83 @@
+/**
+ * The event loop first. Every request the sidecar forwards runs on one thread, the event loop's;
+ * the process's other threads do background work: V8's platform workers (concurrent marking and
+ * sweeping, the helpers of parallel scavenges, compilation) and libuv's pool (the gzip of large
+ * scrapes, file reads, DNS). On a CPU that is busy or throttled by the container's quota, the
+ * kernel shares it evenly between runnable threads, so a forwarded request could wait while a GC
+ * worker or a gzip finished its slice: with the sidecar on one CPU, V8's memory reducer
+ * (a GC run after a burst of allocations) took 12 ms steps of the event loop's time while its
+ * workers marked beside it. Raising the helpers' nice value makes the kernel run the event loop
+ * first whenever it is runnable; the helpers keep every cycle it leaves idle (bench:stall).
+ *
+ * Linux only (/proc/self/task, setpriority on a thread id); elsewhere, or when nothing may be
+ * changed, it does nothing. Raising a nice value needs no privilege. Threads that start later
+ * (libuv's pool is made on first use) are found by a rescan every few seconds.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+
+const TASKS = '/proc/self/task';
+const MAX_NICE = 19;
+/** Thread ids remembered as done; past this the set is pruned to the threads still alive. */
+const MAX_REMEMBERED = 256;
+
+export class HelperThreadPriority {
+  private readonly done = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
+  /** Helper threads whose priority was lowered so far (status and tests). */
+  lowered = 0;
+
+  /** `increment`: nice values added to the event loop's own for every other thread (0: off). */
+  constructor(private readonly increment: number) {}
+
+  /** Lowers the priority of helper threads not seen before; returns how many it changed. */
+  apply(): number {
+    if (this.increment <= 0) return 0;
+    let tids: number[];
+    try {
+      tids = fs.readdirSync(TASKS).map(Number);
+    } catch {
+      return 0; // not Linux, or no /proc
+    }
+    let base: number;
+    try {
+      base = os.getPriority(process.pid);
+    } catch {
+      return 0;
+    }
+    const target = Math.min(MAX_NICE, base + this.increment);
+    let n = 0;
+    for (const tid of tids) {
+      if (tid === process.pid || this.done.has(tid)) continue;
+      this.done.add(tid);
+      try {
+        // Never raise a thread's priority: an operator may have lowered one further.
+        if (os.getPriority(tid) < target) {
+          os.setPriority(tid, target);
+          n++;
+        }
+      } catch {
+        // The thread ended between the listing and now, or the kernel refused: leave it.
+      }
+    }
+    if (this.done.size > MAX_REMEMBERED) {
+      const alive = new Set(tids);
+      for (const tid of this.done) if (!alive.has(tid)) this.done.delete(tid);
+    }
+    this.lowered += n;
+    return n;
+  }
+
+  /** Applies now and rescans every `intervalMs` (the timer does not keep the process alive). */
+  start(intervalMs = 5_000): void {
+    this.apply();
+    if (this.increment <= 0 || this.timer !== undefined) return;
+    this.timer = setInterval(() => this.apply(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

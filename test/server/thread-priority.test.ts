@@ -1,0 +1,81 @@
+/**
+ * The event loop first (issue 12): the built sidecar runs every thread but the event loop's at a
+ * lower scheduling priority (HELPER_THREADS_NICE, default +10), so V8's GC workers and libuv's
+ * pool (gzip of scrapes) wait for the thread that forwards requests. Read from /proc, on the real
+ * process.
+ */
+import fs from 'node:fs';
+import { spawnSidecar, type Child } from '../helpers/sidecar';
+import { request } from '../helpers/net';
+import { HelperThreadPriority } from '../../src/server/thread-priority';
+
+/** Nice value of each thread of a process (field 19 of /proc/<pid>/task/<tid>/stat). */
+function niceByThread(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      out.set(Number(t), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!check()) throw new Error(`never happened: ${what}`);
+}
+
+describe('helper thread priority (spawned sidecar)', () => {
+  const children: Child[] = [];
+  afterEach(async () => {
+    for (const c of children.splice(0)) {
+      c.proc.kill('SIGTERM');
+      await c.exited;
+    }
+  });
+
+  it('should run every thread but the event loop 10 nice values lower by default, threads made later included', async () => {
+    const c = await spawnSidecar({ LOG_LEVEL: 'info' });
+    children.push(c);
+    const pid = c.proc.pid!;
+    await until(() => c.logs.some((l) => l.msg === 'listening'), 'the listening line');
+    const line = c.logs.find((l) => l.msg === 'listening') as { helper_threads: { nice_increment: number; lowered: number } };
+    expect(line.helper_threads.nice_increment).toBe(10);
+    // V8's platform workers at least (4 by default), found at start.
+    expect(line.helper_threads.lowered).toBeGreaterThanOrEqual(4);
+    // A gzip scrape puts libuv's pool to work; every thread there is ends up lowered (a rescan finds late ones).
+    expect((await request(c.metricsPort, '/debug/metrics', { headers: { 'accept-encoding': 'gzip' } })).status).toBe(200);
+    const main = (): number => niceByThread(pid).get(pid)!;
+    await until(() => [...niceByThread(pid)].every(([tid, nice]) => tid === pid || nice === Math.min(19, main() + 10)), 'all helpers at +10');
+    const nices = niceByThread(pid);
+    expect(nices.size).toBeGreaterThanOrEqual(5);
+    expect(nices.get(pid)).toBe(niceByThread(process.pid).get(process.pid)); // the event loop keeps the priority it was started with
+  });
+
+  it('should leave every thread alone with HELPER_THREADS_NICE=0', async () => {
+    const c = await spawnSidecar({ HELPER_THREADS_NICE: '0', LOG_LEVEL: 'info' });
+    children.push(c);
+    const pid = c.proc.pid!;
+    expect((await request(c.metricsPort, '/debug/metrics', { headers: { 'accept-encoding': 'gzip' } })).status).toBe(200);
+    const nices = niceByThread(pid);
+    expect(new Set(nices.values())).toEqual(new Set([nices.get(pid)]));
+    await until(() => c.logs.some((l) => l.msg === 'listening'), 'the listening line');
+    const line = c.logs.find((l) => l.msg === 'listening') as { helper_threads: { lowered: number } };
+    expect(line.helper_threads.lowered).toBe(0);
+  });
+
+  it('should refuse a nice increment outside 0-19 before starting (exit 2, the variable named)', async () => {
+    await expect(spawnSidecar({ HELPER_THREADS_NICE: '20' })).rejects.toThrow(/HELPER_THREADS_NICE/);
+  });
+});
+
+describe('HelperThreadPriority', () => {
+  it('should change nothing when the increment is 0', () => {
+    const p = new HelperThreadPriority(0);
+    expect(p.apply()).toBe(0);
+    expect(p.lowered).toBe(0);
+  });
+});
