@@ -206,10 +206,15 @@ function readLoopDelay(file, from, to) {
   }
   const inWindow = lines.filter((l) => l.t > from + 1000 && l.t <= to + 1000);
   if (inWindow.length === 0) return null;
+  const worst = inWindow.reduce((a, l) => (l.max_ms > a.max_ms ? l : a));
   return {
     seconds: inWindow.length,
-    max_ms: round(Math.max(...inWindow.map((l) => l.max_ms)), 2),
+    max_ms: round(worst.max_ms, 2),
     p99_ms_worst_second: round(Math.max(...inWindow.map((l) => l.p99_ms)), 2),
+    // The longest GC pause V8 reported in the worst second, and in the whole window: a stall or a GC?
+    worst_second_gc_ms: round(worst.gc_max_ms ?? null, 2),
+    worst_second_gc_kind: worst.gc_kind ?? null,
+    gc_max_ms: round(Math.max(...inWindow.map((l) => l.gc_max_ms ?? 0)), 2),
   };
 }
 
@@ -430,6 +435,10 @@ async function main() {
   out.push(`proxied p99 by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.proxied.p99_ms)}]`).join('  ')}`);
   out.push(`healthz max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.healthz.max_ms)}]`).join('  ')}`);
   out.push(`loop delay max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.loop_delay?.max_ms)}]`).join('  ')}`);
+  out.push(
+    `longest GC pause in that second (ms): ${phases.map((p) => `${p} [${rounds[p].map((r) => `${R.fmt(r.loop_delay?.worst_second_gc_ms, 1)}${r.loop_delay?.worst_second_gc_kind ? ` ${r.loop_delay.worst_second_gc_kind}` : ''}`).join(', ')}]`).join('  ')}`,
+  );
+  out.push(`longest GC pause by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.loop_delay?.gc_max_ms)}]`).join('  ')}`);
   out.push('');
   const signed = (x) => `${x >= 0 ? '+' : ''}${R.fmt(x, 2)} ms`;
   if (S) {

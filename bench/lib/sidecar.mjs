@@ -16,6 +16,21 @@ import { ROOT, summariseSidecarLog } from './report.mjs';
 export const EXTRA_NODE_ARGS = (process.env.BENCH_SIDECAR_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
 /**
+ * Extra variables for the sidecar from BENCH_SIDECAR_ENV (space-separated NAME=value, e.g.
+ * `HELPER_THREADS_NICE=0`), for A/B runs of a setting; they override the benchmark's own.
+ */
+export const EXTRA_ENV = Object.fromEntries(
+  (process.env.BENCH_SIDECAR_ENV ?? '')
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((kv) => {
+      const eq = kv.indexOf('=');
+      if (eq < 1) throw new Error(`BENCH_SIDECAR_ENV: expected NAME=value, got ${kv}`);
+      return [kv.slice(0, eq), kv.slice(eq + 1)];
+    }),
+);
+
+/**
  * Starts the sidecar on `cpus`. `ports` = {listen, metrics, statsd} (0 turns a listener off);
  * `env` adds or overrides variables; `nodeArgs` go before the script (e.g. --cpu-prof).
  * Resolves when the metrics port answers /healthz. Returns {proc, pid, metricsUrl, healthUrl,
@@ -37,6 +52,7 @@ export async function startSidecar({ name = 'sidecar', cpus, ports, upstream, en
       SHUTDOWN_TIMEOUT_MS: '2000',
       ...(upstream ? { UPSTREAM_URL: upstream } : {}),
       ...env,
+      ...EXTRA_ENV,
     },
     cwd: ROOT,
     logFile: tmp ? path.join(tmp, `${name}.log`) : undefined,
