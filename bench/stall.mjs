@@ -21,7 +21,10 @@
  *     is mostly the time it waited for the event loop (plus the client's and the network's share);
  *   - the sidecar's own event-loop delay, measured inside it (bench/lib/loop-delay.cjs, preloaded
  *     with --require: monitorEventLoopDelay at 1 ms resolution): its max is the worst loop stall,
- *     which the once-a-second target is judged on.
+ *     which the once-a-second target is judged on;
+ *   - the same measurement in an idle Node process pinned to the sidecar's CPU (the idle
+ *     reference, on by default): the loop delay this machine gives a process that does nothing,
+ *     in the same seconds, so a stall of the sidecar can be told from the machine's own noise.
  * All clients run on CPU 1. Medians of the rounds' percentiles (max: the max over rounds).
  *
  * Results: a table on stdout and bench/results/stall.json. A missed target is not a failure; the
@@ -31,7 +34,7 @@
  * BENCH_STALL_PHASES (baseline,scraping,periodic), BENCH_STALL_PERIODIC_S (60: length of the
  * periodic phase), BENCH_STALL_SCRAPE_INTERVAL_MS (1000),
  * BENCH_RATE (1000 proxied req/s), BENCH_PROBE_RATE (500 /healthz req/s), BENCH_RATE_DURATION_S
- * (10: baseline and back-to-back phases), BENCH_SCRAPE_GZIP (1; 0 = plain-text scrapes), BENCH_CPU_PROF=1 (run the sidecar under
+ * (10: baseline and back-to-back phases), BENCH_SCRAPE_GZIP (1; 0 = plain-text scrapes), BENCH_STALL_IDLE_REF (1; 0 = no idle reference process), BENCH_CPU_PROF=1 (run the sidecar under
  * --cpu-prof; the profile is summarised and kept as bench/results/stall-sidecar.cpuprofile),
  * BENCH_KEEP_TMP=1.
  */
@@ -40,7 +43,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { stopAll, freePorts, cpuTicks, clockTicks, beginRun, runMain } from './lib/procs.mjs';
+import { stopAll, stop, start, freePorts, cpuTicks, clockTicks, beginRun, runMain } from './lib/procs.mjs';
 import * as R from './lib/report.mjs';
 import { round, median } from './lib/stats.mjs';
 import { timedGet, countSamples } from './lib/http.mjs';
@@ -73,6 +76,7 @@ const SETTINGS = {
   scrape_gzip: R.envBool('BENCH_SCRAPE_GZIP', true),
   settle_s: 1,
   cpu_prof: R.envBool('BENCH_CPU_PROF', false),
+  idle_reference: R.envBool('BENCH_STALL_IDLE_REF', true),
   path: '/bench/path?x=1',
   sidecar_cpu: 0,
   load_cpu: 1,
@@ -254,11 +258,20 @@ async function measurePhase(phase, sidecar, mainUrl, hz, roundIdx) {
   sidecar.alive();
   await sleep(1100); // the monitor's line for the last second
   const loopDelay = readLoopDelay(sidecar.loopDelayFile, windowFrom, windowTo);
+  const idleRef = sidecar.idleRefFile ? readLoopDelay(sidecar.idleRefFile, windowFrom, windowTo) : null;
   const strip = (r) => {
     const { url: _u, rate: _r, duration_s: _d, warmup_s: _w, ...rest } = r;
     return rest;
   };
-  return { phase, proxied: strip(proxied), healthz: strip(probe), scrapes, loop_delay: loopDelay, sidecar_cpu_pct: round(cpuPct, 1) };
+  return {
+    phase,
+    proxied: strip(proxied),
+    healthz: strip(probe),
+    scrapes,
+    loop_delay: loopDelay,
+    idle_ref_loop_delay: idleRef,
+    sidecar_cpu_pct: round(cpuPct, 1),
+  };
 }
 
 function summarise(rounds) {
@@ -271,6 +284,7 @@ function summarise(rounds) {
     healthz_p99_ms: round(median(pick((r) => r.healthz.p99_ms)), 3),
     healthz_max_ms: round(Math.max(...pick((r) => r.healthz.max_ms ?? 0)), 3),
     loop_delay_max_ms: rounds.every((r) => r.loop_delay) ? round(Math.max(...pick((r) => r.loop_delay.max_ms)), 2) : null,
+    idle_ref_loop_delay_max_ms: rounds.every((r) => r.idle_ref_loop_delay) ? round(Math.max(...pick((r) => r.idle_ref_loop_delay.max_ms)), 2) : null,
     scrapes: rounds[0].scrapes ? rounds.reduce((a, r) => a + r.scrapes.scrapes, 0) : null,
     scrape_overruns: rounds[0].scrapes ? rounds.reduce((a, r) => a + r.scrapes.overruns, 0) : null,
     scrape_ms_p50: rounds[0].scrapes ? round(median(pick((r) => r.scrapes.ms_p50)), 1) : null,
@@ -311,6 +325,15 @@ async function main() {
     tmp,
   });
   sidecar.loopDelayFile = loopDelayFile;
+  // The idle reference: a Node process that does nothing, on the sidecar's CPU, measured the same way.
+  let idleRef = null;
+  if (SETTINGS.idle_reference) {
+    sidecar.idleRefFile = path.join(tmp, 'idle-ref-loop-delay.jsonl');
+    idleRef = start('idle-ref', process.execPath, ['--require', LOOP_DELAY_MODULE, '-e', 'setInterval(() => {}, 1 << 30)'], {
+      cpus: SETTINGS.sidecar_cpu,
+      env: { PATH: process.env.PATH, BENCH_LOOP_DELAY_FILE: sidecar.idleRefFile },
+    });
+  }
   const mainUrl = `http://127.0.0.1:${mainPort}${SETTINGS.path}`;
 
   const load = await loadSeries(sidecar, statsdPort);
@@ -334,6 +357,7 @@ async function main() {
     for (const phase of order) rounds[phase].push(await measurePhase(phase, sidecar, mainUrl, hz, r));
   }
 
+  if (idleRef) await stop(idleRef);
   const exit = await sidecar.stop();
   const logSummary = sidecar.logSummary();
   if (exit.code !== 0) warnings.push(`sidecar exited with ${exit.code ?? exit.signal} on SIGTERM`);
@@ -405,6 +429,7 @@ async function main() {
     'p99',
     'max',
     'loop delay max',
+    'idle ref max',
     'scrapes',
     'scrape p50 ms',
     'sidecar CPU %',
@@ -419,6 +444,7 @@ async function main() {
     R.fmt(s.healthz_p99_ms, 3),
     R.fmt(s.healthz_max_ms, 1),
     R.fmt(s.loop_delay_max_ms, 1),
+    R.fmt(s.idle_ref_loop_delay_max_ms, 1),
     s.scrapes === null ? '-' : String(s.scrapes),
     R.fmt(s.scrape_ms_p50, 1),
     R.fmt(s.sidecar_cpu_pct, 0),
@@ -429,12 +455,16 @@ async function main() {
       phases.map((p) => row(p, results[p])),
     ),
   );
-  out.push("(latencies in ms; loop delay max: measured inside the sidecar by monitorEventLoopDelay, without the probe client's and the network's share)");
+  out.push(
+    "(latencies in ms; loop delay max: measured inside the sidecar by monitorEventLoopDelay, without the probe client's and the network's share; idle ref max: the same in an idle node process on the sidecar's CPU, same seconds: the machine's own noise)",
+  );
   out.push('');
   const per = (phase, f) => rounds[phase].map((r) => R.fmt(f(r), 2)).join(' ');
   out.push(`proxied p99 by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.proxied.p99_ms)}]`).join('  ')}`);
   out.push(`healthz max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.healthz.max_ms)}]`).join('  ')}`);
   out.push(`loop delay max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.loop_delay?.max_ms)}]`).join('  ')}`);
+  if (SETTINGS.idle_reference)
+    out.push(`idle reference loop delay max by round (ms): ${phases.map((p) => `${p} [${per(p, (r) => r.idle_ref_loop_delay?.max_ms)}]`).join('  ')}`);
   out.push(
     `longest GC pause in that second (ms): ${phases.map((p) => `${p} [${rounds[p].map((r) => `${R.fmt(r.loop_delay?.worst_second_gc_ms, 1)}${r.loop_delay?.worst_second_gc_kind ? ` ${r.loop_delay.worst_second_gc_kind}` : ''}`).join(', ')}]`).join('  ')}`,
   );
@@ -470,6 +500,8 @@ async function main() {
         verdicts.periodic_max_loop_delay,
       ),
     );
+    if (P.idle_ref_loop_delay_max_ms !== null)
+      out.push(R.targetLine('once a second: idle reference, same seconds:', `${R.fmt(P.idle_ref_loop_delay_max_ms, 1)} ms`));
     out.push(R.targetLine('once a second: max healthz latency:', `${R.fmt(P.healthz_max_ms, 1)} ms`));
   }
   out.push(
