@@ -9,19 +9,19 @@
  * workers marked beside it. Raising the helpers' nice value makes the kernel run the event loop
  * first whenever it is runnable; the helpers keep every cycle it leaves idle (bench:stall).
  *
- * Linux only (/proc/self/task, setpriority on a thread id); elsewhere, or when nothing may be
- * changed, it does nothing. Raising a nice value needs no privilege. Threads that start later
+ * Linux only (/proc/self/task, setpriority on a thread id), and only from the main thread of a
+ * process whose /proc is its own; elsewhere, or when nothing may be changed, it does nothing. Raising a nice value needs no privilege. Threads that start later
  * (libuv's pool is made on first use) are found by a rescan every few seconds.
  */
 import fs from 'node:fs';
 import os from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 
 const TASKS = '/proc/self/task';
 const MAX_NICE = 19;
-/** Thread ids remembered as done; past this the set is pruned to the threads still alive. */
-const MAX_REMEMBERED = 256;
 
 export class HelperThreadPriority {
+  /** Threads already at their priority (or gone); pruned to the living ones at every scan. */
   private readonly done = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   /** Helper threads whose priority was lowered so far (status and tests). */
@@ -32,37 +32,36 @@ export class HelperThreadPriority {
 
   /** Lowers the priority of helper threads not seen before; returns how many it changed. */
   apply(): number {
-    if (this.increment <= 0) return 0;
+    // The event loop's thread is told apart by its id being the process id: true only on the
+    // main thread, and only when /proc is this process's own (not another PID namespace's).
+    if (this.increment <= 0 || !isMainThread) return 0;
     let tids: number[];
+    let base: number;
     try {
+      if (fs.readlinkSync('/proc/self') !== String(process.pid)) return 0;
       tids = fs.readdirSync(TASKS).map(Number);
+      base = os.getPriority(process.pid);
     } catch {
       return 0; // not Linux, or no /proc
     }
-    let base: number;
-    try {
-      base = os.getPriority(process.pid);
-    } catch {
-      return 0;
-    }
+    const alive = new Set(tids);
+    for (const tid of this.done) if (!alive.has(tid)) this.done.delete(tid);
     const target = Math.min(MAX_NICE, base + this.increment);
     let n = 0;
     for (const tid of tids) {
       if (tid === process.pid || this.done.has(tid)) continue;
-      this.done.add(tid);
       try {
         // Never raise a thread's priority: an operator may have lowered one further.
         if (os.getPriority(tid) < target) {
           os.setPriority(tid, target);
           n++;
         }
-      } catch {
-        // The thread ended between the listing and now, or the kernel refused: leave it.
+        this.done.add(tid);
+      } catch (err) {
+        // Gone between the listing and now: done. Refused: tried again at the next scan.
+        // (os' errors are ERR_SYSTEM_ERROR with the errno's name in `info.code`.)
+        if ((err as { info?: { code?: string } }).info?.code === 'ESRCH') this.done.add(tid);
       }
-    }
-    if (this.done.size > MAX_REMEMBERED) {
-      const alive = new Set(tids);
-      for (const tid of this.done) if (!alive.has(tid)) this.done.delete(tid);
     }
     this.lowered += n;
     return n;

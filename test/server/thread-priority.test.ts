@@ -5,6 +5,10 @@
  * process.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { spawnSidecar, type Child } from '../helpers/sidecar';
 import { request } from '../helpers/net';
 import { HelperThreadPriority } from '../../src/server/thread-priority';
@@ -77,5 +81,111 @@ describe('HelperThreadPriority', () => {
     const p = new HelperThreadPriority(0);
     expect(p.apply()).toBe(0);
     expect(p.lowered).toBe(0);
+  });
+
+  it('should change nothing from a worker thread (its thread id is not the process id)', async () => {
+    const built = path.join(__dirname, '..', '..', 'dist', 'server', 'thread-priority.js');
+    const w = new Worker(
+      `const { HelperThreadPriority } = require(${JSON.stringify(built)}); require('node:worker_threads').parentPort.postMessage(new HelperThreadPriority(10).apply());`,
+      { eval: true },
+    );
+    const [n] = (await once(w, 'message')) as [number];
+    await w.terminate();
+    expect(n).toBe(0);
+  });
+});
+
+describe('HelperThreadPriority over a stand-in /proc', () => {
+  afterEach(() => jest.restoreAllMocks());
+  const pid = process.pid;
+  const sysError = (code: string): Error => Object.assign(new Error(`uv_os_setpriority returned ${code}`), { code: 'ERR_SYSTEM_ERROR', info: { code } });
+
+  /** Threads `tids()` with nice values in `nice`; setPriority on a thread in `refuse` fails with EACCES. */
+  function standIn(tids: () => number[], nice: Map<number, number>, refuse = new Set<number>()): void {
+    jest.spyOn(fs, 'readlinkSync').mockImplementation(((p: string) => (p === '/proc/self' ? String(pid) : '')) as typeof fs.readlinkSync);
+    jest.spyOn(fs, 'readdirSync').mockImplementation(((p: string) => {
+      if (p !== '/proc/self/task') throw new Error(p);
+      return tids().map(String);
+    }) as unknown as typeof fs.readdirSync);
+    jest.spyOn(os, 'getPriority').mockImplementation((t?: number) => {
+      if (!nice.has(t!)) throw sysError('ESRCH');
+      return nice.get(t!)!;
+    });
+    jest.spyOn(os, 'setPriority').mockImplementation(((t: number, v: number) => {
+      if (refuse.has(t)) throw sysError('EACCES');
+      nice.set(t, v);
+    }) as typeof os.setPriority);
+  }
+
+  it('should do nothing without /proc', () => {
+    jest.spyOn(fs, 'readlinkSync').mockImplementation(() => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    });
+    expect(new HelperThreadPriority(10).apply()).toBe(0);
+  });
+
+  it("should do nothing when /proc is another PID namespace's (its ids are not this process's threads)", () => {
+    const nice = new Map([
+      [pid, 0],
+      [100, 0],
+    ]);
+    standIn(() => [pid, 100], nice);
+    jest.spyOn(fs, 'readlinkSync').mockImplementation((() => '4242') as unknown as typeof fs.readlinkSync);
+    expect(new HelperThreadPriority(10).apply()).toBe(0);
+    expect(nice.get(100)).toBe(0);
+  });
+
+  it('should never raise a priority, and leave the event loop alone', () => {
+    const nice = new Map([
+      [pid, 0],
+      [100, 15],
+      [101, 0],
+    ]);
+    standIn(() => [pid, 100, 101], nice);
+    expect(new HelperThreadPriority(10).apply()).toBe(1);
+    expect([nice.get(pid), nice.get(100), nice.get(101)]).toEqual([0, 15, 10]);
+  });
+
+  it("should add its increment to the event loop's own nice, capped at 19", () => {
+    const nice = new Map([
+      [pid, 12],
+      [100, 12],
+    ]);
+    standIn(() => [pid, 100], nice);
+    new HelperThreadPriority(10).apply();
+    expect(nice.get(100)).toBe(19);
+  });
+
+  it('should try a refused thread again at the next scan', () => {
+    const nice = new Map([
+      [pid, 0],
+      [100, 0],
+    ]);
+    const refuse = new Set([100]);
+    standIn(() => [pid, 100], nice, refuse);
+    const p = new HelperThreadPriority(10);
+    expect(p.apply()).toBe(0);
+    refuse.clear();
+    expect(p.apply()).toBe(1);
+    expect(nice.get(100)).toBe(10);
+  });
+
+  it('should lower a new thread that got the id of one that ended', () => {
+    const nice = new Map([
+      [pid, 0],
+      [100, 0],
+    ]);
+    let list = [pid, 100];
+    standIn(() => list, nice);
+    const p = new HelperThreadPriority(10);
+    expect(p.apply()).toBe(1);
+    list = [pid];
+    nice.delete(100);
+    p.apply(); // thread 100 ended
+    list = [pid, 100];
+    nice.set(100, 0); // a new thread with the same id, at the event loop's priority
+    expect(p.apply()).toBe(1);
+    expect(nice.get(100)).toBe(10);
+    expect(p.lowered).toBe(2);
   });
 });
