@@ -142,8 +142,15 @@ export class RedRecorder {
         total: this.total.child([method, code]),
         exceptions: failed || status === 500 ? this.exceptions.child([method, code]) : undefined,
       };
-      // A capped family leaves holes; do not cache them, so drops keep being counted.
-      if (key >= 0 && s.duration && s.total) {
+      // A set holding a family's overflow series is not cached: each of its requests then asks the
+      // family again, and every refusal is counted (a cached one was counted once).
+      const refused =
+        s.duration === undefined ||
+        s.total === undefined ||
+        this.duration.isOverflow(s.duration) ||
+        this.total.isOverflow(s.total) ||
+        (s.exceptions !== undefined && this.exceptions.isOverflow(s.exceptions));
+      if (key >= 0 && !refused) {
         if (this.cachedSets >= MAX_CACHED_SETS) {
           for (const k of this.known.values()) k.sets.clear();
           this.cachedSets = 0;

@@ -173,6 +173,25 @@ describe('RedRecorder path admission', () => {
     expect([...red.duration.allSeries()].length).toBe(100 * 60 * 2);
   });
 
+  it('should count every request refused by a full family, not only the first of its route, method and status', () => {
+    const registry = new Registry();
+    const drops: string[] = [];
+    registry.onDrop = (family, reason) => drops.push(`${family} ${reason}`);
+    const red = new RedRecorder(registry, {
+      prefix: 'h',
+      buckets: DEFAULT_HTTP_BUCKETS,
+      routePatterns: [],
+      excludePaths: [],
+      maxSeriesPerFamily: 1,
+    });
+    red.record('GET', red.route('/a')!, 200, 0.01, false);
+    for (let i = 0; i < 100; i++) red.record('GET', red.route('/b')!, 200, 0.01, false);
+    expect(drops.filter((d) => d === 'h_duration_seconds family_cap')).toHaveLength(100);
+    // The events still land in the overflow series: totals stay right.
+    const overflow = [...red.duration.allSeries()].find((s) => s.labels === 'otel_metric_overflow="true"')!;
+    expect(overflow.count).toBe(100);
+  });
+
   function renderOf(red: RedRecorder): string {
     const out: string[] = [];
     red.templatesRefused.render(out, false);
