@@ -91,6 +91,11 @@ export class ExpositionWriter {
   /** How much of `extra` has been written. */
   private extraAt = 0;
   private pendingHeader = false;
+  /**
+   * The family had no overflow series when its rendering started (its series iterator will not
+   * yield one): if a refusal makes one before the iterator ends, it is written last all the same.
+   */
+  private lateOverflow = false;
 
   constructor(
     families: Iterable<AnyFamily>,
@@ -153,6 +158,7 @@ export class ExpositionWriter {
           }
           this.plan = makePlan(r.value, this.openMetrics);
           this.series = r.value.allSeries();
+          this.lateOverflow = !r.value.hasOverflow;
           this.pendingHeader = true;
         }
         const plan = this.plan;
@@ -169,7 +175,7 @@ export class ExpositionWriter {
           const bare = plan.bare;
           const fixed = open.length + NUMBER_MAX_BYTES + 3;
           for (;;) {
-            const s = (this.held ?? it.next().value) as ValueSeries | undefined;
+            const s = (this.held ?? it.next().value ?? this.takeLateOverflow(plan.family)) as ValueSeries | undefined;
             this.held = undefined;
             if (s === undefined) break;
             const labels = s.labels;
@@ -184,7 +190,7 @@ export class ExpositionWriter {
           const le = plan.le;
           const perLine = plan.open.length + NUMBER_MAX_BYTES + 16 + maxLength(le);
           for (;;) {
-            const s = (this.held ?? it.next().value) as HistogramSeries | undefined;
+            const s = (this.held ?? it.next().value ?? this.takeLateOverflow(plan.family)) as HistogramSeries | undefined;
             this.held = undefined;
             if (s === undefined) break;
             const bound = (le.length + 2) * (perLine + s.labels.length * 3);
@@ -226,6 +232,13 @@ export class ExpositionWriter {
       }
       return p; // done
     }
+  }
+
+  /** The family's overflow series when it appeared after its rendering started, once; else undefined. */
+  private takeLateOverflow(family: AnyFamily): ValueSeries | HistogramSeries | undefined {
+    if (!this.lateOverflow) return undefined;
+    this.lateOverflow = false;
+    return family.overflowed;
   }
 
   private stop(p: number, bound: number): number {

@@ -163,8 +163,15 @@ abstract class Family<S extends { labels: string }> {
     return this.overflowSeries !== undefined;
   }
 
+  /** The overflow series, once a refused label set has made it. */
+  get overflowed(): S | undefined {
+    return this.overflowSeries;
+  }
+
   /** Every series, the overflow series last (live objects, for readers such as the status page: never mutate them). */
   allSeries(): IterableIterator<S> {
+    // Whether the overflow series comes last is decided now: a synchronous reader sees one state;
+    // the streaming renderer, which reads across event-loop turns, adds a late one itself.
     // The Map's own iterator when there is no overflow series (the usual case): a generator around
     // it costs a resumption and a second result object per series, ~2.5x the young garbage of a
     // 100k-series render (a scavenge every ~3 scrapes instead of every ~7).

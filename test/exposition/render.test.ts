@@ -148,6 +148,27 @@ describe('ExpositionWriter', () => {
     );
   });
 
+  it("should write a family's overflow series made while the family was being rendered (a refusal between two chunks)", () => {
+    for (const kind of ['gauge', 'histogram'] as const) {
+      const r = new Registry();
+      const f =
+        kind === 'gauge'
+          ? r.register(new Gauge({ name: 'g', help: 'h', labelNames: ['a'], maxSeries: 50 }))
+          : r.register(new Histogram({ name: 'g', help: 'h', labelNames: ['a'], maxSeries: 50, buckets: [1] }));
+      for (let i = 0; i < 50; i++) f.child([String(i)]);
+      const w = new ExpositionWriter(r.all(), false, '', new BufferPool(256));
+      const chunks = [w.next()!.toString()];
+      expect(f.hasOverflow).toBe(false);
+      // The family is full: the next new label set is refused into the overflow series, mid-render.
+      f.child(['late']);
+      expect(f.hasOverflow).toBe(true);
+      for (let c = w.next(); c !== undefined; c = w.next()) chunks.push(c.toString());
+      const text = chunks.join('');
+      expect(text).toBe(r.render(false));
+      expect(text).toContain('otel_metric_overflow="true"');
+    }
+  });
+
   it('should write numbers as formatNumber does', () => {
     fc.assert(
       fc.property(fc.oneof(fc.integer(), fc.double(), fc.maxSafeInteger(), fc.constantFrom(-0, 2 ** 53, -(2 ** 53), 1e21, 9.5e20)), (v) => {

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { Counter, Gauge, Histogram, Registry, formatLe, formatNumber } from '../../src/metrics/registry';
 import { ExpositionWriter } from '../../src/exposition/render';
 
@@ -99,5 +100,25 @@ describe('le values', () => {
     r.register(new Histogram({ name: 'big_bounds', help: 'h', buckets: [1, 1e21] })).observe([], 5);
     expect(r.render(true)).toContain('big_bounds_bucket{le="1e+21"} 1\n');
     expect(new ExpositionWriter(r.all(), true).all().toString('utf8')).toBe(r.render(true));
+  });
+});
+
+describe('series keys', () => {
+  it('should give two label value tuples one series exactly when they are equal (escaping keeps the key one-to-one)', () => {
+    const value = fc.string({ unit: fc.constantFrom('a', '\\', '"', '\n', ',', '=', '\u0000', '}', 'é'), maxLength: 6 });
+    fc.assert(
+      fc.property(fc.tuple(value, value), fc.tuple(value, value), (x, y) => {
+        const c = new Counter({ name: 'x_total', help: 'h', labelNames: ['a', 'b'] });
+        const sx = c.child(x);
+        expect(c.child([...x])).toBe(sx);
+        expect(c.child(y) === sx).toBe(x[0] === y[0] && x[1] === y[1]);
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it("should keep tuples apart that a NUL-joined key made one (['x\\u0000y', ''] and ['x', 'y\\u0000'])", () => {
+    const c = new Counter({ name: 'x_total', help: 'h', labelNames: ['a', 'b'] });
+    expect(c.child(['x\u0000y', ''])).not.toBe(c.child(['x', 'y\u0000']));
   });
 });
