@@ -11,9 +11,8 @@
  * scrape's response begins. This is an ordering, not a time limit.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { spawnSidecar, type Child } from '../helpers/sidecar';
-import { startUpstream, type Upstream } from '../helpers/upstream';
+import type { Child } from '../helpers/sidecar';
+import { startMergeRig, type MergeRig } from '../helpers/merge-target';
 import { alive, promtool } from '../helpers/attack';
 
 jest.setTimeout(120_000);
@@ -33,39 +32,32 @@ function bigBody(): { head: string; tail: string } {
   return { head: `${lines.join('\n')}\n`, tail };
 }
 
-let upstream: Upstream;
-let target: http.Server;
+let rig: MergeRig;
 let sc: Child;
 /** Resolved each time the merge target has sent the last line of its body. */
 let bodyComplete: () => void = () => undefined;
 
 beforeAll(async () => {
   const { head, tail } = bigBody();
-  upstream = await startUpstream();
-  target = http.createServer((_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': String(Buffer.byteLength(head) + Buffer.byteLength(tail)) });
-    res.write(head, () => {
-      // Let the sidecar read everything sent so far before the last line arrives.
-      setTimeout(() => res.end(tail, () => bodyComplete()), 400);
-    });
-  });
-  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-  sc = await spawnSidecar({
-    UPSTREAM_URL: upstream.url,
-    MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
-    MERGE_MAX_BYTES: String(10 * 1024 * 1024),
-    // ~100k series: above the default total budget (20k), which would cut the target short.
-    METRICS_MAX_SERIES_TOTAL: '200000',
-    LOG_LEVEL: 'info',
-  });
+  rig = await startMergeRig(
+    (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': String(Buffer.byteLength(head) + Buffer.byteLength(tail)) });
+      res.write(head, () => {
+        // Let the sidecar read everything sent so far before the last line arrives.
+        setTimeout(() => res.end(tail, () => bodyComplete()), 400);
+      });
+    },
+    {
+      MERGE_MAX_BYTES: String(10 * 1024 * 1024),
+      // ~100k series: above the default total budget (20k), which would cut the target short.
+      METRICS_MAX_SERIES_TOTAL: '200000',
+    },
+  );
+  sc = rig.sc;
 });
 
 afterAll(async () => {
-  sc?.proc.kill('SIGKILL');
-  await sc?.exited;
-  await upstream?.close();
-  target?.closeAllConnections();
-  await new Promise((r) => target?.close(r));
+  await rig?.close();
 });
 
 /** One GET over `agent`; resolves at the response's end. */

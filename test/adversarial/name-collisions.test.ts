@@ -8,13 +8,12 @@
  * so the sidecar's own histogram keeps exactly its own samples and promtool accepts the
  * exposition; duplicate series inside a target are dropped and counted.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { freePort, request } from '../helpers/net';
 import { spawnSidecar, type Child } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { find, parseExposition, value } from '../helpers/exposition';
 import { alive, eventually, promtool, scrape, sendTcp } from '../helpers/attack';
+import { exposition, startMergeTarget, type MergeTarget } from '../helpers/merge-target';
 
 jest.setTimeout(60_000);
 
@@ -60,13 +59,12 @@ const STATSD_LINES = [
 ];
 
 let upstream: Upstream;
-let target: http.Server;
+let target: MergeTarget;
 const children: Child[] = [];
 
 beforeAll(async () => {
   upstream = await startUpstream();
-  target = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(TARGET_BODY));
-  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+  target = await startMergeTarget(exposition(TARGET_BODY));
 });
 
 afterAll(async () => {
@@ -75,7 +73,7 @@ afterAll(async () => {
     await c.exited;
   }
   await upstream?.close();
-  await new Promise((r) => target?.close(r));
+  await target?.close();
 });
 
 /** A sidecar fed by one source, after one real request (so its own RED families have a series to collide with). */
@@ -111,7 +109,7 @@ const INTACT = { countSum: 1, countSamples: 1, sumSamples: 1, infBucketSum: 1, r
 
 describe('finding 6: suffix-aware collisions and duplicate series', () => {
   it("a merge target cannot claim the sidecar's sample names, and its duplicate series is dropped and counted", async () => {
-    const c = await sidecar({ MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics` });
+    const c = await sidecar({ MERGE_TARGETS: target.url() });
     const s = await scrape(c.metricsPort);
     expect(s.status).toBe(200);
     const p = parseExposition(s.text);

@@ -20,13 +20,13 @@
  * the refusal being counted, not about time.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { freePort, rawRequest, request, statusOf } from '../helpers/net';
 import { spawnSidecar, type Child } from '../helpers/sidecar';
 import { startFlask, DEBUG_MARKER, type Flask } from '../helpers/gunicorn';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { parseExposition, value } from '../helpers/exposition';
 import { alive, deathNote, eventually, promtool, scrape, sendTcp, sendUdp } from '../helpers/attack';
+import { exposition, startMergeRig, type MergeRig } from '../helpers/merge-target';
 
 jest.setTimeout(180_000);
 
@@ -143,12 +143,10 @@ describe('finding: a long digit run in a StatsD value blocks the event loop (qua
 });
 
 describe('finding: a long digit run in a merged sample value blocks the event loop (quadratic value check)', () => {
-  let upstream: Upstream;
-  let target: http.Server;
+  let rig: MergeRig;
   let sc: Child;
 
   beforeAll(async () => {
-    upstream = await startUpstream();
     // 1 MB of digits then a letter: ~10 minutes of backtracking with the old pattern, microseconds now.
     // The same run as a sample value, a histogram's `le` and a summary's `quantile` (read as numbers too).
     const digits = '1'.repeat(1_000_000);
@@ -157,25 +155,12 @@ describe('finding: a long digit run in a merged sample value blocks the event lo
       '/le': `# TYPE app_h histogram\napp_h_bucket{le="${digits}x"} 1\n`,
       '/quantile': `# TYPE app_s summary\napp_s{quantile="${digits}x"} 1\n`,
     };
-    target = http.createServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(bodies[req.url ?? ''] ?? '');
-    });
-    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    sc = await spawnSidecar({
-      UPSTREAM_URL: upstream.url,
-      MERGE_TARGETS: Object.keys(bodies)
-        .map((p) => `http://127.0.0.1:${(target.address() as AddressInfo).port}${p}`)
-        .join(','),
-      LOG_LEVEL: 'info',
-    });
+    rig = await startMergeRig(exposition(bodies), {}, Object.keys(bodies));
+    sc = rig.sc;
   });
 
   afterAll(async () => {
-    sc?.proc.kill('SIGKILL');
-    await sc?.exited;
-    await upstream?.close();
-    target?.closeAllConnections();
-    await new Promise((r) => target?.close(r));
+    await rig?.close();
   });
 
   it('should refuse the targets as unparseable, answer the scrape and keep forwarding', async () => {
@@ -194,33 +179,19 @@ describe('finding: a long digit run in a merged sample value blocks the event lo
  *    4 MiB a target may send by default: minutes), all on the event loop.
  */
 describe('finding: a merged line with very many labels blocks the event loop (quadratic duplicate check)', () => {
-  let upstream: Upstream;
-  let target: http.Server;
+  let rig: MergeRig;
   let sc: Child;
 
   beforeAll(async () => {
-    upstream = await startUpstream();
     // ~370k labels in 4 MB: ~4 minutes of comparisons with the old check.
     const labels = Array.from({ length: 370_000 }, (_, i) => `a${i}=""`).join(',');
     const body = `# HELP app_ok Always 1.\n# TYPE app_ok gauge\napp_ok 1\napp_wide{${labels}} 1\n`;
-    target = http.createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
-    });
-    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    sc = await spawnSidecar({
-      UPSTREAM_URL: upstream.url,
-      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
-      MERGE_MAX_BYTES: String(8 * 1024 * 1024),
-      LOG_LEVEL: 'info',
-    });
+    rig = await startMergeRig(exposition(body), { MERGE_MAX_BYTES: String(8 * 1024 * 1024) });
+    sc = rig.sc;
   });
 
   afterAll(async () => {
-    sc?.proc.kill('SIGKILL');
-    await sc?.exited;
-    await upstream?.close();
-    target?.closeAllConnections();
-    await new Promise((r) => target?.close(r));
+    await rig?.close();
   });
 
   it('should drop the over-wide series (counted), merge the rest and answer the scrape', async () => {
@@ -245,8 +216,7 @@ describe('finding: a merged line with very many labels blocks the event loop (qu
  */
 describe('finding: concurrent scrapes each fetch and parse every merge target', () => {
   const N = 20;
-  let upstream: Upstream;
-  let target: http.Server;
+  let rig: MergeRig;
   let sc: Child;
   let asked = 0;
   let held: http.ServerResponse[] = [];
@@ -257,26 +227,16 @@ describe('finding: concurrent scrapes each fetch and parse every merge target', 
   };
 
   beforeAll(async () => {
-    upstream = await startUpstream();
-    target = http.createServer((_req, res) => {
+    rig = await startMergeRig((_req, res) => {
       asked++;
       if (holding) held.push(res);
       else answer(res);
     });
-    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    sc = await spawnSidecar({
-      UPSTREAM_URL: upstream.url,
-      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
-      LOG_LEVEL: 'info',
-    });
+    sc = rig.sc;
   });
 
   afterAll(async () => {
-    sc?.proc.kill('SIGKILL');
-    await sc?.exited;
-    await upstream?.close();
-    target?.closeAllConnections();
-    await new Promise((r) => target?.close(r));
+    await rig?.close();
   });
 
   it(`should ask the target far fewer than ${N} times for ${N} concurrent scrapes, and answer them all`, async () => {
@@ -304,29 +264,16 @@ describe('finding: concurrent scrapes each fetch and parse every merge target', 
  *    the app's families missing) — and with shared collections, for every scrape sharing it.
  */
 describe('finding: a huge scrape-timeout header fails every merge target at once', () => {
-  let upstream: Upstream;
-  let target: http.Server;
+  let rig: MergeRig;
   let sc: Child;
 
   beforeAll(async () => {
-    upstream = await startUpstream();
-    target = http.createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('# HELP app_ok Always 1.\n# TYPE app_ok gauge\napp_ok 1\n');
-    });
-    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    sc = await spawnSidecar({
-      UPSTREAM_URL: upstream.url,
-      MERGE_TARGETS: `http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`,
-      LOG_LEVEL: 'info',
-    });
+    rig = await startMergeRig(exposition('# HELP app_ok Always 1.\n# TYPE app_ok gauge\napp_ok 1\n'));
+    sc = rig.sc;
   });
 
   afterAll(async () => {
-    sc?.proc.kill('SIGKILL');
-    await sc?.exited;
-    await upstream?.close();
-    target?.closeAllConnections();
-    await new Promise((r) => target?.close(r));
+    await rig?.close();
   });
 
   it.each(['1e9', '3000000', 'Infinity'])('should still merge a prompt target with X-Prometheus-Scrape-Timeout-Seconds: %s', async (header) => {
