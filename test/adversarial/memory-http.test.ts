@@ -13,7 +13,7 @@
  */
 import http from 'node:http';
 import { request } from '../helpers/net';
-import { peakRss, spawnSidecar, type Child } from '../helpers/sidecar';
+import { peakRss, spawnSidecar, type Child, killAll } from '../helpers/sidecar';
 import { startFlask, type Flask } from '../helpers/gunicorn';
 import { parseExposition, value } from '../helpers/exposition';
 import { alive, deathNote, oomKiller, expositionBound, heapCapOptions, letters, mainPortStatus, memoryLimit, prng, promtool, scrape } from '../helpers/attack';
@@ -28,10 +28,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    c.proc.kill('SIGKILL');
-    await c.exited;
-  }
+  await killAll(children);
   await app?.stop();
 });
 

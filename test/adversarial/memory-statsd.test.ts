@@ -13,7 +13,7 @@
  * stays under a quarter of the limit and peak RSS (VmHWM) under the limit.
  */
 import { freePort } from '../helpers/net';
-import { peakRss, spawnSidecar, type Child } from '../helpers/sidecar';
+import { peakRss, spawnSidecar, type Child, killAll } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { parseExposition, value } from '../helpers/exposition';
 import {
@@ -42,10 +42,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    c.proc.kill('SIGKILL');
-    await c.exited;
-  }
+  await killAll(children);
   await upstream?.close();
 });
 

@@ -9,7 +9,7 @@
  * exposition; duplicate series inside a target are dropped and counted.
  */
 import { freePort, request } from '../helpers/net';
-import { spawnSidecar, type Child } from '../helpers/sidecar';
+import { spawnSidecar, type Child, killAll } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { find, parseExposition, value } from '../helpers/exposition';
 import { alive, eventually, promtool, scrape, sendTcp } from '../helpers/attack';
@@ -68,10 +68,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    c.proc.kill('SIGKILL');
-    await c.exited;
-  }
+  await killAll(children);
   await upstream?.close();
   await target?.close();
 });

@@ -7,7 +7,7 @@
  * have fixed types: a line of the wrong type is a `type_conflict` whatever arrived first.
  */
 import { freePort } from '../helpers/net';
-import { spawnSidecar, type Child } from '../helpers/sidecar';
+import { spawnSidecar, type Child, killAll } from '../helpers/sidecar';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { parseExposition, value } from '../helpers/exposition';
 import { alive, deathNote, eventually, mainPortStatus, promtool, scrape, sendTcp, sendUdp } from '../helpers/attack';
@@ -22,10 +22,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    c.proc.kill('SIGKILL');
-    await c.exited;
-  }
+  await killAll(children);
   await upstream?.close();
 });
 

@@ -11,7 +11,7 @@
  */
 import crypto from 'node:crypto';
 import { freePort, request } from '../helpers/net';
-import { spawnSidecar, type Child } from '../helpers/sidecar';
+import { spawnSidecar, type Child, killAll } from '../helpers/sidecar';
 import { startFlask, type Flask } from '../helpers/gunicorn';
 import { alive, promtool, scrape } from '../helpers/attack';
 
@@ -25,10 +25,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    c.proc.kill('SIGKILL');
-    await c.exited;
-  }
+  await killAll(children);
   await app?.stop();
 });
 

@@ -49,6 +49,14 @@ export interface Child {
 
 export const MAIN_JS = path.join(__dirname, '..', '..', 'dist', 'main.js');
 
+/** SIGKILLs spawned sidecars and waits until each has exited (the afterAll of suites that spawn several). */
+export async function killAll(children: Child[]): Promise<void> {
+  for (const c of children.splice(0)) {
+    c.proc.kill('SIGKILL');
+    await c.exited;
+  }
+}
+
 /** Runs the built sidecar (`node dist/main.js`) as a separate process, as the container does. */
 export async function spawnSidecar(env: Env): Promise<Child> {
   const mainPort = env.LISTEN_PORT !== undefined ? Number(env.LISTEN_PORT) : await freePort();
