@@ -68,12 +68,12 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     accessOpen: gate.open,
     statsdSocket: () => statsd?.udpSocket,
     udpStats: () => udpDrops?.read(),
-    upstreamHealth: appHealth ? () => ({ healthy: appHealth.ready(), detail: appHealth.ready() ? undefined : appHealth.reason() }) : undefined,
-    // The registry's total series budget, once the store has one (read by shape: see the store's SeriesBudget).
-    seriesBudget: () => {
-      const max = (metrics.registry as unknown as { budget?: { limits?: { maxSeriesTotal?: number } } }).budget?.limits?.maxSeriesTotal;
-      return max !== undefined && Number.isFinite(max) ? max : undefined;
-    },
+    upstreamHealth: appHealth
+      ? () => {
+          const healthy = appHealth.ready();
+          return { healthy, detail: healthy ? undefined : appHealth.reason() };
+        }
+      : undefined,
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
   gate.onCidrRefused = (address, listener) => status.cidrRefused(address, listener);

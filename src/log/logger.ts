@@ -69,6 +69,14 @@ export const SECRET_KEY = /(^|[_\-.]|[a-z])(pass(word|wd)?|secret|token|bearer|a
 
 const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi;
 
+/**
+ * A URL as the sidecar shows it anywhere (merge `target` label, logs, status page): without
+ * user-info, query or fragment, which could carry a token.
+ */
+export function safeUrl(u: URL): string {
+  return `${u.origin}${u.pathname}`;
+}
+
 /** `scheme://user:pw@host` → `scheme://[REDACTED]@host`, anywhere in a string. */
 export function stripUrlCredentials(s: string): string {
   return s.includes('@') ? s.replace(URL_USERINFO, `$1${REDACTED}@`) : s;

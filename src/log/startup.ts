@@ -4,6 +4,7 @@
  */
 import type { Config } from '../config';
 import { VERSION } from '../version';
+import { safeUrl } from './logger';
 
 export function startupFields(
   config: Config,
@@ -23,7 +24,7 @@ export function startupFields(
     upstream_health_path: config.appHealth ? `${config.appHealth.url.pathname}${config.appHealth.url.search ? '?…' : ''}` : null, // a query may hold a token
     access: methods.length > 0 ? methods : ['open'],
     statsd: config.statsd.port !== 0 ? { host: config.statsd.host, port: config.statsd.port, mapping_file: config.statsd.mappingFile ?? null } : null,
-    merge_targets: config.mergeTargets.map((u) => `${u.origin}${u.pathname}`),
+    merge_targets: config.mergeTargets.map(safeUrl),
     log_level: config.logLevel,
     access_log: config.accessLog,
     helper_threads: { nice_increment: config.helperThreadsNice, lowered: helperThreadsLowered },

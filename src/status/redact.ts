@@ -10,6 +10,7 @@
  * scrubbed of them a second time, whatever field they might have slipped into.
  */
 import type { Config } from '../config';
+import { safeUrl } from '../log/logger';
 
 export const REDACTED = '<redacted>';
 const SECRET_KEY = /pass(word)?|secret|token|credential|api_?key(?!s?_?file)|username|bearer|authorization/i;
@@ -58,10 +59,7 @@ function isCidr(x: unknown): x is { text: string } {
   return typeof x === 'object' && x !== null && typeof (x as { text?: unknown }).text === 'string' && Array.isArray((x as { range?: unknown }).range);
 }
 
-/** A URL without user-info, query or fragment. */
-export function safeUrl(u: URL): string {
-  return `${u.origin}${u.pathname}`;
-}
+export { safeUrl };
 
 /**
  * Every secret string the configuration holds (inline values under secret keys, URL user-info,

@@ -50,8 +50,6 @@ export interface StatusSources {
   udpStats?: () => UdpSocketStats | undefined;
   /** The app's health as the readiness check sees it, when UPSTREAM_HEALTH_PATH is configured. */
   upstreamHealth?: () => { healthy: boolean; detail?: string } | undefined;
-  /** The total series budget across all sources, when there is one. */
-  seriesBudget?: () => number | undefined;
   now?: () => number;
 }
 
@@ -64,8 +62,6 @@ export class StatusService {
   private readonly secrets: string[];
   private readonly merges = new Map<string, MergeFetch & { at: number }>();
   private readonly cidrRefusals = new Map<string, { address: string; listener: string; count: number; last: number }>();
-  /** Family → its overflow series (or null when none was found at that size). */
-  private readonly overflowCache = new Map<string, { size: number; series: ValueSeries | HistogramSeries | null }>();
   private readonly labelCache = new Map<string, Record<string, string>>();
   /** One route's window difference, reused: no allocation per route. */
   private readonly scratch: Float64Array;
@@ -320,7 +316,7 @@ export class StatusService {
         cap,
         dropped_total: droppedNow.get(f.name) ?? 0,
         dropped_15m: dropped15.get(f.name) ?? 0,
-        overflow: cap !== null && size >= cap ? this.overflow(f.name, size, f.allSeries() as IterableIterator<ValueSeries | HistogramSeries>) : null,
+        overflow: cap !== null && size >= cap ? overflowValue(f.overflowed) : null,
       });
     }
     all.sort((a, b) => b.series - a.series || (a.name < b.name ? -1 : 1));
@@ -332,30 +328,12 @@ export class StatusService {
     for (const v of dropped15.values()) dropped15Total += v;
     return {
       total_series: total,
-      budget: this.src.seriesBudget?.() ?? null,
+      budget: this.src.config.limits.maxSeriesTotal,
       families_total: all.length,
       dropped_total: droppedTotal,
       dropped_15m: dropped15Total,
       families,
     };
-  }
-
-  /** The value carried by a capped family's overflow series; its series are scanned once per size. */
-  private overflow(name: string, size: number, series: IterableIterator<ValueSeries | HistogramSeries>): number | null {
-    let c = this.overflowCache.get(name);
-    if (c === undefined || (c.series === null && c.size !== size)) {
-      let found: ValueSeries | HistogramSeries | null = null;
-      for (const s of series) {
-        if (s.labels.includes('otel_metric_overflow="true"')) {
-          found = s;
-          break;
-        }
-      }
-      c = { size, series: found };
-      this.overflowCache.set(name, c);
-    }
-    if (c.series === null) return null;
-    return 'count' in c.series ? c.series.count : c.series.value;
   }
 
   private access(cur: Snapshot, b15: Base): Access {
@@ -442,4 +420,10 @@ function sig(v: number): number {
   let f = 1;
   for (let x = a; x < 1000 && f < 1e15; x *= 10) f *= 10;
   return Math.round(v * f) / f;
+}
+
+/** The events a family's overflow series holds (observations of a histogram), or null when it has none. */
+function overflowValue(s: ValueSeries | HistogramSeries | undefined): number | null {
+  if (s === undefined) return null;
+  return 'count' in s ? s.count : s.value;
 }

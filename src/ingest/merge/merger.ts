@@ -23,7 +23,7 @@ import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from '../../metrics/registry';
 import { Contract, exposedNames, stripTotal } from '../../metrics/contract';
-import type { Logger } from '../../log/logger';
+import { safeUrl as label, type Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
 interface MergedFamily {
@@ -199,11 +199,6 @@ export class Merger {
       this.onFetch?.({ ...result, seconds });
     }
   }
-}
-
-/** The `target` label: the URL without query (which could carry a token). */
-function label(u: URL): string {
-  return `${u.origin}${u.pathname}`;
 }
 
 function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string> {
