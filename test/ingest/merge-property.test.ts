@@ -38,7 +38,7 @@ const names = fc.constantFrom(
 );
 const type = fc.oneof(
   { weight: 40, arbitrary: fc.constantFrom('counter', 'gauge', 'histogram', 'summary', 'untyped', 'unknown', 'info', 'stateset', 'gaugehistogram') },
-  { weight: 1, arbitrary: fc.constant('teapot') },
+  { weight: 1, arbitrary: fc.constantFrom('teapot', 'constructor', '__proto__', 'toString') },
 );
 const suffix = fc.constantFrom('', '', '_total', '_count', '_sum', '_bucket', '_created', '_info', '_gcount');
 const labelValue = fc.oneof(

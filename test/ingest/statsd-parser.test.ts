@@ -170,3 +170,21 @@ describe('DogStatsD per-line fields and the recorder cache', () => {
     expect(registry.render(false)).toContain('jobs_total{queue="a"} 50\n');
   });
 });
+
+describe('hostile values', () => {
+  it('should refuse a sample rate so small that value / rate overflows (the series would be +Inf for good)', () => {
+    for (const line of ['x:2|c|@1e-308', 'y:1|ms|@5e-324', 'z:1e300|g|@1e-10']) expect(() => parseLine(line)).toThrow(StatsdParseError);
+    expect(parseLine('x:2|c|@0.000001').rate).toBe(0.000001);
+  });
+
+  it("should give names like Object's members (constructor, __proto__) their own families, never Object's", () => {
+    const registry = new Registry();
+    const store = new StatsdRecorder(registry, new Mapper(parseMappingFile(''), [0.1, 1]), { enableDbMetrics: false, maxSeriesPerFamily: 100 });
+    for (const line of ['constructor:1|g', '__proto__:1|c', 'hasOwnProperty:2|ms', 'valueOf:1|c', 'toString:1|g'])
+      expect(store.handleLine(line)).toBe('accepted');
+    expect(store.internalErrors).toBe(0);
+    const names = [...registry.all()].map((f) => f.name);
+    expect(names).toEqual(expect.arrayContaining(['constructor', '__proto___total', 'hasOwnProperty', 'valueOf_total', 'toString']));
+    expect(names).not.toContain('Object');
+  });
+});

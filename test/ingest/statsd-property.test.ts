@@ -31,6 +31,12 @@ function lineCount(text: string): number {
 }
 
 const NAMES = [
+  // Object's own members: a lookup on a plain object would find them
+  'constructor',
+  '__proto__',
+  'hasOwnProperty',
+  'toString',
+  'valueOf',
   // maintained, in their StatsD and Prometheus spellings
   'github_api_call_latency',
   'github_webhook_latency',
@@ -148,6 +154,7 @@ describe('StatsD store under generated hostile input', () => {
         }
         expect(total(store.counts())).toBe(sent);
         expect(store.internalErrors).toBe(0);
+        expect([...registry.all()].map((f) => f.name)).not.toContain('Object');
         expect(registry.budget.series).toBeLessThanOrEqual(LIMITS.maxSeriesTotal);
         expect(registry.budget.labelBytes).toBeLessThanOrEqual(LIMITS.maxLabelBytesTotal);
         expect([...registry.all()].filter((f) => !f.name.startsWith('metrics_sidecar_')).length).toBeLessThanOrEqual(40);

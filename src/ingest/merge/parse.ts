@@ -138,7 +138,8 @@ class Parser {
       const current = (this.current = this.get(m[2]));
       if (m[1] === 'TYPE') {
         const t = (m[3] ?? '').trim();
-        if (!(t in SUFFIXES)) this.fail('unknown type');
+        // Own keys only: `# TYPE x constructor` must be an unknown type, not Object's member.
+        if (!Object.hasOwn(SUFFIXES, t)) this.fail('unknown type');
         if (current.samples.length > 0 || current.seen.size > 0) this.fail('TYPE after samples');
         current.type = t;
       } else if (m[1] === 'HELP') {

@@ -65,7 +65,8 @@ export class Mapper {
       }
     }
     const sanitized = sanitizeMetricName(statsdName);
-    const builtIn = BUILT_IN[sanitized];
+    // Own keys only: `constructor` or `__proto__` from a client must not find Object's members.
+    const builtIn = Object.hasOwn(BUILT_IN, sanitized) ? BUILT_IN[sanitized] : undefined;
     if (builtIn) return { name: builtIn.name, labels: [], buckets: LATENCY_BUCKETS, ttlMs: f?.ttlMs ?? 0, db: builtIn.db === true };
     return {
       name: kind === 'counter' && !sanitized.endsWith('_total') ? `${sanitized}_total` : sanitized,

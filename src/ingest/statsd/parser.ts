@@ -75,6 +75,9 @@ export function parseLine(line: string): StatsdLine {
       const text = field.slice(1);
       const r = NUMBER.test(text) ? Number(text) : NaN;
       if (!(r > 0 && r <= 1)) throw new StatsdParseError('sample rate not in (0, 1]');
+      // Each value stands for 1/rate events: a rate so small that this overflows would make the
+      // series +Inf for good (`x:2|c|@1e-308`).
+      if (!Number.isFinite(1 / r) || values.some((v) => !Number.isFinite(v / r))) throw new StatsdParseError('value / sample rate is not finite');
       rate = r;
     } else if (field.startsWith('#')) {
       tags = field.slice(1);
