@@ -54,7 +54,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
-  const gate = new AccessGate(config, logger, metrics.registry);
+  // Rate-limited: a client sending bad tokens faster than the Kubernetes API is asked must not write a warning per request.
+  const gate = new AccessGate(config, rateLimited(logger), metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
   const merger = config.mergeTargets.length > 0 ? createMerger(config, metrics, logger) : undefined;
   const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;

@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
-import { allowedUpgrade, DEFAULT_UPGRADES } from './upgrade';
+import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder } from './red';
 import type { Logger } from '../log/logger';
 
@@ -23,9 +23,8 @@ export interface ForwarderOptions {
   logger: Logger;
   /** True while the sidecar drains: responses then carry `Connection: close`. */
   draining: () => boolean;
-  /** `Upgrade` protocols passed on (lower case); others are removed from the header. Default `websocket`. */
-  /** Lower-case `Upgrade` protocols passed to the app as upgrades (default: websocket). */
-  upgradeProtocols?: ReadonlySet<string>;
+  /** Lower-case `Upgrade` protocols passed to the app as upgrades (UPSTREAM_UPGRADE_PROTOCOLS); others are removed from the header. */
+  upgradeProtocols: ReadonlySet<string>;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -69,7 +68,7 @@ export class Forwarder {
     // no body).
     this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
     this.hostHeader = opts.upstream.host;
-    this.upgradeProtocols = opts.upgradeProtocols ?? DEFAULT_UPGRADES;
+    this.upgradeProtocols = opts.upgradeProtocols;
   }
 
   /**
@@ -287,9 +286,12 @@ function namedByConnection(raw: string[]): Set<string> | undefined {
   return named;
 }
 
+/** `Connection` values that name no header to remove. */
+const NAMES_NO_HEADER = /^(keep-alive|close)$/i;
+
 function connectionTokens(value: string): string[] {
   // The common case, `keep-alive` or `close`, names no header: skip the split.
-  if (value.length <= 10 && /^(keep-alive|close)$/i.test(value)) return [];
+  if (value.length <= 10 && NAMES_NO_HEADER.test(value)) return [];
   return value
     .toLowerCase()
     .split(',')

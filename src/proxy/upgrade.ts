@@ -17,9 +17,6 @@ const UPGRADE_ONLY = new Set(['upgrade', 'http2-settings']);
  * The tokens of an `Upgrade` value whose protocol name (before any `/version`) is allowed, joined
  * as received; '' when none is.
  */
-/** What UPSTREAM_UPGRADE_PROTOCOLS defaults to. */
-export const DEFAULT_UPGRADES: ReadonlySet<string> = new Set(['websocket']);
-
 export function allowedUpgrade(value: string | undefined, allowed: ReadonlySet<string>): string {
   if (value === undefined || allowed.size === 0) return '';
   const kept: string[] = [];

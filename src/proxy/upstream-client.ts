@@ -25,6 +25,9 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 
+/** The `timeout=` of a `Keep-Alive` response header, in seconds. */
+const KEEP_ALIVE_TIMEOUT = /(?:^|[,;\s])timeout\s*=\s*(\d{1,9})/i;
+
 export interface UpstreamClientOptions {
   host: string;
   port: number;
@@ -466,7 +469,7 @@ class Connection {
           break;
         }
         case 'keep-alive': {
-          const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,9})/i.exec(value);
+          const t = KEEP_ALIVE_TIMEOUT.exec(value);
           if (t !== null) this.keepAliveHintMs = Number(t[1]) * 1000;
           break;
         }

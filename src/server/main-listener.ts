@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type Koa from 'koa';
 import { targetOf } from '../proxy/target';
-import { allowedUpgrade, DEFAULT_UPGRADES, replayWithoutUpgrade } from '../proxy/upgrade';
+import { allowedUpgrade, replayWithoutUpgrade } from '../proxy/upgrade';
 import type { Forwarder } from '../proxy/forwarder';
 import type { RedRecorder } from '../proxy/red';
 import { Counter, type Registry } from '../metrics/registry';
@@ -31,15 +31,14 @@ export interface MainServerOptions {
   /** Where `metrics_sidecar_client_errors_total` is registered. */
   registry?: Registry;
   logger?: Logger;
-  /** `Upgrade` protocols passed to the application (lower case); default `websocket`. */
-  /** Lower-case `Upgrade` protocols passed to the app as upgrades (default: websocket). */
-  upgradeProtocols?: ReadonlySet<string>;
+  /** Lower-case `Upgrade` protocols passed to the app as upgrades (UPSTREAM_UPGRADE_PROTOCOLS). */
+  upgradeProtocols: ReadonlySet<string>;
 }
 
 export function createMainServer(opts: MainServerOptions): http.Server {
   const { forwarder, debugApp, lifecycle, keepAliveTimeoutMs, red } = opts;
   const logger = opts.logger ?? silentLogger;
-  const allowed = opts.upgradeProtocols ?? DEFAULT_UPGRADES;
+  const allowed = opts.upgradeProtocols;
   const clientErrors = new Counter({
     name: 'metrics_sidecar_client_errors_total',
     help: 'Requests on the main port the sidecar refused as malformed, by reason; never forwarded, never counted as exceptions.',

@@ -26,6 +26,8 @@ export class HelperThreadPriority {
   private timer: NodeJS.Timeout | undefined;
   /** Helper threads whose priority was lowered so far (status and tests). */
   lowered = 0;
+  /** False once a scan found this process cannot have its threads told apart (no rescans then). */
+  private possible = true;
 
   /** `increment`: nice values added to the event loop's own for every other thread (0: off). */
   constructor(private readonly increment: number) {}
@@ -34,15 +36,16 @@ export class HelperThreadPriority {
   apply(): number {
     // The event loop's thread is told apart by its id being the process id: true only on the
     // main thread, and only when /proc is this process's own (not another PID namespace's).
-    if (this.increment <= 0 || !isMainThread) return 0;
+    if (this.increment <= 0 || !this.possible) return 0;
     let tids: number[];
     let base: number;
     try {
-      if (fs.readlinkSync('/proc/self') !== String(process.pid)) return 0;
+      if (!isMainThread || fs.readlinkSync('/proc/self') !== String(process.pid)) throw new Error('not this process');
       tids = fs.readdirSync(TASKS).map(Number);
       base = os.getPriority(process.pid);
     } catch {
-      return 0; // not Linux, or no /proc
+      this.possible = false; // not Linux, no /proc, or not the main thread of the process /proc shows
+      return 0;
     }
     const alive = new Set(tids);
     for (const tid of this.done) if (!alive.has(tid)) this.done.delete(tid);
@@ -70,7 +73,7 @@ export class HelperThreadPriority {
   /** Applies now and rescans every `intervalMs` (the timer does not keep the process alive). */
   start(intervalMs = 5_000): void {
     this.apply();
-    if (this.increment <= 0 || this.timer !== undefined) return;
+    if (this.increment <= 0 || !this.possible || this.timer !== undefined) return;
     this.timer = setInterval(() => this.apply(), intervalMs);
     this.timer.unref();
   }
