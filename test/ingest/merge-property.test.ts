@@ -75,9 +75,11 @@ const FITTING: Record<string, string[]> = {
   gaugehistogram: ['_bucket', '_gcount', '_gsum'],
   teapot: [''],
 };
+/** The suffixes that fit type `t` (own keys only: `constructor` is a generated type too). */
+const fitting = (t: string): string[] => (Object.hasOwn(FITTING, t) ? FITTING[t] : ['']);
 const sampleLine = (n: string, t: string) =>
   fc
-    .tuple(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...FITTING[t]) }, { weight: 1, arbitrary: suffix }), labels, value, tail)
+    .tuple(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...fitting(t)) }, { weight: 1, arbitrary: suffix }), labels, value, tail)
     .map(([sfx, l, v, tl]) => `${n}${sfx}${l} ${v}${tl}`);
 const family = fc
   .tuple(names, type)

@@ -178,8 +178,8 @@ export class Merger {
     const started = performance.now();
     let result: Omit<MergeFetch, 'seconds'> = { target, ok: false };
     try {
-      const body = await fetchText(url, budgetMs, this.maxBytes);
-      result = { target, ok: true, bytes: Buffer.byteLength(body) };
+      const { text: body, bytes } = await fetchText(url, budgetMs, this.maxBytes);
+      result = { target, ok: true, bytes };
       const parsed: ParseResult = await parseExpositionAsync(body, this.parseLimits);
       const { families, unsupported, dropped } = parsed;
       if (unsupported.length > 0) this.dropped.inc([target, 'unsupported'], unsupported.length);
@@ -201,7 +201,8 @@ export class Merger {
   }
 }
 
-function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string> {
+/** The body (UTF-8 text) and its size in bytes, counted as it arrived. */
+function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<{ text: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : http.get;
     const req = get(
@@ -223,7 +224,7 @@ function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<string
           }
           chunks.push(c);
         });
-        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('end', () => resolve({ text: Buffer.concat(chunks).toString('utf8'), bytes: size }));
         res.on('error', reject);
       },
     );
