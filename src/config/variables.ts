@@ -100,7 +100,7 @@ export const VARIABLES = {
     0,
     0,
     100_000,
-    "connections to the app at most; further requests wait for a free one. Idle ones close after 4 s, or sooner if the app's `Keep-Alive: timeout` says so",
+    "connections to the app at most; further requests wait for a free one, up to `UPSTREAM_TIMEOUT_MS` (then 504). Idle ones close after 4 s, or sooner if the app's `Keep-Alive: timeout` says so",
     '`0` (unlimited)',
   ),
   UPSTREAM_UPGRADE_PROTOCOLS: {

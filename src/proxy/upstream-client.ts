@@ -136,6 +136,8 @@ class Exchange implements Controller {
   retried = false;
   /** Some byte of the answer arrived: sending again is no longer safe. */
   answered = false;
+  /** Coarse tick at which it joined the queue for a connection (UPSTREAM_MAX_CONNECTIONS). */
+  queuedAt = 0;
 
   constructor(
     readonly client: UpstreamClient,
@@ -743,6 +745,7 @@ export class UpstreamClient {
         return;
       }
     }
+    ex.queuedAt = this.tick;
     this.queue.push(ex);
   }
 
@@ -803,6 +806,13 @@ export class UpstreamClient {
   private sweep(): void {
     this.tick++;
     const now = this.tick;
+    // A request waits for a connection no longer than for the app's answer (the queue is FIFO:
+    // the oldest are first). Checked first, so that a connection timing out below does not hand
+    // its socket to a request already past its time. Without this, the k-th request queued behind
+    // a stalled app waited about k / UPSTREAM_MAX_CONNECTIONS timeouts.
+    while (this.queue.length > 0 && now - this.queue[0].queuedAt > this.timeoutTicks) {
+      this.queue.shift()!.fail(upstreamError(UPSTREAM_HEADERS_TIMEOUT, 'no connection to the app became free within the timeout'));
+    }
     for (const conn of this.all) {
       if (conn.ex !== undefined) {
         // A paused exchange waits for its client, not for the app.

@@ -352,6 +352,19 @@ describe('upstream client: happy paths', () => {
     expect(srv.connections).toBe(2);
   });
 
+  it('should time out a request queued behind a stalled app after UPSTREAM_TIMEOUT_MS, not after the requests ahead of it', async () => {
+    // One connection, and an app that never answers: the first request times out on its socket;
+    // the queued ones must time out in the queue, at about the same time, not one timeout each.
+    const { srv, client } = await setup(() => undefined, { maxConnections: 1, timeoutMs: 200 });
+    const all = Array.from({ length: 5 }, () => call(client));
+    expect(client.queued).toBe(4);
+    const rs = await Promise.all(all);
+    expect(rs.map((r) => (r.error as (Error & { code?: string }) | undefined)?.code)).toEqual(Array(5).fill('UPSTREAM_HEADERS_TIMEOUT'));
+    expect(client.queued).toBe(0);
+    // Each queued request used to get the connection freed by the one before it, and a timeout of its own.
+    expect(srv.connections).toBe(1);
+  });
+
   it('should stop reading while paused and deliver everything after resume', async () => {
     const size = 16 * 1024 * 1024;
     const { client } = await setup((s) => {
