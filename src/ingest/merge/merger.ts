@@ -63,7 +63,8 @@ export class Merger {
   private readonly parseLimits: ParseLimits;
   private readonly contract: Contract;
   /** The collection in flight per format (OpenMetrics or not), shared by concurrent scrapes. */
-  private readonly inflight = new Map<boolean, Promise<string>>();
+  /** The collection in flight per format (OpenMetrics or not), and when its budget ends. */
+  private readonly inflight = new Map<boolean, { deadline: number; text: Promise<string> }>();
   /** Told about every fetch (the status page keeps the last one per target). */
   onFetch: ((fetch: MergeFetch) => void) | undefined;
 
@@ -99,15 +100,23 @@ export class Merger {
    * Fetches every target (concurrently) and returns the merged families' exposition text.
    * Scrapes that arrive while a collection of the same format is in flight share it: each used to
    * hold its own copy of every target's body, parse and text (40 concurrent scrapes of a 4 MB
-   * target peaked at ~650 MB RSS, and the app was asked 40 times).
+   * target peaked at ~650 MB RSS, and the app was asked 40 times). A scrape joins only a
+   * collection that ends within its own budget: one with a shorter budget starts a new collection,
+   * which later scrapes then share, so a client asking for a long timeout cannot make Prometheus's
+   * scrapes wait past theirs on a hung target.
    */
   collect(budgetMs: number, openMetrics: boolean): Promise<string> {
-    let p = this.inflight.get(openMetrics);
-    if (p === undefined) {
-      p = this.collectNow(budgetMs, openMetrics).finally(() => this.inflight.delete(openMetrics));
-      this.inflight.set(openMetrics, p);
-    }
-    return p;
+    const deadline = performance.now() + budgetMs;
+    const current = this.inflight.get(openMetrics);
+    if (current !== undefined && current.deadline <= deadline) return current.text;
+    const entry = {
+      deadline,
+      text: this.collectNow(budgetMs, openMetrics).finally(() => {
+        if (this.inflight.get(openMetrics) === entry) this.inflight.delete(openMetrics);
+      }),
+    };
+    this.inflight.set(openMetrics, entry);
+    return entry.text;
   }
 
   private async collectNow(budgetMs: number, openMetrics: boolean): Promise<string> {
