@@ -52,7 +52,10 @@ function rows(map, prefix, out) {
       return;
     }
     const value = pair.value === null ? null : pair.value.toJSON();
-    out.push(`| ${key} | ${typeOf(value)} | \`${cell(defaultOf(value))}\` | ${cell(desc ?? '')} |`);
+    // helm-docs' type annotation: `# -- (bool) text` names the type a null default cannot show.
+    const typed = /^\((\w+)\)\s*/.exec(desc ?? '');
+    const text = typed ? desc.slice(typed[0].length) : desc;
+    out.push(`| ${key} | ${typed ? typed[1] : typeOf(value)} | \`${cell(defaultOf(value))}\` | ${cell(text ?? '')} |`);
   });
   return out;
 }

@@ -112,9 +112,19 @@ describe('template guards', () => {
       /metrics.path must be under \/debug\//,
     ],
     [
-      'a SERVE_PROMETHEUS_ENDPOINT in common.env that disagrees with metrics.serveOnMainPort',
-      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }] } },
+      'a SERVE_PROMETHEUS_ENDPOINT in common.env that disagrees with an explicit metrics.serveOnMainPort',
+      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }] }, metrics: { serveOnMainPort: false } },
       /SERVE_PROMETHEUS_ENDPOINT="true" in common.env\/sidecar.env disagrees with metrics.serveOnMainPort=false/,
+    ],
+    [
+      'a SERVE_PROMETHEUS_ENDPOINT=false in sidecar.env that disagrees with an explicit metrics.serveOnMainPort',
+      { sidecar: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'false' }] }, metrics: { serveOnMainPort: true } },
+      /SERVE_PROMETHEUS_ENDPOINT="false" in common.env\/sidecar.env disagrees with metrics.serveOnMainPort=true/,
+    ],
+    [
+      'a metrics path outside /debug/ when common.env turns serving on the main port on',
+      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'true' }] }, metrics: { path: '/metrics' } },
+      /metrics.path must be under \/debug\//,
     ],
     [
       'both ServiceMonitors and PodMonitors',

@@ -137,23 +137,28 @@ metrics-sidecar.isTrue: "true" when the string is true as the sidecar reads bool
 
 {{/*
 metrics-sidecar.serveOnMainPort: "true" when the web sidecar serves the metrics path on its main
-port (metrics.serveOnMainPort), else "". The value is explicit: a SERVE_PROMETHEUS_ENDPOINT entry in
-common.env or sidecar.env (the seeds' form; the last one counts, as in Kubernetes) must agree with
-it, or rendering fails, so that the ServiceMonitor, the rules and the sidecar never disagree about
-where metrics are.
+port, else "". metrics.serveOnMainPort decides when it is set (true or false); left unset (null, the
+default) it follows a SERVE_PROMETHEUS_ENDPOINT entry with a value in common.env or sidecar.env
+(the seeds' documented form; the last entry counts, as in Kubernetes), and is false without one.
+Only an explicit metrics.serveOnMainPort that disagrees with such an entry fails the render, so
+that the ServiceMonitor, the rules and the sidecar never disagree about where metrics are.
 */}}
 {{- define "metrics-sidecar.serveOnMainPort" -}}
 {{- $explicit := .Values.metrics.serveOnMainPort }}
 {{- $fromEnv := "" }}
 {{- range (concat .Values.common.env .Values.sidecar.env) }}
 {{- if and (eq .name "SERVE_PROMETHEUS_ENDPOINT") (hasKey . "value") }}
-{{- $fromEnv = .value }}
+{{- $fromEnv = toString .value }}
 {{- end }}
 {{- end }}
+{{- if kindIs "invalid" $explicit }}
+{{- include "metrics-sidecar.isTrue" $fromEnv }}
+{{- else }}
 {{- if and $fromEnv (ne (include "metrics-sidecar.isTrue" $fromEnv) (ternary "true" "" $explicit)) }}
-{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: set metrics.serveOnMainPort (the chart sets the variable from it)" $fromEnv $explicit) }}
+{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: remove one of the two, or make them agree (metrics.serveOnMainPort unset follows the variable)" $fromEnv $explicit) }}
 {{- end }}
 {{- if $explicit }}true{{ end }}
+{{- end }}
 {{- end }}
 
 {{/*
