@@ -13,15 +13,25 @@ export function digestEquals(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && crypto.timingSafeEqual(a, b);
 }
 
-export type Presented = { kind: 'none' } | { kind: 'malformed' } | { kind: 'basic'; username: string; password: string } | { kind: 'bearer'; token: string };
+export type Presented =
+  | { kind: 'none' }
+  | { kind: 'malformed' }
+  | { kind: 'basic'; username: string; password: string }
+  | { kind: 'bearer'; token: string }
+  | { kind: 'apikey'; token: string };
 
-/** Reads the Authorization header (RFC 7617 basic with UTF-8, RFC 6750 bearer). */
+/**
+ * Reads the Authorization header (RFC 7617 basic with UTF-8, RFC 6750 bearer). `Apikey <key>` is
+ * an API key only (never a Kubernetes token): the scheme Tiled's Prometheus example sends
+ * (`authorization: {type: Apikey, credentials: ...}`), so such scrape configs work unchanged.
+ */
 export function presentedCredentials(authorization: string | undefined): Presented {
   if (authorization === undefined || authorization === '') return { kind: 'none' };
   const m = /^([A-Za-z]+) +(\S+) *$/.exec(authorization);
   if (!m) return { kind: 'malformed' };
   const scheme = m[1].toLowerCase();
   if (scheme === 'bearer') return { kind: 'bearer', token: m[2] };
+  if (scheme === 'apikey') return { kind: 'apikey', token: m[2] };
   if (scheme !== 'basic' || !/^[A-Za-z0-9+/]+={0,2}$/.test(m[2])) return { kind: 'malformed' };
   const decoded = Buffer.from(m[2], 'base64').toString('utf8');
   const colon = decoded.indexOf(':');

@@ -132,6 +132,8 @@ export class AccessGate {
         return this.basic && this.basicCredentials().matches(presented.username, presented.password) ? undefined : { status: 401, reason: 'bad_credentials' };
       case 'bearer':
         return this.checkToken(presented.token, path, true);
+      case 'apikey':
+        return this.checkToken(presented.token, path, false);
       case 'none':
         if (queryKey !== undefined && a.apiKeyQueryParam && this.apiKeys) return this.checkToken(queryKey, path, false);
         return { status: 401, reason: 'missing' };

@@ -81,6 +81,8 @@ describe('basic auth and API keys', () => {
     ['a hashed API key with the metrics scope', 200, { authorization: bearer(KEY_HASHED) }],
     ['a lower-case bearer scheme', 200, { authorization: `bearer ${KEY_METRICS}` }],
     ['an API key without the metrics scope', 403, { authorization: bearer(KEY_OTHER_SCOPE) }],
+    ['an API key in the Apikey scheme (Tiled’s Prometheus example)', 200, { authorization: `Apikey ${KEY_METRICS}` }],
+    ['an API key without the metrics scope in the Apikey scheme', 403, { authorization: `Apikey ${KEY_OTHER_SCOPE}` }],
     ['an unknown API key', 401, { authorization: bearer('key-nobody-has') }],
     ['basic credentials sent as a bearer token', 401, { authorization: bearer(Buffer.from(`${USER}:${PASSWORD}`).toString('base64')) }],
   ])('metrics port: %s → %i', async (_name, status, headers) => {
@@ -118,7 +120,7 @@ describe('basic auth and API keys', () => {
     const p = parseExposition(r.text);
     expect(value(p, 'metrics_sidecar_auth_failures_total', { listener: 'metrics', reason: 'bad_credentials' })).toBe(5);
     expect(value(p, 'metrics_sidecar_auth_failures_total', { listener: 'metrics', reason: 'malformed' })).toBe(4);
-    expect(value(p, 'metrics_sidecar_auth_failures_total', { listener: 'metrics', reason: 'scope' })).toBe(1);
+    expect(value(p, 'metrics_sidecar_auth_failures_total', { listener: 'metrics', reason: 'scope' })).toBe(2);
     expect(value(p, 'metrics_sidecar_auth_failures_total', { listener: 'main', reason: 'missing' })).toBe(1);
     expect(value(p, 'metrics_sidecar_auth_duration_seconds_count', { listener: 'metrics' })).toBeGreaterThan(10);
   });

@@ -12,6 +12,8 @@ describe('presentedCredentials', () => {
     [`basic ${Buffer.from('u:').toString('base64')}`, { kind: 'basic', username: 'u', password: '' }],
     ['Bearer abc.def-ghi', { kind: 'bearer', token: 'abc.def-ghi' }],
     ['BEARER  tok', { kind: 'bearer', token: 'tok' }],
+    ['Apikey secret', { kind: 'apikey', token: 'secret' }],
+    ['APIKEY  k-1', { kind: 'apikey', token: 'k-1' }],
     ['Basic', { kind: 'malformed' }],
     ['Basic a b', { kind: 'malformed' }],
     [`Basic ${Buffer.from('nocolon').toString('base64')}`, { kind: 'malformed' }],
