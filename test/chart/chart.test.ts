@@ -66,6 +66,8 @@ const BASE: Expected = {
 const SCENARIOS: Record<string, Expected> = {
   default: BASE,
   'endpoint-on': { ...BASE, webMetricsPort: 'http', serviceMonitor: 'none' },
+  // The chart's own documentation (seed 003), verbatim: test/chart/documented.test.ts holds it to the seed.
+  'documented-endpoint-on': { ...BASE, webMetricsPort: 'http' },
   'basic-auth': { ...BASE, webMetricsPort: 'http', serviceMonitor: 'basicAuth' },
   'basic-auth-existing-secret': { ...BASE, serviceMonitor: 'basicAuth' },
   'api-keys': { ...BASE, serviceMonitor: 'apiKey' },
