@@ -12,7 +12,7 @@ import { Forwarder } from './proxy/forwarder';
 import { createEndpointsApp } from './server/endpoints-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
-import { listening } from './server/listen';
+import { ListenError, listening } from './server/listen';
 import { AccessGate } from './access/gate';
 import { Mapper } from './ingest/statsd/mapper';
 import { StatsdRecorder } from './ingest/statsd/recorder';
@@ -93,7 +93,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       })
     : undefined;
 
-  const servers: { name: 'main' | 'metrics'; server: http.Server; port: number }[] = [];
+  const servers: { name: 'main' | 'metrics'; server: http.Server; port: number; variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' }[] = [];
   if (config.listenPort !== 0) {
     const debugApp = createEndpointsApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     const server = createMainServer({
@@ -106,11 +106,16 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       logger,
       upgradeProtocols,
     });
-    servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort });
+    servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }
   if (config.prometheusPort !== 0) {
     const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
-    servers.push({ name: 'metrics', server: http.createServer(app.callback()), port: overrides.metricsPort ?? config.prometheusPort });
+    servers.push({
+      name: 'metrics',
+      server: http.createServer(app.callback()),
+      port: overrides.metricsPort ?? config.prometheusPort,
+      variable: 'PROMETHEUS_PORT',
+    });
   }
   for (const s of servers) lifecycle.addServer(s.server);
   const threads = new HelperThreadPriority(config.helperThreadsNice);
@@ -123,13 +128,25 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     status,
     async start() {
       await gate.init();
-      await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
-      appHealth?.start();
       const bound: Record<string, number> = {};
-      for (const s of servers) {
-        await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready));
-        bound[s.name] = (s.server.address() as AddressInfo).port;
+      try {
+        const statsdPort = overrides.statsdPort ?? config.statsd.port;
+        await statsd?.start(config.statsd.host, statsdPort).catch((err: unknown) => {
+          throw new ListenError('STATSD_PORT', statsdPort, 'STATSD_HOST', config.statsd.host, err);
+        });
+        for (const s of servers) {
+          await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready)).catch((err: unknown) => {
+            throw new ListenError(s.variable, s.port, 'LISTEN_HOST', config.listenHost, err);
+          });
+          bound[s.name] = (s.server.address() as AddressInfo).port;
+        }
+      } catch (err) {
+        // Close what did open, so that a caller who goes on (a test) is left with nothing running.
+        statsd?.close();
+        for (const s of servers) if (s.server.listening) s.server.close();
+        throw err;
       }
+      appHealth?.start();
       // Last, once the listeners and libuv's pool exist: every helper thread there is gets found now.
       threads.start();
       logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }, threads.lowered));

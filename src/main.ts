@@ -13,6 +13,7 @@ import { ConfigError, readConfig, type Loaded } from './config';
 import { effectiveSettings, helpText } from './config/variables';
 import { createLogger, flushLogs, stripUrlCredentials } from './log/logger';
 import { createSidecar } from './app';
+import { ListenError } from './server/listen';
 import { VERSION } from './version';
 
 const FLAGS = ['--help', '-h', '--version', '-v', '--check-config'];
@@ -46,9 +47,8 @@ async function main(argv: readonly string[]): Promise<number> {
 
   if (check) {
     const lines = ['configuration is valid', ...warnings.map((w) => `warning: ${w}`), '', 'effective settings (secrets hidden):'];
-    const settings = effectiveSettings(process.env);
-    const width = Math.max(...settings.map(([n]) => n.length));
-    for (const [name, value, source] of settings) lines.push(`  ${name.padEnd(width)}  ${redactQuery(value)}${source === 'default' ? '  (default)' : ''}`);
+    const settings = effectiveSettings(process.env, loaded.values);
+    for (const s of settings) lines.push(`  ${s.name}=${redactQuery(s.value)}${s.source === 'set' ? '' : `  (${s.source})`}`);
     process.stdout.write(`${lines.join('\n')}\n`);
     return 0;
   }
@@ -58,7 +58,14 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const note of config.statsd.mapping?.notes ?? []) logger.info(`STATSD_MAPPING_FILE ${note}`);
 
   const sidecar = createSidecar(config, logger);
-  await sidecar.start();
+  try {
+    await sidecar.start();
+  } catch (err) {
+    if (!(err instanceof ListenError)) throw err;
+    // A taken port is the operator's to fix, like a bad variable: one line naming it, exit 2.
+    logger.fatal(err.message, { code: err.code, variable: err.variable, port: err.port, errno: err.errno });
+    return 2;
+  }
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -75,23 +75,27 @@ export interface ApiKey {
 export function parseApiKeys(text: string): ApiKey[] {
   const keys: ApiKey[] = [];
   const names = new Set<string>();
+  // Every bad line is reported in one run (an AggregateError), not only the first.
+  const errors: Error[] = [];
   text.split('\n').forEach((line, i) => {
     const t = line.trim();
     if (t === '' || t.startsWith('#')) return;
     const parts = t.split(/\s+/);
     const where = `line ${i + 1}`;
-    if (parts.length !== 3) throw new Error(`${where}: expected "<name> <sha256:hex|plain:key> <scope,...>"`);
+    if (parts.length !== 3) return void errors.push(new Error(`${where}: expected "<name> <sha256:hex|plain:key> <scope,...>"`));
     const [name, spec, scopeList] = parts;
-    if (names.has(name)) throw new Error(`${where}: the name ${JSON.stringify(name)} is used twice`);
+    if (names.has(name)) return void errors.push(new Error(`${where}: the name ${JSON.stringify(name)} is used twice`));
+    names.add(name);
     let digest: Buffer;
     if (spec.startsWith('sha256:') && /^[0-9a-fA-F]{64}$/.test(spec.slice(7))) digest = Buffer.from(spec.slice(7), 'hex');
     else if (spec.startsWith('plain:') && spec.length > 6) digest = sha256(spec.slice(6));
-    else throw new Error(`${where}: the key must be sha256:<64 hex digits> or plain:<key>`);
+    else return void errors.push(new Error(`${where}: the key must be sha256:<64 hex digits> or plain:<key>`));
     const scopes = new Set(scopeList.split(',').filter(Boolean));
-    if (scopes.size === 0) throw new Error(`${where}: no scopes`);
-    names.add(name);
+    if (scopes.size === 0) return void errors.push(new Error(`${where}: no scopes`));
     keys.push({ name, digest, scopes });
   });
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('; '));
   if (keys.length === 0) throw new Error('no keys');
   return keys;
 }

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import type * as YamlModule from 'yaml';
 import { EnvReader, shownUrl, type Cidr, type Env, type Problem } from './parse';
-import { readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
+import { VARIABLE_NAMES, readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
 import { normalizePath } from '../proxy/reserved';
 import { parseApiKeys } from '../access/credentials';
 import { parsePassword } from '../access/secret-file';
@@ -146,8 +146,10 @@ export class ConfigError extends Error {
 
 export interface Loaded {
   config: Config;
-  /** Things that are valid but probably not meant (a misspelt variable, a web role with no upstream). */
+  /** Things that are valid but probably not meant (an unknown variable, a web role with no upstream). */
   warnings: string[];
+  /** Every variable's value as read, for --check-config's effective settings. */
+  values: ReadonlyMap<VariableName, unknown>;
 }
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -160,7 +162,12 @@ export function loadConfig(env: Env = process.env): Config {
 
 export function readConfig(env: Env = process.env): Loaded {
   const r = new EnvReader(env);
-  const v = <K extends VariableName>(name: K): ValueOf<K> => readVariable(r, name);
+  const values = new Map<VariableName, unknown>();
+  const v = <K extends VariableName>(name: K): ValueOf<K> => {
+    const value = readVariable(r, name);
+    values.set(name, value);
+    return value;
+  };
 
   const listenPort = v('LISTEN_PORT');
   const prometheusPort = v('PROMETHEUS_PORT');
@@ -179,6 +186,7 @@ export function readConfig(env: Env = process.env): Loaded {
     r.problem('METRICS_PATH', 'must start with "/"');
   } else {
     metricsPath = normalizePath(metricsPath);
+    values.set('METRICS_PATH', metricsPath);
     if (serveOnMainPort && !metricsPath.startsWith('/debug/')) {
       r.problem('METRICS_PATH', 'must be under /debug/ to be served on the main port (SERVE_PROMETHEUS_ENDPOINT=true)');
     }
@@ -194,6 +202,7 @@ export function readConfig(env: Env = process.env): Loaded {
   }
 
   const role: Role = v('SIDECAR_ROLE') ?? (listenPort === 0 ? 'worker' : 'web');
+  values.set('SIDECAR_ROLE', role);
 
   const prefix = v('HTTP_METRICS_PREFIX');
   if (!PROMETHEUS_NAME.test(prefix)) {
@@ -338,16 +347,28 @@ export function readConfig(env: Env = process.env): Loaded {
     appHealth,
   };
 
-  if (r.problems.length > 0) throw new ConfigError(r.problems);
-
+  // A near miss of a known name is almost surely a misspelling that would leave a setting (often
+  // a security one) at its default: refused, unless the operator says it belongs to the app.
+  const allowUnknown = v('CONFIG_ALLOW_UNKNOWN');
   const warnings: string[] = [];
   for (const u of unknownVariables(env)) {
-    warnings.push(`unknown variable ${u.name} is ignored${u.suggestion ? `; did you mean ${u.suggestion}?` : ''}`);
+    if (u.nearMiss && !allowUnknown) {
+      r.problem(
+        u.name,
+        `unknown variable; did you mean ${u.suggestion}? As written it is ignored and ${u.suggestion} keeps its default (set CONFIG_ALLOW_UNKNOWN=true if the variable belongs to the app)`,
+      );
+    } else {
+      warnings.push(`unknown variable ${u.name} is ignored${u.suggestion ? `; did you mean ${u.suggestion}?` : ''}`);
+    }
   }
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  // Variables only read with another on (the Kubernetes settings) are resolved too, for --check-config.
+  for (const name of VARIABLE_NAMES) if (!values.has(name)) values.set(name, readVariable(new EnvReader(env), name));
+
   if (role === 'web' && listenPort !== 0 && upstream === undefined) {
     warnings.push('web role without UPSTREAM_URL: the main port forwards nothing and answers 404 outside /debug/');
   }
-  return { config: deepFreeze(config), warnings };
+  return { config: deepFreeze(config), warnings, values };
 }
 
 /** A kubeconfig the client can use: a current context naming a cluster with a server. */

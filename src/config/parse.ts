@@ -149,7 +149,8 @@ export class EnvReader {
     try {
       return parse(fs.readFileSync(file, 'utf8'));
     } catch (err) {
-      this.problem(name, `${quote(file)}: ${(err as Error).message}`);
+      // A parser that found several mistakes reports them all (AggregateError): one problem each.
+      for (const e of err instanceof AggregateError ? (err.errors as Error[]) : [err as Error]) this.problem(name, `${quote(file)}: ${e.message}`);
       return undefined;
     }
   }

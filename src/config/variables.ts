@@ -42,6 +42,9 @@ const oneOf = <T extends string>(allowed: readonly T[], def: T | undefined, doc:
   read: (r, n) => r.oneOf<T>(n, allowed, def as T) ?? def,
 });
 
+/** Python's (and other loggers') level names, read as the sidecar's own. */
+const LOG_LEVEL_ALIASES: Record<string, 'debug' | 'warn' | 'error'> = { trace: 'debug', warning: 'warn', critical: 'error', fatal: 'error' };
+
 /** prometheus-flask-exporter's default buckets, so its dashboards read the same. */
 export const DEFAULT_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 
@@ -131,7 +134,18 @@ export const VARIABLES = {
   ),
   SHUTDOWN_DELAY_MS: ms(0, 0, 'after SIGTERM, keep serving (readiness 503) this long before closing listeners'),
   SHUTDOWN_TIMEOUT_MS: ms(25_000, 0, 'how long in-flight requests may take to finish after SIGTERM'),
-  LOG_LEVEL: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', '`debug`, `info`, `warn`, `error`'),
+  LOG_LEVEL: {
+    default: 'info',
+    doc: "`debug`, `info`, `warn`, `error` (any case; Python's `warning` and `critical` too, since `common.env` is shared with the app)",
+    read: (r: EnvReader, n: string) => {
+      const alias = LOG_LEVEL_ALIASES[(r.raw(n) ?? '').toLowerCase()];
+      return alias ?? r.oneOf(n, ['debug', 'info', 'warn', 'error'] as const, 'info');
+    },
+  } satisfies VariableSpec<'debug' | 'info' | 'warn' | 'error'>,
+  CONFIG_ALLOW_UNKNOWN: bool(
+    false,
+    "a variable with one of the sidecar's prefixes that is a near miss of one of its names (`METRICS_ALLOWED_CIDR`: one letter off, two in names of 16 or more) is a warning instead of an error (exit 2); for an app variable in a shared env that happens to be that close",
+  ),
   ACCESS_LOG: bool(
     false,
     'one `info` line per request on both listeners (method, path without query and with id/token segments as `:id`, status, bytes written, duration)',
@@ -200,22 +214,47 @@ export const OWN_PREFIXES = [
 ];
 
 /** Well-known variables with those prefixes that belong to something else. */
-const FOREIGN = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'HTTP_PROXY_REQUEST_FULLURI']);
+const FOREIGN = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'HTTP_PROXY_REQUEST_FULLURI', 'SECRET_KEY']);
 /** What Kubernetes Service links inject (`PROMETHEUS_PORT_9090_TCP_ADDR`, `METRICS_SERVICE_HOST`). */
 const SERVICE_LINK = /_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_\d+_(TCP|UDP|SCTP)(_(ADDR|PORT|PROTO))?)$/;
 
+export interface UnknownVariable {
+  name: string;
+  /** The closest known name, when it is plausibly the same word (the "did you mean"). */
+  suggestion: string | undefined;
+  /**
+   * A near miss of a known name: one edit away (a letter missing, extra, changed or two swapped;
+   * case ignored), two in names of 16 characters or more. Almost surely a misspelling, which
+   * would silently leave that setting at its default: an error unless CONFIG_ALLOW_UNKNOWN=true.
+   */
+  nearMiss: boolean;
+}
+
 /** Variables with the sidecar's prefixes that it does not know, each with the closest known name. */
-export function unknownVariables(env: Readonly<Record<string, string | undefined>>): { name: string; suggestion: string | undefined }[] {
+export function unknownVariables(env: Readonly<Record<string, string | undefined>>): UnknownVariable[] {
   const known = new Set<string>(VARIABLE_NAMES);
-  const out: { name: string; suggestion: string | undefined }[] = [];
+  const out: UnknownVariable[] = [];
   for (const name of Object.keys(env).sort()) {
     if (known.has(name) || FOREIGN.has(name) || SERVICE_LINK.test(name)) continue;
     if (!OWN_PREFIXES.some((p) => name.startsWith(p))) continue;
     // Kubernetes Service links also set `<SERVICE>_PORT=tcp://…` for a Service named like a prefix.
     if (/^(tcp|udp|sctp):\/\//.test(env[name] ?? '')) continue;
-    out.push({ name, suggestion: closest(name) });
+    const near = nearMissOf(name);
+    out.push({ name, suggestion: near ?? closest(name), nearMiss: near !== undefined });
   }
   return out;
+}
+
+function nearMissOf(name: string): string | undefined {
+  const upper = name.toUpperCase();
+  const allowed = name.length >= 16 ? 2 : 1;
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of VARIABLE_NAMES) {
+    const d = distance(upper, k, true);
+    if (d < bestD) [best, bestD] = [k, d];
+  }
+  return bestD <= allowed ? best : undefined;
 }
 
 function closest(name: string): string | undefined {
@@ -229,12 +268,17 @@ function closest(name: string): string | undefined {
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
-/** Levenshtein distance. */
-export function distance(a: string, b: string): number {
+/** Levenshtein distance; with `transpositions`, two swapped neighbours count as one edit (optimal string alignment). */
+export function distance(a: string, b: string, transpositions = false): number {
+  let before: number[] = [];
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (transpositions && i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) cur[j] = Math.min(cur[j], before[j - 2] + 1);
+    }
+    before = prev;
     prev = cur;
   }
   return prev[b.length];
@@ -291,12 +335,35 @@ export function variablesJson(): string {
   )}\n`;
 }
 
-/** The effective settings for --check-config: the value each variable has, secrets hidden. */
-export function effectiveSettings(env: Readonly<Record<string, string | undefined>>): [string, string, 'set' | 'default'][] {
-  return VARIABLE_NAMES.map((name) => {
-    const v = VARIABLES[name] as VariableSpec<unknown>;
+/** One line of --check-config's effective settings. */
+export interface Setting {
+  name: VariableName;
+  /** The resolved value as the sidecar uses it; secrets as [REDACTED]. */
+  value: string;
+  source: 'set' | 'default' | 'derived';
+}
+
+/**
+ * The effective settings for --check-config: each variable's resolved value as readConfig left it
+ * (normalised, or derived from others, like SIDECAR_ROLE from LISTEN_PORT), secrets hidden.
+ */
+export function effectiveSettings(env: Readonly<Record<string, string | undefined>>, values: ReadonlyMap<VariableName, unknown>): Setting[] {
+  return VARIABLE_NAMES.map((name): Setting => {
     const raw = env[name]?.trim();
-    if (raw === undefined || raw === '') return [name, v.default, 'default'];
-    return [name, v.secret ? '[REDACTED]' : raw, 'set'];
+    const set = raw !== undefined && raw !== '';
+    const spec = VARIABLES[name] as VariableSpec<unknown>;
+    if (spec.secret) return { name, value: set ? '[REDACTED]' : '(unset)', source: set ? 'set' : 'default' };
+    return { name, value: shownValue(values.get(name)), source: set ? 'set' : DERIVED.has(name) ? 'derived' : 'default' };
   });
+}
+
+/** Unset, these take their value from others (SIDECAR_ROLE from LISTEN_PORT). */
+const DERIVED = new Set<VariableName>(['SIDECAR_ROLE']);
+
+function shownValue(v: unknown): string {
+  if (v === undefined) return '(unset)';
+  if (Array.isArray(v)) return v.length === 0 ? '(none)' : v.map(shownValue).join(',');
+  if (v instanceof URL) return v.href;
+  if (typeof v === 'object' && v !== null && 'text' in v) return String((v as { text: unknown }).text);
+  return String(v);
 }

@@ -13,3 +13,34 @@ export function listening(target: EventEmitter, start: (ready: () => void) => vo
     });
   });
 }
+
+/**
+ * A listener that could not open, told as the operator can fix it: the port, the variable that
+ * sets it and its value, and why (in use, not permitted, no such address), in one line without a
+ * stack. `main` prints it and exits 2, like a configuration error.
+ */
+export class ListenError extends Error {
+  readonly code = 'ERR_SIDECAR_LISTEN';
+  constructor(
+    readonly variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' | 'STATSD_PORT',
+    readonly port: number,
+    readonly hostVariable: 'LISTEN_HOST' | 'STATSD_HOST',
+    readonly host: string | undefined,
+    cause: unknown,
+  ) {
+    const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
+    const on = host === undefined ? 'on all interfaces' : `on ${host}`;
+    let why: string;
+    if (errno === 'EADDRINUSE') why = `port ${port} is already in use ${on}: stop what holds it, or set ${variable} to a free port`;
+    else if (errno === 'EACCES') why = `binding port ${port} ${on} is not permitted (ports below 1024 need privileges): set ${variable} to 1024 or above`;
+    else if (errno === 'EADDRNOTAVAIL') why = `${hostVariable}=${host ?? ''} is not an address of this machine: fix ${hostVariable}`;
+    else why = `port ${port} ${on} cannot be opened (${errno ?? (cause as Error | undefined)?.message ?? 'unknown error'})`;
+    super(`${variable}=${port}: ${why}`, { cause });
+    this.name = 'ListenError';
+  }
+
+  /** The errno that made the listener fail (EADDRINUSE, EACCES, ...). */
+  get errno(): string | undefined {
+    return (this.cause as NodeJS.ErrnoException | undefined)?.code;
+  }
+}

@@ -14,7 +14,8 @@ import { ConfigError, loadConfig, readConfig } from '../../src/config';
 import { EnvReader } from '../../src/config/parse';
 import { VARIABLES, VARIABLE_NAMES, helpText, unknownVariables, readVariable, markdownTable, variablesJson } from '../../src/config/variables';
 import { TABLE_END, TABLE_START } from '../../src/config/docs';
-import { MAIN_JS } from '../helpers/sidecar';
+import { MAIN_JS, killAll, spawnSidecar } from '../helpers/sidecar';
+import { freePort, request } from '../helpers/net';
 import { VERSION } from '../../src/version';
 import { MAX_FILE_BYTES } from '../../src/config/parse';
 
@@ -147,31 +148,229 @@ describe('one validation phase: files read at start are checked by --check-confi
     };
     const r = run(env, ['--check-config']);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/METRICS_BASIC_AUTH_PASSWORD +\[REDACTED\]\n/);
-    expect(r.stdout).toMatch(/MERGE_TARGETS +http:\/\/127\.0\.0\.1:9000\/metrics\?\[REDACTED\]\n/);
-    expect(r.stdout).toMatch(/STATSD_MAPPING_FILE +\S+good\.yaml\n/);
+    expect(r.stdout).toMatch(/^ {2}METRICS_BASIC_AUTH_PASSWORD=\[REDACTED\]\n/m);
+    expect(r.stdout).toMatch(/^ {2}MERGE_TARGETS=http:\/\/127\.0\.0\.1:9000\/metrics\?\[REDACTED\]\n/m);
+    expect(r.stdout).toMatch(/^ {2}STATSD_MAPPING_FILE=\S+good\.yaml\n/m);
     expect(r.stdout + r.stderr).not.toContain('inline-secret-value');
     expect(r.stdout + r.stderr).not.toContain('query-secret');
   });
 });
 
-describe('warnings', () => {
-  it('should say "did you mean" for a misspelt variable, in --check-config and at start', () => {
-    const check = run({ UPSTREAM_URL: 'http://127.0.0.1:8000', METRICS_ALLOWED_CIDR: '10.0.0.0/8' }, ['--check-config']);
+describe('--check-config prints the settings a start would use', () => {
+  it.each([
+    [{ UPSTREAM_URL: 'http://127.0.0.1:8000' }, ['SIDECAR_ROLE=web  (derived)', 'LISTEN_PORT=8080  (default)', 'UPSTREAM_URL=http://127.0.0.1:8000/']],
+    [{ LISTEN_PORT: '0' }, ['SIDECAR_ROLE=worker  (derived)', 'LISTEN_PORT=0', 'PROMETHEUS_PORT=8491  (default)']],
+    [{ LISTEN_PORT: '0', SIDECAR_ROLE: 'web' }, ['SIDECAR_ROLE=web']],
+    [
+      { LISTEN_PORT: '0', METRICS_ALLOWED_CIDRS: '10.0.0.0/8, 127.0.0.1', LOG_LEVEL: 'Warning', METRICS_PATH: '/debug//metrics' },
+      ['METRICS_ALLOWED_CIDRS=10.0.0.0/8,127.0.0.1', 'LOG_LEVEL=warn', 'METRICS_PATH=/debug/metrics', 'TRUSTED_PROXIES=(none)  (default)'],
+    ],
+  ])('with %j: %j', (env, lines) => {
+    const r = run(env, ['--check-config']);
+    expect(r.status).toBe(0);
+    const printed = r.stdout.split('\n').map((l) => l.trim());
+    for (const line of lines) expect(printed).toContain(line);
+    // Values, never the documentation of a default.
+    expect(r.stdout).not.toContain('`');
+  });
+});
+
+describe('a port that is taken', () => {
+  it.each(['LISTEN_PORT', 'PROMETHEUS_PORT', 'STATSD_PORT'])('should print one line naming %s and its value, and exit 2 without a stack', async (variable) => {
+    const holder = net.createServer();
+    await new Promise<void>((r) => holder.listen(0, r));
+    const taken = (holder.address() as AddressInfo).port;
+    try {
+      const env: Record<string, string> = {
+        UPSTREAM_URL: 'http://127.0.0.1:8000',
+        LISTEN_PORT: String(await freePort()),
+        PROMETHEUS_PORT: String(await freePort()),
+        STATSD_PORT: String(await freePort()),
+        [variable]: String(taken),
+      };
+      const r = run(env);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toBe('');
+      const fatal = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.level === 'fatal');
+      expect(fatal).toEqual([
+        expect.objectContaining({
+          variable,
+          port: taken,
+          errno: 'EADDRINUSE',
+          msg: expect.stringMatching(new RegExp(`^${variable}=${taken}: port ${taken} is already in use .*set ${variable} to a free port$`)),
+        }),
+      ]);
+      expect(r.stdout).not.toMatch(/stack|\n\s+at /);
+    } finally {
+      await new Promise((r) => holder.close(r));
+    }
+  });
+});
+
+describe('files report every mistake in one run', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-files-'));
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  it('should name each bad rule of a mapping file and each bad line of an API keys file', () => {
+    const mapping = path.join(tmp, 'mapping.yaml');
+    fs.writeFileSync(
+      mapping,
+      [
+        'defaults:',
+        '  ttl: 10',
+        'mappings:',
+        '  - match: "a.*"',
+        '    name: "bad name!"',
+        '  - match: "good.*"',
+        '    name: "good_$1"',
+        '  - match: "b..c"',
+        '    name: "b_c"',
+        '  - match: "c.*"',
+        '    name: "c_total"',
+        '    ttl: 5',
+        '',
+      ].join('\n'),
+    );
+    const keys = path.join(tmp, 'keys');
+    fs.writeFileSync(
+      keys,
+      ['prometheus not-a-key metrics', 'grafana plain:abc read', 'lonely', 'grafana plain:def read', 'ci plain:x-key-value ,', ''].join('\n'),
+    );
+    const r = run({ UPSTREAM_URL: 'http://127.0.0.1:8000', STATSD_MAPPING_FILE: mapping, METRICS_API_KEYS_FILE: keys }, ['--check-config']);
+    expect(r.status).toBe(2);
+    const problems = r.stderr.split('\n').filter((l) => l.startsWith('  '));
+    expect(problems.filter((l) => l.startsWith('  STATSD_MAPPING_FILE: ')).map((l) => /: (defaults\.ttl|mappings\[\d\])/.exec(l)?.[1])).toEqual([
+      'defaults.ttl',
+      'mappings[0]',
+      'mappings[2]',
+      'mappings[3]',
+    ]);
+    expect(problems.filter((l) => l.startsWith('  METRICS_API_KEYS_FILE: ')).map((l) => /: (line \d)/.exec(l)?.[1])).toEqual([
+      'line 1',
+      'line 3',
+      'line 4',
+      'line 5',
+    ]);
+    // Errors name the line, never the key.
+    expect(r.stderr).not.toContain('x-key-value');
+  });
+});
+
+describe('unknown variables', () => {
+  it.each([
+    ['METRICS_ALLOWED_CIDR', '10.0.0.0/8', 'METRICS_ALLOWED_CIDRS'],
+    ['METRICS_BASIC_AUTH_PASWORD_FILE', '/etc/secret/password', 'METRICS_BASIC_AUTH_PASSWORD_FILE'],
+    ['UPSTREAM_URl', 'http://127.0.0.1:8000', 'UPSTREAM_URL'],
+    ['STATSD_PROT', '9125', 'STATSD_PORT'],
+    ['METRICS_BASIC_AUTH_USERANME', 'prom', 'METRICS_BASIC_AUTH_USERNAME'],
+  ])('should refuse the near miss %s=%s (exit 2, naming both) in --check-config and at start alike', (name, value, meant) => {
+    const env = { UPSTREAM_URL: 'http://127.0.0.1:8000', [name]: value };
+    const check = run(env, ['--check-config']);
+    expect(check.status).toBe(2);
+    expect(check.stdout).toBe('');
+    expect(check.stderr).toContain(`  ${name}: unknown variable; did you mean ${meant}?`);
+    expect(check.stderr).toContain('CONFIG_ALLOW_UNKNOWN=true');
+
+    const start = run(env);
+    expect(start.status).toBe(2);
+    const entry = JSON.parse(start.stdout.trim()) as { level: string; problems: { variable: string; message: string }[] };
+    expect(entry.level).toBe('fatal');
+    expect(entry.problems).toEqual([{ variable: name, message: expect.stringContaining(`did you mean ${meant}?`) }]);
+  });
+
+  it('should name every near miss, and every other bad variable, in one message', () => {
+    expect(() => loadConfig({ METRICS_ALLOWED_CIDR: '10.0.0.0/8', UPSTREAM_URl: 'x', LISTEN_PORT: 'x' })).toThrow(
+      /invalid configuration \(3 problems\): LISTEN_PORT: .*; METRICS_ALLOWED_CIDR: .*; UPSTREAM_URl: /,
+    );
+  });
+
+  it('should turn near misses back into warnings with CONFIG_ALLOW_UNKNOWN=true', () => {
+    const check = run({ UPSTREAM_URL: 'http://127.0.0.1:8000', METRICS_ALLOWED_CIDR: '10.0.0.0/8', CONFIG_ALLOW_UNKNOWN: 'true' }, ['--check-config']);
     expect(check.status).toBe(0);
     expect(check.stdout).toContain('warning: unknown variable METRICS_ALLOWED_CIDR is ignored; did you mean METRICS_ALLOWED_CIDRS?');
+  });
 
-    const { warnings } = readConfig({
-      UPSTREAM_URL: 'http://127.0.0.1:8000',
-      METRICS_ALLOWED_CIDR: '10.0.0.0/8',
-      STATSD_PROT: '1',
-      HTTP_PROXY: 'http://proxy:3128',
-      PATH: '/bin',
-    });
-    expect(warnings).toEqual([
-      'unknown variable METRICS_ALLOWED_CIDR is ignored; did you mean METRICS_ALLOWED_CIDRS?',
-      'unknown variable STATSD_PROT is ignored; did you mean STATSD_PORT?',
+  it('should refuse every one-edit misspelling of every variable with a sidecar prefix (generated)', () => {
+    const known = new Set<string>(VARIABLE_NAMES);
+    const prefixed = VARIABLE_NAMES.filter((n) =>
+      /^(METRICS|STATSD|MERGE|UPSTREAM|LISTEN|PROMETHEUS|SHUTDOWN|HTTP|SIDECAR|SECRET|ROUTE|TRUSTED|SERVE)_/.test(n),
+    );
+    const letter = fc.constantFrom(...'ABCDEFGHIJKLMNOPQRSTUVWXYZ_'.split(''));
+    fc.assert(
+      fc.property(fc.constantFrom(...prefixed), fc.nat(), letter, fc.constantFrom('drop', 'insert', 'replace', 'swap', 'lower'), (name, at, ch, edit) => {
+        // Edits after the prefix, so the name keeps the prefix that marks it as the sidecar's.
+        const from = name.indexOf('_') + 1;
+        const i = from + (at % (name.length - from));
+        const typo =
+          edit === 'drop'
+            ? name.slice(0, i) + name.slice(i + 1)
+            : edit === 'insert'
+              ? name.slice(0, i) + ch + name.slice(i)
+              : edit === 'replace'
+                ? name.slice(0, i) + ch + name.slice(i + 1)
+                : edit === 'swap'
+                  ? name.slice(0, i - 1) + name[i] + name[i - 1] + name.slice(i + 1)
+                  : name.slice(0, i) + name[i].toLowerCase() + name.slice(i + 1);
+        if (known.has(typo) || (edit === 'swap' && i === from)) return;
+        const u = unknownVariables({ [typo]: '1' });
+        expect(u).toEqual([{ name: typo, suggestion: expect.any(String), nearMiss: true }]);
+        expect(() => loadConfig({ [typo]: '1', LISTEN_PORT: '0' })).toThrow(ConfigError);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  // What a Flask app under gunicorn with prometheus_client (multiprocess) and a StatsD client
+  // really has in its environment, shared with the sidecar through the chart's common.env.
+  const APP_ENV = {
+    PROMETHEUS_MULTIPROC_DIR: '/tmp/prometheus-multiproc',
+    prometheus_multiproc_dir: '/tmp/prometheus-multiproc',
+    STATSD_HOST: '127.0.0.1',
+    STATSD_PREFIX: 'myapp',
+    STATSD_MAXUDPSIZE: '512',
+    STATSD_IPV6: 'false',
+    METRICS_ENABLED: 'true',
+    METRICS_PORT: '9100',
+    GUNICORN_CMD_ARGS: '--bind=127.0.0.1:8000 --workers=2',
+    WEB_CONCURRENCY: '2',
+    FLASK_APP: 'app:app',
+    FLASK_DEBUG: '0',
+    LOG_LEVEL: 'WARNING',
+    SECRET_KEY: 'app-secret',
+    DATABASE_URL: 'postgresql://app@db/app',
+    DD_AGENT_HOST: '127.0.0.1',
+    DD_DOGSTATSD_PORT: '9125',
+  };
+
+  it('should start with the environment of a gunicorn + prometheus_client + statsd app (the app’s variables stay the app’s)', async () => {
+    const check = run({ ...APP_ENV, UPSTREAM_URL: 'http://127.0.0.1:8000' }, ['--check-config']);
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    // Merely sharing a prefix is a warning at most, never a refusal.
+    expect(check.stdout.split('\n').filter((l) => l.startsWith('warning:'))).toEqual([
+      'warning: unknown variable METRICS_ENABLED is ignored',
+      'warning: unknown variable METRICS_PORT is ignored; did you mean METRICS_PATH?',
+      'warning: unknown variable PROMETHEUS_MULTIPROC_DIR is ignored',
+      'warning: unknown variable STATSD_IPV6 is ignored',
+      'warning: unknown variable STATSD_MAXUDPSIZE is ignored',
+      'warning: unknown variable STATSD_PREFIX is ignored',
     ]);
+    expect(check.stdout).toContain('  LOG_LEVEL=warn\n');
+    const sidecar = await spawnSidecar({
+      ...APP_ENV,
+      UPSTREAM_URL: 'http://127.0.0.1:8000',
+      STATSD_PORT: String(await freePort()),
+      LOG_LEVEL: APP_ENV.LOG_LEVEL,
+    });
+    try {
+      expect((await request(sidecar.metricsPort, '/readyz')).status).toBe(200);
+    } finally {
+      await killAll([sidecar]);
+    }
   });
 
   it.each(['METRICS_', 'STATSD_', 'MERGE_', 'UPSTREAM_', 'LISTEN_', 'PROMETHEUS_', 'SHUTDOWN_', 'HTTP_', 'SIDECAR_'])(

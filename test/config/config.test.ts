@@ -177,8 +177,8 @@ describe('node dist/main.js', () => {
     const r = run({ UPSTREAM_URL: 'http://127.0.0.1:8000' }, ['--check-config']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^configuration is valid\n/);
-    expect(r.stdout).toMatch(/UPSTREAM_URL +http:\/\/127\.0\.0\.1:8000\n/);
-    expect(r.stdout).toMatch(/LISTEN_PORT +8080 +\(default\)/);
+    expect(r.stdout).toMatch(/^ {2}UPSTREAM_URL=http:\/\/127\.0\.0\.1:8000\/\n/m);
+    expect(r.stdout).toMatch(/^ {2}LISTEN_PORT=8080 {2}\(default\)\n/m);
   });
 
   it('should exit non-zero with one message naming every bad variable', () => {

@@ -88,18 +88,34 @@ export function parseMappingFile(text: string): MappingFile {
   if (!Array.isArray(rawRules)) throw new Error('"mappings" must be a list');
   const notes: string[] = [];
   const defaults = rawDefaults as Record<string, unknown>;
+  // Every mistake is reported in one run (an AggregateError): each default and each rule is read on
+  // its own, and a bad one does not hide the next.
+  const errors: Error[] = [];
+  const attempt = <T>(read: () => T, fallback: T): T => {
+    try {
+      return read();
+    } catch (err) {
+      errors.push(err as Error);
+      return fallback;
+    }
+  };
 
-  const defaultMatchType = oneOf(defaults.match_type, ['glob', 'regex'], 'defaults.match_type') ?? 'glob';
-  observerType(defaults.observer_type ?? defaults.timer_type, 'defaults', notes);
+  const defaultMatchType: 'glob' | 'regex' = attempt(() => oneOf(defaults.match_type, ['glob', 'regex'] as const, 'defaults.match_type'), undefined) ?? 'glob';
+  attempt(() => observerType(defaults.observer_type ?? defaults.timer_type, 'defaults', notes), undefined);
   if (defaults.summary_options !== undefined || defaults.quantiles !== undefined)
     notes.push('defaults: summary options are ignored (summaries are observed as histograms)');
-  const defaultBuckets = bucketsOf(defaults, 'defaults');
-  const ttlMs = defaults.ttl === undefined ? 0 : duration(defaults.ttl, 'defaults.ttl');
+  const defaultBuckets = attempt(() => bucketsOf(defaults, 'defaults'), undefined);
+  const ttlMs = defaults.ttl === undefined ? 0 : attempt(() => duration(defaults.ttl, 'defaults.ttl'), 0);
   const globDisableOrdering = defaults.glob_disable_ordering === true;
 
   const globs: Rule[] = [];
   const regexes: Rule[] = [];
-  rawRules.forEach((raw: unknown, i: number) => {
+  rawRules.forEach((raw: unknown, i: number) => attempt(() => readRule(raw, i), undefined));
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('; '));
+  return { rules: [...globs, ...regexes], globDisableOrdering, buckets: defaultBuckets, ttlMs, notes };
+
+  function readRule(raw: unknown, i: number): void {
     const where = `mappings[${i}]`;
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new Error(`${where}: must be a mapping with "match"`);
     const r = raw as Record<string, unknown>;
@@ -164,8 +180,7 @@ export function parseMappingFile(text: string): MappingFile {
       drop,
     };
     (matchType === 'glob' ? globs : regexes).push(rule);
-  });
-  return { rules: [...globs, ...regexes], globDisableOrdering, buckets: defaultBuckets, ttlMs, notes };
+  }
 }
 
 export interface RuleMatch {
