@@ -407,7 +407,13 @@ describe('with kustomize (deploy/kustomize)', () => {
   it('should patch a plain nginx-style Deployment and Service: sidecar, port swap, Service target, ServiceMonitor', () => {
     const docs = kustomize(path.join(ROOT, 'deploy', 'kustomize', 'example'));
     expectValid(docs);
-    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(['Deployment/web', 'Service/web', 'ServiceMonitor/web']);
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name.replace(/-[a-z0-9]{10}$/, '-<hash>')}`).sort()).toEqual([
+      'ConfigMap/web-nginx-<hash>',
+      'Deployment/web',
+      'NetworkPolicy/web',
+      'Service/web',
+      'ServiceMonitor/web',
+    ]);
     for (const d of docs) expect(d.metadata.namespace).toBe('shop');
     expectSidecarWiring(docs, 'web', 'web');
     const { sidecar, native, apps } = pod(get(docs, 'Deployment', 'web'));

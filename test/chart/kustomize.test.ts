@@ -6,8 +6,8 @@
  * API server's port rules (test/helpers/k8s-ports.ts). Its Service's first port must reach the
  * sidecar, the sidecar must forward to the app's port on localhost, the other ports must be as
  * they were, and the ServiceMonitor must select the Service by the label the component adds.
- * Also the port validator itself. (The example, and its sidecar against the chart's:
- * existing-workloads.test.ts.)
+ * Also: the port validator itself, the optional NetworkPolicy component, and the example's
+ * app bound to 127.0.0.1. (The example's sidecar against the chart's: existing-workloads.test.ts.)
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,6 +22,7 @@ const { ensureKubectl } = require('../helpers/helm-binary.cjs') as { ensureKubec
 
 const KUSTOMIZE = path.join(ROOT, 'deploy', 'kustomize');
 const COMPONENT = path.join(KUSTOMIZE, 'metrics-sidecar');
+const NETWORK_POLICY = path.join(KUSTOMIZE, 'metrics-sidecar-network-policy');
 /** The label the component puts on the Service and its ServiceMonitor selects. */
 const SELECTOR_LABEL = 'metrics-sidecar.io/service';
 
@@ -372,5 +373,52 @@ describe('the kustomize component over any Service (deploy/kustomize/metrics-sid
     const docs = build({ 'app.yaml': appYaml('api', shape), 'monitor.yaml': YAML.stringify(other) });
     expect(get(docs, 'ServiceMonitor', 'database')).toEqual(other);
     expect(get(docs, 'ServiceMonitor', 'api').spec.selector).toEqual({ matchLabels: { [SELECTOR_LABEL]: 'api' } });
+  });
+
+  it('should admit ingress only to the sidecar’s ports with the NetworkPolicy component (deploy/kustomize/metrics-sidecar-network-policy)', () => {
+    const shape: Shape = { servicePorts: [{ port: 80, targetPort: 8000 }], appPorts: [{ containerPort: 8000 }] };
+    const docs = build({ 'app.yaml': appYaml('api', shape) }, [COMPONENT, NETWORK_POLICY]);
+    expectWorkingOutput(
+      docs.filter((d) => d.kind !== 'NetworkPolicy'),
+      'api',
+      shape,
+    );
+    expectModelsValid(docs);
+    const deployment = get(docs, 'Deployment', 'api');
+    const policy = get(docs, 'NetworkPolicy', 'api');
+    expect(policy.spec.podSelector).toEqual({ matchLabels: deployment.spec.selector.matchLabels });
+    expect(deployment.spec.template.metadata.labels).toMatchObject(policy.spec.podSelector.matchLabels as Record<string, string>);
+    expect(policy.spec.policyTypes).toEqual(['Ingress']);
+    // Exactly the sidecar's ports, by number (named ports of native sidecars are not resolved by every network plugin).
+    const admitted = (policy.spec.ingress as { from?: unknown; ports: { port: number | string; protocol: string }[] }[]).flatMap((rule) => rule.ports);
+    const sidecarPorts = (sidecarOf(deployment).ports ?? []).map((p) => ({ port: p.containerPort, protocol: p.protocol ?? 'TCP' }));
+    expect(admitted).toEqual(sidecarPorts);
+    expect(admitted.map((p) => p.port)).not.toContain(8000);
+  });
+});
+
+describe('the example (deploy/kustomize/example)', () => {
+  it('should bind the app to 127.0.0.1 on the port the sidecar forwards to, and admit ingress only to the sidecar’s ports', () => {
+    const r = kustomize(path.join(KUSTOMIZE, 'example'));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const docs = parseManifests(r.stdout);
+    expectModelsValid(docs);
+    const deployment = get(docs, 'Deployment', 'web');
+    const [nginx] = podSpec(deployment).containers;
+    const upstream = new URL(env(sidecarOf(deployment)).UPSTREAM_URL ?? '');
+    expect(upstream.hostname).toBe('127.0.0.1');
+    // nginx reads /etc/nginx/conf.d/*.conf: the mounted ConfigMap's server listens on loopback, on UPSTREAM_URL's port.
+    const mount = nginx.volumeMounts?.find((m) => m.mountPath === '/etc/nginx/conf.d');
+    const volume = podSpec(deployment).volumes?.find((v) => v.name === mount?.name);
+    const configMap = get(docs, 'ConfigMap', volume?.configMap?.name ?? '(none)');
+    const listens = Object.values(configMap.data as Record<string, string>).flatMap((conf) => [...conf.matchAll(/^\s*listen\s+([^;]+);/gm)].map((m) => m[1]));
+    expect(listens).toEqual([`127.0.0.1:${upstream.port}`]);
+    // nginx-unprivileged's default port (8080) would be the sidecar's.
+    expect(Number(upstream.port)).not.toBe(Number(env(sidecarOf(deployment)).LISTEN_PORT));
+    const policy = get(docs, 'NetworkPolicy', 'web');
+    expect(policy.spec.podSelector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    const admitted = (policy.spec.ingress as { ports: { port: number }[] }[]).flatMap((rule) => rule.ports.map((p) => p.port));
+    expect(admitted.sort()).toEqual((sidecarOf(deployment).ports ?? []).map((p) => p.containerPort).sort());
   });
 });
