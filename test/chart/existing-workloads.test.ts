@@ -407,7 +407,13 @@ describe('with kustomize (deploy/kustomize)', () => {
   it('should patch a plain nginx-style Deployment and Service: sidecar, port swap, Service target, ServiceMonitor', () => {
     const docs = kustomize(path.join(ROOT, 'deploy', 'kustomize', 'example'));
     expectValid(docs);
-    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`).sort()).toEqual(['Deployment/web', 'Service/web', 'ServiceMonitor/web']);
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name.replace(/-[a-z0-9]{10}$/, '-<hash>')}`).sort()).toEqual([
+      'ConfigMap/web-nginx-<hash>',
+      'Deployment/web',
+      'NetworkPolicy/web',
+      'Service/web',
+      'ServiceMonitor/web',
+    ]);
     for (const d of docs) expect(d.metadata.namespace).toBe('shop');
     expectSidecarWiring(docs, 'web', 'web');
     const { sidecar, native, apps } = pod(get(docs, 'Deployment', 'web'));
@@ -416,7 +422,7 @@ describe('with kustomize (deploy/kustomize)', () => {
     expect(apps.map((c) => [c.name, c.image])).toEqual([['nginx', 'nginxinc/nginx-unprivileged:1.27']]);
     expect(apps[0].ports).toEqual([{ name: 'app', containerPort: 8081 }]);
     expect(env(sidecar).UPSTREAM_URL).toBe('http://127.0.0.1:8081');
-    expect((get(docs, 'Service', 'web').spec.ports as unknown[])[0]).toEqual({ name: 'http', port: 80, targetPort: 'http' });
+    expect((get(docs, 'Service', 'web').spec.ports as unknown[])[0]).toEqual({ name: 'http', port: 80, targetPort: 8080 });
   });
 
   it('should give the kustomize sidecar the chart’s container, but for the names and the app’s port', () => {
