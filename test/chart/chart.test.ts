@@ -219,8 +219,9 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     // The app container publishes no port: everything goes through the sidecar.
     expect(container(d, 'app').ports).toBeUndefined();
     const svc = get(docs(), 'Service', WEB);
-    const svcPorts = (svc.spec.ports as { name: string; targetPort: string }[]).map((p) => `${p.name}->${p.targetPort}`);
-    expect(svcPorts).toEqual(want.webMetricsPort === 'metrics' ? ['http->http', 'metrics->metrics'] : ['http->http']);
+    // By number: a native sidecar's named ports reach a Service's endpoints only from Kubernetes 1.33.
+    const svcPorts = (svc.spec.ports as { name: string; targetPort: number }[]).map((p) => `${p.name}->${p.targetPort}`);
+    expect(svcPorts).toEqual(want.webMetricsPort === 'metrics' ? [`http->${listenPort}`, 'metrics->8491'] : [`http->${listenPort}`]);
   });
 
   it('should give the worker sidecar the metrics port 8491 named `metrics` and no main port', () => {
@@ -232,7 +233,7 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     expect(envValue(s, 'SIDECAR_ROLE')).toBe('worker');
     expect(container(d, 'worker').ports).toBeUndefined();
     const svc = get(docs(), 'Service', WORKER);
-    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 8491, targetPort: 'metrics', protocol: 'TCP' }]);
+    expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 8491, targetPort: 8491, protocol: 'TCP' }]);
   });
 
   it('should select each workload’s pods with its Service, and never by helm.sh/chart', () => {
@@ -480,9 +481,10 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
       const d = get(docs(), 'Deployment', np.metadata.name);
       expect(np.spec.podSelector.matchLabels).toEqual(d.spec.selector.matchLabels);
       expect(np.spec.policyTypes).toEqual(['Ingress']);
-      const rules = np.spec.ingress as { ports: { port: string }[]; from?: Record<string, unknown>[] }[];
-      const metricsRule = rules.find((r) => r.ports.some((p) => p.port === 'metrics'));
-      const httpRule = rules.find((r) => r.ports.some((p) => p.port === 'http'));
+      // Ports by number: some network plugins ignore a native sidecar's named ports (projectcalico/calico#8881).
+      const rules = np.spec.ingress as { ports: { port: number }[]; from?: Record<string, unknown>[] }[];
+      const metricsRule = rules.find((r) => r.ports.some((p) => p.port === valueOf(values(), 'metrics.port')));
+      const httpRule = rules.find((r) => r.ports.some((p) => p.port === valueOf(values(), 'sidecar.listenPort')));
       if (np.metadata.name === WEB) {
         // The main port is the app's: open (unless webFrom says otherwise).
         expect(httpRule?.from).toBeUndefined();

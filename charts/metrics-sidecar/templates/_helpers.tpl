@@ -528,21 +528,23 @@ list items; empty when it mounts none. Public: call with the chart's (or subchar
 
 {{/*
 metrics-sidecar.servicePorts: the ports of a Service in front of the sidecar, as list items: `http`
-(web: the main port, targetPort the sidecar's `http`) and `metrics` when metrics are served on the
-dedicated port. Public. Call with (dict "ctx" $ "role" "web"|"worker" "port" <Service port of http>).
+(web: the main port) and `metrics` when metrics are served on the dedicated port. Public. Call with
+(dict "ctx" $ "role" "web"|"worker" "port" <Service port of http>). targetPorts are the sidecar's
+port numbers, not its port names: a native sidecar's named ports reach a Service's endpoints only
+from Kubernetes 1.33 (kubernetes/kubernetes#128850), so on 1.29-1.32 a named targetPort had none.
 */}}
 {{- define "metrics-sidecar.servicePorts" -}}
 {{- $ := .ctx }}
 {{- if eq .role "web" }}
 - name: http
   port: {{ .port }}
-  targetPort: http
+  targetPort: {{ $.Values.sidecar.listenPort }}
   protocol: TCP
 {{- end }}
 {{- if or (ne .role "web") (not (include "metrics-sidecar.serveOnMainPort" $)) }}
 - name: metrics
   port: {{ $.Values.metrics.port }}
-  targetPort: metrics
+  targetPort: {{ $.Values.metrics.port }}
   protocol: TCP
 {{- end }}
 {{- end }}
