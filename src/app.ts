@@ -130,10 +130,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       await gate.init();
       const bound: Record<string, number> = {};
       try {
-        const statsdPort = overrides.statsdPort ?? config.statsd.port;
-        await statsd?.start(config.statsd.host, statsdPort).catch((err: unknown) => {
-          throw new ListenError('STATSD_PORT', statsdPort, 'STATSD_HOST', config.statsd.host, err);
-        });
+        // Its own failure is a ListenError already (naming UDP or TCP).
+        await statsd?.start(config.statsd.host, overrides.statsdPort ?? config.statsd.port);
         for (const s of servers) {
           await listening(s.server, (ready) => s.server.listen(s.port, config.listenHost, ready)).catch((err: unknown) => {
             throw new ListenError(s.variable, s.port, 'LISTEN_HOST', config.listenHost, err);

@@ -47,8 +47,11 @@ async function main(argv: readonly string[]): Promise<number> {
 
   if (check) {
     const lines = ['configuration is valid', ...warnings.map((w) => `warning: ${w}`), '', 'effective settings (secrets hidden):'];
-    const settings = effectiveSettings(process.env, loaded.values);
-    for (const s of settings) lines.push(`  ${s.name}=${redactQuery(s.value)}${s.source === 'set' ? '' : `  (${s.source})`}`);
+    const settings = effectiveSettings(process.env, loaded.values, loaded.unused);
+    for (const s of settings) {
+      const note = s.source === 'unused' ? '  (not used: its feature is off)' : s.source === 'set' ? '' : `  (${s.source})`;
+      lines.push(`  ${s.name}=${redactQuery(s.value)}${note}`);
+    }
     process.stdout.write(`${lines.join('\n')}\n`);
     return 0;
   }
@@ -91,7 +94,7 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 function redactQuery(v: string): string {
-  return stripUrlCredentials(v).replace(/\?[^,\s]*/g, '?[REDACTED]');
+  return stripUrlCredentials(v).replace(/([?#])[^,\s]*/g, '$1[REDACTED]');
 }
 
 async function exit(code: number): Promise<void> {

@@ -74,7 +74,8 @@ export interface ApiKey {
  */
 export function parseApiKeys(text: string): ApiKey[] {
   const keys: ApiKey[] = [];
-  const names = new Set<string>();
+  /** Line of each name's first use: a repeated name is told by its lines, never by the name (swapped columns would put a key there). */
+  const names = new Map<string, number>();
   // Every bad line is reported in one run (an AggregateError), not only the first.
   const errors: Error[] = [];
   text.split('\n').forEach((line, i) => {
@@ -84,8 +85,9 @@ export function parseApiKeys(text: string): ApiKey[] {
     const where = `line ${i + 1}`;
     if (parts.length !== 3) return void errors.push(new Error(`${where}: expected "<name> <sha256:hex|plain:key> <scope,...>"`));
     const [name, spec, scopeList] = parts;
-    if (names.has(name)) return void errors.push(new Error(`${where}: the name ${JSON.stringify(name)} is used twice`));
-    names.add(name);
+    const first = names.get(name);
+    if (first !== undefined) return void errors.push(new Error(`${where}: the same name as line ${first}`));
+    names.set(name, i + 1);
     let digest: Buffer;
     if (spec.startsWith('sha256:') && /^[0-9a-fA-F]{64}$/.test(spec.slice(7))) digest = Buffer.from(spec.slice(7), 'hex');
     else if (spec.startsWith('plain:') && spec.length > 6) digest = sha256(spec.slice(6));

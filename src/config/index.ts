@@ -7,6 +7,7 @@
  * ./variables.ts and read through that entry.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import type * as YamlModule from 'yaml';
 import { EnvReader, shownUrl, type Cidr, type Env, type Problem } from './parse';
 import { VARIABLE_NAMES, readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
@@ -150,6 +151,8 @@ export interface Loaded {
   warnings: string[];
   /** Every variable's value as read, for --check-config's effective settings. */
   values: ReadonlyMap<VariableName, unknown>;
+  /** Variables that only matter with another on (the Kubernetes settings without METRICS_KUBERNETES_AUTH). */
+  unused: ReadonlySet<VariableName>;
 }
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -200,6 +203,16 @@ export function readConfig(env: Env = process.env): Loaded {
   } else if (listenPort !== 0 && listenPort === prometheusPort) {
     r.problem('PROMETHEUS_PORT', `must differ from LISTEN_PORT (both ${listenPort})`);
   }
+
+  const statsdPort = v('STATSD_PORT');
+  for (const [other, port] of [
+    ['LISTEN_PORT', listenPort],
+    ['PROMETHEUS_PORT', prometheusPort],
+  ] as const) {
+    if (statsdPort !== 0 && statsdPort === port) r.problem('STATSD_PORT', `must differ from ${other} (both ${port}): StatsD's TCP listener would take it`);
+  }
+  const listenHost = bindAddress(r, 'LISTEN_HOST', v('LISTEN_HOST'));
+  const statsdHost = bindAddress(r, 'STATSD_HOST', v('STATSD_HOST'));
 
   const role: Role = v('SIDECAR_ROLE') ?? (listenPort === 0 ? 'worker' : 'web');
   values.set('SIDECAR_ROLE', role);
@@ -296,7 +309,7 @@ export function readConfig(env: Env = process.env): Loaded {
     accessLog: v('ACCESS_LOG'),
     helperThreadsNice: v('HELPER_THREADS_NICE'),
     listenPort,
-    listenHost: v('LISTEN_HOST'),
+    listenHost,
     upstream,
     upstreamTimeoutMs: v('UPSTREAM_TIMEOUT_MS'),
     upstreamMaxConnections: v('UPSTREAM_MAX_CONNECTIONS'),
@@ -325,8 +338,8 @@ export function readConfig(env: Env = process.env): Loaded {
       kubernetes,
     },
     statsd: {
-      port: v('STATSD_PORT'),
-      host: v('STATSD_HOST'),
+      port: statsdPort,
+      host: statsdHost ?? '127.0.0.1',
       mappingFile,
       mapping,
       receiveBufferBytes: v('STATSD_RECEIVE_BUFFER_BYTES'),
@@ -352,23 +365,42 @@ export function readConfig(env: Env = process.env): Loaded {
   const allowUnknown = v('CONFIG_ALLOW_UNKNOWN');
   const warnings: string[] = [];
   for (const u of unknownVariables(env)) {
-    if (u.nearMiss && !allowUnknown) {
+    const meant = u.suggestion ? `; did you mean ${u.suggestion}?` : '';
+    if (u.refused === 'near_miss' && !allowUnknown) {
       r.problem(
         u.name,
-        `unknown variable; did you mean ${u.suggestion}? As written it is ignored and ${u.suggestion} keeps its default (set CONFIG_ALLOW_UNKNOWN=true if the variable belongs to the app)`,
+        `unknown variable${meant} As written it is ignored and ${u.suggestion} keeps its default (set CONFIG_ALLOW_UNKNOWN=true if the variable belongs to the app)`,
+      );
+    } else if (u.refused === 'access_control' && !allowUnknown) {
+      r.problem(
+        u.name,
+        `unknown variable named like an access-control setting${meant} As written it is ignored and would leave the metrics endpoint less guarded than meant (set CONFIG_ALLOW_UNKNOWN=true if the variable belongs to the app)`,
       );
     } else {
-      warnings.push(`unknown variable ${u.name} is ignored${u.suggestion ? `; did you mean ${u.suggestion}?` : ''}`);
+      warnings.push(`unknown variable ${u.name} is ignored${meant}`);
     }
   }
   if (r.problems.length > 0) throw new ConfigError(r.problems);
-  // Variables only read with another on (the Kubernetes settings) are resolved too, for --check-config.
-  for (const name of VARIABLE_NAMES) if (!values.has(name)) values.set(name, readVariable(new EnvReader(env), name));
+  // Variables only read with another on (the Kubernetes settings) get their defaults, for --check-config.
+  const unused = new Set(VARIABLE_NAMES.filter((name) => !values.has(name)));
+  for (const name of unused) values.set(name, readVariable(new EnvReader({}), name));
 
   if (role === 'web' && listenPort !== 0 && upstream === undefined) {
     warnings.push('web role without UPSTREAM_URL: the main port forwards nothing and answers 404 outside /debug/');
   }
-  return { config: deepFreeze(config), warnings, values };
+  return { config: deepFreeze(config), warnings, values, unused };
+}
+
+/**
+ * An address to bind: an IPv4 or IPv6 literal (brackets allowed and removed) or `localhost`.
+ * A host name would be resolved at start and fail there, naming the port instead of the host.
+ */
+function bindAddress(r: EnvReader, name: 'LISTEN_HOST' | 'STATSD_HOST', value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const bare = /^\[.*\]$/.test(value) ? value.slice(1, -1) : value;
+  if (net.isIP(bare) !== 0 || bare === 'localhost') return bare;
+  r.problem(name, `${JSON.stringify(value)} is not an IP address to bind (e.g. 0.0.0.0, ::, 127.0.0.1) or localhost`);
+  return undefined;
 }
 
 /** A kubeconfig the client can use: a current context naming a cluster with a server. */

@@ -43,7 +43,21 @@ const oneOf = <T extends string>(allowed: readonly T[], def: T | undefined, doc:
 });
 
 /** Python's (and other loggers') level names, read as the sidecar's own. */
-const LOG_LEVEL_ALIASES: Record<string, 'debug' | 'warn' | 'error'> = { trace: 'debug', warning: 'warn', critical: 'error', fatal: 'error' };
+const LOG_LEVEL_ALIASES: Record<string, 'debug' | 'info' | 'warn' | 'error'> = {
+  trace: 'debug',
+  verbose: 'debug',
+  notset: 'debug',
+  warning: 'warn',
+  critical: 'error',
+  fatal: 'error',
+  // Python's numeric levels.
+  '0': 'debug',
+  '10': 'debug',
+  '20': 'info',
+  '30': 'warn',
+  '40': 'error',
+  '50': 'error',
+};
 
 /** prometheus-flask-exporter's default buckets, so its dashboards read the same. */
 export const DEFAULT_HTTP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
@@ -136,10 +150,10 @@ export const VARIABLES = {
   SHUTDOWN_TIMEOUT_MS: ms(25_000, 0, 'how long in-flight requests may take to finish after SIGTERM'),
   LOG_LEVEL: {
     default: 'info',
-    doc: "`debug`, `info`, `warn`, `error` (any case; Python's `warning` and `critical` too, since `common.env` is shared with the app)",
+    doc: "`debug`, `info`, `warn`, `error` (any case; also `trace`, `verbose`, `warning`, `critical`, `fatal` and Python's names and numbers, since `common.env` is shared with the app)",
     read: (r: EnvReader, n: string) => {
-      const alias = LOG_LEVEL_ALIASES[(r.raw(n) ?? '').toLowerCase()];
-      return alias ?? r.oneOf(n, ['debug', 'info', 'warn', 'error'] as const, 'info');
+      const raw = (r.raw(n) ?? '').toLowerCase();
+      return Object.hasOwn(LOG_LEVEL_ALIASES, raw) ? LOG_LEVEL_ALIASES[raw] : r.oneOf(n, ['debug', 'info', 'warn', 'error'] as const, 'info');
     },
   } satisfies VariableSpec<'debug' | 'info' | 'warn' | 'error'>,
   CONFIG_ALLOW_UNKNOWN: bool(
@@ -223,31 +237,54 @@ export interface UnknownVariable {
   /** The closest known name, when it is plausibly the same word (the "did you mean"). */
   suggestion: string | undefined;
   /**
-   * A near miss of a known name: one edit away (a letter missing, extra, changed or two swapped;
-   * case ignored), two in names of 16 characters or more. Almost surely a misspelling, which
-   * would silently leave that setting at its default: an error unless CONFIG_ALLOW_UNKNOWN=true.
+   * Why it is refused (exit 2, unless CONFIG_ALLOW_UNKNOWN=true); undefined = a warning only.
+   * - `near_miss`: one edit from a known name (a letter missing, extra, changed, or two swapped;
+   *   case ignored), two in names of 16 characters or more. With one of the sidecar's prefixes, or
+   *   without one in names of 12 characters or more (`UPSTRAEM_URL`, `METRIC_ALLOWED_CIDRS`).
+   * - `access_control`: named like an access-control setting (`METRICS_ALLOWED_IPS`,
+   *   `METRICS_BASIC_AUTH_USER`, `METRICS_API_KEYS`): as written it would be ignored and leave the
+   *   endpoint open, so it is refused however far it is from the real name.
    */
-  nearMiss: boolean;
+  refused: 'near_miss' | 'access_control' | undefined;
 }
 
-/** Variables with the sidecar's prefixes that it does not know, each with the closest known name. */
+/** Names of access-control settings and what people call them (case ignored). */
+const ACCESS_CONTROL = /^(METRICS_(ALLOW|BASIC_AUTH|API_KEY|AUTH_(USER|PASS)|KUBERNETES_AUTH)|TRUSTED_PROX)/;
+
+/**
+ * Variables that look meant for the sidecar but are not among its names: those with its prefixes
+ * (case ignored), and near misses of its names without them. Each with the closest known name and
+ * whether it is refused (see UnknownVariable).
+ */
 export function unknownVariables(env: Readonly<Record<string, string | undefined>>): UnknownVariable[] {
   const known = new Set<string>(VARIABLE_NAMES);
   const out: UnknownVariable[] = [];
   for (const name of Object.keys(env).sort()) {
     if (known.has(name) || FOREIGN.has(name) || SERVICE_LINK.test(name)) continue;
-    if (!OWN_PREFIXES.some((p) => name.startsWith(p))) continue;
+    const upper = name.toUpperCase();
     // Kubernetes Service links also set `<SERVICE>_PORT=tcp://…` for a Service named like a prefix.
     if (/^(tcp|udp|sctp):\/\//.test(env[name] ?? '')) continue;
-    const near = nearMissOf(name);
-    out.push({ name, suggestion: near ?? closest(name), nearMiss: near !== undefined });
+    const prefixed = OWN_PREFIXES.some((p) => upper.startsWith(p));
+    const near = nearMissOf(upper);
+    if (ACCESS_CONTROL.test(upper)) {
+      out.push({ name, suggestion: near ?? closest(upper, ACCESS_NAMES), refused: 'access_control' });
+    } else if (near !== undefined && (prefixed || name.length >= 12)) {
+      out.push({ name, suggestion: near, refused: 'near_miss' });
+    } else if (prefixed) {
+      out.push({ name, suggestion: closest(upper), refused: undefined });
+    } else {
+      // Another program's variable, unless it is within two edits of one of the sidecar's names.
+      const suggestion = closest(upper, VARIABLE_NAMES, 2);
+      if (suggestion !== undefined && name.length >= 8) out.push({ name, suggestion, refused: undefined });
+    }
   }
   return out;
 }
 
-function nearMissOf(name: string): string | undefined {
-  const upper = name.toUpperCase();
-  const allowed = name.length >= 16 ? 2 : 1;
+const ACCESS_NAMES = VARIABLE_NAMES.filter((n) => ACCESS_CONTROL.test(n));
+
+function nearMissOf(upper: string): string | undefined {
+  const allowed = upper.length >= 16 ? 2 : 1;
   let best: string | undefined;
   let bestD = Infinity;
   for (const k of VARIABLE_NAMES) {
@@ -257,15 +294,15 @@ function nearMissOf(name: string): string | undefined {
   return bestD <= allowed ? best : undefined;
 }
 
-function closest(name: string): string | undefined {
+function closest(name: string, among: readonly string[] = VARIABLE_NAMES, most = Math.max(2, Math.floor(name.length / 3))): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
-  for (const k of VARIABLE_NAMES) {
-    const d = distance(name, k);
+  for (const k of among) {
+    const d = distance(name, k, true);
     if (d < bestD) [best, bestD] = [k, d];
   }
-  // A suggestion only when it is plausibly the same word: at most a third of the name differs.
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+  // A suggestion only when it is plausibly the same word: by default at most a third of the name differs.
+  return best !== undefined && bestD <= most ? best : undefined;
 }
 
 /** Levenshtein distance; with `transpositions`, two swapped neighbours count as one edit (optimal string alignment). */
@@ -340,19 +377,25 @@ export interface Setting {
   name: VariableName;
   /** The resolved value as the sidecar uses it; secrets as [REDACTED]. */
   value: string;
-  source: 'set' | 'default' | 'derived';
+  source: 'set' | 'default' | 'derived' | 'unused';
 }
 
 /**
  * The effective settings for --check-config: each variable's resolved value as readConfig left it
  * (normalised, or derived from others, like SIDECAR_ROLE from LISTEN_PORT), secrets hidden.
  */
-export function effectiveSettings(env: Readonly<Record<string, string | undefined>>, values: ReadonlyMap<VariableName, unknown>): Setting[] {
+export function effectiveSettings(
+  env: Readonly<Record<string, string | undefined>>,
+  values: ReadonlyMap<VariableName, unknown>,
+  unused: ReadonlySet<VariableName> = new Set(),
+): Setting[] {
   return VARIABLE_NAMES.map((name): Setting => {
     const raw = env[name]?.trim();
     const set = raw !== undefined && raw !== '';
     const spec = VARIABLES[name] as VariableSpec<unknown>;
     if (spec.secret) return { name, value: set ? '[REDACTED]' : '(unset)', source: set ? 'set' : 'default' };
+    // Set, but not read (its feature is off): shown as written, neither validated nor used.
+    if (set && unused.has(name)) return { name, value: raw, source: 'unused' };
     return { name, value: shownValue(values.get(name)), source: set ? 'set' : DERIVED.has(name) ? 'derived' : 'default' };
   });
 }

@@ -27,14 +27,18 @@ export class ListenError extends Error {
     readonly hostVariable: 'LISTEN_HOST' | 'STATSD_HOST',
     readonly host: string | undefined,
     cause: unknown,
+    /** StatsD listens on both; an HTTP listener is TCP. */
+    transport?: 'UDP' | 'TCP',
   ) {
     const errno = (cause as NodeJS.ErrnoException | undefined)?.code;
     const on = host === undefined ? 'on all interfaces' : `on ${host}`;
+    const which = transport ? `${transport} port` : 'port';
     let why: string;
-    if (errno === 'EADDRINUSE') why = `port ${port} is already in use ${on}: stop what holds it, or set ${variable} to a free port`;
-    else if (errno === 'EACCES') why = `binding port ${port} ${on} is not permitted (ports below 1024 need privileges): set ${variable} to 1024 or above`;
-    else if (errno === 'EADDRNOTAVAIL') why = `${hostVariable}=${host ?? ''} is not an address of this machine: fix ${hostVariable}`;
-    else why = `port ${port} ${on} cannot be opened (${errno ?? (cause as Error | undefined)?.message ?? 'unknown error'})`;
+    if (errno === 'EADDRINUSE') why = `${which} ${port} is already in use ${on}: stop what holds it, or set ${variable} to a free port`;
+    else if (errno === 'EACCES') why = `binding ${which} ${port} ${on} is not permitted (ports below 1024 need privileges): set ${variable} to 1024 or above`;
+    else if (errno === 'EADDRNOTAVAIL' || errno === 'EINVAL' || errno === 'ENOTFOUND')
+      why = `${hostVariable}=${host ?? ''} is not an address this machine can bind (${errno}): fix ${hostVariable}`;
+    else why = `${which} ${port} ${on} cannot be opened (${errno ?? (cause as Error | undefined)?.message ?? 'unknown error'})`;
     super(`${variable}=${port}: ${why}`, { cause });
     this.name = 'ListenError';
   }

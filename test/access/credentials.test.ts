@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import fc from 'fast-check';
 import { findApiKey, parseApiKeys, presentedCredentials, BasicCredentials } from '../../src/access/credentials';
 import { clientAddressOf, parseAddress } from '../../src/access/client-address';
 import { parseCidr } from '../../src/config/parse';
@@ -51,7 +52,7 @@ describe('parseApiKeys', () => {
     ['prometheus metrics', /line 1: expected/],
     ['a sha256:abc metrics', /line 1: the key must be/],
     ['a plain: metrics', /line 1: the key must be/],
-    ['a plain:k1 metrics\na plain:k2 metrics', /line 2: the name "a" is used twice/],
+    ['a plain:k1 metrics\na plain:k2 metrics', /line 2: the same name as line 1/],
     ['# only a comment\n', /no keys/],
     ['\n\na plain:the-secret-key ,', /line 3: no scopes/],
   ])('should reject %p naming the line, not the key', (text, message) => {
@@ -61,6 +62,24 @@ describe('parseApiKeys', () => {
     } catch (err) {
       expect((err as Error).message).not.toContain('the-secret-key');
     }
+  });
+});
+
+describe('parseApiKeys never echoes what a line holds', () => {
+  it('should name lines only, whatever the columns hold and however often (generated)', () => {
+    const token = fc.constantFrom('plain:SeCrEt-1', 'SeCrEt-2', 'sha256:SeCrEt', 'prometheus', 'metrics', 'read,metrics', ',', 'plain:', '#', '');
+    const line = fc.tuple(fc.array(token, { maxLength: 5 }), fc.constantFrom(' ', '  ', '\t')).map(([t, sep]) => t.join(sep));
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 8 }), (lines) => {
+        try {
+          parseApiKeys(lines.join('\n'));
+        } catch (err) {
+          const messages = [err as Error, ...(err instanceof AggregateError ? (err.errors as Error[]) : [])].map((e) => e.message);
+          for (const m of messages) expect(m).not.toMatch(/SeCrEt/);
+        }
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 

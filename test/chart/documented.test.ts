@@ -8,8 +8,10 @@
  * These tests are the contract with existing users: the values are the documents' own words (the
  * chart's own documentation is read out of the seed file itself), and they never change to fit
  * the chart. What the test changes is only what a pod would get from the cluster: ports are moved
- * to free ones, UPSTREAM_URL points at a local app on a free port, and the user's existing Secrets
- * are the objects the documents tell them to create.
+ * to free ones, UPSTREAM_URL points at a local app on a free port, and where the documents give
+ * credentials (Stalwart's username and secret, Tiled's dummy key), they are put into the Secret a
+ * Kubernetes user creates for them. Where the product differs from a document on purpose, the test
+ * says so and checks the difference (a metrics path on the main port must be under /debug/).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -282,28 +284,61 @@ const DOCUMENTED: Documented[] = [
     },
   },
   {
-    name: 'allowed IPs and CIDR ranges, with the documents’ metrics path',
-    source: 'seed 001 (Speedtest Tracker) “Allowed IPs”: single IPs or entire CIDR ranges; scrape config metrics_path: /prometheus',
-    values: () => 'metrics:\n  path: /prometheus\n  allowedCidrs: ["127.0.0.1", "10.0.0.0/8"]\n',
+    name: 'a single allowed IP, with a custom metrics path on the dedicated port',
+    source: 'seed 001 (Speedtest Tracker) “Allowed IPs”: single IPs; scrape config metrics_path: /prometheus',
+    values: () => 'metrics:\n  path: /prometheus\n  allowedCidrs: ["127.0.0.1"]\n',
     check: async (s) => {
       for (const pod of [s.web!, s.worker!]) {
-        expect(pod.rendered.METRICS_ALLOWED_CIDRS).toBe('127.0.0.1,10.0.0.0/8');
+        expect(pod.rendered.METRICS_ALLOWED_CIDRS).toBe('127.0.0.1');
+        expect(pod.metricsPath).toBe('/prometheus');
         const r = await scrape(pod);
         expect(r.status).toBe(200);
         expect(r.text).toContain('# TYPE metrics_sidecar_info gauge');
       }
+      // The document scrapes /prometheus on the app's own port. The main port reserves /debug/ (it
+      // is hidden from the public and never forwarded), so there the path must be under it: refused.
+      const onMain = helm(templateArgs([], ['--set', 'metrics.path=/prometheus', '--set', 'metrics.serveOnMainPort=true']));
+      expect(onMain.status).not.toBe(0);
+      expect(onMain.stderr).toContain('metrics.path must be under /debug/');
     },
   },
   {
-    name: 'an address outside the allowed list',
+    name: 'allowed CIDR ranges',
+    source: 'seed 001 (Speedtest Tracker) “Allowed IPs”: entire CIDR ranges',
+    values: () => 'metrics:\n  allowedCidrs: ["10.0.0.0/8", "127.0.0.0/8", "fd00::/8"]\n',
+    check: async (s) => {
+      for (const pod of [s.web!, s.worker!]) {
+        expect(pod.rendered.METRICS_ALLOWED_CIDRS).toBe('10.0.0.0/8,127.0.0.0/8,fd00::/8');
+        // 127.0.0.1 is inside 127.0.0.0/8, and equal to no entry.
+        expect((await scrape(pod)).status).toBe(200);
+      }
+    },
+  },
+  {
+    name: 'an address outside the allowed IPs and ranges',
     source: 'seed 001 (Speedtest Tracker) “Allowed IPs”: only accessible from specific IP addresses or networks',
-    values: () => 'metrics:\n  allowedCidrs: ["192.168.1.0/24"]\n',
+    values: () => 'metrics:\n  allowedCidrs: ["192.168.1.10", "10.0.0.0/8"]\n',
     check: async (s) => {
       for (const pod of [s.web!, s.worker!]) {
         const r = await scrape(pod);
         expect(r.status).toBe(403);
         expect(r.text).not.toContain('# TYPE');
       }
+    },
+  },
+  {
+    name: 'the chart’s defaults: no endpoint on the web pods’ main port, the worker’s on 8491',
+    source:
+      'seed 003: “By default, the web application server won’t serve the metrics endpoint”; “By default, the background worker server exposes the metrics endpoint”',
+    values: () => '',
+    check: async (s) => {
+      expect(s.web!.rendered.SERVE_PROMETHEUS_ENDPOINT).toBe('false');
+      const main = await request(s.web!.mainPort, '/debug/metrics');
+      expect(main.status).toBe(404);
+      expect(main.text).not.toContain('# TYPE');
+      expect(s.upstream.seen).toEqual([]);
+      expect(s.worker!.rendered.PROMETHEUS_PORT).toBe('8491');
+      expect((await scrape(s.worker!)).status).toBe(200);
     },
   },
   {
@@ -332,8 +367,11 @@ const DOCUMENTED: Documented[] = [
         'prometheus-key': 'secret',
       }),
     ],
-    values: () => 'metrics:\n  apiKeys:\n    enabled: true\n    existingSecret: tiled-api-keys\n',
+    values: () => 'metrics:\n  apiKeys:\n    enabled: true\n    existingSecret: tiled-api-keys\nserviceMonitor:\n  enabled: true\n',
     check: async (s) => {
+      // The ServiceMonitor sends the Secret's client key (Tiled's `secret`), which the keys file grants `metrics`.
+      const ep = (get(s.docs, 'ServiceMonitor', WEB).spec.endpoints as Loose[])[0] as { authorization: { credentials: { name: string; key: string } } };
+      expect(secretData(s.docs, ep.authorization.credentials.name, ep.authorization.credentials.key)).toBe('secret');
       for (const pod of [s.web!, s.worker!]) {
         // Tiled's prometheus.yml: authorization {type: Apikey, credentials: secret}.
         expect((await scrape(pod, { authorization: 'Apikey secret' })).status).toBe(200);

@@ -3,7 +3,7 @@
  * the wrong type, in `helm template`, `helm install` and `helm lint --strict` alike; and the
  * templates refuse combinations the schema cannot express.
  */
-import { CHART, helm, renderValues } from './helm';
+import { CHART, FULLNAME, get, helm, parseManifests, renderValues } from './helm';
 
 const SCHEMA_ERROR = /values don't meet the specifications of the schema/;
 
@@ -98,6 +98,33 @@ describe('values.schema.json', () => {
   });
 });
 
+describe('where the web pods serve metrics: metrics.serveOnMainPort, or a SERVE_PROMETHEUS_ENDPOINT entry when it is unset', () => {
+  const entry = (value: string) => ({ name: 'SERVE_PROMETHEUS_ENDPOINT', value });
+  const fromConfigMap = { name: 'SERVE_PROMETHEUS_ENDPOINT', valueFrom: { configMapKeyRef: { name: 'app', key: 'serve' } } };
+  it.each([
+    ['nothing set', {}, 'false'],
+    ['common.env "true" (the seeds’ form)', { common: { env: [entry('true')] } }, 'true'],
+    ['common.env "TRUE " (as the sidecar reads it: any case, trimmed)', { common: { env: [entry('TRUE ')] } }, 'true'],
+    ['common.env "1"', { common: { env: [entry('1')] } }, 'true'],
+    ['common.env "0"', { common: { env: [entry('0')] } }, 'false'],
+    ['sidecar.env "true"', { sidecar: { env: [entry('true')] } }, 'true'],
+    ['common.env "true", then sidecar.env "false" (the last entry counts)', { common: { env: [entry('true')] }, sidecar: { env: [entry('false')] } }, 'false'],
+    ['an explicit true', { metrics: { serveOnMainPort: true } }, 'true'],
+    ['an explicit false with an agreeing entry', { common: { env: [entry('FALSE')] }, metrics: { serveOnMainPort: false } }, 'false'],
+    ['an explicit true beside a valueFrom entry', { common: { env: [fromConfigMap] }, metrics: { serveOnMainPort: true } }, 'true'],
+  ])('%s → %s', (_what, values, expected) => {
+    const r = renderValues(values);
+    expect(r.stderr).toBe('');
+    const docs = parseManifests(r.stdout);
+    const sidecar = (
+      get(docs, 'Deployment', `${FULLNAME}-web`).spec.template.spec.initContainers as { name: string; env: { name: string; value?: string }[] }[]
+    ).find((c) => c.name === 'metrics-sidecar')!;
+    const env = sidecar.env.filter((e) => e.name === 'SERVE_PROMETHEUS_ENDPOINT');
+    expect(env).toEqual([{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: expected }]);
+    expect(sidecar.env.find((e) => e.name === 'PROMETHEUS_PORT')?.value).toBe(expected === 'true' ? '0' : '8491');
+  });
+});
+
 describe('template guards', () => {
   it.each([
     ['a grace period shorter than the drain', { web: { terminationGracePeriodSeconds: 20 } }, /terminationGracePeriodSeconds \(20\) must exceed/],
@@ -120,6 +147,16 @@ describe('template guards', () => {
       'a SERVE_PROMETHEUS_ENDPOINT=false in sidecar.env that disagrees with an explicit metrics.serveOnMainPort',
       { sidecar: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'false' }] }, metrics: { serveOnMainPort: true } },
       /SERVE_PROMETHEUS_ENDPOINT="false" in common.env\/sidecar.env disagrees with metrics.serveOnMainPort=true/,
+    ],
+    [
+      'a SERVE_PROMETHEUS_ENDPOINT the chart cannot read (valueFrom) without an explicit metrics.serveOnMainPort',
+      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', valueFrom: { configMapKeyRef: { name: 'app', key: 'serve' } } }] } },
+      /SERVE_PROMETHEUS_ENDPOINT in common.env\/sidecar.env is given by valueFrom, which the chart cannot read as true or false: set metrics.serveOnMainPort/,
+    ],
+    [
+      'a SERVE_PROMETHEUS_ENDPOINT value the sidecar would refuse, without an explicit metrics.serveOnMainPort',
+      { common: { env: [{ name: 'SERVE_PROMETHEUS_ENDPOINT', value: 'ture' }] } },
+      /SERVE_PROMETHEUS_ENDPOINT in common.env\/sidecar.env is "ture", which the chart cannot read/,
     ],
     [
       'a metrics path outside /debug/ when common.env turns serving on the main port on',

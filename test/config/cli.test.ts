@@ -165,6 +165,13 @@ describe('--check-config prints the settings a start would use', () => {
       { LISTEN_PORT: '0', METRICS_ALLOWED_CIDRS: '10.0.0.0/8, 127.0.0.1', LOG_LEVEL: 'Warning', METRICS_PATH: '/debug//metrics' },
       ['METRICS_ALLOWED_CIDRS=10.0.0.0/8,127.0.0.1', 'LOG_LEVEL=warn', 'METRICS_PATH=/debug/metrics', 'TRUSTED_PROXIES=(none)  (default)'],
     ],
+    [{ LISTEN_PORT: '0', LOG_LEVEL: '30' }, ['LOG_LEVEL=warn']],
+    [
+      // Set, but their feature is off: shown as written, said to be unused (and not validated).
+      { LISTEN_PORT: '0', KUBECONFIG: '/nope', METRICS_KUBERNETES_TIMEOUT_MS: 'abc' },
+      ['KUBECONFIG=/nope  (not used: its feature is off)', 'METRICS_KUBERNETES_TIMEOUT_MS=abc  (not used: its feature is off)'],
+    ],
+    [{ LISTEN_PORT: '0', MERGE_TARGETS: 'http://127.0.0.1:9000/metrics#token=FRAG' }, ['MERGE_TARGETS=http://127.0.0.1:9000/metrics#[REDACTED]']],
   ])('with %j: %j', (env, lines) => {
     const r = run(env, ['--check-config']);
     expect(r.status).toBe(0);
@@ -175,7 +182,52 @@ describe('--check-config prints the settings a start would use', () => {
   });
 });
 
+describe('ports and addresses refused before anything listens', () => {
+  it.each([
+    [{ LISTEN_PORT: '18080', STATSD_PORT: '18080' }, 'STATSD_PORT', /must differ from LISTEN_PORT \(both 18080\)/],
+    [{ LISTEN_PORT: '0', PROMETHEUS_PORT: '18491', STATSD_PORT: '18491' }, 'STATSD_PORT', /must differ from PROMETHEUS_PORT \(both 18491\)/],
+    [{ LISTEN_HOST: 'no-such-host.invalid' }, 'LISTEN_HOST', /"no-such-host\.invalid" is not an IP address to bind/],
+    [{ STATSD_HOST: 'statsd.monitoring.svc' }, 'STATSD_HOST', /is not an IP address to bind/],
+  ])('%j → %s', (env, variable, why) => {
+    const r = run({ UPSTREAM_URL: 'http://127.0.0.1:8000', ...env }, ['--check-config']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(new RegExp(`^  ${variable}: `, 'm'));
+    expect(r.stderr).toMatch(why);
+  });
+
+  it('should take an IPv6 LISTEN_HOST with or without brackets', () => {
+    expect(loadConfig({ LISTEN_HOST: '[::1]' }).listenHost).toBe('::1');
+    expect(loadConfig({ LISTEN_HOST: '::' }).listenHost).toBe('::');
+  });
+});
+
 describe('a port that is taken', () => {
+  it('should name the UDP port of StatsD when only its UDP side is taken, and leave nothing open', async () => {
+    const dgram = await import('node:dgram');
+    const holder = dgram.createSocket('udp4');
+    await new Promise<void>((r) => holder.bind(0, '127.0.0.1', r));
+    const taken = holder.address().port;
+    try {
+      const r = run({
+        UPSTREAM_URL: 'http://127.0.0.1:8000',
+        LISTEN_PORT: String(await freePort()),
+        PROMETHEUS_PORT: String(await freePort()),
+        STATSD_PORT: String(taken),
+      });
+      expect(r.status).toBe(2);
+      const lines = r.stdout.trim().split('\n');
+      // One line: no error line with a stack before it.
+      expect(lines).toHaveLength(1);
+      expect(JSON.parse(lines[0])).toMatchObject({
+        level: 'fatal',
+        variable: 'STATSD_PORT',
+        msg: expect.stringContaining(`UDP port ${taken} is already in use`),
+      });
+    } finally {
+      holder.close();
+    }
+  });
+
   it.each(['LISTEN_PORT', 'PROMETHEUS_PORT', 'STATSD_PORT'])('should print one line naming %s and its value, and exit 2 without a stack', async (variable) => {
     const holder = net.createServer();
     await new Promise<void>((r) => holder.listen(0, r));
@@ -201,7 +253,7 @@ describe('a port that is taken', () => {
           variable,
           port: taken,
           errno: 'EADDRINUSE',
-          msg: expect.stringMatching(new RegExp(`^${variable}=${taken}: port ${taken} is already in use .*set ${variable} to a free port$`)),
+          msg: expect.stringMatching(new RegExp(`^${variable}=${taken}: (TCP )?port ${taken} is already in use .*set ${variable} to a free port$`)),
         }),
       ]);
       expect(r.stdout).not.toMatch(/stack|\n\s+at /);
@@ -267,12 +319,21 @@ describe('unknown variables', () => {
     ['UPSTREAM_URl', 'http://127.0.0.1:8000', 'UPSTREAM_URL'],
     ['STATSD_PROT', '9125', 'STATSD_PORT'],
     ['METRICS_BASIC_AUTH_USERANME', 'prom', 'METRICS_BASIC_AUTH_USERNAME'],
+    ['metrics_allowed_cidrs', '10.0.0.0/8', 'METRICS_ALLOWED_CIDRS'],
+    ['METRIC_ALLOWED_CIDRS', '10.0.0.0/8', 'METRICS_ALLOWED_CIDRS'],
+    ['UPSTRAEM_URL', 'http://127.0.0.1:8000', 'UPSTREAM_URL'],
+    ['SERVER_PROMETHEUS_ENDPOINT', 'true', 'SERVE_PROMETHEUS_ENDPOINT'],
+    // Named like an access-control setting, however far from the real name: ignored, it would leave the endpoint open.
+    ['METRICS_ALLOWED_IPS', '10.0.0.0/8', 'METRICS_ALLOWED_CIDRS'],
+    ['METRICS_BASIC_AUTH_USER', 'prom', 'METRICS_BASIC_AUTH_USERNAME'],
+    ['METRICS_BASIC_AUTH_PASS', 'secret', 'METRICS_BASIC_AUTH_PASSWORD'],
+    ['METRICS_API_KEYS', '/etc/keys', 'METRICS_API_KEYS_FILE'],
   ])('should refuse the near miss %s=%s (exit 2, naming both) in --check-config and at start alike', (name, value, meant) => {
     const env = { UPSTREAM_URL: 'http://127.0.0.1:8000', [name]: value };
     const check = run(env, ['--check-config']);
     expect(check.status).toBe(2);
     expect(check.stdout).toBe('');
-    expect(check.stderr).toContain(`  ${name}: unknown variable; did you mean ${meant}?`);
+    expect(check.stderr).toMatch(new RegExp(`^  ${name}: unknown variable[^;]*; did you mean ${meant}\\?`, 'm'));
     expect(check.stderr).toContain('CONFIG_ALLOW_UNKNOWN=true');
 
     const start = run(env);
@@ -317,7 +378,7 @@ describe('unknown variables', () => {
                   : name.slice(0, i) + name[i].toLowerCase() + name.slice(i + 1);
         if (known.has(typo) || (edit === 'swap' && i === from)) return;
         const u = unknownVariables({ [typo]: '1' });
-        expect(u).toEqual([{ name: typo, suggestion: expect.any(String), nearMiss: true }]);
+        expect(u).toEqual([{ name: typo, suggestion: expect.any(String), refused: expect.stringMatching(/^(near_miss|access_control)$/) }]);
         expect(() => loadConfig({ [typo]: '1', LISTEN_PORT: '0' })).toThrow(ConfigError);
       }),
       { numRuns: 3000 },
@@ -335,6 +396,8 @@ describe('unknown variables', () => {
     STATSD_IPV6: 'false',
     METRICS_ENABLED: 'true',
     METRICS_PORT: '9100',
+    METRICS_AUTH_TOKEN: 'push-token',
+    STATS_PORT: '8125',
     GUNICORN_CMD_ARGS: '--bind=127.0.0.1:8000 --workers=2',
     WEB_CONCURRENCY: '2',
     FLASK_APP: 'app:app',
@@ -352,12 +415,15 @@ describe('unknown variables', () => {
     expect(check.status).toBe(0);
     // Merely sharing a prefix is a warning at most, never a refusal.
     expect(check.stdout.split('\n').filter((l) => l.startsWith('warning:'))).toEqual([
+      'warning: unknown variable METRICS_AUTH_TOKEN is ignored',
       'warning: unknown variable METRICS_ENABLED is ignored',
       'warning: unknown variable METRICS_PORT is ignored; did you mean METRICS_PATH?',
       'warning: unknown variable PROMETHEUS_MULTIPROC_DIR is ignored',
       'warning: unknown variable STATSD_IPV6 is ignored',
       'warning: unknown variable STATSD_MAXUDPSIZE is ignored',
       'warning: unknown variable STATSD_PREFIX is ignored',
+      'warning: unknown variable STATS_PORT is ignored; did you mean STATSD_PORT?',
+      'warning: unknown variable prometheus_multiproc_dir is ignored',
     ]);
     expect(check.stdout).toContain('  LOG_LEVEL=warn\n');
     const sidecar = await spawnSidecar({

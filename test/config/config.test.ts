@@ -150,7 +150,7 @@ describe('loadConfig', () => {
     ['UPSTREAM_TIMEOUT_MS', { UPSTREAM_TIMEOUT_MS: '1s' }, /not an integer/],
     ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: 'soon' }, /not an integer/],
     ['SIDECAR_ROLE', { SIDECAR_ROLE: 'db' }, /not one of web, worker/],
-    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }, /not one of/],
+    ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
   ])('should name %s when it is bad (%j)', (variable, env, message) => {
     const problems = problemsOf(env as Record<string, string>);
     expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ variable, message: expect.stringMatching(message) })]));

@@ -138,26 +138,40 @@ metrics-sidecar.isTrue: "true" when the string is true as the sidecar reads bool
 {{/*
 metrics-sidecar.serveOnMainPort: "true" when the web sidecar serves the metrics path on its main
 port, else "". metrics.serveOnMainPort decides when it is set (true or false); left unset (null, the
-default) it follows a SERVE_PROMETHEUS_ENDPOINT entry with a value in common.env or sidecar.env
-(the seeds' documented form; the last entry counts, as in Kubernetes), and is false without one.
-Only an explicit metrics.serveOnMainPort that disagrees with such an entry fails the render, so
-that the ServiceMonitor, the rules and the sidecar never disagree about where metrics are.
+default) it follows a SERVE_PROMETHEUS_ENDPOINT entry in common.env or sidecar.env (the seeds'
+documented form; the last entry counts, sidecar.env after common.env, as the container sees them),
+and is false without one. An entry the chart cannot read as true or false (valueFrom, or a value
+the sidecar would refuse) needs an explicit metrics.serveOnMainPort; an explicit value that
+disagrees with an entry fails the render. So the ServiceMonitor, the rules and the sidecar never
+disagree about where metrics are.
 */}}
 {{- define "metrics-sidecar.serveOnMainPort" -}}
 {{- $explicit := .Values.metrics.serveOnMainPort }}
-{{- $fromEnv := "" }}
+{{- $entry := dict }}
 {{- range (concat .Values.common.env .Values.sidecar.env) }}
-{{- if and (eq .name "SERVE_PROMETHEUS_ENDPOINT") (hasKey . "value") }}
-{{- $fromEnv = toString .value }}
+{{- if eq .name "SERVE_PROMETHEUS_ENDPOINT" }}
+{{- $entry = . }}
+{{- end }}
+{{- end }}
+{{- $fromEnv := "" }}
+{{- if $entry }}
+{{- $v := lower (trim (toString (get $entry "value"))) }}
+{{- if and (hasKey $entry "value") (has $v (list "true" "1" "yes" "on")) }}
+{{- $fromEnv = "true" }}
+{{- else if and (hasKey $entry "value") (has $v (list "false" "0" "no" "off" "")) }}
+{{- $fromEnv = "false" }}
+{{- else if kindIs "invalid" $explicit }}
+{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT in common.env/sidecar.env is %s, which the chart cannot read as true or false: set metrics.serveOnMainPort (true or false) to say where metrics are served" (ternary (printf "%q" (toString (get $entry "value"))) "given by valueFrom" (hasKey $entry "value"))) }}
 {{- end }}
 {{- end }}
 {{- if kindIs "invalid" $explicit }}
-{{- include "metrics-sidecar.isTrue" $fromEnv }}
+{{- if eq $fromEnv "true" }}true{{ end }}
 {{- else }}
-{{- if and $fromEnv (ne (include "metrics-sidecar.isTrue" $fromEnv) (ternary "true" "" $explicit)) }}
-{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: remove one of the two, or make them agree (metrics.serveOnMainPort unset follows the variable)" $fromEnv $explicit) }}
+{{- $on := include "metrics-sidecar.isTrue" $explicit }}
+{{- if and $fromEnv (ne $fromEnv (ternary "true" "false" (eq $on "true"))) }}
+{{- fail (printf "SERVE_PROMETHEUS_ENDPOINT=%q in common.env/sidecar.env disagrees with metrics.serveOnMainPort=%v: remove one of the two, or make them agree (metrics.serveOnMainPort unset follows the variable)" (toString (get $entry "value")) $explicit) }}
 {{- end }}
-{{- if $explicit }}true{{ end }}
+{{- $on }}
 {{- end }}
 {{- end }}
 

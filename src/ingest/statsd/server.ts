@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../../log/logger';
 import type { StatsdRecorder } from './recorder';
-import { listening } from '../../server/listen';
+import { ListenError, listening } from '../../server/listen';
 
 /** A TCP line longer than this is garbage (or an attack): it is dropped, and counted malformed. */
 const MAX_TCP_LINE = 64 * 1024;
@@ -34,8 +34,14 @@ export class StatsdServer {
   async start(host: string, port: number): Promise<void> {
     const udp = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', recvBufferSize: this.recvBufferBytes });
     udp.on('message', (msg) => this.store.handlePacket(msg.toString('utf8')));
+    try {
+      await listening(udp, (ready) => udp.bind(port, host, ready));
+    } catch (err) {
+      udp.close();
+      throw new ListenError('STATSD_PORT', port, 'STATSD_HOST', host, err, 'UDP');
+    }
+    // Errors once bound (rare: the socket is loopback and receive-only) are logged; the bind's own went to the caller.
     udp.on('error', (err) => this.logger.error('statsd udp socket failed', { err }));
-    await listening(udp, (ready) => udp.bind(port, host, ready));
     this.udp = udp;
 
     const tcp = net.createServer((sock) => {
@@ -70,7 +76,12 @@ export class StatsdServer {
       sock.on('error', () => sock.destroy());
       sock.on('close', () => this.sockets.delete(sock));
     });
-    await listening(tcp, (ready) => tcp.listen(port, host, ready));
+    try {
+      await listening(tcp, (ready) => tcp.listen(port, host, ready));
+    } catch (err) {
+      tcp.close();
+      throw new ListenError('STATSD_PORT', port, 'STATSD_HOST', host, err, 'TCP');
+    }
     this.tcp = tcp;
     this.timer = setInterval(() => this.store.tick(), TICK_MS);
     this.timer.unref();
