@@ -97,13 +97,44 @@ export const SIDECAR_FAMILIES: readonly ContractFamily[] = [
   ).map(([n, type]): ContractFamily => ({ name: `metrics_sidecar_${n}`, type, labels: [], source: 'sidecar (prom-client)' })),
 ];
 
-/** The maintained application families: their names and types are fixed, whatever arrives first. */
-export const MAINTAINED_FAMILIES: readonly (ContractFamily & { db?: boolean })[] = [
-  { name: 'github_api_call_latency', type: 'histogram', labels: ['endpoint', 'status'], source: 'StatsD' },
-  { name: 'github_webhook_latency', type: 'histogram', labels: ['event'], source: 'StatsD' },
-  { name: 'graphql_requests_total', type: 'counter', labels: ['operation'], source: 'StatsD' },
-  { name: 'sqlalchemy_query_latency_seconds', type: 'histogram', labels: ['statement'], source: 'StatsD', db: true },
+/**
+ * The maintained application families: their names and types are fixed, whatever arrives first.
+ * `help` is their `# HELP` text whichever way they arrive (a StatsD line, a mapping rule without
+ * `help`, a merged endpoint without a HELP line), so dashboards' tooltips and `promtool check
+ * metrics` see the same description everywhere.
+ */
+export const MAINTAINED_FAMILIES: readonly (ContractFamily & { db?: boolean; help: string })[] = [
+  {
+    name: 'github_api_call_latency',
+    type: 'histogram',
+    labels: ['endpoint', 'status'],
+    source: 'StatsD',
+    help: 'Latency of GitHub API calls made by the application, in seconds, by endpoint and status.',
+  },
+  {
+    name: 'github_webhook_latency',
+    type: 'histogram',
+    labels: ['event'],
+    source: 'StatsD',
+    help: 'Time the application took to handle a GitHub webhook, in seconds, by event.',
+  },
+  { name: 'graphql_requests_total', type: 'counter', labels: ['operation'], source: 'StatsD', help: 'GraphQL requests the application served, by operation.' },
+  {
+    name: 'sqlalchemy_query_latency_seconds',
+    type: 'histogram',
+    labels: ['statement'],
+    source: 'StatsD',
+    db: true,
+    help: "Latency of the application's database queries (SQLAlchemy), in seconds, by statement.",
+  },
 ];
+
+const MAINTAINED_HELP = new Map(MAINTAINED_FAMILIES.map((f) => [f.name, f.help]));
+
+/** The contract's help text of a maintained family (by its text-format name), or undefined for any other name. */
+export function maintainedHelp(name: string): string | undefined {
+  return MAINTAINED_HELP.get(name);
+}
 
 /** `x_total` → `x`: the name a counter has in OpenMetrics (and the one its spellings hang off). */
 export function stripTotal(name: string): string {

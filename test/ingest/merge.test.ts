@@ -126,6 +126,17 @@ describe('merge parser', () => {
     expect(families).toEqual([{ name: 'c_total', type: 'counter', help: undefined, samples: ['c_total 3'], keys: ['c_total'] }]);
   });
 
+  it('should read HELP text unescaped (text and OpenMetrics escapes), and a blank one as none', () => {
+    const { families } = parseSource(
+      ['# HELP a say \\"hi\\"\\nnow \\\\ \\d', '# TYPE a gauge', 'a 1', '# HELP b  ', '# TYPE b gauge', 'b 1', '# HELP c plain', 'c 1', ''].join('\n'),
+    );
+    expect(families.map((f) => [f.name, f.help])).toEqual([
+      ['a', 'say "hi"\nnow \\ \\d'],
+      ['b', undefined],
+      ['c', 'plain'],
+    ]);
+  });
+
   it('should set gaugehistogram families aside as unsupported', () => {
     expect(parseSource('# TYPE g gaugehistogram\ng_bucket{le="+Inf"} 1\ng_gcount 1\ng_gsum 1\n').unsupported).toEqual(['g']);
   });

@@ -21,10 +21,16 @@
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, type Registry } from '../../metrics/registry';
-import { Contract, exposedNames, stripTotal } from '../../metrics/contract';
+import { Counter, escapeHelp, Gauge, type Registry } from '../../metrics/registry';
+import { Contract, exposedNames, maintainedHelp, stripTotal } from '../../metrics/contract';
 import { safeUrl as label, type Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
+
+/**
+ * The `# HELP` of a merged family whose targets gave none (a maintained family gets the contract's).
+ * Constant: the target's URL could carry credentials or a query.
+ */
+export const MERGED_HELP = "Metric merged from the application's own endpoint (MERGE_TARGETS), which gave no help text.";
 
 interface MergedFamily {
   name: string;
@@ -171,6 +177,8 @@ export class Merger {
       return;
     }
     budget.left -= fresh;
+    // The first target's help wins; a family it gave none takes a later target's.
+    have.help ??= f.help;
     let dup = 0;
     f.samples.forEach((s, j) => {
       if (keySet.has(f.keys[j])) dup++;
@@ -253,7 +261,9 @@ function render(families: MergedFamily[], openMetrics: boolean): string {
       if (type === 'counter' && name.endsWith('_total')) name = stripTotal(name);
       else if (type === 'counter' || type === 'untyped') type = 'unknown';
     }
-    out.push(`${f.help !== undefined ? `# HELP ${name} ${f.help}\n` : ''}# TYPE ${name} ${type}\n`);
+    // Every family gets a HELP line: one without fails `promtool check metrics` ("no help text").
+    const help = escapeHelp(f.help ?? maintainedHelp(f.name) ?? MERGED_HELP);
+    out.push(`# HELP ${name} ${openMetrics ? help.replace(/"/g, '\\"') : help}\n# TYPE ${name} ${type}\n`);
     // Joined in slices: one family of a large target must not become one huge string.
     if (f.samples.length > 0) out.push(f.samples.join('\n'), '\n');
   }

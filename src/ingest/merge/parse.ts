@@ -19,6 +19,11 @@ export type MergedType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untype
 export interface ParsedFamily {
   name: string;
   type: MergedType;
+  /**
+   * The HELP text unescaped (`\\`, `\n` and OpenMetrics' `\"`; any other backslash is kept as
+   * it is), for the merger to escape for the scrape's format; undefined when the source gave none
+   * or an empty one.
+   */
   help: string | undefined;
   /** `name{labels} value` lines, without their \n (most are slices of the body: nothing is copied). */
   samples: string[];
@@ -143,7 +148,7 @@ class Parser {
         if (current.samples.length > 0 || current.seen.size > 0) this.fail('TYPE after samples');
         current.type = t;
       } else if (m[1] === 'HELP') {
-        current.help = m[3] ?? '';
+        current.help = unescapeHelp(m[3] ?? '');
       }
       return;
     }
@@ -299,6 +304,16 @@ class Parser {
     }
     return { families, unsupported, dropped: this.dropped };
   }
+}
+
+/**
+ * A source's HELP text as plain text. Text 0.0.4 escapes `\\` and `\n`, OpenMetrics also `\"`;
+ * passed on as written, an OpenMetrics `\"` (or a stray `\d` of a hand-written text) would be an
+ * invalid escape in the text format, which promtool and the Go parser refuse. Blank is none.
+ */
+export function unescapeHelp(raw: string): string | undefined {
+  const text = raw.includes('\\') ? raw.replace(/\\([\\n"])/g, (_, c: string) => (c === 'n' ? '\n' : c)) : raw;
+  return text.trim() === '' ? undefined : text;
 }
 
 function isNameStart(c: number): boolean {

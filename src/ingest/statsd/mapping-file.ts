@@ -174,7 +174,8 @@ export function parseMappingFile(text: string): MappingFile {
       metricType,
       name: drop ? undefined : name,
       labels,
-      help: typeof r.help === 'string' ? r.help : undefined,
+      // An empty help is none: a bare `# HELP name` line is what promtool calls "no help text".
+      help: typeof r.help === 'string' && r.help.trim() !== '' ? r.help : undefined,
       buckets: bucketsOf(r, at),
       ttlMs: r.ttl === undefined ? undefined : duration(r.ttl, `${at}: "ttl"`),
       drop,
