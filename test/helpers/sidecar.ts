@@ -97,6 +97,34 @@ export async function spawnSidecar(env: Env): Promise<Child> {
   return { proc, mainPort, metricsPort, logs, exited };
 }
 
+/**
+ * Resolves with the first log line of a spawned sidecar that `match` accepts, as soon as it has
+ * been written (checked again on every chunk of its stdout): a wait on the event, not a poll.
+ */
+export function waitForLog(c: Child, match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const check = (): void => {
+      const found = c.logs.find(match);
+      if (done || found === undefined) return;
+      done = true;
+      c.proc.stdout!.off('data', check);
+      resolve(found);
+    };
+    // Registered after spawnSidecar's own listener: by the time it runs, the chunk's lines are in `logs`.
+    c.proc.stdout!.on('data', check);
+    // Every line is in `logs` once the process has closed: one last look, then it never will be.
+    void c.exited.then(() => {
+      check();
+      if (done) return;
+      done = true;
+      c.proc.stdout!.off('data', check);
+      reject(new Error(`the sidecar exited without logging it: ${JSON.stringify(c.logs)}`));
+    });
+    check();
+  });
+}
+
 /** Peak resident memory (VmHWM) of a process, in bytes. */
 export function peakRss(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
