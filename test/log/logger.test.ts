@@ -108,7 +108,7 @@ describe('createLogger', () => {
       fs.write = (...a) => (asyncWrites++, write(...a));
       for (let i = 0; i < 1000; i++) log.info('line', { i });
       const during = syncWrites + asyncWrites;
-      setTimeout(() => { process.stderr.write(JSON.stringify({ during, syncWrites, asyncWrites })); }, 200);`;
+      process.once('beforeExit', () => { process.stderr.write(JSON.stringify({ during, syncWrites, asyncWrites })); });`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     expect(r.status).toBe(0);
     const counts = JSON.parse(r.stderr) as { during: number; syncWrites: number; asyncWrites: number };
@@ -146,8 +146,10 @@ describe('createLogger', () => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await new Promise((resolve) => child.stdout.once('data', resolve));
-    child.stdout.destroy(); // the reader goes away
-    await new Promise((r) => setTimeout(r, 100));
+    // The reader goes away: its end of the pipe is closed once 'close' has been emitted.
+    const gone = new Promise((resolve) => child.stdout.once('close', resolve));
+    child.stdout.destroy();
+    await gone;
     child.stdin.end('go\n');
     expect(await exited).toBe(0);
   });
