@@ -70,11 +70,6 @@ export class HandedOverSockets {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
-  /** Sockets handed over and not closed yet. */
-  get size(): number {
-    return this.sockets.size;
-  }
-
   /**
    * Destroys every one. With an error: that is what makes a pending upgrade abandon its request
    * to the app (the forwarder ends the handshake on the client socket's 'error'; an upgraded
