@@ -19,13 +19,14 @@ import { StatsdRecorder } from './ingest/statsd/recorder';
 import { StatsdServer } from './ingest/statsd/server';
 import type { Merger } from './ingest/merge/merger';
 import { startupFields } from './log/startup';
-import { rateLimited } from './log/rate-limit';
+import { rateLimited, type RateLimitedLogger } from './log/rate-limit';
 import { accessLog } from './log/access';
 import { Contract } from './metrics/contract';
 import { AppHealth } from './server/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
 import { HelperThreadPriority } from './server/thread-priority';
+import { HandedOverSockets } from './proxy/upgrade';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
 const MAIN_KEEPALIVE_TIMEOUT_MS = 65_000;
@@ -54,10 +55,17 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
+  // Closed by stop(): each holds a timer while it holds lines back.
+  const limiters: RateLimitedLogger[] = [];
+  const limited = (): RateLimitedLogger => {
+    const l = rateLimited(logger);
+    limiters.push(l);
+    return l;
+  };
   // Rate-limited: a client sending bad tokens faster than the Kubernetes API is asked must not write a warning per request.
-  const gate = new AccessGate(config, rateLimited(logger), metrics.registry);
+  const gate = new AccessGate(config, limited(), metrics.registry);
   const statsd = config.statsd.port !== 0 ? createStatsd(config, metrics, logger) : undefined;
-  const merger = config.mergeTargets.length > 0 ? createMerger(config, metrics, logger) : undefined;
+  const merger = config.mergeTargets.length > 0 ? createMerger(config, metrics, limited()) : undefined;
   const appHealth = config.appHealth ? new AppHealth(config.appHealth, metrics.registry, logger) : undefined;
   const udpDrops = statsd ? new UdpDropReader(() => statsd.udpSocket) : undefined;
   if (udpDrops) registerUdpDropsMetric(metrics.registry, udpDrops);
@@ -87,13 +95,15 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         timeoutMs: config.upstreamTimeoutMs,
         maxConnections: config.upstreamMaxConnections,
         red,
-        logger: rateLimited(logger),
+        logger: limited(),
         draining: () => lifecycle.draining(),
         upgradeProtocols,
       })
     : undefined;
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number; variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' }[] = [];
+  // Upgrades and CONNECTs taken out of the main listener: the stop ends those still open.
+  const handedOver = new HandedOverSockets();
   if (config.listenPort !== 0) {
     const debugApp = createEndpointsApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
     const server = createMainServer({
@@ -105,6 +115,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       registry: metrics.registry,
       logger,
       upgradeProtocols,
+      handedOver,
     });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }
@@ -120,6 +131,19 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   for (const s of servers) lifecycle.addServer(s.server);
   const threads = new HelperThreadPriority(config.helperThreadsNice);
   if (config.accessLog) for (const s of servers) accessLog(s.server, s.name, logger);
+
+  /** Everything but the listeners that start() opens or sets off (the drain closes those). */
+  const release = (): void => {
+    forwarder?.close();
+    handedOver.destroyAll();
+    merger?.close();
+    appHealth?.stop();
+    gate.close();
+    statsd?.close();
+    status.stop();
+    threads.stop();
+    for (const l of limiters) l.close();
+  };
 
   return {
     metrics,
@@ -140,7 +164,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         }
       } catch (err) {
         // Close what did open, so that a caller who goes on (a test) is left with nothing running.
-        statsd?.close();
+        release();
         for (const s of servers) if (s.server.listening) s.server.close();
         throw err;
       }
@@ -156,14 +180,9 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       return { mainPort: bound.main, metricsPort: bound.metrics };
     },
     stop() {
-      return lifecycle.drain(config.shutdown, () => {
-        forwarder?.close();
-        appHealth?.stop();
-        gate.close();
-        statsd?.close();
-        status.stop();
-        threads.stop();
-      });
+      // Everything start() opened or set off is closed here; test/server/stop-handles.test.ts
+      // checks that nothing the sidecar created outlives this.
+      return lifecycle.drain(config.shutdown, release);
     },
   };
 }
@@ -184,7 +203,7 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
 /** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */
 function createMerger(config: Config, metrics: SidecarMetrics, logger: Logger): Merger {
   const { Merger: MergerClass } = require('./ingest/merge/merger') as typeof import('./ingest/merge/merger');
-  return new MergerClass(config.mergeTargets, metrics.registry, rateLimited(logger), config.mergeMaxBytes, {
+  return new MergerClass(config.mergeTargets, metrics.registry, logger, config.mergeMaxBytes, {
     ...config.limits,
     contract: new Contract(config.http.prefix),
   });

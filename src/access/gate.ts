@@ -108,9 +108,11 @@ export class AccessGate {
     await this.kube?.init();
   }
 
+  /** Stops watching the secret files and ends the Kubernetes API calls in flight. */
   close(): void {
     if (this.basic && typeof this.basic.password !== 'string') this.basic.password.close();
     this.apiKeys?.close();
+    this.kube?.close();
   }
 
   /** Undefined when the request may pass. `path` is the normalised request path. */

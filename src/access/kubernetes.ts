@@ -45,8 +45,11 @@ export class KubernetesAuthorizer {
   private readonly cache = new Map<string, CacheEntry>();
   private readonly pending = new Map<string, Promise<KubeDecision>>();
   private tokens: number;
-  private lastRefill = Date.now();
+  private lastRefill: number;
   private apis: Promise<Apis> | undefined;
+  /** The API calls in flight: close() aborts them. */
+  private readonly calls = new Set<AbortController>();
+  private closed = false;
 
   constructor(
     private readonly cfg: KubernetesAuthConfig,
@@ -55,6 +58,8 @@ export class KubernetesAuthorizer {
     private readonly now: () => number = Date.now,
   ) {
     this.tokens = cfg.maxRequestsPerSecond;
+    // On the injected clock, like every other time here (Date.now() against a test's clock emptied the budget).
+    this.lastRefill = now();
   }
 
   /** Loads the client library and the credentials now, so a broken setup shows at start. */
@@ -104,7 +109,7 @@ export class KubernetesAuthorizer {
 
   private async review(token: string, path: string): Promise<Exclude<KubeDecision, 'unavailable'>> {
     const { authn, authz } = await this.loadApis();
-    const tr = await this.call(() =>
+    const tr = await this.call((signal) =>
       authn.createTokenReview(
         {
           body: {
@@ -113,12 +118,12 @@ export class KubernetesAuthorizer {
             spec: this.cfg.audiences.length > 0 ? { token, audiences: [...this.cfg.audiences] } : { token },
           },
         },
-        this.perCall(),
+        this.perCall(signal),
       ),
     );
     const user = tr.status?.user;
     if (tr.status?.authenticated !== true || !user?.username) return 'unauthenticated';
-    const sar = await this.call(() =>
+    const sar = await this.call((signal) =>
       authz.createSubjectAccessReview(
         {
           body: {
@@ -127,30 +132,51 @@ export class KubernetesAuthorizer {
             spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb: 'get' } },
           },
         },
-        this.perCall(),
+        this.perCall(signal),
       ),
     );
     return sar.status?.allowed === true ? 'allow' : 'deny';
   }
 
-  /** Rate limit, then the call; errors become `{code}` errors that name no token. */
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Ends every API call in flight (their connections close now) and makes later ones fail at
+   * once: what the sidecar's stop calls.
+   */
+  close(): void {
+    this.closed = true;
+    for (const c of this.calls) c.abort();
+    this.calls.clear();
+  }
+
+  /**
+   * Rate limit, then the call, aborted at METRICS_KUBERNETES_TIMEOUT_MS or by close(); errors
+   * become `{code}` errors that name no token. The timer is cleared when the call ends
+   * (AbortSignal.timeout's ran on for the whole timeout after every call).
+   */
+  private async call<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (this.closed) throw Object.assign(new Error('the sidecar is stopping'), { code: 'ESHUTDOWN' });
     if (!this.takeToken()) throw Object.assign(new Error('rate limited'), { code: 'RATE_LIMITED' });
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.cfg.timeoutMs);
+    this.calls.add(controller);
     try {
-      return await fn();
+      return await fn(controller.signal);
     } catch (err) {
       const e = err as Error & { code?: unknown; type?: string };
+      if (this.closed) throw Object.assign(new Error('the sidecar is stopping'), { code: 'ESHUTDOWN' });
       if (e.name === 'AbortError' || e.type === 'aborted') throw Object.assign(new Error('kubernetes API timed out'), { code: 'ETIMEDOUT' });
       if (typeof e.code === 'number') throw Object.assign(new Error(`kubernetes API answered ${e.code}`), { code: `HTTP_${e.code}` });
       throw Object.assign(new Error(`kubernetes API call failed: ${typeof e.code === 'string' ? e.code : e.name}`), {
         code: typeof e.code === 'string' ? e.code : 'API_ERROR',
       });
+    } finally {
+      clearTimeout(timer);
+      this.calls.delete(controller);
     }
   }
 
-  /** Options for one call: its own timeout, and the current token when it comes from a file. */
-  private perCall(): import('@kubernetes/client-node').ConfigurationOptions {
-    const timeoutMs = this.cfg.timeoutMs;
+  /** Options for one call: its abort signal, and the current token when it comes from a file. */
+  private perCall(signal: AbortSignal): import('@kubernetes/client-node').ConfigurationOptions {
     const tokenFile = this.tokenFile;
     const Observable = this.observable!;
     return {
@@ -161,7 +187,7 @@ export class KubernetesAuthorizer {
           pre: (ctx) =>
             new Observable(
               (async () => {
-                ctx.setSignal(AbortSignal.timeout(timeoutMs));
+                ctx.setSignal(signal);
                 if (tokenFile !== undefined) {
                   const current = (await fs.promises.readFile(tokenFile, 'utf8')).trim();
                   if (current !== '') ctx.setHeaderParam('Authorization', `Bearer ${current}`);

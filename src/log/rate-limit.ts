@@ -22,18 +22,34 @@ interface KindState {
   passed: number;
   suppressed: number;
   timer: NodeJS.Timeout | undefined;
+  /** What the timer writes at the end of the window (close() writes it early). */
+  summary: (() => void) | undefined;
 }
 
-export function rateLimited(logger: Logger, opts: RateLimitOptions = {}): Logger {
+/** A rate-limited Logger, and how to end it. */
+export interface RateLimitedLogger extends Logger {
+  /**
+   * Writes now the summary lines of windows still holding lines back and clears their timers;
+   * from then on every line passes (a stopped sidecar writes few, and arms no more timers).
+   */
+  close(): void;
+}
+
+export function rateLimited(logger: Logger, opts: RateLimitOptions = {}): RateLimitedLogger {
   const burst = opts.burst ?? 5;
   const windowMs = opts.windowMs ?? 30_000;
   const maxKinds = opts.maxKinds ?? 1000;
   const now = opts.now ?? Date.now;
   const kinds = new Map<string, KindState>();
+  let closed = false;
 
   const limited =
     (lvl: 'warn' | 'error') =>
     (msg: string, fields?: Fields): void => {
+      if (closed) {
+        logger[lvl](msg, fields);
+        return;
+      }
       const kind = `${lvl} ${typeof fields?.kind === 'string' ? fields.kind : msg}`;
       const t = now();
       let s = kinds.get(kind);
@@ -43,7 +59,7 @@ export function rateLimited(logger: Logger, opts: RateLimitOptions = {}): Logger
           clearTimeout(kinds.get(oldest)?.timer);
           kinds.delete(oldest);
         }
-        s = { windowStart: t, passed: 0, suppressed: 0, timer: undefined };
+        s = { windowStart: t, passed: 0, suppressed: 0, timer: undefined, summary: undefined };
         kinds.set(kind, s);
       }
       if (t - s.windowStart >= windowMs) {
@@ -61,15 +77,14 @@ export function rateLimited(logger: Logger, opts: RateLimitOptions = {}): Logger
       if (s.timer === undefined) {
         // Say at the end of the window how many were held back, even if none follows.
         const state = s;
-        state.timer = setTimeout(
-          () => {
-            state.timer = undefined;
-            if (state.suppressed === 0) return;
-            logger[lvl](`${msg} (repeated)`, { ...fields, suppressed: state.suppressed, window_ms: windowMs });
-            state.suppressed = 0;
-          },
-          Math.max(0, windowMs - (t - s.windowStart)),
-        );
+        state.summary = () => {
+          state.timer = undefined;
+          state.summary = undefined;
+          if (state.suppressed === 0) return;
+          logger[lvl](`${msg} (repeated)`, { ...fields, suppressed: state.suppressed, window_ms: windowMs });
+          state.suppressed = 0;
+        };
+        state.timer = setTimeout(state.summary, Math.max(0, windowMs - (t - s.windowStart)));
         state.timer.unref();
       }
     };
@@ -81,5 +96,13 @@ export function rateLimited(logger: Logger, opts: RateLimitOptions = {}): Logger
     error: limited('error'),
     fatal: (m, f) => logger.fatal(m, f),
     isDebug: () => logger.isDebug(),
+    close: () => {
+      closed = true;
+      for (const s of kinds.values()) {
+        clearTimeout(s.timer);
+        s.summary?.();
+      }
+      kinds.clear();
+    },
   };
 }

@@ -55,3 +55,32 @@ export function replayWithoutUpgrade(server: http.Server, req: http.IncomingMess
   socket.unshift(head.length > 0 ? Buffer.concat([Buffer.from(text, 'latin1'), head]) : Buffer.from(text, 'latin1'));
   server.emit('connection', socket);
 }
+
+/**
+ * Sockets Node's HTTP server handed over (`upgrade`, `connect`), from the hand-over until they
+ * close. `closeAllConnections()` no longer reaches them, yet `server.close()` waits for them: a
+ * handshake the app never completes, or a refusal the client never reads to its end (the socket
+ * stays half-open), held a stopping sidecar until the upstream timeout or the client went away.
+ */
+export class HandedOverSockets {
+  private readonly sockets = new Set<Duplex>();
+
+  add(socket: Duplex): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  /**
+   * Destroys every one. With an error: that is what makes a pending upgrade abandon its request
+   * to the app (the forwarder ends the handshake on the client socket's 'error'; an upgraded
+   * pair closes on either side's 'close').
+   */
+  destroyAll(): void {
+    const err = Object.assign(new Error('the sidecar is stopping'), { code: 'ESHUTDOWN' });
+    for (const s of this.sockets) {
+      if (s.listenerCount('error') === 0) s.on('error', () => undefined);
+      s.destroy(err);
+    }
+    this.sockets.clear();
+  }
+}

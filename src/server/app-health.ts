@@ -44,17 +44,23 @@ export function healthyStatus(status: number): boolean {
   return status >= 200 && status < 400;
 }
 
-/** One GET of the app's health URL on a fresh connection, bounded in time and in bytes read. */
-export function checkOnce(url: URL, timeoutMs: number, keepBody = false): Promise<CheckResult> {
+/**
+ * One GET of the app's health URL on a fresh connection, bounded in time and in bytes read.
+ * `signal` ends it early (the sidecar stopping): its connection and timer are gone at once.
+ */
+export function checkOnce(url: URL, timeoutMs: number, keepBody = false, signal?: AbortSignal): Promise<CheckResult> {
+  if (signal?.aborted) return Promise.resolve({ outcome: 'error', reason: 'stopped' });
   return new Promise((resolve) => {
     let done = false;
     const finish = (r: CheckResult): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       req.destroy();
       resolve(r);
     };
+    const onAbort = (): void => finish({ outcome: 'error', reason: 'stopped' });
     const req = http.request(
       {
         // `[::1]` → `::1`: http.request wants the bare address (as the forwarder does).
@@ -87,6 +93,7 @@ export function checkOnce(url: URL, timeoutMs: number, keepBody = false): Promis
     );
     const timer = setTimeout(() => finish({ outcome: 'timeout', reason: `no answer within ${timeoutMs} ms` }), timeoutMs);
     req.on('error', (err: NodeJS.ErrnoException) => finish({ outcome: 'error', reason: err.code ?? err.message }));
+    signal?.addEventListener('abort', onAbort, { once: true });
     req.end();
   });
 }
@@ -97,6 +104,8 @@ export class AppHealth {
   private successes = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** Aborted by stop(): the check and the relays in flight end with it. */
+  private controller = new AbortController();
   /** The relayed request in flight, shared by every relay that arrives meanwhile. */
   private pendingRelay: Promise<CheckResult> | undefined;
   private lastReason = 'not checked yet';
@@ -141,19 +150,24 @@ export class AppHealth {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    if (this.controller.signal.aborted) this.controller = new AbortController();
     this.tick();
   }
 
+  /** Stops the loop and ends the check and the relays in flight (their connections close now). */
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.controller.abort();
   }
 
   private tick(): void {
     const started = Date.now();
-    void checkOnce(this.config.url, this.config.timeoutMs).then((r) => {
-      if (this.stopped) return;
+    const signal = this.controller.signal;
+    void checkOnce(this.config.url, this.config.timeoutMs, false, signal).then((r) => {
+      // Stopped meanwhile (and perhaps started again, with a loop of its own): this one ends here.
+      if (signal.aborted) return;
       this.record(r);
       const wait = Math.max(0, this.config.intervalMs - (Date.now() - started));
       this.timer = setTimeout(() => this.tick(), wait);
@@ -194,7 +208,7 @@ export class AppHealth {
   async relay(): Promise<RelayAnswer> {
     let pending = this.pendingRelay;
     if (pending === undefined) {
-      pending = checkOnce(this.config.url, this.config.timeoutMs, true).finally(() => {
+      pending = checkOnce(this.config.url, this.config.timeoutMs, true, this.controller.signal).finally(() => {
         this.pendingRelay = undefined;
       });
       this.pendingRelay = pending;

@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import type Koa from 'koa';
 import { targetOf } from '../proxy/target';
-import { allowedUpgrade, replayWithoutUpgrade } from '../proxy/upgrade';
+import { allowedUpgrade, replayWithoutUpgrade, type HandedOverSockets } from '../proxy/upgrade';
 import type { Forwarder } from '../proxy/forwarder';
 import type { RedRecorder } from '../proxy/red';
 import { Counter, type Registry } from '../metrics/registry';
@@ -33,6 +33,8 @@ export interface MainServerOptions {
   logger?: Logger;
   /** Lower-case `Upgrade` protocols passed to the app as upgrades (UPSTREAM_UPGRADE_PROTOCOLS). */
   upgradeProtocols: ReadonlySet<string>;
+  /** Where sockets taken out of the HTTP server (upgrades, CONNECT) are kept until they close, for the stop to end them. */
+  handedOver?: HandedOverSockets;
 }
 
 export function createMainServer(opts: MainServerOptions): http.Server {
@@ -99,6 +101,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     // Node removed its own error listener when it handed the socket over: a client resetting the
     // connection now must not become an uncaught 'error' (it would take the process down).
     socket.on('error', destroyOnError);
+    opts.handedOver?.add(socket);
     const start = performance.now();
     const t = targetOf(req);
     // An upgrade that announces a body: Node hands the socket over before reading it, so the app
@@ -120,6 +123,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
   // CONNECT asks for a tunnel; the sidecar is not a forward proxy. (Without a listener Node drops the socket silently.)
   server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
     socket.on('error', destroyOnError);
+    opts.handedOver?.add(socket);
     clientErrors.inc(['connect']);
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     red?.refused(req.method ?? 'CONNECT', 405, 0);

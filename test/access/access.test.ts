@@ -235,16 +235,14 @@ describe('hot reload of mounted secrets', () => {
     // Kubernetes replaces a Secret's files by swapping a symlink; a rename does the same here.
     fs.writeFileSync(`${file}.new`, `${NEW_PASSWORD}\n`);
     fs.renameSync(`${file}.new`, file);
-    await new Promise((r) => setTimeout(r, 300));
+    await sc.untilLogged((l) => l.msg === 'basic auth password reloaded');
     expect((await call(sc.metricsPort, { headers: { authorization: basic(USER, PASSWORD) } })).status).toBe(401);
     expect((await call(sc.metricsPort, { headers: { authorization: basic(USER, NEW_PASSWORD) } })).status).toBe(200);
-    expect(sc.logs.some((l) => l.msg === 'basic auth password reloaded')).toBe(true);
 
     // A broken new version (empty) keeps the last good password and says why.
     fs.writeFileSync(file, '');
-    await new Promise((r) => setTimeout(r, 300));
+    expect(await sc.untilLogged((l) => String(l.msg).includes('invalid; keeping the last good one'))).toMatchObject({ reason: 'the file is empty' });
     expect((await call(sc.metricsPort, { headers: { authorization: basic(USER, NEW_PASSWORD) } })).status).toBe(200);
-    expect(sc.logs.find((l) => String(l.msg).includes('invalid; keeping the last good one'))).toMatchObject({ reason: 'the file is empty' });
   });
 
   it('should reload API keys, and keep the last good keys when the new file is broken', async () => {
@@ -253,13 +251,12 @@ describe('hot reload of mounted secrets', () => {
     const sc = await sidecar({ METRICS_API_KEYS_FILE: file, SECRET_RELOAD_INTERVAL_MS: '50' });
     expect((await call(sc.metricsPort, { headers: { authorization: bearer(KEY_METRICS) } })).status).toBe(200);
     fs.writeFileSync(file, `prometheus plain:${KEY_HASHED} metrics\n`);
-    await new Promise((r) => setTimeout(r, 300));
+    await sc.untilLogged((l) => l.msg === 'API keys reloaded');
     expect((await call(sc.metricsPort, { headers: { authorization: bearer(KEY_METRICS) } })).status).toBe(401);
     expect((await call(sc.metricsPort, { headers: { authorization: bearer(KEY_HASHED) } })).status).toBe(200);
     fs.writeFileSync(file, `prometheus ${KEY_OTHER_SCOPE}\n`);
-    await new Promise((r) => setTimeout(r, 300));
+    expect(await sc.untilLogged((l) => String(l.msg).includes('API keys file is invalid'))).toMatchObject({ reason: expect.stringMatching(/^line 1: /) });
     expect((await call(sc.metricsPort, { headers: { authorization: bearer(KEY_HASHED) } })).status).toBe(200);
-    expect(sc.logs.find((l) => String(l.msg).includes('API keys file is invalid'))).toMatchObject({ reason: expect.stringMatching(/^line 1: /) });
   });
 });
 

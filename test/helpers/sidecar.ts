@@ -14,6 +14,8 @@ export interface Running {
   metricsPort: number;
   /** Every log line the sidecar wrote, parsed. */
   logs: Record<string, unknown>[];
+  /** Resolves with the first log line `match` accepts, as soon as it is written. */
+  untilLogged(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -25,7 +27,18 @@ export async function startSidecar(env: Env = {}): Promise<Running> {
   // In-process sidecars leave the test runner's own threads at their priority (the spawned ones do not: test/server/thread-priority.test.ts).
   const config = loadConfig({ ...TEST_DEFAULTS, HELPER_THREADS_NICE: '0', LISTEN_PORT: '1', PROMETHEUS_PORT: '2', ...env });
   const logs: Record<string, unknown>[] = [];
-  const logger = createLogger(config.logLevel, (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+  const waiting: (() => void)[] = [];
+  const logger = createLogger(config.logLevel, (line) => {
+    logs.push(JSON.parse(line) as Record<string, unknown>);
+    for (const w of waiting.splice(0)) w();
+  });
+  const untilLogged = async (match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
+    for (;;) {
+      const found = logs.find(match);
+      if (found !== undefined) return found;
+      await new Promise<void>((r) => waiting.push(r));
+    }
+  };
   const sidecar = createSidecar(config, logger, { mainPort: 0, metricsPort: 0 });
   const { mainPort, metricsPort } = await sidecar.start();
   return {
@@ -33,6 +46,7 @@ export async function startSidecar(env: Env = {}): Promise<Running> {
     mainPort: mainPort ?? 0,
     metricsPort: metricsPort ?? 0,
     logs,
+    untilLogged,
     stop: async () => {
       await sidecar.stop();
     },
@@ -95,6 +109,34 @@ export async function spawnSidecar(env: Env): Promise<Child> {
     await new Promise((r) => setTimeout(r, 50));
   }
   return { proc, mainPort, metricsPort, logs, exited };
+}
+
+/**
+ * Resolves with the first log line of a spawned sidecar that `match` accepts, as soon as it has
+ * been written (checked again on every chunk of its stdout): a wait on the event, not a poll.
+ */
+export function waitForLog(c: Child, match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const check = (): void => {
+      const found = c.logs.find(match);
+      if (done || found === undefined) return;
+      done = true;
+      c.proc.stdout!.off('data', check);
+      resolve(found);
+    };
+    // Registered after spawnSidecar's own listener: by the time it runs, the chunk's lines are in `logs`.
+    c.proc.stdout!.on('data', check);
+    // Every line is in `logs` once the process has closed: one last look, then it never will be.
+    void c.exited.then(() => {
+      check();
+      if (done) return;
+      done = true;
+      c.proc.stdout!.off('data', check);
+      reject(new Error(`the sidecar exited without logging it: ${JSON.stringify(c.logs)}`));
+    });
+    check();
+  });
 }
 
 /** Peak resident memory (VmHWM) of a process, in bytes. */

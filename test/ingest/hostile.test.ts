@@ -359,6 +359,8 @@ describe('MERGE_TARGETS collisions, duplicates and size (real targets over HTTP)
     ].join('\n'),
   };
   const url = (p: string) => `http://127.0.0.1:${targetPort}${p}`;
+  /** Called when the /big target has handed its whole body to the kernel. */
+  let bigSent: () => void = () => undefined;
 
   beforeAll(async () => {
     let big = '# TYPE big_gauge gauge\n';
@@ -366,7 +368,7 @@ describe('MERGE_TARGETS collisions, duplicates and size (real targets over HTTP)
     for (let i = 0; i < 60_000; i++) parts.push(`big_gauge{instance="host-${i}",path="/api/v1/items/${i}"} ${i}\n`);
     big += parts.join('');
     bodies['/big'] = big;
-    targets = http.createServer((req, res) => res.end(bodies[req.url ?? ''] ?? ''));
+    targets = http.createServer((req, res) => res.end(bodies[req.url ?? ''] ?? '', () => (req.url === '/big' ? bigSent() : undefined)));
     await new Promise<void>((resolve) => targets.listen(0, '127.0.0.1', resolve));
     targetPort = (targets.address() as AddressInfo).port;
     upstream = await startUpstream((_req, res) => res.end('ok'));
@@ -404,11 +406,13 @@ describe('MERGE_TARGETS collisions, duplicates and size (real targets over HTTP)
   it('should parse a large target in slices: a proxied request is answered before the scrape', async () => {
     sc = await startSidecar({ UPSTREAM_URL: upstream.url, MERGE_TARGETS: url('/big'), METRICS_MAX_SERIES_TOTAL: '100000' });
     const events: string[] = [];
+    const sent = new Promise<void>((r) => (bigSent = r));
     const scrape = request(sc.metricsPort, '/debug/metrics').then((r) => {
       events.push('scrape');
       return r;
     });
-    await new Promise((r) => setTimeout(r, 20));
+    // The target has sent its 60,000 series: the sidecar is reading and parsing them now.
+    await sent;
     const proxied = await request(sc.mainPort, '/while-merging');
     expect(proxied.status).toBe(200);
     events.push('proxied');

@@ -142,29 +142,34 @@ describe('merging generated targets', () => {
             maxFamiliesPerSource: 6,
           },
         );
-        for (const om of [false, true]) {
-          const merged = await merger.collect(2000, om);
-          // As the exposition handler serves it: collectors, our families, then the merged text.
-          registry.collect();
-          const text = new ExpositionWriter(registry.all(), om, (await registry.renderExternals(om)) + merged).all().toString('utf8');
-          if (!om) {
-            const p = parseExposition(text);
-            expect(find(p, 'metrics_sidecar_merge_up').map((s) => s.value === 0 || s.value === 1)).toEqual([true, true]);
-            expect(promtoolErrors(text)).toBe('');
-            // promtool sees some collisions only in one order; the model: no two families share a sample name or spelling.
-            const owner = new Map<string, string>();
-            for (const [name, t] of p.types) {
-              for (const n of exposedNames(name, t as MetricType)) {
-                expect([n, owner.get(n)]).toEqual([n, undefined]);
-                owner.set(n, name);
+        try {
+          for (const om of [false, true]) {
+            const merged = await merger.collect(2000, om);
+            // As the exposition handler serves it: collectors, our families, then the merged text.
+            registry.collect();
+            const text = new ExpositionWriter(registry.all(), om, (await registry.renderExternals(om)) + merged).all().toString('utf8');
+            if (!om) {
+              const p = parseExposition(text);
+              expect(find(p, 'metrics_sidecar_merge_up').map((s) => s.value === 0 || s.value === 1)).toEqual([true, true]);
+              expect(promtoolErrors(text)).toBe('');
+              // promtool sees some collisions only in one order; the model: no two families share a sample name or spelling.
+              const owner = new Map<string, string>();
+              for (const [name, t] of p.types) {
+                for (const n of exposedNames(name, t as MetricType)) {
+                  expect([n, owner.get(n)]).toEqual([n, undefined]);
+                  owner.set(n, name);
+                }
               }
+            } else {
+              const families = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+              expect(new Set(families).size).toBe(families.length);
+              expect(text.endsWith('# EOF\n')).toBe(true);
+              expect(text.match(/# EOF/g)).toHaveLength(1);
             }
-          } else {
-            const families = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
-            expect(new Set(families).size).toBe(families.length);
-            expect(text.endsWith('# EOF\n')).toBe(true);
-            expect(text.match(/# EOF/g)).toHaveLength(1);
           }
+        } finally {
+          // Its connections to the targets go with it.
+          merger.close();
         }
       }),
       { numRuns: 120 },

@@ -15,29 +15,38 @@ describe('merge collections shared between scrapes', () => {
   let target: MergeTarget;
   let held: http.ServerResponse[] = [];
   let asked = 0;
+  let askedAgain: () => void = () => undefined;
   const release = (): void => {
     for (const res of held.splice(0)) res.writeHead(200).end(BODY);
   };
+  const mergers: Merger[] = [];
 
   beforeAll(async () => {
     target = await startMergeTarget((_req, res) => {
       asked++;
       held.push(res);
+      askedAgain();
     });
   });
-  afterEach(() => release());
+  afterEach(() => {
+    release();
+    for (const m of mergers.splice(0)) m.close();
+  });
   afterAll(async () => {
     held = [];
     await target.close();
   });
 
-  const merger = (): Merger =>
-    new Merger(
+  const merger = (): Merger => {
+    const m = new Merger(
       [new URL(target.url())],
       new Registry(),
       createLogger('error', () => undefined),
       64 * 1024,
     );
+    mergers.push(m);
+    return m;
+  };
 
   it('should answer a scrape with a short budget on its own time while a long-budget collection waits on a hung target', async () => {
     const m = merger();
@@ -62,7 +71,7 @@ describe('merge collections shared between scrapes', () => {
     const a = m.collect(2_000, false);
     const b = m.collect(5_000, false);
     const c = m.collect(2_500, true); // another format: its own collection
-    while (asked - before < 2) await new Promise((r) => setTimeout(r, 10));
+    while (asked - before < 2) await new Promise<void>((r) => (askedAgain = r));
     release();
     expect(await a).toBe(await b);
     expect(await c).toContain('app_ok');

@@ -30,11 +30,11 @@ async function scrape(sc: Running): Promise<Parsed & { text: string }> {
   return { ...parseExposition(text), text };
 }
 
-/** Scrapes until `ok` holds (UDP is asynchronous), at most ~3 s. */
-async function until(sc: Running, ok: (p: Parsed) => boolean): Promise<Parsed & { text: string }> {
+/** Scrapes until `ok` holds (UDP is asynchronous), `tries` times at most (~3 s by default). */
+async function until(sc: Running, ok: (p: Parsed) => boolean, tries = 60): Promise<Parsed & { text: string }> {
   for (let i = 0; ; i++) {
     const p = await scrape(sc);
-    if (ok(p) || i > 60) return p;
+    if (ok(p) || i > tries) return p;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -96,14 +96,16 @@ describe('StatsD over raw UDP and TCP', () => {
 
   it('should read TCP lines split across writes, with CRLF endings', async () => {
     const before = lines(await scrape(sc), 'accepted');
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect(sc.statsdPort, '127.0.0.1', () => {
-        s.write('tcp_hits:1|c\r\ntcp_');
-        setTimeout(() => s.end('hits:2|c\n'), 30);
-      });
+    const s = net.connect(sc.statsdPort, '127.0.0.1');
+    const closed = new Promise<void>((resolve, reject) => {
       s.on('error', reject);
       s.on('close', () => resolve());
     });
+    s.write('tcp_hits:1|c\r\ntcp_');
+    // The first line counted: the sidecar has read that write, so the rest arrives in another read.
+    await until(sc, (x) => lines(x, 'accepted') >= before + 1);
+    s.end('hits:2|c\n');
+    await closed;
     const p = await until(sc, (x) => lines(x, 'accepted') >= before + 2);
     expect(find(p, 'tcp_hits_total')[0]?.value).toBe(3);
   });
@@ -200,9 +202,9 @@ describe('STATSD_MAPPING_FILE', () => {
     expect(lines(p, 'dropped')).toBe(1);
     expect(find(p, 'shortlived_jobs')[0]?.value).toBe(4);
 
-    // Idle past its 1 s TTL, the series disappears (the sweep runs every second).
-    await new Promise((r) => setTimeout(r, 2300));
-    p = await scrape(sc);
+    // Idle past its 1 s TTL, the series disappears (the sweep runs every second): scraped until it
+    // has, the test's timeout the bound.
+    p = await until(sc, (x) => find(x, 'shortlived_jobs').length === 0, Infinity);
     expect(find(p, 'shortlived_jobs')).toEqual([]);
     expect(find(p, 'shop_checkout_seconds_count')).toHaveLength(1);
   }, 15000);

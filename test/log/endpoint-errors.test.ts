@@ -58,7 +58,8 @@ describe('ACCESS_LOG', () => {
       await request(sc.mainPort, '/debug/metrics?api_key=query-secret');
       await request(sc.metricsPort, '/healthz');
       await request(sc.mainPort, '/not-forwarded');
-      await new Promise((r) => setTimeout(r, 50));
+      // A line is written when its response closes: all have once the sidecar has stopped.
+      await sc.stop();
       const access = sc.logs.filter((l) => l.msg === 'request');
       expect(access.map((l) => [l.listener, l.method, l.path, l.status])).toEqual([
         ['main', 'GET', '/debug/metrics', 200],
@@ -78,7 +79,7 @@ describe('ACCESS_LOG', () => {
     try {
       const r = await request(sc.mainPort, '/reset-password/xK-3nF_q8Rz0aY7Bv2LmWc?next=/home');
       expect(r.status).toBe(200);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await sc.stop();
       const [entry] = sc.logs.filter((l) => l.msg === 'request');
       expect(entry).toMatchObject({ listener: 'main', method: 'GET', path: '/reset-password/:id', status: 200 });
       expect(entry.bytes).toBeGreaterThan(r.text.length);
@@ -93,7 +94,7 @@ describe('ACCESS_LOG', () => {
     const sc = await startSidecar({});
     try {
       await request(sc.metricsPort, '/healthz');
-      await new Promise((r) => setTimeout(r, 50));
+      await sc.stop();
       expect(sc.logs.filter((l) => l.msg === 'request')).toEqual([]);
     } finally {
       await sc.stop();

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { createLogger, REDACTED, SECRET_KEY, SECRET_KEYS, type Logger } from '../../src/log/logger';
 import { rateLimited } from '../../src/log/rate-limit';
+import { trackResources, turnLoop } from '../helpers/handles';
 
 function capture(level: 'debug' | 'info' | 'warn' | 'error' = 'debug'): { logger: Logger; lines: string[]; entries: () => Record<string, unknown>[] } {
   const lines: string[] = [];
@@ -107,7 +108,7 @@ describe('createLogger', () => {
       fs.write = (...a) => (asyncWrites++, write(...a));
       for (let i = 0; i < 1000; i++) log.info('line', { i });
       const during = syncWrites + asyncWrites;
-      setTimeout(() => { process.stderr.write(JSON.stringify({ during, syncWrites, asyncWrites })); }, 200);`;
+      process.once('beforeExit', () => { process.stderr.write(JSON.stringify({ during, syncWrites, asyncWrites })); });`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
     expect(r.status).toBe(0);
     const counts = JSON.parse(r.stderr) as { during: number; syncWrites: number; asyncWrites: number };
@@ -145,8 +146,10 @@ describe('createLogger', () => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await new Promise((resolve) => child.stdout.once('data', resolve));
-    child.stdout.destroy(); // the reader goes away
-    await new Promise((r) => setTimeout(r, 100));
+    // The reader goes away: its end of the pipe is closed once 'close' has been emitted.
+    const gone = new Promise((resolve) => child.stdout.once('close', resolve));
+    child.stdout.destroy();
+    await gone;
     child.stdin.end('go\n');
     expect(await exited).toBe(0);
   });
@@ -167,6 +170,7 @@ describe('rateLimited', () => {
     limited.info('info passes', {});
     limited.info('info passes', {});
     expect(entries().filter((e) => e.msg === 'info passes')).toHaveLength(3);
+    limited.close();
   });
 
   it('should separate kinds given as fields.kind and bound how many kinds it tracks', () => {
@@ -176,16 +180,47 @@ describe('rateLimited', () => {
     expect(entries()).toHaveLength(3);
     for (let i = 0; i < 1000; i++) limited.warn('many', { kind: `k${i}` });
     expect(entries()).toHaveLength(1003);
+    limited.close();
   });
 
   it('should write a summary line when the window ends with lines held back', async () => {
-    const { logger, entries } = capture();
+    const lines: string[] = [];
+    let summarized!: () => void;
+    const summary = new Promise<void>((r) => (summarized = r));
+    const logger = createLogger('debug', (l) => {
+      lines.push(l);
+      if (l.includes('(repeated)')) summarized();
+    });
     const limited = rateLimited(logger, { burst: 1, windowMs: 50 });
     for (let i = 0; i < 10; i++) limited.warn('dead target');
-    await new Promise((r) => setTimeout(r, 200));
-    expect(entries().map((e) => [e.msg, e.suppressed])).toEqual([
+    expect(lines).toHaveLength(1);
+    // Written by the window's timer: nothing else writes after the loop above.
+    await summary;
+    expect(lines.map((l) => JSON.parse(l) as Record<string, unknown>).map((e) => [e.msg, e.suppressed])).toEqual([
       ['dead target', undefined],
       ['dead target (repeated)', 9],
     ]);
+  });
+
+  it('should write what it holds back at close(), leave no timer behind, and hold nothing back after', async () => {
+    const { logger, entries } = capture();
+    const tracker = trackResources();
+    const limited = rateLimited(logger, { burst: 1, windowMs: 60_000 });
+    for (let i = 0; i < 4; i++) limited.warn('dead target');
+    limited.error('broken', { kind: 'x' });
+    limited.error('broken', { kind: 'x' });
+    limited.close();
+    await turnLoop(() => tracker.alive().length === 0);
+    const left = tracker.alive();
+    tracker.stop();
+    expect(left).toEqual([]);
+    expect(entries().map((e) => [e.msg, e.suppressed])).toEqual([
+      ['dead target', undefined],
+      ['broken', undefined],
+      ['dead target (repeated)', 3],
+      ['broken (repeated)', 1],
+    ]);
+    for (let i = 0; i < 3; i++) limited.warn('dead target');
+    expect(entries()).toHaveLength(7);
   });
 });

@@ -81,7 +81,15 @@ describe('Upgrade: h2c and other protocols not allowed', () => {
     sock.on('data', (c: Buffer) => (got += c.toString('latin1')));
     sock.write(`POST /upload HTTP/1.1\r\nHost: a\r\n${H2C}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`);
     sock.write('6\r\n world\r\n0\r\n\r\n');
-    await new Promise((r) => setTimeout(r, 50));
+    // The next request once the first is answered (the connection is then free for it).
+    await new Promise<void>((resolve) => {
+      const answered = (): void => {
+        if (!got.includes('plain POST /upload hello world')) return;
+        sock.off('data', answered);
+        resolve();
+      };
+      sock.on('data', answered);
+    });
     sock.write('GET /second HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
     await new Promise((r) => sock.on('close', r));
     expect(got).toContain('plain POST /upload hello world');

@@ -16,6 +16,7 @@ import {
   type UpstreamClientOptions,
   type UpstreamRequest,
 } from '../../src/proxy/upstream-client';
+import { turnLoop } from '../helpers/handles';
 
 interface RawServer {
   port: number;
@@ -24,6 +25,8 @@ interface RawServer {
   /** Every request head (and body bytes) received, per connection, as latin1 text. */
   received: string[];
   sockets: net.Socket[];
+  /** Resolves once `cond()` holds, checked again whenever bytes arrive or a connection opens or closes. */
+  until(cond: () => boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,7 +35,20 @@ interface RawServer {
  * on a connection (n = 1 for the first request on it). Bodies are appended to `received` only.
  */
 async function rawServer(onRequest: (s: net.Socket, head: string, n: number, conn: number) => void): Promise<RawServer> {
-  const state: RawServer = { port: 0, connections: 0, received: [], sockets: [], close: async () => undefined };
+  const waiters: (() => void)[] = [];
+  const changed = (): void => {
+    for (const w of waiters.splice(0)) w();
+  };
+  const state: RawServer = {
+    port: 0,
+    connections: 0,
+    received: [],
+    sockets: [],
+    until: async (cond) => {
+      while (!cond()) await new Promise<void>((r) => waiters.push(r));
+    },
+    close: async () => undefined,
+  };
   const srv = net.createServer((s) => {
     const conn = state.connections++;
     state.sockets.push(s);
@@ -40,6 +56,7 @@ async function rawServer(onRequest: (s: net.Socket, head: string, n: number, con
     let buf = '';
     let n = 0;
     s.on('error', () => undefined);
+    s.on('close', changed);
     s.on('data', (d: Buffer) => {
       const text = d.toString('latin1');
       state.received[conn] += text;
@@ -50,7 +67,9 @@ async function rawServer(onRequest: (s: net.Socket, head: string, n: number, con
         buf = '';
         onRequest(s, head, ++n, conn);
       }
+      changed();
     });
+    changed();
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   state.port = (srv.address() as AddressInfo).port;
@@ -163,12 +182,20 @@ describe('upstream client: happy paths', () => {
 
   it('should reuse the most recently freed connection first (LIFO)', async () => {
     const order: number[] = [];
-    const { srv, client } = await setup((s, _h, _n, conn) => {
+    // The first request on each connection waits here until the test answers it.
+    const held: net.Socket[] = [];
+    const { srv, client } = await setup((s, _h, n, conn) => {
       order.push(conn);
-      // Connection 0 answers later than connection 1, so 1 is freed first and 0 last.
-      setTimeout(() => s.write(OK), conn === 0 ? 60 : 1);
+      if (n === 1) held[conn] = s;
+      else s.write(OK);
     });
-    await Promise.all([call(client), call(client)]);
+    const both = [call(client), call(client)];
+    await srv.until(() => held.filter(Boolean).length === 2);
+    // Connection 1 answers first and is freed first; connection 0 is freed last.
+    held[1].write(OK);
+    await Promise.race(both);
+    held[0].write(OK);
+    await Promise.all(both);
     expect(srv.connections).toBe(2);
     order.length = 0;
     await call(client);
@@ -268,11 +295,13 @@ describe('upstream client: happy paths', () => {
   });
 
   it('should read a close-delimited body to the end and not reuse the connection', async () => {
+    let upstream: net.Socket | undefined;
     const { srv, client } = await setup((s) => {
+      upstream = s;
       s.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ');
-      setTimeout(() => s.end('close'), 10);
     });
-    const r = await call(client);
+    // The rest, and the close that ends the body, once the first part has been delivered.
+    const r = await call(client, {}, { onData: () => upstream?.end('close') });
     expect(r.error).toBeUndefined();
     expect(r.body.toString()).toBe('until close');
     await call(client);
@@ -308,8 +337,9 @@ describe('upstream client: happy paths', () => {
 
   it('should send a body with Content-Length as is, and one without chunked', async () => {
     const { srv, client } = await setup((s, _h, n) => {
-      // Answer once the body is in: wait a moment.
-      setTimeout(() => s.write(OK), n === 1 ? 30 : 30);
+      // Answer once the whole body is in: the first by its length, the second (chunked) by its last chunk.
+      const end = n === 1 ? 'abcdef' : '0\r\n\r\n';
+      void srv.until(() => srv.received[0].endsWith(end)).then(() => s.write(OK));
     });
     await call(client, { method: 'POST', headers: ['host', 'a', 'content-length', '6'], body: Readable.from([Buffer.from('abc'), Buffer.from('def')]) });
     expect(srv.received[0]).toBe('POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 6\r\n\r\nabcdef');
@@ -344,7 +374,7 @@ describe('upstream client: happy paths', () => {
   });
 
   it('should queue requests beyond UPSTREAM_MAX_CONNECTIONS and serve them in order', async () => {
-    const { srv, client } = await setup((s) => setTimeout(() => s.write(OK), 5), { maxConnections: 2 });
+    const { srv, client } = await setup((s) => s.write(OK), { maxConnections: 2 });
     const all = Array.from({ length: 6 }, () => call(client));
     expect(client.queued).toBe(4);
     const rs = await Promise.all(all);
@@ -373,6 +403,8 @@ describe('upstream client: happy paths', () => {
     });
     let ctrl: Controller | undefined;
     let received = 0;
+    let onPause!: () => void;
+    const pausedNow = new Promise<void>((r) => (onPause = r));
     const done = call(
       client,
       {},
@@ -382,13 +414,16 @@ describe('upstream client: happy paths', () => {
           if (ctrl === undefined) {
             ctrl = c;
             c.pause();
+            onPause();
           }
         },
       },
     );
-    await new Promise((r) => setTimeout(r, 300));
+    // 16 MiB were written at once: the kernel has bytes ready for the client on every turn of the
+    // loop. Paused, none is delivered however many turns pass (unpaused, the next turn would).
+    await pausedNow;
     const whilePaused = received;
-    await new Promise((r) => setTimeout(r, 200));
+    await turnLoop(() => false, 200);
     expect(received).toBe(whilePaused);
     expect(received).toBeLessThan(size);
     ctrl!.resume();
@@ -427,13 +462,13 @@ describe('upstream client: happy paths', () => {
   });
 
   it('should drop an idle connection that sends unasked-for bytes', async () => {
-    const { client } = await setup((s) => {
-      s.write(OK);
-      setTimeout(() => s.write('HTTP/1.1 200 OK\r\n\r\n'), 20);
-    });
+    const { srv, client } = await setup((s) => s.write(OK));
     await call(client);
     expect(client.connections).toBe(1);
-    await new Promise((r) => setTimeout(r, 100));
+    // Idle now: bytes nobody asked for, and the client hangs up (the app's end sees it close).
+    srv.sockets[0].write('HTTP/1.1 200 OK\r\n\r\n');
+    await srv.until(() => srv.sockets[0].destroyed);
+    await turnLoop(() => client.connections === 0);
     expect(client.connections).toBe(0);
   });
 
@@ -442,7 +477,7 @@ describe('upstream client: happy paths', () => {
     const body = new Readable({ read() {} });
     const pending = call(client, { method: 'POST', headers: ['content-length', '10'], body });
     body.push(Buffer.from('abc'));
-    await new Promise((r) => setTimeout(r, 20));
+    await srv.until(() => srv.received[0]?.endsWith('abc') === true);
     body.destroy(Object.assign(new Error('client aborted'), { code: 'ECONNRESET' }));
     const r = await pending;
     expect(r.error?.message).toBe('client aborted');

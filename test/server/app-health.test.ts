@@ -4,6 +4,7 @@
  * probe never calls the app itself, and /app-health relays the app's answer.
  */
 import http from 'node:http';
+import net from 'node:net';
 import fc from 'fast-check';
 import { ConfigError, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log/logger';
@@ -228,6 +229,51 @@ describe('app-aware health with an IPv6 upstream', () => {
       await sc.stop();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe('AppHealth.stop()', () => {
+  it('should end the check and the relay in flight: the app sees both connections close, and the relay answers at once', async () => {
+    // An app that reads health requests and never answers them.
+    const sockets = new Set<net.Socket>();
+    let requests = 0;
+    let wake = (): void => undefined;
+    const changed = (): void => wake();
+    const until = async (cond: () => boolean): Promise<void> => {
+      while (!cond()) await new Promise<void>((r) => (wake = r));
+    };
+    const app = net.createServer((s) => {
+      sockets.add(s);
+      s.on('data', (d: Buffer) => {
+        if (d.includes('\r\n\r\n')) requests++;
+        changed();
+      });
+      s.on('close', () => {
+        sockets.delete(s);
+        changed();
+      });
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const port = (app.address() as net.AddressInfo).port;
+    try {
+      const h = new AppHealth(
+        // Neither the interval nor the timeout can end anything during the test: only stop() can.
+        { url: new URL(`http://127.0.0.1:${port}/healthz`), intervalMs: 600_000, timeoutMs: 60_000, failureThreshold: 1, successThreshold: 1 },
+        new Registry(),
+        createLogger('error', () => undefined),
+      );
+      h.start();
+      const relay = h.relay();
+      await until(() => requests === 2);
+      h.stop();
+      expect(await relay).toEqual({ status: 502, body: 'app health path unreachable (stopped)\n' });
+      await until(() => sockets.size === 0);
+      // A relay after the stop does not reach the app.
+      expect((await h.relay()).status).toBe(502);
+      expect(requests).toBe(2);
+    } finally {
+      await new Promise((r) => app.close(r));
     }
   });
 });

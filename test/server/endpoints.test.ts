@@ -81,14 +81,18 @@ describe('endpoints', () => {
   });
 
   it('should count forwarded requests in flight, not the scrape reading the gauge', async () => {
-    const slow = await startUpstream((_req, res) => setTimeout(() => res.end('late'), 300));
+    // The app holds the request until the test has read the gauge.
+    let arrived!: (answer: () => void) => void;
+    const held = new Promise<() => void>((r) => (arrived = r));
+    const slow = await startUpstream((_req, res) => arrived(() => res.end('late')));
     const sc = await startSidecar({ UPSTREAM_URL: slow.url });
     try {
       const gauge = async () => /^metrics_sidecar_inflight_requests (\S+)$/m.exec((await request(sc.metricsPort, '/debug/metrics')).text)?.[1];
       expect(await gauge()).toBe('0');
       const pending = request(sc.mainPort, '/slow');
-      await new Promise((r) => setTimeout(r, 100));
+      const answer = await held;
       expect(await gauge()).toBe('1');
+      answer();
       await pending;
       expect(await gauge()).toBe('0');
     } finally {

@@ -1,20 +1,30 @@
 /**
  * Graceful shutdown of the built sidecar process under load: SIGTERM while requests (slow ones,
- * a long upload, a steady stream of fast ones) are in flight.
+ * a long upload, a steady stream of fast ones) are in flight. The app holds the slow requests and
+ * the test sends the upload's second half only once the drain has begun, so both are in flight
+ * during the drain by construction, not by timing.
  */
 import http from 'node:http';
 import { startUpstream, type Upstream } from '../helpers/upstream';
-import { spawnSidecar } from '../helpers/sidecar';
+import { spawnSidecar, waitForLog } from '../helpers/sidecar';
 import { request } from '../helpers/net';
 
 describe('graceful shutdown', () => {
   let upstream: Upstream;
+  /** The slow requests the app holds, answered when the test says so. */
+  const held: (() => void)[] = [];
+  let heldChanged: () => void = () => undefined;
+  const untilHeld = async (n: number) => {
+    while (held.length < n) await new Promise<void>((r) => (heldChanged = r));
+  };
+
   beforeAll(async () => {
     upstream = await startUpstream(
       (req, res) => {
         if (req.url?.startsWith('/slow')) {
           req.resume();
-          setTimeout(() => res.end('slow done'), 800);
+          held.push(() => res.end('slow done'));
+          heldChanged();
           return;
         }
         if (req.url === '/upload') {
@@ -34,7 +44,8 @@ describe('graceful shutdown', () => {
   });
 
   it('should finish every in-flight request, report not-ready, then exit 0', async () => {
-    const child = await spawnSidecar({ UPSTREAM_URL: upstream.url, SHUTDOWN_DELAY_MS: '300', SHUTDOWN_TIMEOUT_MS: '10000', LOG_LEVEL: 'info' });
+    // The delay is the window in which the sidecar still accepts and says it is not ready.
+    const child = await spawnSidecar({ UPSTREAM_URL: upstream.url, SHUTDOWN_DELAY_MS: '2000', SHUTDOWN_TIMEOUT_MS: '30000', LOG_LEVEL: 'info' });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 
     // A steady load of fast requests over keep-alive connections.
@@ -55,11 +66,13 @@ describe('graceful shutdown', () => {
     };
     const loops = [loop(), loop(), loop(), loop()];
 
-    // Slow requests and an upload that will still be running when SIGTERM arrives.
+    // Slow requests the app holds, and an upload whose second half is sent during the drain.
     const slow = Array.from({ length: 5 }, (_, i) => request(child.mainPort, `/slow/${i}`));
     const uploadBytes = 8 * 1024 * 1024;
+    const half = Buffer.alloc(uploadBytes / 2, 'u');
+    let uploadReq!: http.ClientRequest;
     const upload = new Promise<string>((resolve, reject) => {
-      const req = http.request(
+      uploadReq = http.request(
         { host: '127.0.0.1', port: child.mainPort, path: '/upload', method: 'POST', agent: false, headers: { 'content-length': uploadBytes } },
         (res) => {
           let b = '';
@@ -67,28 +80,20 @@ describe('graceful shutdown', () => {
           res.on('end', () => resolve(b));
         },
       );
-      req.on('error', reject);
-      // Trickle the body so the upload spans the shutdown.
-      let sent = 0;
-      const chunk = Buffer.alloc(512 * 1024, 'u');
-      const timer = setInterval(() => {
-        req.write(chunk);
-        sent += chunk.length;
-        if (sent >= uploadBytes) {
-          clearInterval(timer);
-          req.end();
-        }
-      }, 60);
+      uploadReq.on('error', reject);
     });
+    await new Promise<void>((resolve) => uploadReq.write(half, () => resolve()));
 
-    await new Promise((r) => setTimeout(r, 300));
-    expect(upstream.seen.filter((s) => s.url.startsWith('/slow')).length).toBe(5);
+    await untilHeld(5);
     child.proc.kill('SIGTERM');
+    await waitForLog(child, (l) => l.msg === 'draining');
 
     // During the drain delay the sidecar still answers, but says it is not ready.
-    await new Promise((r) => setTimeout(r, 100));
     expect((await request(child.metricsPort, '/readyz')).status).toBe(503);
+    uploadReq.end(half);
+    for (const answer of held) answer();
 
+    // Answered in full, all released after the drain had begun.
     const slowReplies = await Promise.all(slow);
     expect(slowReplies.map((r) => [r.status, r.text])).toEqual(Array(5).fill([200, 'slow done']));
     expect(await upload).toBe(String(uploadBytes));
@@ -104,17 +109,17 @@ describe('graceful shutdown', () => {
     const msgs = child.logs.map((l) => l.msg);
     expect(msgs).toEqual(expect.arrayContaining(['shutdown requested', 'draining', 'stopped']));
     expect(child.logs.find((l) => l.msg === 'stopped')).toMatchObject({ forced: false });
-  }, 30000);
+  });
 
   it('should stop waiting at SHUTDOWN_TIMEOUT_MS and still exit', async () => {
-    const hang = await startUpstream(() => undefined); // never answers
+    let arrived!: () => void;
+    const reached = new Promise<void>((r) => (arrived = r));
+    const hang = await startUpstream(() => arrived()); // never answers
     const child = await spawnSidecar({ UPSTREAM_URL: hang.url, SHUTDOWN_TIMEOUT_MS: '300' });
     const pending = request(child.mainPort, '/hang').catch((e: Error) => e);
-    await new Promise((r) => setTimeout(r, 200));
-    const t0 = Date.now();
+    await reached;
     child.proc.kill('SIGTERM');
     expect(await child.exited).toBe(0);
-    expect(Date.now() - t0).toBeLessThan(3000);
     // The request still hanging at the bound is cut off rather than left to hold the pod.
     expect(await pending).toMatchObject({ code: 'ECONNRESET' });
     expect(child.logs.find((l) => l.msg === 'stopped')).toMatchObject({ forced: true });

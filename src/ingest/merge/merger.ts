@@ -73,6 +73,15 @@ export class Merger {
   private readonly inflight = new Map<boolean, { deadline: number; text: Promise<string> }>();
   /** Told about every fetch (the status page keeps the last one per target). */
   onFetch: ((fetch: MergeFetch) => void) | undefined;
+  /**
+   * The merger's own connection pools (keep-alive, as Node's global agents), so that close()
+   * can end its connections: in the global agents they outlived the sidecar.
+   */
+  private readonly agents = {
+    http: new http.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 5_000 }),
+    https: new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 5_000 }),
+  };
+  private closed = false;
 
   constructor(
     private readonly targets: readonly URL[],
@@ -190,12 +199,21 @@ export class Merger {
     if (dup > 0) this.dropped.inc([target, 'duplicate_series'], dup);
   }
 
+  /** Closes every connection to the targets, idle or in use (fetches in flight fail); no new ones are opened. */
+  close(): void {
+    this.closed = true;
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
   private async fetchOne(url: URL, budgetMs: number): Promise<ParsedFamily[] | undefined> {
     const target = label(url);
     const started = performance.now();
     let result: Omit<MergeFetch, 'seconds'> = { target, ok: false };
     try {
-      const { text: body, bytes } = await fetchText(url, budgetMs, this.maxBytes);
+      if (this.closed) throw new Error('the sidecar is stopping');
+      const agent = url.protocol === 'https:' ? this.agents.https : this.agents.http;
+      const { text: body, bytes } = await fetchText(url, budgetMs, this.maxBytes, agent);
       result = { target, ok: true, bytes };
       const parsed: ParseResult = await parseExpositionAsync(body, this.parseLimits);
       const { families, unsupported, dropped } = parsed;
@@ -219,12 +237,12 @@ export class Merger {
 }
 
 /** The body (UTF-8 text) and its size in bytes, counted as it arrived. */
-function fetchText(url: URL, budgetMs: number, maxBytes: number): Promise<{ text: string; bytes: number }> {
+function fetchText(url: URL, budgetMs: number, maxBytes: number, agent: http.Agent): Promise<{ text: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : http.get;
     const req = get(
       url,
-      { headers: { accept: 'text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5', 'accept-encoding': 'identity' } },
+      { agent, headers: { accept: 'text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5', 'accept-encoding': 'identity' } },
       (res) => {
         if (res.statusCode !== 200) {
           res.resume();
