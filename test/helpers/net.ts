@@ -3,13 +3,24 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
-/** A port that was free a moment ago (for child processes that must be told their port). */
+/** Ports this process has handed out: two calls in a row could otherwise get the same one back. */
+const handedOut = new Set<number>();
+
+/**
+ * A port that was free a moment ago (for child processes that must be told their port), never one
+ * this process handed out before, so that several taken in a row are distinct.
+ */
 export async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
+  for (;;) {
+    const srv = net.createServer();
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const { port } = srv.address() as AddressInfo;
+    await new Promise<void>((resolve) => srv.close(() => resolve()));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface Reply {
