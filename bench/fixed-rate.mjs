@@ -3,7 +3,10 @@
  * Open-loop (fixed-rate) HTTP latency probe.
  *
  *   node bench/fixed-rate.mjs <url> [--rate 1000] [--duration 10] [--warmup 1]
- *                                   [--max-sockets 64] [--timeout-ms 5000] [--no-rt]
+ *                                   [--max-sockets 64] [--timeout-ms 5000] [--no-rt] [--mix file.json]
+ *
+ * With `--mix`, requests cycle through the file's list ({method, path, headers, body}, the `mix`
+ * load of bench/lib/mix.mjs) on the url's host and port, instead of GETs of the url.
  *
  * Requests are scheduled on a fixed timeline (request i at t0 + i/rate) whatever happens to the
  * earlier ones, and each latency is measured from its *scheduled* send time to the end of its
@@ -20,6 +23,7 @@
  *
  * Prints one JSON object: {sent, ok, errors, p50_ms, p90_ms, p99_ms, max_ms, ...}.
  */
+import fs from 'node:fs';
 import http from 'node:http';
 import { Worker } from 'node:worker_threads';
 import { execFileSync } from 'node:child_process';
@@ -35,6 +39,7 @@ const { values: opts, positionals } = parseArgs({
     'max-sockets': { type: 'string', default: '64' },
     'timeout-ms': { type: 'string', default: '5000' },
     'no-rt': { type: 'boolean', default: false },
+    mix: { type: 'string' },
   },
 });
 
@@ -56,6 +61,10 @@ for (const [k, v] of Object.entries({ rate, duration, warmup, maxSockets, timeou
 }
 
 const target = new URL(url);
+/** The requests to cycle through: the url alone, or the mix. */
+const requests = opts.mix
+  ? JSON.parse(fs.readFileSync(opts.mix, 'utf8')).map((r) => ({ method: r.method, path: r.path, headers: Object.fromEntries(r.headers), body: r.body }))
+  : [{ method: 'GET', path: target.pathname + target.search, headers: undefined, body: null }];
 const warmupCount = Math.round(rate * warmup);
 const measuredCount = Math.round(rate * duration);
 const total = warmupCount + measuredCount;
@@ -102,14 +111,15 @@ function fire(i) {
     } else if (!good) warmupErrors++;
     if (finished === total) complete();
   };
-  const req = http.request({ agent, host: target.hostname, port: target.port || 80, path: target.pathname + target.search, method: 'GET' }, (res) => {
+  const r = requests[i % requests.length];
+  const req = http.request({ agent, host: target.hostname, port: target.port || 80, path: r.path, method: r.method, headers: r.headers }, (res) => {
     res.on('error', (err) => finish(res.statusCode, err));
     res.on('end', () => finish(res.statusCode));
     res.resume();
   });
   req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no response within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
   req.on('error', (err) => finish(0, err));
-  req.end();
+  req.end(r.body ?? undefined);
 }
 
 // The metronome: a worker thread that sleeps with Atomics.wait (sub-millisecond wake-ups) and posts

@@ -32,9 +32,20 @@
  * bench/results/proxy.json. Exit status is non-zero only when something failed to run or a
  * configuration saw more than 1% errors; a missed target is a result, not a failure.
  *
+ * Loads (BENCH_LOAD, bench/lib/mix.mjs): `hello` (default: GET of one path, answered "hello\n")
+ * or `mix` (browser-like heads of ~800 bytes, ids and queries in paths, 1-20 KiB answers, 5 %
+ * POSTs with 1.5 KiB bodies), the same sequence for every configuration. Results go to
+ * bench/results/proxy.json (hello) or proxy-mix.json.
+ *
+ * Other builds of the sidecar in the same rounds (bench/lib/builds.mjs): `sidecar-baseline` with
+ * BENCH_BASELINE=<git ref | dist dir> (an earlier version, e.g. main before a change), and
+ * `sidecar-undici` (today's build on undici's Pool instead of its own upstream client; ADR 0003),
+ * selected with BENCH_PEERS. Their ratios to `sidecar` are reported.
+ *
  * Knobs: BENCH_ROUNDS (5), BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONNECTIONS (32),
  * BENCH_RATE (1000), BENCH_RATE_DURATION_S (5), BENCH_RATE_ROUNDS (3), BENCH_PEERS (comma list of
- * configurations to run; direct, sidecar and nginx are always included), BENCH_KEEP_TMP=1.
+ * configurations to run; direct, sidecar and nginx are always included), BENCH_LOAD (hello),
+ * BENCH_BASELINE, BENCH_KEEP_TMP=1.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -62,6 +73,9 @@ import {
   logger,
 } from './lib/report.mjs';
 import { haproxyConf, caddyConf } from './peers/configs.mjs';
+import { LOADS, mixHeadBytes, writeMixFiles, writeMixJson, writeMixWrkScript } from './lib/mix.mjs';
+import { upstreamMixConf } from './lib/nginx.mjs';
+import { baselineDist, undiciDist } from './lib/builds.mjs';
 
 const log = logger('proxy');
 
@@ -77,6 +91,8 @@ const SETTINGS = {
   fixed_rate_rounds: envNum('BENCH_RATE_ROUNDS', 3),
   fixed_rate_max_sockets: 64,
   path: '/bench/path?x=1',
+  load: process.env.BENCH_LOAD || 'hello',
+  baseline: process.env.BENCH_BASELINE || null,
   proxy_cpu: 0,
   load_cpu: 1,
 };
@@ -88,7 +104,9 @@ const TARGETS = {
   fixed_rate_p50_added_sidecar_ms_max: 0.15,
 };
 
-const ALL = ['direct', 'sidecar', 'nginx', 'haproxy', 'caddy', 'undici', 'http-proxy', 'fastify', 'l4-pipe'];
+const ALL = ['direct', 'sidecar', 'sidecar-baseline', 'sidecar-undici', 'nginx', 'haproxy', 'caddy', 'undici', 'http-proxy', 'fastify', 'l4-pipe'];
+/** Other builds of the sidecar: run only when asked for (BENCH_PEERS; sidecar-baseline also by BENCH_BASELINE). */
+const OPT_IN = ['sidecar-baseline', 'sidecar-undici'];
 const NODE_PEERS = { undici: 'undici-proxy.mjs', 'http-proxy': 'http-proxy.mjs', fastify: 'fastify-proxy.mjs', 'l4-pipe': 'l4-pipe.mjs' };
 /** Peers the sidecar must use less CPU than (issue 12). */
 const MUST_BEAT = ['caddy', 'undici', 'http-proxy', 'fastify'];
@@ -96,17 +114,20 @@ const MAX_ERROR_SHARE = 0.01;
 
 function selected() {
   const v = process.env.BENCH_PEERS;
-  if (!v) return ALL;
+  const baseline = SETTINGS.baseline ? ['sidecar-baseline'] : [];
+  if (!v) return ALL.filter((n) => !OPT_IN.includes(n) || baseline.includes(n));
   const want = new Set([
     'direct',
     'sidecar',
     'nginx',
+    ...baseline,
     ...v
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
   ]);
   for (const n of want) if (!ALL.includes(n)) throw new Error(`BENCH_PEERS: unknown configuration ${JSON.stringify(n)} (known: ${ALL.join(', ')})`);
+  if (want.has('sidecar-baseline') && !SETTINGS.baseline) throw new Error('sidecar-baseline needs BENCH_BASELINE=<git ref | dist dir>');
   return ALL.filter((n) => want.has(n));
 }
 
@@ -121,15 +142,24 @@ async function versionOf(cmd, args, re) {
 }
 
 /** Starts one configuration on CPU 0; resolves {name, url, pids, proc, alive()}. */
-async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor }) {
+async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor, dists }) {
   const cpus = SETTINGS.proxy_cpu;
   const url = urlFor(port);
   const aliveFor = (proc) => () => {
     if (proc.done) throw new Error(`${name} (pid ${proc.pid}) ended during the benchmark (${proc.exitInfo}); its output:\n${tail(proc.output())}`);
   };
   switch (name) {
-    case 'sidecar': {
-      const sc = await startSidecar({ cpus, ports: { listen: port, metrics: metricsPort }, upstream: `http://127.0.0.1:${upstreamPort}`, tmp });
+    case 'sidecar':
+    case 'sidecar-baseline':
+    case 'sidecar-undici': {
+      const sc = await startSidecar({
+        name,
+        cpus,
+        ports: { listen: port, metrics: metricsPort },
+        upstream: `http://127.0.0.1:${upstreamPort}`,
+        tmp,
+        dist: dists[name],
+      });
       await waitForHttp(url, sc.proc, 10000);
       return { name, url, pids: [sc.pid], proc: sc.proc, alive: sc.alive, sidecar: sc, metricsPort };
     }
@@ -177,8 +207,8 @@ function errorCount(w) {
 
 const ticksOf = (t) => (t.pids.length ? cpuTicks(t.pids) : 0);
 
-async function saturatedRun(t, hz) {
-  const wrkOpts = { threads: SETTINGS.wrk_threads, connections: SETTINGS.wrk_connections, cpus: SETTINGS.load_cpu };
+async function saturatedRun(t, hz, script) {
+  const wrkOpts = { threads: SETTINGS.wrk_threads, connections: SETTINGS.wrk_connections, cpus: SETTINGS.load_cpu, script };
   const warm = await runWrk(t.url, { ...wrkOpts, seconds: SETTINGS.wrk_warmup_s });
   t.alive();
   const t0 = ticksOf(t);
@@ -199,9 +229,10 @@ async function saturatedRun(t, hz) {
   };
 }
 
-async function fixedRateRun(t, hz) {
+async function fixedRateRun(t, hz, mix) {
   const t0 = ticksOf(t);
   const fr = await runFixedRate(t.url, {
+    mix,
     rate: SETTINGS.fixed_rate_rps,
     duration: SETTINGS.fixed_rate_duration_s,
     warmup: SETTINGS.fixed_rate_warmup_s,
@@ -228,6 +259,7 @@ const signedMs = (x, d = 3) => (x === null || x === undefined ? '-' : `${x >= 0 
 
 async function main() {
   const startedAt = Date.now();
+  if (!LOADS.includes(SETTINGS.load)) throw new Error(`BENCH_LOAD: unknown load ${JSON.stringify(SETTINGS.load)} (known: ${LOADS.join(', ')})`);
   const names = selected();
   const tools = [['wrk', 'apt-get install -y wrk']];
   if (names.includes('haproxy')) tools.push(['haproxy', 'apt-get install -y haproxy']);
@@ -257,11 +289,32 @@ async function main() {
   const hz = clockTicks();
   log(`${names.join(', ')}; ${SETTINGS.rounds} saturated + ${SETTINGS.fixed_rate_rounds} fixed-rate rounds; temp dir ${tmp}`);
 
-  const ports = await freePorts(names.length + 2);
+  const ports = await freePorts(2 * names.length + 1);
   const upstreamPort = ports.pop();
-  const metricsPort = ports.pop();
+  const metricsPorts = ports.splice(names.length);
   const urlFor = (port) => `http://127.0.0.1:${port}${SETTINGS.path}`;
-  const upstream = await startNginx('upstream', tmp, (p) => upstreamConf(p, upstreamPort), { cpus: SETTINGS.load_cpu, readyUrl: urlFor(upstreamPort) });
+  const mix = SETTINGS.load === 'mix';
+  let script;
+  let mixJson;
+  if (mix) {
+    writeMixFiles(path.join(tmp, 'mix-root'));
+    script = writeMixWrkScript(path.join(tmp, 'mix.lua'));
+    mixJson = writeMixJson(path.join(tmp, 'mix.json'));
+    log(`load: mix (request heads ~${mixHeadBytes()} bytes)`);
+  }
+  const upstream = await startNginx(
+    'upstream',
+    tmp,
+    (p) => (mix ? upstreamMixConf(p, upstreamPort, path.join(tmp, 'mix-root')) : upstreamConf(p, upstreamPort)),
+    {
+      cpus: SETTINGS.load_cpu,
+      readyUrl: urlFor(upstreamPort),
+    },
+  );
+  const dists = {};
+  const buildNotes = [];
+  if (names.includes('sidecar-baseline')) dists['sidecar-baseline'] = baselineDist(SETTINGS.baseline, (w) => buildNotes.push(w));
+  if (names.includes('sidecar-undici')) dists['sidecar-undici'] = undiciDist();
   const upstreamAlive = () => {
     if (upstream.proc.done) throw new Error(`upstream nginx ended unexpectedly (${upstream.proc.exitInfo}):\n${tail(upstream.proc.output())}`);
   };
@@ -273,7 +326,7 @@ async function main() {
       continue;
     }
     log(`starting ${name} on 127.0.0.1:${ports[i]} (CPU ${SETTINGS.proxy_cpu})`);
-    const t = await startTarget(name, { tmp, port: ports[i], metricsPort, upstreamPort, urlFor });
+    const t = await startTarget(name, { tmp, port: ports[i], metricsPort: metricsPorts[i], upstreamPort, urlFor, dists });
     const own = t.alive;
     t.alive = () => {
       upstreamAlive();
@@ -287,7 +340,7 @@ async function main() {
     for (let k = 0; k < targets.length; k++) {
       const t = targets[(k + r) % targets.length];
       log(`saturated round ${r + 1}/${SETTINGS.rounds}: ${t.name}`);
-      sat[t.name][r] = await saturatedRun(t, hz);
+      sat[t.name][r] = await saturatedRun(t, hz, script);
     }
   }
   const fixed = Object.fromEntries(names.map((n) => [n, []]));
@@ -295,29 +348,36 @@ async function main() {
     for (let k = 0; k < targets.length; k++) {
       const t = targets[(k + r) % targets.length];
       log(`fixed-rate round ${r + 1}/${SETTINGS.fixed_rate_rounds}: ${t.name} at ${SETTINGS.fixed_rate_rps} req/s`);
-      fixed[t.name][r] = await fixedRateRun(t, hz);
+      fixed[t.name][r] = await fixedRateRun(t, hz, mixJson);
     }
   }
 
-  const warnings = [];
+  const warnings = [...buildNotes];
   const extra = {};
-  const sc = targets.find((t) => t.name === 'sidecar');
-  // A proxy that skipped its metrics would look cheap: the sidecar's counter must match the load.
-  try {
-    const { status, body } = await httpGet(`http://127.0.0.1:${sc.metricsPort}/debug/metrics`, 5000);
-    let recorded = 0;
-    for (const m of body.matchAll(/^flask_http_request_total\{[^}]*\}\s+([0-9.eE+-]+)/gm)) recorded += Number(m[1]);
-    const sent = sat.sidecar.reduce((a, x) => a + x.requests + x.warmup_requests, 0) + fixed.sidecar.reduce((a, x) => a + x.requests, 0);
-    extra.sidecar_metrics_check = { status, flask_http_request_total: recorded, load_generator_requests: sent };
-    if (recorded < sent * 0.99) warnings.push(`sidecar recorded ${recorded} requests but the load generators completed ${sent}`);
-  } catch (err) {
-    warnings.push(`could not scrape the sidecar's metrics: ${err.message}`);
+  let logSummary;
+  for (const sc of targets.filter((t) => t.sidecar)) {
+    // A proxy that skipped its metrics would look cheap: the sidecar's counter must match the load.
+    try {
+      const { status, body } = await httpGet(`http://127.0.0.1:${sc.metricsPort}/debug/metrics`, 5000);
+      let recorded = 0;
+      for (const m of body.matchAll(/^flask_http_request_total\{[^}]*\}\s+([0-9.eE+-]+)/gm)) recorded += Number(m[1]);
+      const sent = sat[sc.name].reduce((a, x) => a + x.requests + x.warmup_requests, 0) + fixed[sc.name].reduce((a, x) => a + x.requests, 0);
+      extra[sc.name === 'sidecar' ? 'sidecar_metrics_check' : `${sc.name}_metrics_check`] = {
+        status,
+        flask_http_request_total: recorded,
+        load_generator_requests: sent,
+      };
+      if (recorded < sent * 0.99) warnings.push(`${sc.name} recorded ${recorded} requests but the load generators completed ${sent}`);
+    } catch (err) {
+      warnings.push(`could not scrape ${sc.name}'s metrics: ${err.message}`);
+    }
+    const exit = await sc.sidecar.stop();
+    const summary = sc.sidecar.logSummary();
+    if (sc.name === 'sidecar') logSummary = summary;
+    if (exit.code !== 0) warnings.push(`${sc.name} exited with ${exit.code ?? exit.signal} on SIGTERM`);
+    for (const [k, n] of Object.entries(summary.counts)) warnings.push(`${sc.name} logged ${n}x "${k}"`);
   }
-  const exit = await sc.sidecar.stop();
-  const logSummary = sc.sidecar.logSummary();
-  if (exit.code !== 0) warnings.push(`sidecar exited with ${exit.code ?? exit.signal} on SIGTERM`);
-  for (const [k, n] of Object.entries(logSummary.counts)) warnings.push(`sidecar logged ${n}x "${k}"`);
-  for (const t of targets) if (t.proc && t.name !== 'sidecar') await stop(t.proc, { signal: t.stopSignal ?? 'SIGTERM', graceMs: 3000 });
+  for (const t of targets) if (t.proc && !t.sidecar) await stop(t.proc, { signal: t.stopSignal ?? 'SIGTERM', graceMs: 3000 });
   await stop(upstream.proc, { signal: 'SIGQUIT', graceMs: 3000 });
 
   // ---- summaries
@@ -373,7 +433,7 @@ async function main() {
   // ---- report
   const out = [''];
   out.push(
-    `Peer benchmark: saturated wrk -t1 -c${SETTINGS.wrk_connections} ${SETTINGS.wrk_duration_s}s x ${SETTINGS.rounds} interleaved rounds; ` +
+    `Peer benchmark, load ${SETTINGS.load}: saturated wrk -t1 -c${SETTINGS.wrk_connections} ${SETTINGS.wrk_duration_s}s x ${SETTINGS.rounds} interleaved rounds; ` +
       `${SETTINGS.fixed_rate_rps} req/s for ${SETTINGS.fixed_rate_duration_s}s x ${SETTINGS.fixed_rate_rounds} rounds; ` +
       `proxy on CPU ${SETTINGS.proxy_cpu}, wrk + upstream on CPU ${SETTINGS.load_cpu}. Medians over rounds [min–max].`,
   );
@@ -430,6 +490,29 @@ async function main() {
   out.push(
     `machine drift: nginx CPU µs/req by round [${nginxRounds.map((x) => fmt(x, 1)).join(' ')}] (spread ${fmt(drift.nginx_cpu_spread * 100, 0)}%), direct req/s by round [${directRps.map((x) => fmt(x, 0)).join(' ')}] (spread ${fmt(drift.direct_rps_spread * 100, 0)}%)`,
   );
+
+  // Other builds against today's, round by round (the same rounds, so the machine's drift cancels).
+  const builds = {};
+  for (const n of names.filter((x) => OPT_IN.includes(x))) {
+    const cpu = spread(
+      sat[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / (sat.sidecar[r].cpu_us_per_req ?? NaN)),
+      3,
+    );
+    const p99 = spread(
+      fixed[n].map((x, r) => (x.p99_ms ?? NaN) - (fixed.sidecar[r].p99_ms ?? NaN)),
+      4,
+    );
+    const rateCpu = spread(
+      fixed[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / (fixed.sidecar[r].cpu_us_per_req ?? NaN)),
+      3,
+    );
+    builds[n] = { saturated_cpu_over_sidecar: cpu, fixed_rate_cpu_over_sidecar: rateCpu, fixed_rate_p99_minus_sidecar_ms: p99 };
+    out.push('');
+    out.push(
+      `${n} ÷ sidecar, same rounds: saturated CPU/request ${fmt(cpu.median, 3)} [${range(cpu, 3)}], CPU/request at ${SETTINGS.fixed_rate_rps} req/s ${fmt(rateCpu.median, 3)} [${range(rateCpu, 3)}], p99 at ${SETTINGS.fixed_rate_rps} req/s ${signedMs(p99.median)} ms [${signedMs(p99.min)}..${signedMs(p99.max)}]`,
+    );
+  }
+  extra.builds = builds;
 
   const S = summary.sidecar;
   const ratio = S.saturated.over_nginx.median;
@@ -491,7 +574,7 @@ async function main() {
   }
 
   const elapsed = round((Date.now() - startedAt) / 1000, 1);
-  const file = writeResults('proxy', {
+  const file = writeResults(mix ? 'proxy-mix' : 'proxy', {
     ...meta,
     settings: SETTINGS,
     elapsed_s: elapsed,

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { run } from './procs.mjs';
 import { BENCH_DIR } from './report.mjs';
 
-export async function runFixedRate(url, { rate = 1000, duration = 10, warmup = 1, maxSockets = 64, timeoutMs = 5000, cpus, name = 'fixed-rate' } = {}) {
+export async function runFixedRate(url, { rate = 1000, duration = 10, warmup = 1, maxSockets = 64, timeoutMs = 5000, cpus, name = 'fixed-rate', mix } = {}) {
   const args = [
     path.join(BENCH_DIR, 'fixed-rate.mjs'),
     url,
@@ -20,6 +20,7 @@ export async function runFixedRate(url, { rate = 1000, duration = 10, warmup = 1
     String(maxSockets),
     '--timeout-ms',
     String(timeoutMs),
+    ...(mix ? ['--mix', mix] : []),
   ];
   const res = await run(name, process.execPath, args, { cpus, timeoutMs: (duration + warmup) * 1000 + timeoutMs + 30000 });
   let out;

@@ -48,6 +48,28 @@ ${httpCommon(prefix)}  server {
 `;
 }
 
+/**
+ * The application stand-in for the `mix` load (mix.mjs): files of the mix's sizes from `root`,
+ * and 201 for the POSTs (their bodies read and discarded).
+ */
+export function upstreamMixConf(prefix, port, root) {
+  return `${common(prefix)}http {
+${httpCommon(prefix)}  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    root ${root};
+    default_type application/json;
+    etag off;
+    location /users/ { try_files /user.json =404; }
+    location = /search { try_files /search.json =404; }
+    location /static/ { default_type text/css; try_files /app.css =404; }
+    location /api/items/ { try_files /item.json =404; }
+    location = /api/orders { return 201 '{"id":"ord_0001","status":"accepted","total":"129.00"}'; }
+    location = /bench/path { default_type text/plain; return 200 "hello\n"; }
+  }
+}
+`;
+}
+
 /** The reference reverse proxy: keep-alive pool of 64 to the upstream, no access log. */
 export function proxyConf(prefix, port, upstreamPort) {
   return `${common(prefix)}http {

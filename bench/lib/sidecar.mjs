@@ -32,12 +32,23 @@ export const EXTRA_ENV = Object.fromEntries(
 
 /**
  * Starts the sidecar on `cpus`. `ports` = {listen, metrics, statsd} (0 turns a listener off);
- * `env` adds or overrides variables; `nodeArgs` go before the script (e.g. --cpu-prof).
+ * `env` adds or overrides variables; `nodeArgs` go before the script (e.g. --cpu-prof); `dist`
+ * runs another build (bench/lib/builds.mjs).
  * Resolves when the metrics port answers /healthz. Returns {proc, pid, metricsUrl, healthUrl,
  * alive(), stop(), logSummary()}.
  */
-export async function startSidecar({ name = 'sidecar', cpus, ports, upstream, env = {}, nodeArgs = [], tmp, readyTimeoutMs = 15000 }) {
-  const proc = start(name, process.execPath, [...EXTRA_NODE_ARGS, ...nodeArgs, path.join(ROOT, 'dist', 'main.js')], {
+export async function startSidecar({
+  name = 'sidecar',
+  cpus,
+  ports,
+  upstream,
+  env = {},
+  nodeArgs = [],
+  tmp,
+  readyTimeoutMs = 15000,
+  dist = path.join(ROOT, 'dist'),
+}) {
+  const proc = start(name, process.execPath, [...EXTRA_NODE_ARGS, ...nodeArgs, path.join(dist, 'main.js')], {
     cpus,
     env: {
       PATH: process.env.PATH,

@@ -40,9 +40,9 @@ export function parseWrk(out) {
   };
 }
 
-/** `wrk -t<threads> -c<connections> -d<seconds>s --latency <url>` pinned to `cpus`. */
-export async function runWrk(url, { threads = 1, connections = 32, seconds = 10, cpus } = {}) {
-  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency', url];
+/** `wrk -t<threads> -c<connections> -d<seconds>s --latency [-s script] <url>` pinned to `cpus`. */
+export async function runWrk(url, { threads = 1, connections = 32, seconds = 10, cpus, script } = {}) {
+  const args = [`-t${threads}`, `-c${connections}`, `-d${seconds}s`, '--timeout', '5s', '--latency', ...(script ? ['-s', script] : []), url];
   const res = await run('wrk', 'wrk', args, { cpus, timeoutMs: (seconds + 20) * 1000 });
   if (res.code !== 0) throw new Error(`wrk exited ${res.code ?? res.signal}: ${res.stderr || res.stdout}`);
   return { ...parseWrk(res.stdout), raw: res.stdout };
