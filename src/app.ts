@@ -94,6 +94,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         upstream: config.upstream,
         timeoutMs: config.upstreamTimeoutMs,
         maxConnections: config.upstreamMaxConnections,
+        keepAlive: config.upstreamKeepAlive,
         red,
         logger: limited(),
         draining: () => lifecycle.draining(),

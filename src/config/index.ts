@@ -44,6 +44,8 @@ export interface Config {
   upstream: URL | undefined;
   upstreamTimeoutMs: number;
   upstreamMaxConnections: number;
+  /** UPSTREAM_KEEPALIVE: reuse a client connection's upstream connection (false = one per request). */
+  upstreamKeepAlive: boolean;
   /** `Upgrade` protocols passed to the application (lower case); any other Upgrade header is removed. */
   upstreamUpgradeProtocols: readonly string[];
   serveOnMainPort: boolean;
@@ -313,6 +315,7 @@ export function readConfig(env: Env = process.env): Loaded {
     upstream,
     upstreamTimeoutMs: v('UPSTREAM_TIMEOUT_MS'),
     upstreamMaxConnections: v('UPSTREAM_MAX_CONNECTIONS'),
+    upstreamKeepAlive: v('UPSTREAM_KEEPALIVE'),
     upstreamUpgradeProtocols: v('UPSTREAM_UPGRADE_PROTOCOLS'),
     serveOnMainPort,
     prometheusPort,

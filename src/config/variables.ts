@@ -120,6 +120,10 @@ export const VARIABLES = {
     "connections to the app at most; further requests wait for a free one, up to `UPSTREAM_TIMEOUT_MS` (then 504). Idle ones close after 4 s, or sooner if the app's `Keep-Alive: timeout` says so",
     '`0` (unlimited)',
   ),
+  UPSTREAM_KEEPALIVE: bool(
+    true,
+    "reuse a client connection's connection to the app for that client's next request; `false` opens one per request (`Connection: close`), for apps whose late or extra bytes must not meet even the same client's next answer. An upstream connection is never shared between client connections either way",
+  ),
   UPSTREAM_UPGRADE_PROTOCOLS: {
     default: 'websocket',
     doc: 'comma list of `Upgrade` protocols (case-insensitive) passed to the app as upgrades; any other (`h2c`, ...) is removed and the request forwarded as plain HTTP; `none` = no upgrades',

@@ -19,6 +19,8 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Connections to the application at most (0 = unlimited); further requests queue. */
   maxConnections: number;
+  /** UPSTREAM_KEEPALIVE: reuse a client connection's upstream connection for its next request (false = one per request). */
+  keepAlive: boolean;
   red: RedRecorder;
   logger: Logger;
   /** True while the sidecar drains: responses then carry `Connection: close`. */
@@ -58,15 +60,24 @@ export class Forwarder {
   private readonly port: number;
   private readonly hostHeader: string;
   private readonly upgraded = new Set<Duplex>();
+  /** Client connections whose close already drops their upstream connections. */
+  private readonly owners = new WeakSet<object>();
   private readonly upgradeProtocols: ReadonlySet<string>;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
     this.port = Number(opts.upstream.port || 80);
-    // No pipelining, so one slow request never holds up another on a shared socket; a request
-    // that meets a keep-alive socket the app just closed is sent again by the client (idempotent,
-    // no body).
-    this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
+    // No pipelining; an upstream connection carries the requests of one client connection only,
+    // and closes with it (see upstream-client.ts); a request that meets a keep-alive socket the
+    // app just closed is sent again by the client (idempotent, no body).
+    this.client = new UpstreamClient({
+      host: this.host,
+      port: this.port,
+      timeoutMs: opts.timeoutMs,
+      maxConnections: opts.maxConnections,
+      keepAliveMs: 4_000,
+      keepAlive: opts.keepAlive,
+    });
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = opts.upgradeProtocols;
   }
@@ -120,8 +131,14 @@ export class Forwarder {
       if (route !== null) red.record(method, route, status, (performance.now() - start) / 1000, failed);
     });
 
+    // The client connection owns the upstream connections its requests use: when it closes, so do they.
+    const owner = req.socket;
+    if (!this.owners.has(owner)) {
+      this.owners.add(owner);
+      owner.once('close', () => this.client.dropOwner(owner));
+    }
     this.client.dispatch(
-      { path: target, method, headers, body: hasBody ? req : null },
+      { path: target, method, headers, body: hasBody ? req : null, owner },
       {
         onRequestStart: (c) => {
           controller = c;

@@ -11,11 +11,21 @@
  *   larger than `http.maxHeaderSize`) is an error the forwarder answers 502;
  * - bodies stream by Content-Length, chunked or close-delimited framing, with backpressure both
  *   ways (controller.pause/resume, request body paused while the socket is full);
- * - no pipelining: one request per socket at a time; idle sockets are reused last-in first-out
- *   (the warmest) and closed on `Connection: close` or before the app's `Keep-Alive: timeout`;
+ * - no pipelining: one request per socket at a time;
+ * - a connection belongs to one owner, the client connection the forwarder got the request on: it
+ *   only ever carries that client's requests and goes when the client's connection does
+ *   (`dropOwner`), so bytes an app writes late (a body after HEAD, 204 or 304, a second response,
+ *   an unsolicited 408) can reach nobody else (HAProxy's `http-reuse never`); an idle socket that
+ *   receives any byte or EOF is destroyed (nginx's keep-alive close handler), and one that ended a
+ *   bodyless-by-rule answer (HEAD, 204, 304) or an odd one is not reused. With `keepAlive: false`
+ *   every request gets a connection of its own (`Connection: close`);
+ * - an owner's idle sockets are reused last-in first-out (the warmest) and closed on
+ *   `Connection: close` or before the app's `Keep-Alive: timeout`; at `maxConnections`, another
+ *   owner's longest-idle socket is closed to make room, and a queued request never waits while
+ *   another owner's socket idles;
  * - timeouts run on one coarse timer per client instead of a timer per request;
  * - an idempotent request without a body that fails on a reused socket before any byte of answer
- *   (the app closed it while idle) is sent once more on a fresh connection.
+ *   (the app closed it while idle) is sent once more, on a new connection of the same owner.
  *
  * The handler has the shape of undici's dispatch handler (onRequestStart, onResponseStart, ...), so
  * the forwarder's code around it stays the same; response headers come as a flat array with
@@ -39,6 +49,8 @@ export interface UpstreamClientOptions {
   keepAliveMs?: number;
   /** Largest response head accepted (bytes); defaults to Node's `http.maxHeaderSize`. */
   maxHeadBytes?: number;
+  /** Reuse connections for the same owner (default true); false = one connection per request, `Connection: close`. */
+  keepAlive?: boolean;
 }
 
 export interface UpstreamRequest {
@@ -49,6 +61,12 @@ export interface UpstreamRequest {
   headers: string[];
   /** The request body, or null. Sent as is with a Content-Length header, chunked otherwise. */
   body: Readable | null;
+  /**
+   * Who may share connections with this request: the client connection it came on. A connection
+   * carries requests of one owner only; `dropOwner` closes an owner's connections. Undefined =
+   * the client's own shared owner (callers with no client connection).
+   */
+  owner?: object;
 }
 
 export interface Controller {
@@ -182,6 +200,8 @@ class Exchange implements Controller {
 
 class Connection {
   readonly socket: net.Socket;
+  /** Idle in its owner's lane (and in the client's order of idle sockets). */
+  idle = false;
   phase = Phase.Idle;
   ex: Exchange | undefined;
   /** Requests completed on this socket (0 = fresh: an error on it is no stale-socket case). */
@@ -212,7 +232,10 @@ class Connection {
   private chunked = false;
   private pendingHead: string | undefined;
 
-  constructor(readonly client: UpstreamClient) {
+  constructor(
+    readonly client: UpstreamClient,
+    readonly owner: object,
+  ) {
     this.socket = net.connect({ host: client.host, port: client.port, noDelay: true });
     this.socket.on('data', (b: Buffer) => this.onData(b));
     this.socket.on('end', () => this.onEnd());
@@ -234,6 +257,10 @@ class Connection {
     this.lastTick = this.client.tick;
     const { req } = ex;
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
+    if (!this.client.keepAlive) {
+      head += 'connection: close\r\n';
+      this.reusable = false;
+    }
     const h = req.headers;
     let hasLength = false;
     for (let i = 0; i < h.length; i += 2) {
@@ -489,8 +516,12 @@ class Connection {
     this.informational = 0;
     if (close) this.reusable = false;
     const method = ex.req.method;
-    if (method === 'HEAD' || status === 204 || status === 304) this.framing = Framing.None;
-    else if (chunked) {
+    if (method === 'HEAD' || status === 204 || status === 304) {
+      // Bodyless by rule, and the answers apps most often get wrong (a body for HEAD, a body
+      // after 204 or 304): whatever follows on this socket is not trusted with another request.
+      this.framing = Framing.None;
+      this.reusable = false;
+    } else if (chunked) {
       this.framing = Framing.Chunked;
       this.chunkState = ChunkState.Size;
       this.lineBuf = undefined;
@@ -675,11 +706,19 @@ export class UpstreamClient {
   readonly port: number;
   readonly keepAliveMs: number;
   readonly maxHeadBytes: number;
+  readonly keepAlive: boolean;
   /** Coarse clock: incremented by the sweep timer every `tickMs`. */
   tick = 0;
   private readonly tickMs: number;
   private readonly timeoutTicks: number;
-  private readonly idle: Connection[] = [];
+  /** Each owner's idle connections, the warmest last. */
+  private readonly lanes = new Map<object, Connection[]>();
+  /** Every idle connection, the longest idle first (insertion order): the first to go at the cap. */
+  private readonly idleOrder = new Set<Connection>();
+  /** Owners whose client connection has closed: a connection of theirs that frees up is closed. */
+  private readonly gone = new WeakSet<object>();
+  /** The owner of requests that name none. */
+  private readonly shared = {};
   private readonly all = new Set<Connection>();
   private readonly queue: Exchange[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -690,6 +729,7 @@ export class UpstreamClient {
     this.port = opts.port;
     this.keepAliveMs = opts.keepAliveMs ?? 4_000;
     this.maxHeadBytes = opts.maxHeadBytes ?? http.maxHeaderSize;
+    this.keepAlive = opts.keepAlive ?? true;
     // Timeouts fire between timeoutMs and timeoutMs + one tick late.
     this.tickMs = Math.max(10, Math.min(1000, Math.floor(Math.min(opts.timeoutMs, this.keepAliveMs) / 8)));
     this.timeoutTicks = Math.ceil(opts.timeoutMs / this.tickMs);
@@ -720,44 +760,92 @@ export class UpstreamClient {
     this.dispatchExchange(ex, false);
   }
 
-  /** Runs `ex` on an idle socket, a new one, or queues it. `fresh` skips idle sockets (a retry). */
+  /** The owner an exchange's connections belong to. */
+  ownerOf(ex: Exchange): object {
+    return ex.req.owner ?? this.shared;
+  }
+
+  /**
+   * Runs `ex` on an idle socket of its owner, a new one, or queues it. At the cap, another owner's
+   * longest-idle socket is closed to make room. `fresh` skips idle sockets (a retry).
+   */
   dispatchExchange(ex: Exchange, fresh: boolean): void {
+    const owner = this.ownerOf(ex);
     if (!fresh) {
-      let conn = this.idle.pop();
-      while (conn !== undefined && conn.destroyed) conn = this.idle.pop();
+      const conn = this.takeIdle(owner);
       if (conn !== undefined) {
         conn.send(ex);
         return;
       }
     }
     const max = this.opts.maxConnections;
+    if (max !== 0 && this.all.size >= max) {
+      // An idle socket (another owner's, or this owner's for a retry) gives its place up.
+      const spare = this.idleOrder.values().next().value;
+      if (spare !== undefined) spare.destroy();
+    }
     if (max === 0 || this.all.size < max) {
-      const conn = new Connection(this);
+      const conn = new Connection(this, owner);
       this.all.add(conn);
       this.startTimer();
       conn.send(ex);
       return;
     }
-    if (fresh) {
-      const conn = this.idle.pop();
-      if (conn !== undefined) {
-        conn.send(ex);
-        return;
-      }
-    }
     ex.queuedAt = this.tick;
     this.queue.push(ex);
   }
 
-  /** A connection finished its exchange and may serve another. */
+  /** The warmest idle connection of `owner`, out of the idle sets. */
+  private takeIdle(owner: object): Connection | undefined {
+    const lane = this.lanes.get(owner);
+    if (lane === undefined) return undefined;
+    const conn = lane.pop();
+    if (lane.length === 0) this.lanes.delete(owner);
+    if (conn !== undefined) {
+      conn.idle = false;
+      this.idleOrder.delete(conn);
+    }
+    return conn;
+  }
+
+  /**
+   * A connection finished its exchange and may serve another of its owner's. The oldest queued
+   * request goes first: on this connection if it has the same owner, else on a new one made room
+   * for by closing this one (a queued request never waits while some other owner's socket idles).
+   */
   release(conn: Connection): void {
     if (conn.destroyed) return;
-    const next = this.queue.shift();
-    if (next !== undefined) {
-      conn.send(next);
+    if (this.gone.has(conn.owner) || this.closed) {
+      conn.destroy();
       return;
     }
-    this.idle.push(conn);
+    const next = this.queue[0];
+    if (next !== undefined) {
+      if (this.ownerOf(next) === conn.owner) {
+        this.queue.shift();
+        conn.send(next);
+      } else {
+        conn.destroy(); // forget() then starts `next` on a new connection
+      }
+      return;
+    }
+    conn.idle = true;
+    this.idleOrder.add(conn);
+    const lane = this.lanes.get(conn.owner);
+    if (lane === undefined) this.lanes.set(conn.owner, [conn]);
+    else lane.push(conn);
+  }
+
+  /**
+   * The owner's client connection closed: its idle connections close now, and its busy ones when
+   * their exchange ends (the forwarder aborts those whose answer the client can no longer take).
+   */
+  dropOwner(owner: object): void {
+    this.gone.add(owner);
+    const lane = this.lanes.get(owner);
+    if (lane === undefined) return;
+    this.lanes.delete(owner);
+    for (const conn of lane) conn.destroy();
   }
 
   dequeue(ex: Exchange): void {
@@ -768,8 +856,16 @@ export class UpstreamClient {
   /** A connection is gone: a queued request may now open a new one. */
   forget(conn: Connection): void {
     if (!this.all.delete(conn)) return;
-    const i = this.idle.indexOf(conn);
-    if (i !== -1) this.idle.splice(i, 1);
+    if (conn.idle) {
+      conn.idle = false;
+      this.idleOrder.delete(conn);
+      const lane = this.lanes.get(conn.owner);
+      if (lane !== undefined) {
+        const i = lane.indexOf(conn);
+        if (i !== -1) lane.splice(i, 1);
+        if (lane.length === 0) this.lanes.delete(conn.owner);
+      }
+    }
     if (this.queue.length > 0 && !this.closed) {
       const next = this.queue.shift()!;
       this.dispatchExchange(next, false);
@@ -787,7 +883,8 @@ export class UpstreamClient {
       conn.destroy();
       ex?.fail(err);
     }
-    this.idle.length = 0;
+    this.lanes.clear();
+    this.idleOrder.clear();
     this.stopTimer();
   }
 

@@ -318,7 +318,8 @@ describe('upstream client: happy paths', () => {
     expect([h.status, h.body.length, h.error]).toEqual([200, 0, undefined]);
     expect((await call(client, { path: '/204' })).status).toBe(204);
     expect((await call(client, { path: '/304' })).status).toBe(304);
-    expect(srv.connections).toBe(1);
+    // Bodyless by rule, and what apps most often get wrong: the socket after each is not reused.
+    expect(srv.connections).toBe(3);
   });
 
   it('should skip 1xx informational heads and deliver the final one', async () => {
@@ -610,5 +611,81 @@ describe('upstream client: misbehaving upstreams are errors', () => {
     client.close();
     expect((await a).error?.code).toBe(UPSTREAM_CLOSED);
     expect((await b).error?.code).toBe(UPSTREAM_CLOSED);
+  });
+});
+
+describe('upstream client: a connection belongs to one client connection (issue 18)', () => {
+  /** Which server connection (0, 1, ...) answered: the app writes it into the body. */
+  const byConn = (s: net.Socket, _head: string, _n: number, conn: number): void => {
+    const body = `conn ${conn}`;
+    s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+  };
+  const closedCount = (srv: RawServer): number => srv.sockets.filter((s) => s.destroyed || s.readableEnded).length;
+
+  it('should reuse a connection for the same owner, and never for another', async () => {
+    const { srv, client } = await setup(byConn);
+    const a = {};
+    const b = {};
+    expect((await call(client, { owner: a })).body.toString()).toBe('conn 0');
+    expect((await call(client, { owner: a })).body.toString()).toBe('conn 0');
+    expect((await call(client, { owner: b })).body.toString()).toBe('conn 1');
+    expect((await call(client, { owner: a })).body.toString()).toBe('conn 0');
+    expect(srv.connections).toBe(2);
+  });
+
+  it('should close an owner’s idle connections when it is dropped, and a busy one when its answer ends', async () => {
+    let hold: net.Socket | undefined;
+    const { srv, client } = await setup((s, head, n, conn) => {
+      if (head.includes('/hold')) hold = s;
+      else byConn(s, head, n, conn);
+    });
+    const a = {};
+    const b = {};
+    await call(client, { owner: a });
+    const pending = call(client, { owner: b, path: '/hold' });
+    await srv.until(() => hold !== undefined);
+    client.dropOwner(a);
+    client.dropOwner(b);
+    // a's idle connection goes at once; b's stays until its answer has been read.
+    await srv.until(() => closedCount(srv) === 1);
+    expect(srv.sockets[0].readableEnded || srv.sockets[0].destroyed).toBe(true);
+    hold!.write(OK);
+    expect((await pending).status).toBe(200);
+    await srv.until(() => closedCount(srv) === 2);
+    expect(client.connections).toBe(0);
+  });
+
+  it('should close another owner’s idle connection to make room at UPSTREAM_MAX_CONNECTIONS', async () => {
+    const { srv, client } = await setup(byConn, { maxConnections: 1 });
+    expect((await call(client, { owner: {} })).body.toString()).toBe('conn 0');
+    expect((await call(client, { owner: {} })).body.toString()).toBe('conn 1');
+    await srv.until(() => closedCount(srv) === 1);
+    expect(client.connections).toBe(1);
+  });
+
+  it('should not hand a freed connection to a queued request of another owner, but open it a new one', async () => {
+    let hold: net.Socket | undefined;
+    const { srv, client } = await setup((s, head, n, conn) => {
+      if (head.includes('/hold')) hold = s;
+      else byConn(s, head, n, conn);
+    });
+    const capped = new UpstreamClient({ host: '127.0.0.1', port: srv.port, timeoutMs: 5000, maxConnections: 1 });
+    clients.push(capped, client);
+    const first = call(capped, { owner: {}, path: '/hold' });
+    await srv.until(() => hold !== undefined);
+    const second = call(capped, { owner: {} });
+    expect(capped.queued).toBe(1);
+    hold!.write(OK);
+    expect((await first).status).toBe(200);
+    expect((await second).body.toString()).toBe('conn 1');
+    expect(srv.connections).toBe(2);
+  });
+
+  it('should open a connection per request with keepAlive false, each asking Connection: close', async () => {
+    const { srv, client } = await setup(byConn, { keepAlive: false });
+    const a = {};
+    for (let i = 0; i < 3; i++) expect((await call(client, { owner: a })).body.toString()).toBe(`conn ${i}`);
+    expect(srv.received.every((r) => /\r\nconnection: close\r\n/i.test(r))).toBe(true);
+    await srv.until(() => closedCount(srv) === 3);
   });
 });
