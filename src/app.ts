@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config';
 import type { Logger } from './log/logger';
 import { createSidecarMetrics, type SidecarMetrics } from './metrics/sidecar';
+import { Gauge } from './metrics/registry';
 import { RedRecorder } from './proxy/red';
 import { Forwarder } from './proxy/forwarder';
 import { createEndpointsApp } from './server/endpoints-app';
@@ -95,12 +96,26 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         timeoutMs: config.upstreamTimeoutMs,
         maxConnections: config.upstreamMaxConnections,
         keepAlive: config.upstreamKeepAlive,
+        transfers: config.transfers,
         red,
         logger: limited(),
         draining: () => lifecycle.draining(),
         upgradeProtocols,
       })
     : undefined;
+
+  if (forwarder) {
+    const buffered = metrics.registry.register(
+      new Gauge({
+        name: 'metrics_sidecar_proxy_buffered_bytes',
+        help: 'Bytes held in request buffers and in answers queued for slow clients now (at most PROXY_BUFFER_BYTES_TOTAL).',
+      }),
+    );
+    const series = buffered.child([]);
+    metrics.registry.addCollector(() => {
+      if (series) series.value = forwarder.bufferedBytes;
+    });
+  }
 
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number; variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' }[] = [];
   // Upgrades and CONNECTs taken out of the main listener: the stop ends those still open.

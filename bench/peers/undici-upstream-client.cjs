@@ -8,9 +8,13 @@
  *
  * The forwarder's handler takes response headers as a flat array with lower-case names (what the
  * own client gives); undici gives an object, converted here, which is part of its cost.
+ *
+ * Ownership (an upstream connection carries one client connection's requests only, ADR 0003) is
+ * undici's way too: one undici Client per owner, destroyed by dropOwner; requests without an owner
+ * share a Pool. UPSTREAM_MAX_CONNECTIONS then bounds nothing across owners (the bench sets none).
  */
 'use strict';
-const { Pool } = require('undici');
+const { Client, Pool } = require('undici');
 
 const UPSTREAM_HEADERS_TIMEOUT = 'UPSTREAM_HEADERS_TIMEOUT';
 const UPSTREAM_BODY_TIMEOUT = 'UPSTREAM_BODY_TIMEOUT';
@@ -22,17 +26,31 @@ function isTimeout(err) {
 
 class UpstreamClient {
   constructor(opts) {
-    this.pool = new Pool(`http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`, {
-      connections: opts.maxConnections > 0 ? opts.maxConnections : null,
-      pipelining: 1,
-      keepAliveTimeout: opts.keepAliveMs ?? 4000,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-    });
+    this.origin = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${opts.port}`;
+    this.settings = { pipelining: 1, keepAliveTimeout: opts.keepAliveMs ?? 4000, headersTimeout: opts.timeoutMs, bodyTimeout: opts.timeoutMs };
+    this.pool = new Pool(this.origin, { ...this.settings, connections: opts.maxConnections > 0 ? opts.maxConnections : null });
+    this.owned = new Map();
+  }
+
+  clientFor(owner) {
+    if (owner === undefined) return this.pool;
+    let c = this.owned.get(owner);
+    if (c === undefined) {
+      c = new Client(this.origin, this.settings);
+      this.owned.set(owner, c);
+    }
+    return c;
+  }
+
+  dropOwner(owner) {
+    const c = this.owned.get(owner);
+    if (c === undefined) return;
+    this.owned.delete(owner);
+    void c.destroy();
   }
 
   dispatch(req, handler) {
-    this.pool.dispatch(
+    this.clientFor(req.owner).dispatch(
       { path: req.path, method: req.method, headers: req.headers, body: req.body },
       {
         onRequestStart: (c) => handler.onRequestStart && handler.onRequestStart(c),

@@ -46,6 +46,14 @@ export interface Config {
   upstreamMaxConnections: number;
   /** UPSTREAM_KEEPALIVE: reuse a client connection's upstream connection (false = one per request). */
   upstreamKeepAlive: boolean;
+  /** Request and answer buffering, and the clients' minimum data rates (proxy/transfers.ts). */
+  transfers: {
+    requestBufferBytes: number;
+    responseBufferBytes: number;
+    totalBufferBytes: number;
+    minDataRate: number;
+    graceMs: number;
+  };
   /** `Upgrade` protocols passed to the application (lower case); any other Upgrade header is removed. */
   upstreamUpgradeProtocols: readonly string[];
   serveOnMainPort: boolean;
@@ -316,6 +324,13 @@ export function readConfig(env: Env = process.env): Loaded {
     upstreamTimeoutMs: v('UPSTREAM_TIMEOUT_MS'),
     upstreamMaxConnections: v('UPSTREAM_MAX_CONNECTIONS'),
     upstreamKeepAlive: v('UPSTREAM_KEEPALIVE'),
+    transfers: {
+      requestBufferBytes: v('UPSTREAM_REQUEST_BUFFER_BYTES'),
+      responseBufferBytes: v('UPSTREAM_RESPONSE_BUFFER_BYTES'),
+      totalBufferBytes: v('PROXY_BUFFER_BYTES_TOTAL'),
+      minDataRate: v('CLIENT_MIN_DATA_RATE'),
+      graceMs: v('CLIENT_MIN_DATA_RATE_GRACE_MS'),
+    },
     upstreamUpgradeProtocols: v('UPSTREAM_UPGRADE_PROTOCOLS'),
     serveOnMainPort,
     prometheusPort,

@@ -120,6 +120,31 @@ export const VARIABLES = {
     "connections to the app at most; further requests wait for a free one, up to `UPSTREAM_TIMEOUT_MS` (then 504). Idle ones close after 4 s, or sooner if the app's `Keep-Alive: timeout` says so",
     '`0` (unlimited)',
   ),
+  UPSTREAM_REQUEST_BUFFER_BYTES: int(
+    1024 * 1024,
+    0,
+    1024 * 1024 * 1024,
+    "request bodies up to this are read whole before the app sees the request, so a slow upload never holds an app worker (nginx's `proxy_request_buffering`); larger ones stream; `0` streams every body",
+  ),
+  UPSTREAM_RESPONSE_BUFFER_BYTES: int(
+    8 * 1024 * 1024,
+    0,
+    1024 * 1024 * 1024,
+    "what one answer may have queued for a slow client before the app is slowed down: the app's worker is free as soon as it has written (nginx's `proxy_buffering`); bytes still go out as soon as the client takes them, and `X-Accel-Buffering: no` from the app turns it off per answer; `0` = plain backpressure",
+  ),
+  PROXY_BUFFER_BYTES_TOTAL: int(
+    64 * 1024 * 1024,
+    64 * 1024,
+    4 * 1024 * 1024 * 1024,
+    "all request buffers and answer backlogs together (sized for the chart's 256 MiB limit); past it requests and answers stream with plain backpressure, never fail",
+  ),
+  CLIENT_MIN_DATA_RATE: int(
+    240,
+    0,
+    1024 * 1024 * 1024,
+    "bytes/s a client must keep up on average when sending its body or taking its answer, past the grace period (Kestrel's default); below it an upload gets 408 and a download is cut, counted as `slow_upload` / `slow_read` client errors, never as app failures; `0` = no minimum",
+  ),
+  CLIENT_MIN_DATA_RATE_GRACE_MS: ms(5_000, 0, 'how long a transfer may run below `CLIENT_MIN_DATA_RATE` before it counts'),
   UPSTREAM_KEEPALIVE: bool(
     true,
     "reuse a client connection's connection to the app for that client's next request; `false` opens one per request (`Connection: close`), for apps whose late or extra bytes must not meet even the same client's next answer. An upstream connection is never shared between client connections either way",
@@ -229,6 +254,8 @@ export const OWN_PREFIXES = [
   'TRUSTED_',
   'SERVE_',
   'ENABLE_DB',
+  'PROXY_BUFFER',
+  'CLIENT_MIN_',
 ];
 
 /** Well-known variables with those prefixes that belong to something else. */

@@ -49,6 +49,7 @@ export const SIDECAR_FAMILIES: readonly ContractFamily[] = [
   { name: 'metrics_sidecar_series_dropped_total', type: 'counter', labels: ['family', 'reason'], source: 'sidecar' },
   { name: 'metrics_sidecar_inflight_requests', type: 'gauge', labels: [], source: 'sidecar' },
   { name: 'metrics_sidecar_client_errors_total', type: 'counter', labels: ['reason'], source: 'main listener' },
+  { name: 'metrics_sidecar_proxy_buffered_bytes', type: 'gauge', labels: [], source: 'forwarder' },
   { name: 'metrics_sidecar_route_templates_refused_total', type: 'counter', labels: ['reason'], source: 'RED recorder' },
   { name: 'metrics_sidecar_route_cache_resets_total', type: 'counter', labels: [], source: 'RED recorder' },
   { name: 'metrics_sidecar_auth_failures_total', type: 'counter', labels: ['listener', 'reason'], source: 'access gate' },

@@ -6,12 +6,13 @@
  * directions, one `close` listener per response to finish the bookkeeping.
  */
 import http from 'node:http';
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
+import { CLIENT_BODY_STALLED, UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder } from './red';
+import { Transfers, type Transfer, type TransferLimits } from './transfers';
 import type { Logger } from '../log/logger';
 
 export interface ForwarderOptions {
@@ -27,6 +28,8 @@ export interface ForwarderOptions {
   draining: () => boolean;
   /** Lower-case `Upgrade` protocols passed to the app as upgrades (UPSTREAM_UPGRADE_PROTOCOLS); others are removed from the header. */
   upgradeProtocols: ReadonlySet<string>;
+  /** Request and answer buffering, and the clients' minimum data rates (transfers.ts). */
+  transfers: TransferLimits;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -62,6 +65,9 @@ export class Forwarder {
   private readonly upgraded = new Set<Duplex>();
   /** Client connections whose close already drops their upstream connections. */
   private readonly owners = new WeakSet<object>();
+  private readonly transfers: Transfers;
+  /** Told of each client the sidecar cut off (`slow_upload`, `slow_read`): the main listener counts them. */
+  onClientError: ((reason: string) => void) | undefined;
   private readonly upgradeProtocols: ReadonlySet<string>;
 
   constructor(private readonly opts: ForwarderOptions) {
@@ -80,6 +86,7 @@ export class Forwarder {
     });
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = opts.upgradeProtocols;
+    this.transfers = new Transfers(opts.transfers, (t, kind) => t.onSlow?.(kind));
   }
 
   /**
@@ -95,9 +102,33 @@ export class Forwarder {
     const { headers, hasBody } = this.forwardedHeaders(req, false);
     let status = 0;
     let failed = false;
+    /** The sidecar ended this exchange as the client's fault (a slow upload or read): nothing more is written. */
+    let clientFault = false;
     let controller: Controller | undefined;
+    const transfer = this.transfers.start(req, res);
+    transfer.onSlow = (kind) => {
+      clientFault = true;
+      this.onClientError?.(kind);
+      this.opts.logger.debug('client too slow', { reason: kind, method, route: routeName(route) });
+      if (controller && !controller.aborted) controller.abort(new Error(kind));
+      if (kind === 'slow_upload' && !res.headersSent && !res.destroyed) {
+        // The upload is not worth reading on: 408, and the connection goes.
+        status = 408;
+        const body = 'request body too slow\n';
+        res.writeHead(408, ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length), 'connection', 'close']).end(body);
+        req.unpipe();
+        return;
+      }
+      res.destroy();
+    };
 
     const fail = (err: Error & { code?: string }): void => {
+      if (clientFault) return;
+      if (err.code === CLIENT_BODY_STALLED) {
+        // The upload stalled while the app waited for it: the client's fault (408), as a slow upload is.
+        transfer.onSlow?.('slow_upload');
+        return;
+      }
       // The client's request stream broke (aborted upload, bad chunked framing): the client's error, not the app's.
       if (req.errored != null || (req.destroyed && !req.complete)) {
         this.opts.logger.debug('client request failed', { method, route: routeName(route), code: upstreamErrorCode(err) });
@@ -123,12 +154,16 @@ export class Forwarder {
     };
 
     res.on('close', () => {
+      this.transfers.end(transfer);
       if (!res.writableFinished) {
         // The client went away (or we cut it off): stop the upstream work too.
         if (controller && !controller.aborted) controller.abort(new Error('client closed the connection'));
         if (status === 0) status = CLIENT_CLOSED;
       }
-      if (route !== null) red.record(method, route, status, (performance.now() - start) / 1000, failed);
+      const seconds = (performance.now() - start) / 1000;
+      // A slow upload the sidecar refused is the client's, recorded like the sidecar's other refusals (no new template).
+      if (status === 408 && clientFault) red.refused(method, 408, seconds);
+      else if (route !== null) red.record(method, route, status, seconds, failed);
     });
 
     // The client connection owns the upstream connections its requests use: when it closes, so do they.
@@ -137,32 +172,97 @@ export class Forwarder {
       this.owners.add(owner);
       owner.once('close', () => this.client.dropOwner(owner));
     }
-    this.client.dispatch(
-      { path: target, method, headers, body: hasBody ? req : null, owner },
-      {
-        onRequestStart: (c) => {
-          controller = c;
+    const dispatch = (body: Readable | Buffer | null): void => {
+      if (clientFault || res.destroyed) return;
+      this.client.dispatch(
+        { path: target, method, headers, body, owner },
+        {
+          onRequestStart: (c) => {
+            controller = c;
+          },
+          onResponseStart: (_c, code, uheaders, statusMessage) => {
+            status = code;
+            res.writeHead(code, statusMessage, this.responseHeaders(uheaders, transfer));
+          },
+          onResponseData: (c, chunk) => {
+            // Read at the app's speed into what the client has yet to take, up to the answer's
+            // bound and the budget; past them a slow client slows the app down (backpressure).
+            if (!res.write(chunk) && this.transfers.mustPause(transfer)) {
+              c.pause();
+              res.once('drain', () => {
+                this.transfers.drained(transfer);
+                c.resume();
+              });
+            }
+          },
+          onResponseEnd: () => {
+            res.end();
+          },
+          onResponseError: (_c, err: Error & { code?: string }) => {
+            if (res.destroyed && !res.writableFinished) return; // the client left first; already recorded
+            fail(err);
+          },
         },
-        onResponseStart: (_c, code, uheaders, statusMessage) => {
-          status = code;
-          res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
-        },
-        onResponseData: (c, chunk) => {
-          // Backpressure: a slow client pauses the upstream read until its socket drains.
-          if (!res.write(chunk)) {
-            c.pause();
-            res.once('drain', () => c.resume());
-          }
-        },
-        onResponseEnd: () => {
-          res.end();
-        },
-        onResponseError: (_c, err: Error & { code?: string }) => {
-          if (res.destroyed && !res.writableFinished) return; // the client left first; already recorded
-          fail(err);
-        },
-      },
-    );
+      );
+    };
+    if (!hasBody) dispatch(null);
+    else this.receiveBody(req, transfer, dispatch, fail);
+  }
+
+  /**
+   * A request body: read whole before the app sees the request when it fits the buffer bound and
+   * the budget (an upload at any speed then never holds a worker), streamed otherwise; counted
+   * for the minimum data rate either way.
+   */
+  private receiveBody(req: http.IncomingMessage, t: Transfer, dispatch: (body: Readable | Buffer) => void, fail: (err: Error) => void): void {
+    const limit = this.transfers.limits.requestBufferBytes;
+    const declared = req.headers['content-length'];
+    const length = declared === undefined ? undefined : Number(declared);
+    t.uploading = true;
+    t.uploadStart = performance.now();
+    const count = (chunk: Buffer): void => {
+      t.uploadBytes += chunk.length;
+    };
+    const ended = (): void => {
+      t.uploading = false;
+    };
+    req.once('end', ended);
+    if (limit === 0 || (length !== undefined && length > limit) || !this.transfers.mayBuffer(length ?? 0)) {
+      req.on('data', count);
+      dispatch(req);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      count(chunk);
+      size += chunk.length;
+      if (size <= limit && this.transfers.mayBuffer(chunk.length)) {
+        chunks.push(chunk);
+        this.transfers.setHeld(t, size);
+        return;
+      }
+      // Larger than the bound (a chunked upload), or the budget ran out: what came so far, then the rest, streamed.
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.on('data', count);
+      const rest = new PassThrough();
+      for (const c of chunks) rest.write(c);
+      rest.write(chunk);
+      this.transfers.setHeld(t, 0);
+      req.on('error', (err) => rest.destroy(err));
+      req.pipe(rest);
+      dispatch(rest);
+    };
+    const onEnd = (): void => {
+      req.off('error', onError);
+      dispatch(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => fail(err);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
   }
 
   /** WebSocket and other `Upgrade` requests: handshake forwarded, then bytes piped both ways. */
@@ -217,6 +317,12 @@ export class Forwarder {
     for (const s of this.upgraded) s.destroy();
     this.upgraded.clear();
     this.client.close();
+    this.transfers.close();
+  }
+
+  /** Bytes held in request buffers and answer backlogs now. */
+  get bufferedBytes(): number {
+    return this.transfers.held;
   }
 
   /**
@@ -278,13 +384,21 @@ export class Forwarder {
     return { headers: out, hasBody };
   }
 
-  /** The upstream's response headers (flat, lower-case names) minus hop-by-hop ones, for writeHead. */
-  private responseHeaders(headers: string[]): string[] {
+  /**
+   * The upstream's response headers (flat, lower-case names) minus hop-by-hop ones, for writeHead.
+   * `X-Accel-Buffering: no` (nginx's convention) turns buffering off for this answer and, as nginx
+   * does, stays between the app and the proxy.
+   */
+  private responseHeaders(headers: string[], transfer?: Transfer): string[] {
     const out: string[] = [];
     const named = namedByConnection(headers);
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i];
       if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
+      if (name.length === 17 && name === 'x-accel-buffering') {
+        if (transfer !== undefined && headers[i + 1].trim().toLowerCase() === 'no') transfer.unbuffered = true;
+        continue;
+      }
       out.push(name, headers[i + 1]);
     }
     if (this.opts.draining()) out.push('connection', 'close');

@@ -59,8 +59,12 @@ export interface UpstreamRequest {
   path: string;
   /** Flat [name, value, ...] array; must not contain framing or hop-by-hop headers except Content-Length. */
   headers: string[];
-  /** The request body, or null. Sent as is with a Content-Length header, chunked otherwise. */
-  body: Readable | null;
+  /**
+   * The request body, or null. A stream is sent as is with a Content-Length header, chunked
+   * otherwise; a Buffer (a body read whole first) goes out with the head in one write, with its
+   * Content-Length.
+   */
+  body: Readable | Buffer | null;
   /**
    * Who may share connections with this request: the client connection it came on. A connection
    * carries requests of one owner only; `dropOwner` closes an owner's connections. Undefined =
@@ -93,6 +97,8 @@ export const UPSTREAM_HEADERS_TIMEOUT = 'UPSTREAM_HEADERS_TIMEOUT';
 export const UPSTREAM_BODY_TIMEOUT = 'UPSTREAM_BODY_TIMEOUT';
 export const UPSTREAM_BAD_RESPONSE = 'UPSTREAM_BAD_RESPONSE';
 export const UPSTREAM_CLOSED = 'UPSTREAM_CLOSED';
+/** The client stopped sending its request body while the app waited for it: the client's fault, not the app's. */
+export const CLIENT_BODY_STALLED = 'CLIENT_BODY_STALLED';
 
 export type UpstreamError = Error & { code: string };
 
@@ -194,7 +200,7 @@ class Exchange implements Controller {
 
   detachBody(): void {
     const body = this.req.body;
-    if (body !== null && this.conn !== undefined) this.conn.unpipeBody(body);
+    if (body !== null && !Buffer.isBuffer(body) && this.conn !== undefined) this.conn.unpipeBody(body);
   }
 }
 
@@ -229,6 +235,8 @@ class Connection {
 
   // Request body plumbing (bound once).
   private body: Readable | null = null;
+  /** The request body is paused because the app reads it slower than the client sends. */
+  private bodyHeldForApp = false;
   private chunked = false;
   private pendingHead: string | undefined;
 
@@ -241,7 +249,10 @@ class Connection {
     this.socket.on('end', () => this.onEnd());
     this.socket.on('error', (err) => this.onSocketError(err));
     this.socket.on('close', () => this.onClose());
-    this.socket.on('drain', () => this.body?.resume());
+    this.socket.on('drain', () => {
+      this.bodyHeldForApp = false;
+      this.body?.resume();
+    });
   }
 
   /** Sends one request on this (idle) connection. */
@@ -272,6 +283,12 @@ class Connection {
     if (body === null) {
       this.sentAll = true;
       this.socket.write(`${head}\r\n`, 'latin1');
+    } else if (Buffer.isBuffer(body)) {
+      this.sentAll = true;
+      this.socket.cork();
+      this.socket.write(hasLength ? `${head}\r\n` : `${head}content-length: ${body.length}\r\n\r\n`, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
     } else {
       this.chunked = !hasLength;
       this.sentAll = false;
@@ -308,7 +325,10 @@ class Connection {
       ok = this.socket.write(chunk);
     }
     // Backpressure: the app reads slower than the client sends; wait for the socket to drain.
-    if (!ok) this.body?.pause();
+    if (!ok) {
+      this.bodyHeldForApp = true;
+      this.body?.pause();
+    }
   };
 
   private readonly onBodyEnd = (): void => {
@@ -675,7 +695,8 @@ class Connection {
     this.destroy();
     if (ex === undefined || ex.done) return;
     // A reused socket the app closed while it was idle: safe to send once more if nothing came back.
-    if (this.served > 0 && !ex.answered && !ex.retried && ex.req.body === null && IDEMPOTENT.has(ex.req.method)) {
+    // (A body read whole can be sent again too; a streamed one cannot.)
+    if (this.served > 0 && !ex.answered && !ex.retried && (ex.req.body === null || Buffer.isBuffer(ex.req.body)) && IDEMPOTENT.has(ex.req.method)) {
       ex.retried = true;
       ex.conn = undefined;
       this.client.dispatchExchange(ex, true);
@@ -686,9 +707,14 @@ class Connection {
 
   timedOut(): void {
     const ex = this.ex;
-    const code = this.phase === Phase.Head ? UPSTREAM_HEADERS_TIMEOUT : UPSTREAM_BODY_TIMEOUT;
     this.ex = undefined;
     this.destroy();
+    if (this.phase === Phase.Head && !this.sentAll && !this.bodyHeldForApp) {
+      // Nothing moved because the client sent nothing more of its body: its stall, not the app's.
+      ex?.fail(upstreamError(CLIENT_BODY_STALLED, 'the client stopped sending its request body'));
+      return;
+    }
+    const code = this.phase === Phase.Head ? UPSTREAM_HEADERS_TIMEOUT : UPSTREAM_BODY_TIMEOUT;
     ex?.fail(upstreamError(code, code === UPSTREAM_HEADERS_TIMEOUT ? 'upstream sent no response head in time' : 'upstream body stalled'));
   }
 

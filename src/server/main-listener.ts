@@ -47,6 +47,8 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     labelNames: ['reason'],
   });
   opts.registry?.register(clientErrors);
+  // Clients the forwarder cut off for their own slowness (slow_upload, slow_read).
+  if (forwarder !== undefined) forwarder.onClientError = (reason) => clientErrors.inc([reason]);
   const debug = debugApp.callback();
   /** A request the sidecar answers as the client's error: counted by reason, recorded with its status, never an exception. */
   const countRefusal = (req: http.IncomingMessage, status: number, reason: string, start: number): void => {
