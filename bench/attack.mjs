@@ -31,6 +31,7 @@ import {
   each,
   flood,
   get,
+  holdTcp,
   letters,
   memoryLimit,
   prng,
@@ -90,6 +91,18 @@ const linesCounted = (text) =>
     (a, o) => a + (sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: o }) ?? 0),
     0,
   );
+
+/** Polls the exposition until `ok(text)` holds, the sidecar dies, or 90 s pass; resolves with the last text (null if none). */
+async function untilExposition(ctx, ok) {
+  let text = null;
+  for (let i = 0; i < 900 && !ctx.sc.proc.done; i++) {
+    const s = await scrape(ctx.ports[1]);
+    text = s.text;
+    if (s.status !== 200 || text === null || ok(text)) break;
+    await sleep(100);
+  }
+  return text;
+}
 
 /** Polls the exposition until `n` StatsD lines are counted, the sidecar dies, or 90 s pass. */
 async function untilCounted(ctx, n) {
@@ -254,6 +267,35 @@ const ATTACKS = [
       await sendTcp(ctx.ports[2], chunked(take(300_000, (i) => `attack.name_${i}:1|c`)));
       await untilCounted(ctx, 300_000);
       return { sent: '300,000 lines', check: countedCheck(300_000) };
+    },
+  },
+  {
+    name: 'statsd: 4,000 TCP connections holding unfinished 65,000-"€" lines',
+    async run(ctx) {
+      const n = 4000;
+      const tcp = (text, name, labels) => sampleValue(text, `metrics_sidecar_statsd_tcp_${name}`, labels) ?? 0;
+      const refused = (text) => tcp(text, 'connections_closed_total', { reason: 'max_connections' });
+      const malformed = (text) => sampleValue(text, 'metrics_sidecar_statsd_lines_total', { outcome: 'malformed' }) ?? 0;
+      // Each connection writes 195,000 bytes (65,000 UTF-16 units) and no newline, then holds.
+      const conns = await holdTcp(ctx.ports[2], n, Buffer.from('€'.repeat(65_000)));
+      // Held until each is accounted for: closed past the cap, or its line counted malformed (over 64 KiB).
+      const held = await untilExposition(ctx, (text) => refused(text) + malformed(text) >= n);
+      const rssHeld = rssOf(ctx.sc.pid)?.now ?? NaN;
+      await conns.close();
+      await untilExposition(ctx, (text) => tcp(text, 'open_connections') === 0);
+      const rssClosed = rssOf(ctx.sc.pid)?.now ?? NaN;
+      return {
+        sent: '4,000 conn',
+        check: (text) => {
+          if (text === null || held === null) return [false, 'no exposition'];
+          const [r, m, open, bytes] = [refused(held), malformed(held), tcp(held, 'open_connections'), tcp(held, 'buffered_bytes')];
+          const ok = r + m === n && bytes === 0 && tcp(text, 'open_connections') === 0 && tcp(text, 'buffered_bytes') === 0;
+          return [
+            ok,
+            `refused ${r}, malformed ${m} (of ${n}); held: ${open} open, ${bytes} B buffered; RSS ${fmt(rssHeld / MiB, 0)} MiB held, ${fmt(rssClosed / MiB, 0)} MiB once closed`,
+          ];
+        },
+      };
     },
   },
   {

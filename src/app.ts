@@ -213,7 +213,7 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     maxLabelValueBytes: config.limits.maxLabelValueBytes,
     contract: new Contract(config.http.prefix),
   });
-  return new StatsdServer(store, logger, config.statsd.receiveBufferBytes);
+  return new StatsdServer(store, logger, config.statsd.receiveBufferBytes, config.statsd.tcp);
 }
 
 /** Loaded only when MERGE_TARGETS is set (it brings node:https and tls): plain start-up stays fast. */

@@ -190,6 +190,40 @@ export function sendTcp(port, chunks) {
   });
 }
 
+/**
+ * Opens `n` TCP connections, `batch` at a time, each writing `payload` and then holding the
+ * connection open (a refused one closes, and counts as opened). Resolves once all are opened, with
+ * `close()`, which destroys them all and resolves when each has closed.
+ */
+export async function holdTcp(port, n, payload, batch = 100) {
+  const sockets = [];
+  const one = () =>
+    new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sockets.push(sock);
+      sock.on('error', () => undefined);
+      sock.on('close', () => resolve());
+      sock.on('connect', () => {
+        sock.write(payload);
+        resolve();
+      });
+    });
+  for (let i = 0; i < n; i += batch) await Promise.all(Array.from({ length: Math.min(batch, n - i) }, one));
+  return {
+    close: () =>
+      Promise.all(
+        sockets.map(
+          (s) =>
+            new Promise((resolve) => {
+              if (s.closed) return resolve();
+              s.once('close', resolve);
+              s.destroy();
+            }),
+        ),
+      ),
+  };
+}
+
 export function sendUdp(port, payload) {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');

@@ -15,6 +15,7 @@ import { normalizePath } from '../proxy/reserved';
 import { parseApiKeys } from '../access/credentials';
 import { parsePassword } from '../access/secret-file';
 import { parseMappingFile, type MappingFile } from '../ingest/statsd/mapping-file';
+import { MAX_TCP_LINE_BYTES } from '../ingest/statsd/server';
 
 export type { Cidr, Problem } from './parse';
 
@@ -93,6 +94,15 @@ export interface Config {
     mapping: MappingFile | undefined;
     /** SO_RCVBUF asked for the UDP socket (the kernel caps it at net.core.rmem_max). */
     receiveBufferBytes: number;
+    /** Bounds of the TCP listener. */
+    tcp: {
+      /** Connections open at once; more are closed as they arrive. */
+      maxConnections: number;
+      /** A connection silent this long is closed. */
+      idleTimeoutMs: number;
+      /** Bytes of unfinished lines held across all connections. */
+      bufferBytesTotal: number;
+    };
   };
   /** Memory budgets of the metric store (see the README's "Limits"). */
   limits: {
@@ -274,6 +284,19 @@ export function readConfig(env: Env = process.env): Loaded {
     if (u) mergeTargets.push(u);
   }
 
+  // StatsD TCP: the budget must hold one whole line, or a line near the limit would close its connection instead of being read.
+  const statsdTcp = {
+    maxConnections: v('STATSD_TCP_MAX_CONNECTIONS'),
+    idleTimeoutMs: v('STATSD_TCP_IDLE_TIMEOUT_MS'),
+    bufferBytesTotal: v('STATSD_TCP_BUFFER_BYTES_TOTAL'),
+  };
+  if (statsdTcp.bufferBytesTotal < MAX_TCP_LINE_BYTES + 1) {
+    r.problem(
+      'STATSD_TCP_BUFFER_BYTES_TOTAL',
+      `${statsdTcp.bufferBytesTotal} cannot hold one whole line: at least ${MAX_TCP_LINE_BYTES + 1} (64 KiB, and the CR of a CR LF)`,
+    );
+  }
+
   const mappingFile = v('STATSD_MAPPING_FILE');
   const mapping = r.fileContent('STATSD_MAPPING_FILE', mappingFile, parseMappingFile);
 
@@ -361,6 +384,7 @@ export function readConfig(env: Env = process.env): Loaded {
       mappingFile,
       mapping,
       receiveBufferBytes: v('STATSD_RECEIVE_BUFFER_BYTES'),
+      tcp: statsdTcp,
     },
     limits: {
       maxSeriesTotal: v('METRICS_MAX_SERIES_TOTAL'),

@@ -203,6 +203,24 @@ export const VARIABLES = {
     'UDP receive buffer asked for (`SO_RCVBUF`; the kernel caps it at `net.core.rmem_max` and doubles it); datagrams arriving while it is full are dropped by the kernel and counted in `metrics_sidecar_statsd_udp_receive_drops_total`',
   ),
   STATSD_MAPPING_FILE: file("StatsD mapping rules in [statsd_exporter's format](#mapping-rules) (YAML), read and validated at start"),
+  // StatsD over TCP: its bounds (issue 18). Defaults sized for the chart's 256Mi memory limit: 256 connections × a 64 KiB line = the 16 MiB budget.
+  STATSD_TCP_MAX_CONNECTIONS: int(
+    256,
+    1,
+    100_000,
+    'StatsD TCP connections open at once; one more is closed as it arrives, counted in `metrics_sidecar_statsd_tcp_connections_closed_total{reason="max_connections"}`',
+  ),
+  STATSD_TCP_IDLE_TIMEOUT_MS: ms(
+    60_000,
+    1,
+    'a StatsD TCP connection that sends nothing this long is closed (`reason="idle_timeout"`); clients that keep one open send at least every flush interval',
+  ),
+  STATSD_TCP_BUFFER_BYTES_TOTAL: int(
+    16 * 1024 * 1024,
+    1024,
+    1024 * 1024 * 1024,
+    'bytes of unfinished StatsD TCP lines held across all connections (each holds at most one line, 64 KiB); a connection that would go past it is closed (`reason="buffer_budget"`)',
+  ),
   MERGE_TARGETS: list("comma list of URLs (the app's own `/metrics`) merged into the exposition at scrape time"),
   MERGE_MAX_BYTES: int(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024, "a merge target's body is refused past this size (the target then counts as down)"),
   METRICS_ALLOWED_CIDRS: cidrs('comma list of IPs/CIDRs, IPv4 and IPv6, allowed to read metrics'),

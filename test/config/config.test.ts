@@ -36,7 +36,7 @@ describe('loadConfig', () => {
       prometheusPort: 8491,
       metricsPath: '/debug/metrics',
       enableDbMetrics: false,
-      statsd: { port: 9125, host: '127.0.0.1' },
+      statsd: { port: 9125, host: '127.0.0.1', tcp: { maxConnections: 256, idleTimeoutMs: 60_000, bufferBytesTotal: 16 * 1024 * 1024 } },
       http: { prefix: 'flask_http_request', buckets: DEFAULT_HTTP_BUCKETS, maxSeriesPerFamily: 2000 },
       access: { basicAuth: undefined, kubernetes: undefined, allowedCidrs: [], trustedProxies: [], apiKeyQueryParam: false, secretReloadMs: 5000 },
       mergeTargets: [],
@@ -72,6 +72,9 @@ describe('loadConfig', () => {
       SECRET_RELOAD_INTERVAL_MS: '1000',
       STATSD_PORT: '0',
       STATSD_MAPPING_FILE: mappingFile,
+      STATSD_TCP_MAX_CONNECTIONS: '32',
+      STATSD_TCP_IDLE_TIMEOUT_MS: '15000',
+      STATSD_TCP_BUFFER_BYTES_TOTAL: '2097152',
       MERGE_TARGETS: 'http://127.0.0.1:9000/metrics,https://localhost:9443/metrics',
       HTTP_METRICS_PREFIX: 'shop_http_request',
       ROUTE_PATTERNS: '/users/:id,/static/*',
@@ -93,6 +96,7 @@ describe('loadConfig', () => {
     expect(c.mergeTargets.map((u) => u.href)).toEqual(['http://127.0.0.1:9000/metrics', 'https://localhost:9443/metrics']);
     expect(c.http).toMatchObject({ prefix: 'shop_http_request', buckets: [0.1, 0.5, 1], routePatterns: ['/users/:id', '/static/*'] });
     expect(c.upstreamTimeoutMs).toBe(1500);
+    expect(c.statsd.tcp).toEqual({ maxConnections: 32, idleTimeoutMs: 15000, bufferBytesTotal: 2097152 });
     expect(c.logLevel).toBe('warn');
     expect(c.access.apiKeyQueryParam).toBe(true);
     expect(c.access.secretReloadMs).toBe(1000);
@@ -141,6 +145,10 @@ describe('loadConfig', () => {
     ['SECRET_RELOAD_INTERVAL_MS', { SECRET_RELOAD_INTERVAL_MS: '10' }, /not an integer/],
     ['STATSD_PORT', { STATSD_PORT: 'udp' }, /not a port number/],
     ['STATSD_MAPPING_FILE', { STATSD_MAPPING_FILE: '/nonexistent/map.yaml' }, /not a readable file/],
+    ['STATSD_TCP_MAX_CONNECTIONS', { STATSD_TCP_MAX_CONNECTIONS: '0' }, /not an integer/],
+    ['STATSD_TCP_IDLE_TIMEOUT_MS', { STATSD_TCP_IDLE_TIMEOUT_MS: '60s' }, /not an integer/],
+    ['STATSD_TCP_BUFFER_BYTES_TOTAL', { STATSD_TCP_BUFFER_BYTES_TOTAL: '16MiB' }, /not an integer/],
+    ['STATSD_TCP_BUFFER_BYTES_TOTAL', { STATSD_TCP_BUFFER_BYTES_TOTAL: '65536' }, /cannot hold one whole line: at least 65537/],
     ['MERGE_TARGETS', { MERGE_TARGETS: 'http://127.0.0.1:9000/metrics,not a url' }, /not an absolute URL/],
     ['HTTP_METRICS_PREFIX', { HTTP_METRICS_PREFIX: 'flask-http' }, /not a valid metric name/],
     ['ROUTE_PATTERNS', { ROUTE_PATTERNS: 'users/:id' }, /not a path pattern/],

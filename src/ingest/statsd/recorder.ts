@@ -20,6 +20,20 @@ import { labelKey, type Mapper } from './mapper';
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];
 
+/** Why the StatsD TCP listener closed a connection itself. */
+export type TcpCloseReason = 'max_connections' | 'idle_timeout' | 'buffer_budget';
+export const TCP_CLOSE_REASONS: readonly TcpCloseReason[] = ['max_connections', 'idle_timeout', 'buffer_budget'];
+
+/** The TCP listener's own series (the server keeps them current). */
+export interface TcpSeries {
+  /** Connections open now. */
+  open: ValueSeries;
+  /** Bytes of unfinished lines held across all connections now. */
+  bufferedBytes: ValueSeries;
+  /** Connections the listener closed, by reason. */
+  closed: Record<TcpCloseReason, ValueSeries>;
+}
+
 interface OwnFamily {
   kind: StoredType;
   family: Counter | Gauge | Histogram;
@@ -128,6 +142,31 @@ export class StatsdRecorder {
   /** Counts a line refused before parsing (an over-long TCP line). */
   countMalformed(): void {
     this.outcomes.malformed.value++;
+  }
+
+  /** Registers the TCP listener's series (by the listener, so a recorder without one exports none). */
+  registerTcpSeries(): TcpSeries {
+    const open = this.registry.register(
+      new Gauge({ name: 'metrics_sidecar_statsd_tcp_open_connections', help: 'StatsD TCP connections open (at most STATSD_TCP_MAX_CONNECTIONS).' }),
+    );
+    const buffered = this.registry.register(
+      new Gauge({
+        name: 'metrics_sidecar_statsd_tcp_buffered_bytes',
+        help: 'Bytes of unfinished StatsD TCP lines held across all connections (at most STATSD_TCP_BUFFER_BYTES_TOTAL).',
+      }),
+    );
+    const closed = this.registry.register(
+      new Counter({
+        name: 'metrics_sidecar_statsd_tcp_connections_closed_total',
+        help: 'StatsD TCP connections the sidecar closed, by reason: max_connections (refused as it arrived), idle_timeout, buffer_budget.',
+        labelNames: ['reason'],
+      }),
+    );
+    return {
+      open: open.child([])!,
+      bufferedBytes: buffered.child([])!,
+      closed: Object.fromEntries(TCP_CLOSE_REASONS.map((r) => [r, closed.child([r])!])) as Record<TcpCloseReason, ValueSeries>,
+    };
   }
 
   /** Advances the TTL clock and removes series idle past their family's TTL. */
