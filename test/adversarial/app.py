@@ -68,3 +68,18 @@ def reset_password(token):
 @app.route("/users/<int:uid>")
 def user(uid):
     return f"user {uid}\n"
+
+
+# Slow-client attacks (test/adversarial/slow-clients.test.ts): a 5 MB answer a sync worker must
+# write out, and an upload endpoint that reads the whole body.
+BIG = b"x" * (5 * 1000 * 1000)
+
+
+@app.route("/export")
+def export():
+    return Response(BIG, mimetype="application/octet-stream")
+
+
+@app.route("/upload", methods=["POST"])
+def upload():
+    return f"{len(request.get_data())} bytes\n"
