@@ -104,7 +104,20 @@ const TARGETS = {
   fixed_rate_p50_added_sidecar_ms_max: 0.15,
 };
 
-const ALL = ['direct', 'sidecar', 'sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'nginx', 'haproxy', 'caddy', 'undici', 'http-proxy', 'fastify', 'l4-pipe'];
+const ALL = [
+  'direct',
+  'sidecar',
+  'sidecar-baseline',
+  'sidecar-undici',
+  'sidecar-per-request',
+  'nginx',
+  'haproxy',
+  'caddy',
+  'undici',
+  'http-proxy',
+  'fastify',
+  'l4-pipe',
+];
 /** Other builds of the sidecar: run only when asked for (BENCH_PEERS; sidecar-baseline also by BENCH_BASELINE). */
 const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request'];
 const NODE_PEERS = { undici: 'undici-proxy.mjs', 'http-proxy': 'http-proxy.mjs', fastify: 'fastify-proxy.mjs', 'l4-pipe': 'l4-pipe.mjs' };
