@@ -14,7 +14,7 @@
  * request reaches the app at a time whatever the number of callers, and a flood of callers cannot
  * crowd out the kubelet's probe (a fixed cap would answer it 503 and get the app restarted).
  */
-import http from 'node:http';
+import { UpstreamClient, isTimeout, type Controller } from '../proxy/upstream-client';
 import type { AppHealthConfig } from '../config';
 import type { Logger } from '../log/logger';
 import { Counter, Gauge, type Registry } from '../metrics/registry';
@@ -45,56 +45,64 @@ export function healthyStatus(status: number): boolean {
 }
 
 /**
- * One GET of the app's health URL on a fresh connection, bounded in time and in bytes read.
- * `signal` ends it early (the sidecar stopping): its connection and timer are gone at once.
+ * One GET of the app's health URL on a fresh connection, bounded in time and in bytes read,
+ * through the same strict client the forwarder uses (one connection per check: `keepAlive`
+ * false on the client the caller gives). `signal` ends it early (the sidecar stopping): its
+ * connection and timer are gone at once.
  */
-export function checkOnce(url: URL, timeoutMs: number, keepBody = false, signal?: AbortSignal): Promise<CheckResult> {
+export function checkOnce(client: UpstreamClient, url: URL, timeoutMs: number, keepBody = false, signal?: AbortSignal): Promise<CheckResult> {
   if (signal?.aborted) return Promise.resolve({ outcome: 'error', reason: 'stopped' });
   return new Promise((resolve) => {
     let done = false;
+    let controller: Controller | undefined;
+    let status = 0;
+    const chunks: Buffer[] = [];
+    let size = 0;
     const finish = (r: CheckResult): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      req.destroy();
+      if (controller !== undefined && !controller.aborted) controller.abort(new Error('health check over'));
       resolve(r);
     };
+    const result = (): CheckResult => {
+      const outcome: CheckOutcome = healthyStatus(status) ? 'ok' : 'bad_status';
+      const r: CheckResult = { outcome, status, reason: outcome === 'ok' ? undefined : `status ${status}` };
+      if (keepBody) r.body = Buffer.concat(chunks).subarray(0, RELAY_MAX_BODY);
+      return r;
+    };
     const onAbort = (): void => finish({ outcome: 'error', reason: 'stopped' });
-    const req = http.request(
+    const timer = setTimeout(() => finish({ outcome: 'timeout', reason: `no answer within ${timeoutMs} ms` }), timeoutMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    client.dispatch(
       {
-        // `[::1]` → `::1`: http.request wants the bare address (as the forwarder does).
-        host: url.hostname.replace(/^\[|\]$/g, ''),
-        port: url.port || 80,
-        path: `${url.pathname}${url.search}`,
         method: 'GET',
-        agent: false,
-        headers: { 'user-agent': 'metrics-sidecar-app-health', accept: '*/*' },
+        path: `${url.pathname}${url.search}`,
+        headers: ['host', url.host, 'user-agent', 'metrics-sidecar-app-health', 'accept', '*/*'],
+        body: null,
       },
-      (res) => {
-        const status = res.statusCode ?? 0;
-        const outcome: CheckOutcome = healthyStatus(status) ? 'ok' : 'bad_status';
-        if (!keepBody) {
-          finish({ outcome, status, reason: outcome === 'ok' ? undefined : `status ${status}` });
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        const end = (): void =>
-          finish({ outcome, status, body: Buffer.concat(chunks).subarray(0, RELAY_MAX_BODY), reason: outcome === 'ok' ? undefined : `status ${status}` });
-        res.on('data', (c: Buffer) => {
-          chunks.push(c);
-          size += c.length;
-          if (size >= RELAY_MAX_BODY) end();
-        });
-        res.on('end', end);
-        res.on('error', end);
+      {
+        onRequestStart: (c) => {
+          controller = c;
+        },
+        onResponseStart: (_c, code) => {
+          status = code;
+          if (!keepBody) finish(result());
+        },
+        onResponseData: (_c, chunk) => {
+          chunks.push(Buffer.from(chunk));
+          size += chunk.length;
+          if (size >= RELAY_MAX_BODY) finish(result());
+        },
+        onResponseEnd: () => finish(result()),
+        onResponseError: (_c, err: Error & { code?: string }) => {
+          // A body cut short after the status: the relay gives what came.
+          if (status !== 0 && keepBody) finish(result());
+          else finish({ outcome: isTimeout(err) ? 'timeout' : 'error', reason: err.code ?? err.message });
+        },
       },
     );
-    const timer = setTimeout(() => finish({ outcome: 'timeout', reason: `no answer within ${timeoutMs} ms` }), timeoutMs);
-    req.on('error', (err: NodeJS.ErrnoException) => finish({ outcome: 'error', reason: err.code ?? err.message }));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    req.end();
   });
 }
 
@@ -112,12 +120,22 @@ export class AppHealth {
   private readonly checks: Counter;
   private readonly relayed: Counter;
   private readonly gauge: Gauge;
+  /** The strict client to the app, a connection per check. */
+  private readonly client: UpstreamClient;
 
   constructor(
     private readonly config: AppHealthConfig,
     registry: Registry,
     private readonly logger: Logger,
   ) {
+    const u = config.url;
+    this.client = new UpstreamClient({
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(u.port || 80),
+      timeoutMs: config.timeoutMs,
+      maxConnections: 0,
+      keepAlive: false,
+    });
     this.checks = registry.register(
       new Counter({
         name: 'metrics_sidecar_app_health_checks_total',
@@ -165,7 +183,7 @@ export class AppHealth {
   private tick(): void {
     const started = Date.now();
     const signal = this.controller.signal;
-    void checkOnce(this.config.url, this.config.timeoutMs, false, signal).then((r) => {
+    void checkOnce(this.client, this.config.url, this.config.timeoutMs, false, signal).then((r) => {
       // Stopped meanwhile (and perhaps started again, with a loop of its own): this one ends here.
       if (signal.aborted) return;
       this.record(r);
@@ -208,7 +226,7 @@ export class AppHealth {
   async relay(): Promise<RelayAnswer> {
     let pending = this.pendingRelay;
     if (pending === undefined) {
-      pending = checkOnce(this.config.url, this.config.timeoutMs, true, this.controller.signal).finally(() => {
+      pending = checkOnce(this.client, this.config.url, this.config.timeoutMs, true, this.controller.signal).finally(() => {
         this.pendingRelay = undefined;
       });
       this.pendingRelay = pending;
