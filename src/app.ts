@@ -98,6 +98,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         logger: limited(),
         draining: () => lifecycle.draining(),
         upgradeProtocols,
+        trustedProxies: config.access.trustedProxies,
       })
     : undefined;
 

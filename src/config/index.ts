@@ -68,6 +68,7 @@ export interface Config {
     basicAuth: { username: string; password: SecretSource } | undefined;
     apiKeysFile: string | undefined;
     allowedCidrs: readonly Cidr[];
+    /** Peers whose X-Forwarded-For the allow-list believes, and whose forwarding headers reach the app. */
     trustedProxies: readonly Cidr[];
     /** Also accept an API key from the `api_key` query parameter (keys then appear in URLs and logs of proxies). */
     apiKeyQueryParam: boolean;

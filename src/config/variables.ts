@@ -177,7 +177,9 @@ export const VARIABLES = {
   MERGE_TARGETS: list("comma list of URLs (the app's own `/metrics`) merged into the exposition at scrape time"),
   MERGE_MAX_BYTES: int(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024, "a merge target's body is refused past this size (the target then counts as down)"),
   METRICS_ALLOWED_CIDRS: cidrs('comma list of IPs/CIDRs, IPv4 and IPv6, allowed to read metrics'),
-  TRUSTED_PROXIES: cidrs('CIDRs of proxies whose `X-Forwarded-For` is believed'),
+  TRUSTED_PROXIES: cidrs(
+    "CIDRs of proxies in front (ingress controller pods, a load balancer's source range) whose forwarding headers are believed: their `X-Forwarded-For` for `METRICS_ALLOWED_CIDRS`, and their `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, ... passed to the app on the main port, `X-Forwarded-For` extended with the peer. From any other peer those headers are replaced by the sidecar's own ([forwarding headers](#behind-an-ingress-controller-or-load-balancer))",
+  ),
   METRICS_BASIC_AUTH_USERNAME: optional('basic auth user name (UTF-8, no `:`)'),
   METRICS_BASIC_AUTH_PASSWORD: optional('basic auth password (prefer the `_FILE` form)', 'none', true),
   METRICS_BASIC_AUTH_PASSWORD_FILE: file('a mounted file holding the basic auth password (re-read when it changes)'),

@@ -12,6 +12,8 @@ import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder } from './red';
+import { addForwardingHeaders, forwardingHeader, ForwardingTrust, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO, NOT_FORWARDING } from './forwarding-headers';
+import type { Cidr } from '../config';
 import type { Logger } from '../log/logger';
 
 export interface ForwarderOptions {
@@ -25,6 +27,8 @@ export interface ForwarderOptions {
   draining: () => boolean;
   /** Lower-case `Upgrade` protocols passed to the app as upgrades (UPSTREAM_UPGRADE_PROTOCOLS); others are removed from the header. */
   upgradeProtocols: ReadonlySet<string>;
+  /** TRUSTED_PROXIES: peers whose forwarding headers are passed on (extended); from others they are replaced (forwarding-headers.ts). */
+  trustedProxies?: readonly Cidr[];
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -59,6 +63,7 @@ export class Forwarder {
   private readonly hostHeader: string;
   private readonly upgraded = new Set<Duplex>();
   private readonly upgradeProtocols: ReadonlySet<string>;
+  private readonly trust: ForwardingTrust;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
@@ -69,6 +74,7 @@ export class Forwarder {
     this.client = new UpstreamClient({ host: this.host, port: this.port, timeoutMs: opts.timeoutMs, maxConnections: opts.maxConnections, keepAliveMs: 4_000 });
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = opts.upgradeProtocols;
+    this.trust = new ForwardingTrust(opts.trustedProxies ?? []);
   }
 
   /**
@@ -204,8 +210,8 @@ export class Forwarder {
 
   /**
    * The request's headers minus hop-by-hop ones (and those its `Connection` header names) and
-   * those with `_` in their name, plus
-   * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
+   * those with `_` in their name; forwarding headers replaced by the sidecar's own, or extended
+   * when the peer is a trusted proxy (forwarding-headers.ts).
    * A body without Content-Length is sent chunked again by the upstream client (or Node, for upgrades).
    * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
    * also tells whether a body follows (a non-zero Content-Length or a Transfer-Encoding).
@@ -214,9 +220,10 @@ export class Forwarder {
     const raw = req.rawHeaders;
     const out: string[] = [];
     const named = namedByConnection(raw);
+    const trusted = this.trust.trusts(req.socket);
     let xff: string | undefined;
-    let proto: string | undefined;
-    let fhost: string | undefined;
+    let sawProto = false;
+    let sawHost = false;
     let host: string | undefined;
     let hasBody = false;
     for (let i = 0; i < raw.length; i += 2) {
@@ -236,27 +243,21 @@ export class Forwarder {
         }
         continue;
       }
-      switch (lower) {
-        case 'x-forwarded-for':
+      const kind = forwardingHeader(lower);
+      if (kind !== NOT_FORWARDING) {
+        // A stranger's say about the client, scheme, host or path never reaches the app.
+        if (!trusted) continue;
+        if (kind === FORWARDED_FOR) {
           xff = xff === undefined ? value : `${xff}, ${value}`;
           continue;
-        case 'x-forwarded-proto':
-          proto ??= value;
-          continue;
-        case 'x-forwarded-host':
-          fhost ??= value;
-          continue;
-        case 'host':
-          host = value;
-          break;
-      }
+        }
+        if (kind === FORWARDED_PROTO) sawProto = true;
+        else if (kind === FORWARDED_HOST) sawHost = true;
+      } else if (lower === 'host') host = value;
       out.push(name, value);
     }
     if (host === undefined) out.push('host', this.hostHeader);
-    const client = clientAddress(req);
-    out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
-    out.push('x-forwarded-proto', proto ?? 'http');
-    out.push('x-forwarded-host', fhost ?? host ?? this.hostHeader);
+    addForwardingHeaders(out, clientAddress(req), xff, sawProto, sawHost, host ?? this.hostHeader);
     if (upgrade) out.push('connection', 'upgrade');
     return { headers: out, hasBody };
   }
