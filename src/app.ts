@@ -117,6 +117,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       logger,
       upgradeProtocols,
       handedOver,
+      allowedMethods: new Set(config.upstreamAllowedMethods),
     });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }

@@ -46,6 +46,8 @@ export interface Config {
   upstreamMaxConnections: number;
   /** `Upgrade` protocols passed to the application (lower case); any other Upgrade header is removed. */
   upstreamUpgradeProtocols: readonly string[];
+  /** Methods of METHODS_REFUSED_BY_DEFAULT forwarded anyway (UPSTREAM_ALLOWED_METHODS). */
+  upstreamAllowedMethods: readonly string[];
   serveOnMainPort: boolean;
   prometheusPort: number;
   /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
@@ -158,6 +160,15 @@ export interface Loaded {
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
+/** An HTTP token (RFC 9110 §5.6.2): what a method is. */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Methods the main port answers 405 without asking the app, unless UPSTREAM_ALLOWED_METHODS
+ * lists them: TRACE echoes the request back, `Cookie` and `Authorization` included (cross-site
+ * tracing). CONNECT is refused too, always (the sidecar is not a tunnel).
+ */
+export const METHODS_REFUSED_BY_DEFAULT: readonly string[] = ['TRACE'];
 
 /** Reads and validates the configuration; throws ConfigError. Warnings are dropped (see readConfig). */
 export function loadConfig(env: Env = process.env): Config {
@@ -212,6 +223,21 @@ export function readConfig(env: Env = process.env): Loaded {
   ] as const) {
     if (statsdPort !== 0 && statsdPort === port) r.problem('STATSD_PORT', `must differ from ${other} (both ${port}): StatsD's TCP listener would take it`);
   }
+  const upstreamAllowedMethods: string[] = [];
+  for (const m of v('UPSTREAM_ALLOWED_METHODS')) {
+    const upper = m.toUpperCase();
+    if (METHODS_REFUSED_BY_DEFAULT.includes(upper)) upstreamAllowedMethods.push(upper);
+    else if (upper === 'CONNECT') r.problem('UPSTREAM_ALLOWED_METHODS', 'CONNECT is never forwarded: the sidecar is not a tunnel (it answers 405)');
+    else if (!HTTP_TOKEN.test(m)) r.problem('UPSTREAM_ALLOWED_METHODS', `${JSON.stringify(m)} is not a method name`);
+    else {
+      r.problem(
+        'UPSTREAM_ALLOWED_METHODS',
+        `${upper} is always forwarded: the list names methods refused by default that should reach the app anyway (${METHODS_REFUSED_BY_DEFAULT.join(', ')})`,
+      );
+    }
+  }
+  values.set('UPSTREAM_ALLOWED_METHODS', upstreamAllowedMethods);
+
   const listenHost = bindAddress(r, 'LISTEN_HOST', v('LISTEN_HOST'));
   const statsdHost = bindAddress(r, 'STATSD_HOST', v('STATSD_HOST'));
 
@@ -315,6 +341,7 @@ export function readConfig(env: Env = process.env): Loaded {
     upstreamTimeoutMs: v('UPSTREAM_TIMEOUT_MS'),
     upstreamMaxConnections: v('UPSTREAM_MAX_CONNECTIONS'),
     upstreamUpgradeProtocols: v('UPSTREAM_UPGRADE_PROTOCOLS'),
+    upstreamAllowedMethods,
     serveOnMainPort,
     prometheusPort,
     metricsPath,

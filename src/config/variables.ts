@@ -140,6 +140,10 @@ export const VARIABLES = {
   UPSTREAM_HEALTH_TIMEOUT_MS: ms(2_000, 1, 'a check, or a relayed probe, fails after this long (504 on the relay)', 60_000),
   UPSTREAM_HEALTH_FAILURE_THRESHOLD: int(3, 1, 1_000, 'failed checks in a row that turn readiness 503'),
   UPSTREAM_HEALTH_SUCCESS_THRESHOLD: int(1, 1, 1_000, 'successful checks in a row that turn it 200 again (readiness starts at 503 until then)'),
+  // Hostile input (issue 18): methods the sidecar answers itself.
+  UPSTREAM_ALLOWED_METHODS: list(
+    "comma list of methods the sidecar refuses by default (405, never forwarded) that are forwarded anyway: `TRACE` (it echoes the request, cookies included, back to the client). Every other method Node's parser accepts is always forwarded; `CONNECT` never is (the sidecar is not a tunnel)",
+  ),
   HELPER_THREADS_NICE: int(
     10,
     0,
