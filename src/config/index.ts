@@ -72,6 +72,11 @@ export interface Config {
     allowedCidrs: readonly Cidr[];
     /** Peers whose X-Forwarded-For the allow-list believes, and whose forwarding headers reach the app. */
     trustedProxies: readonly Cidr[];
+    /**
+     * Host names (lower case, no trailing dot) besides IP literals and `localhost` whose `Host` may
+     * read the status page while the gate is open; `*` = any.
+     */
+    statusAllowedHosts: readonly string[];
     /** Also accept an API key from the `api_key` query parameter (keys then appear in URLs and logs of proxies). */
     apiKeyQueryParam: boolean;
     /** How often mounted secret files are checked for changes. */
@@ -162,6 +167,8 @@ const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
 /** An HTTP token (RFC 9110 §5.6.2): what a method is. */
 const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A DNS name: labels of letters, digits, `-` (and `_`, which some internal names use), 253 characters at most. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
 
 /**
  * Methods the main port answers 405 without asking the app, unless UPSTREAM_ALLOWED_METHODS
@@ -237,6 +244,15 @@ export function readConfig(env: Env = process.env): Loaded {
     }
   }
   values.set('UPSTREAM_ALLOWED_METHODS', upstreamAllowedMethods);
+
+  const statusAllowedHosts: string[] = [];
+  for (const h of v('STATUS_ALLOWED_HOSTS')) {
+    const name = h.toLowerCase().replace(/\.$/, '');
+    if (name === '*' || net.isIP(name.replace(/^\[(.*)\]$/, '$1')) !== 0 || HOST_NAME.test(name)) statusAllowedHosts.push(name);
+    else if (/:\d*$/.test(name)) r.problem('STATUS_ALLOWED_HOSTS', `${JSON.stringify(h)}: give the host name without a port (any port is allowed)`);
+    else r.problem('STATUS_ALLOWED_HOSTS', `${JSON.stringify(h)} is not a host name like status.example.com (or * for any)`);
+  }
+  values.set('STATUS_ALLOWED_HOSTS', statusAllowedHosts);
 
   const listenHost = bindAddress(r, 'LISTEN_HOST', v('LISTEN_HOST'));
   const statsdHost = bindAddress(r, 'STATSD_HOST', v('STATSD_HOST'));
@@ -361,6 +377,7 @@ export function readConfig(env: Env = process.env): Loaded {
       apiKeysFile,
       allowedCidrs: v('METRICS_ALLOWED_CIDRS'),
       trustedProxies: v('TRUSTED_PROXIES'),
+      statusAllowedHosts,
       apiKeyQueryParam: v('METRICS_API_KEY_QUERY_PARAM'),
       secretReloadMs: v('SECRET_RELOAD_INTERVAL_MS'),
       kubernetes,

@@ -140,9 +140,12 @@ export const VARIABLES = {
   UPSTREAM_HEALTH_TIMEOUT_MS: ms(2_000, 1, 'a check, or a relayed probe, fails after this long (504 on the relay)', 60_000),
   UPSTREAM_HEALTH_FAILURE_THRESHOLD: int(3, 1, 1_000, 'failed checks in a row that turn readiness 503'),
   UPSTREAM_HEALTH_SUCCESS_THRESHOLD: int(1, 1, 1_000, 'successful checks in a row that turn it 200 again (readiness starts at 503 until then)'),
-  // Hostile input (issue 18): methods the sidecar answers itself.
+  // Hostile input (issue 18): methods answered by the sidecar, and which Host names may read the status page.
   UPSTREAM_ALLOWED_METHODS: list(
     "comma list of methods the sidecar refuses by default (405, never forwarded) that are forwarded anyway: `TRACE` (it echoes the request, cookies included, back to the client). Every other method Node's parser accepts is always forwarded; `CONNECT` never is (the sidecar is not a tunnel)",
+  ),
+  STATUS_ALLOWED_HOSTS: list(
+    'comma list of host names (no port) whose `Host` may read the [status page](#status-page) and `status.json` while no credential method is configured (nothing, or only `METRICS_ALLOWED_CIDRS`); IP literals and `localhost` always may (`kubectl port-forward`), any other `Host` gets 403 (404 on the main port), against DNS rebinding. `*` = any `Host`',
   ),
   HELPER_THREADS_NICE: int(
     10,
