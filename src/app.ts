@@ -101,6 +101,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         logger: limited(),
         draining: () => lifecycle.draining(),
         upgradeProtocols,
+        trustedProxies: config.access.trustedProxies,
       })
     : undefined;
 
@@ -132,6 +133,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       logger,
       upgradeProtocols,
       handedOver,
+      allowedMethods: new Set(config.upstreamAllowedMethods),
     });
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }

@@ -57,6 +57,8 @@ export interface Config {
   };
   /** `Upgrade` protocols passed to the application (lower case); any other Upgrade header is removed. */
   upstreamUpgradeProtocols: readonly string[];
+  /** Methods of METHODS_REFUSED_BY_DEFAULT forwarded anyway (UPSTREAM_ALLOWED_METHODS). */
+  upstreamAllowedMethods: readonly string[];
   serveOnMainPort: boolean;
   prometheusPort: number;
   /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
@@ -79,7 +81,13 @@ export interface Config {
     basicAuth: { username: string; password: SecretSource } | undefined;
     apiKeysFile: string | undefined;
     allowedCidrs: readonly Cidr[];
+    /** Peers whose X-Forwarded-For the allow-list believes, and whose forwarding headers reach the app. */
     trustedProxies: readonly Cidr[];
+    /**
+     * Host names (lower case, no trailing dot) besides IP literals and `localhost` whose `Host` may
+     * read the status page while the gate is open; `*` = any.
+     */
+    statusAllowedHosts: readonly string[];
     /** Also accept an API key from the `api_key` query parameter (keys then appear in URLs and logs of proxies). */
     apiKeyQueryParam: boolean;
     /** How often mounted secret files are checked for changes. */
@@ -177,6 +185,17 @@ export interface Loaded {
 
 const PROMETHEUS_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const ROUTE_PATTERN = /^\/([^/?#\s]+(\/[^/?#\s]+)*\/?)?$/;
+/** An HTTP token (RFC 9110 §5.6.2): what a method is. */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A DNS name: labels of letters, digits, `-` (and `_`, which some internal names use), 253 characters at most. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$/;
+
+/**
+ * Methods the main port answers 405 without asking the app, unless UPSTREAM_ALLOWED_METHODS
+ * lists them: TRACE echoes the request back, `Cookie` and `Authorization` included (cross-site
+ * tracing). CONNECT is refused too, always (the sidecar is not a tunnel).
+ */
+export const METHODS_REFUSED_BY_DEFAULT: readonly string[] = ['TRACE'];
 
 /** Reads and validates the configuration; throws ConfigError. Warnings are dropped (see readConfig). */
 export function loadConfig(env: Env = process.env): Config {
@@ -231,6 +250,30 @@ export function readConfig(env: Env = process.env): Loaded {
   ] as const) {
     if (statsdPort !== 0 && statsdPort === port) r.problem('STATSD_PORT', `must differ from ${other} (both ${port}): StatsD's TCP listener would take it`);
   }
+  const upstreamAllowedMethods: string[] = [];
+  for (const m of v('UPSTREAM_ALLOWED_METHODS')) {
+    const upper = m.toUpperCase();
+    if (METHODS_REFUSED_BY_DEFAULT.includes(upper)) upstreamAllowedMethods.push(upper);
+    else if (upper === 'CONNECT') r.problem('UPSTREAM_ALLOWED_METHODS', 'CONNECT is never forwarded: the sidecar is not a tunnel (it answers 405)');
+    else if (!HTTP_TOKEN.test(m)) r.problem('UPSTREAM_ALLOWED_METHODS', `${JSON.stringify(m)} is not a method name`);
+    else {
+      r.problem(
+        'UPSTREAM_ALLOWED_METHODS',
+        `${upper} is always forwarded: the list names methods refused by default that should reach the app anyway (${METHODS_REFUSED_BY_DEFAULT.join(', ')})`,
+      );
+    }
+  }
+  values.set('UPSTREAM_ALLOWED_METHODS', upstreamAllowedMethods);
+
+  const statusAllowedHosts: string[] = [];
+  for (const h of v('STATUS_ALLOWED_HOSTS')) {
+    const name = h.toLowerCase().replace(/\.$/, '');
+    if (name === '*' || net.isIP(name.replace(/^\[(.*)\]$/, '$1')) !== 0 || HOST_NAME.test(name)) statusAllowedHosts.push(name);
+    else if (/:\d*$/.test(name)) r.problem('STATUS_ALLOWED_HOSTS', `${JSON.stringify(h)}: give the host name without a port (any port is allowed)`);
+    else r.problem('STATUS_ALLOWED_HOSTS', `${JSON.stringify(h)} is not a host name like status.example.com (or * for any)`);
+  }
+  values.set('STATUS_ALLOWED_HOSTS', statusAllowedHosts);
+
   const listenHost = bindAddress(r, 'LISTEN_HOST', v('LISTEN_HOST'));
   const statsdHost = bindAddress(r, 'STATSD_HOST', v('STATSD_HOST'));
 
@@ -355,6 +398,7 @@ export function readConfig(env: Env = process.env): Loaded {
       graceMs: v('CLIENT_MIN_DATA_RATE_GRACE_MS'),
     },
     upstreamUpgradeProtocols: v('UPSTREAM_UPGRADE_PROTOCOLS'),
+    upstreamAllowedMethods,
     serveOnMainPort,
     prometheusPort,
     metricsPath,
@@ -374,6 +418,7 @@ export function readConfig(env: Env = process.env): Loaded {
       apiKeysFile,
       allowedCidrs: v('METRICS_ALLOWED_CIDRS'),
       trustedProxies: v('TRUSTED_PROXIES'),
+      statusAllowedHosts,
       apiKeyQueryParam: v('METRICS_API_KEY_QUERY_PARAM'),
       secretReloadMs: v('SECRET_RELOAD_INTERVAL_MS'),
       kubernetes,

@@ -169,6 +169,13 @@ export const VARIABLES = {
   UPSTREAM_HEALTH_TIMEOUT_MS: ms(2_000, 1, 'a check, or a relayed probe, fails after this long (504 on the relay)', 60_000),
   UPSTREAM_HEALTH_FAILURE_THRESHOLD: int(3, 1, 1_000, 'failed checks in a row that turn readiness 503'),
   UPSTREAM_HEALTH_SUCCESS_THRESHOLD: int(1, 1, 1_000, 'successful checks in a row that turn it 200 again (readiness starts at 503 until then)'),
+  // Hostile input (issue 18): methods answered by the sidecar, and which Host names may read the status page.
+  UPSTREAM_ALLOWED_METHODS: list(
+    "comma list of methods the sidecar refuses by default (405, never forwarded) that are forwarded anyway: `TRACE` (it echoes the request, cookies included, back to the client). Every other method Node's parser accepts is always forwarded; `CONNECT` never is (the sidecar is not a tunnel)",
+  ),
+  STATUS_ALLOWED_HOSTS: list(
+    'comma list of host names (no port) whose `Host` may read the [status page](#status-page) and `status.json` while no credential method is configured (nothing, or only `METRICS_ALLOWED_CIDRS`); IP literals and `localhost` always may (`kubectl port-forward`), any other `Host` gets 403 (404 on the main port), against DNS rebinding. `*` = any `Host`',
+  ),
   HELPER_THREADS_NICE: int(
     10,
     0,
@@ -224,7 +231,9 @@ export const VARIABLES = {
   MERGE_TARGETS: list("comma list of URLs (the app's own `/metrics`) merged into the exposition at scrape time"),
   MERGE_MAX_BYTES: int(4 * 1024 * 1024, 1024, 1024 * 1024 * 1024, "a merge target's body is refused past this size (the target then counts as down)"),
   METRICS_ALLOWED_CIDRS: cidrs('comma list of IPs/CIDRs, IPv4 and IPv6, allowed to read metrics'),
-  TRUSTED_PROXIES: cidrs('CIDRs of proxies whose `X-Forwarded-For` is believed'),
+  TRUSTED_PROXIES: cidrs(
+    "CIDRs of proxies in front (ingress controller pods, a load balancer's source range) whose forwarding headers are believed: their `X-Forwarded-For` for `METRICS_ALLOWED_CIDRS`, and their `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, ... passed to the app on the main port, `X-Forwarded-For` extended with the peer. From any other peer those headers are replaced by the sidecar's own ([forwarding headers](#behind-an-ingress-controller-or-load-balancer))",
+  ),
   METRICS_BASIC_AUTH_USERNAME: optional('basic auth user name (UTF-8, no `:`)'),
   METRICS_BASIC_AUTH_PASSWORD: optional('basic auth password (prefer the `_FILE` form)', 'none', true),
   METRICS_BASIC_AUTH_PASSWORD_FILE: file('a mounted file holding the basic auth password (re-read when it changes)'),

@@ -13,6 +13,8 @@ import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder } from './red';
 import { Transfers, type Transfer, type TransferLimits } from './transfers';
+import { addForwardingHeaders, forwardingHeader, ForwardingTrust, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO, NOT_FORWARDING } from './forwarding-headers';
+import type { Cidr } from '../config';
 import type { Logger } from '../log/logger';
 
 export interface ForwarderOptions {
@@ -30,6 +32,8 @@ export interface ForwarderOptions {
   upgradeProtocols: ReadonlySet<string>;
   /** Request and answer buffering, and the clients' minimum data rates (transfers.ts). */
   transfers: TransferLimits;
+  /** TRUSTED_PROXIES: peers whose forwarding headers are passed on (extended); from others they are replaced (forwarding-headers.ts). */
+  trustedProxies?: readonly Cidr[];
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies also strip. */
@@ -69,6 +73,7 @@ export class Forwarder {
   /** Told of each client the sidecar cut off (`slow_upload`, `slow_read`): the main listener counts them. */
   onClientError: ((reason: string) => void) | undefined;
   private readonly upgradeProtocols: ReadonlySet<string>;
+  private readonly trust: ForwardingTrust;
 
   constructor(private readonly opts: ForwarderOptions) {
     this.host = opts.upstream.hostname.replace(/^\[|\]$/g, '');
@@ -87,6 +92,7 @@ export class Forwarder {
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = opts.upgradeProtocols;
     this.transfers = new Transfers(opts.transfers, (t, kind) => t.onSlow?.(kind));
+    this.trust = new ForwardingTrust(opts.trustedProxies ?? []);
   }
 
   /**
@@ -327,8 +333,8 @@ export class Forwarder {
 
   /**
    * The request's headers minus hop-by-hop ones (and those its `Connection` header names) and
-   * those with `_` in their name, plus
-   * `X-Forwarded-For` (appended), `-Proto` and `-Host` (kept when a proxy in front set them).
+   * those with `_` in their name; forwarding headers replaced by the sidecar's own, or extended
+   * when the peer is a trusted proxy (forwarding-headers.ts).
    * A body without Content-Length is sent chunked again by the upstream client (or Node, for upgrades).
    * For an upgrade, `Connection: upgrade` and `Upgrade` are kept. One pass over the raw headers
    * also tells whether a body follows (a non-zero Content-Length or a Transfer-Encoding).
@@ -337,9 +343,10 @@ export class Forwarder {
     const raw = req.rawHeaders;
     const out: string[] = [];
     const named = namedByConnection(raw);
+    const trusted = this.trust.trusts(req.socket);
     let xff: string | undefined;
-    let proto: string | undefined;
-    let fhost: string | undefined;
+    let sawProto = false;
+    let sawHost = false;
     let host: string | undefined;
     let hasBody = false;
     for (let i = 0; i < raw.length; i += 2) {
@@ -359,27 +366,21 @@ export class Forwarder {
         }
         continue;
       }
-      switch (lower) {
-        case 'x-forwarded-for':
+      const kind = forwardingHeader(lower);
+      if (kind !== NOT_FORWARDING) {
+        // A stranger's say about the client, scheme, host or path never reaches the app.
+        if (!trusted) continue;
+        if (kind === FORWARDED_FOR) {
           xff = xff === undefined ? value : `${xff}, ${value}`;
           continue;
-        case 'x-forwarded-proto':
-          proto ??= value;
-          continue;
-        case 'x-forwarded-host':
-          fhost ??= value;
-          continue;
-        case 'host':
-          host = value;
-          break;
-      }
+        }
+        if (kind === FORWARDED_PROTO) sawProto = true;
+        else if (kind === FORWARDED_HOST) sawHost = true;
+      } else if (lower === 'host') host = value;
       out.push(name, value);
     }
     if (host === undefined) out.push('host', this.hostHeader);
-    const client = clientAddress(req);
-    out.push('x-forwarded-for', xff === undefined ? client : `${xff}, ${client}`);
-    out.push('x-forwarded-proto', proto ?? 'http');
-    out.push('x-forwarded-host', fhost ?? host ?? this.hostHeader);
+    addForwardingHeaders(out, clientAddress(req), xff, sawProto, sawHost, host ?? this.hostHeader);
     if (upgrade) out.push('connection', 'upgrade');
     return { headers: out, hasBody };
   }

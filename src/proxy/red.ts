@@ -8,6 +8,10 @@
  * 414 and 431); otherwise the request is recorded under UNMATCHED_ROUTE. The set of known
  * templates is bounded (count × template length); past it new templates go to OVERFLOW_ROUTE.
  * Every refusal is counted in `metrics_sidecar_route_templates_refused_total{reason}`.
+ *
+ * The `method` label takes the known methods of OpenTelemetry's HTTP semantic conventions
+ * (KNOWN_METHODS) and folds every other into OTHER_METHOD, so a client sending WebDAV or other
+ * methods cannot fill the families; the app still receives the real method.
  */
 import { Counter, Histogram, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
 import { RouteTemplater } from './routes';
@@ -37,8 +41,23 @@ export function routeName(route: Route | string | null): string | null {
 
 /** Upper bound of (route, method, status) series sets cached over all routes; far above any family cap. */
 const MAX_CACHED_SETS = 10_000;
-/** Distinct methods given an id (llhttp accepts about 35); others are resolved every time. */
-const MAX_METHOD_IDS = 64;
+
+/**
+ * The `method` label values besides OTHER_METHOD: RFC 9110's methods, PATCH (RFC 5789) and QUERY
+ * (httpbis-safe-method-w-body), OpenTelemetry's default "known" methods (`http.request.method`).
+ */
+export const KNOWN_METHODS: readonly string[] = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'QUERY'];
+/** The `method` label of every other method (OpenTelemetry's `_OTHER`). */
+export const OTHER_METHOD = '_OTHER';
+/** Method → its id in series keys; OTHER_METHOD's id is KNOWN_METHODS.length. */
+const METHOD_IDS = new Map<string, number>(KNOWN_METHODS.map((m, i) => [m, i]));
+const OTHER_METHOD_ID = KNOWN_METHODS.length;
+const METHOD_IDS_COUNT = KNOWN_METHODS.length + 1;
+
+/** The `method` label of a request method: itself when known (case-sensitive, as HTTP methods are), else `_OTHER`. */
+export function methodLabel(method: string): string {
+  return METHOD_IDS.has(method) ? method : OTHER_METHOD;
+}
 
 /** The `path` of requests the application did not route, and of those the sidecar refused. */
 export const UNMATCHED_ROUTE = '/:unmatched';
@@ -63,7 +82,6 @@ export class RedRecorder {
   private readonly known = new Map<string, Route>();
   private readonly unmatched = new Route(UNMATCHED_ROUTE);
   private readonly overflowed = new Route(OVERFLOW_ROUTE);
-  private readonly methodIds = new Map<string, number>();
   private cachedSets = 0;
   private readonly maxTemplates: number;
 
@@ -133,10 +151,11 @@ export class RedRecorder {
    */
   record(method: string, route: Route | string, status: number, seconds: number, failed: boolean): void {
     const r = typeof route === 'string' ? (this.known.get(route) ?? this.admit(route, status)) : route;
-    const key = this.seriesKey(method, status, failed);
-    let s = key < 0 ? undefined : r.sets.get(key);
+    const key = seriesKey(method, status, failed);
+    let s = r.sets.get(key);
     if (s === undefined) {
       const code = String(status);
+      method = methodLabel(method);
       s = {
         duration: this.duration.child([method, r.template, code]),
         total: this.total.child([method, code]),
@@ -150,7 +169,7 @@ export class RedRecorder {
         this.duration.isOverflow(s.duration) ||
         this.total.isOverflow(s.total) ||
         (s.exceptions !== undefined && this.exceptions.isOverflow(s.exceptions));
-      if (key >= 0 && !refused) {
+      if (!refused) {
         if (this.cachedSets >= MAX_CACHED_SETS) {
           for (const k of this.known.values()) k.sets.clear();
           this.cachedSets = 0;
@@ -179,19 +198,13 @@ export class RedRecorder {
     return r;
   }
 
-  /** A number for (method, status, failed) within one route, or -1 when the method has no id (past MAX_METHOD_IDS). */
-  private seriesKey(method: string, status: number, failed: boolean): number {
-    let id = this.methodIds.get(method);
-    if (id === undefined) {
-      if (this.methodIds.size >= MAX_METHOD_IDS) return -1;
-      id = this.methodIds.size;
-      this.methodIds.set(method, id);
-    }
-    return (status * MAX_METHOD_IDS + id) * 2 + (failed ? 1 : 0);
-  }
-
   /** A request the sidecar refused (400, 414, 431, ...): its status, never an exception, never a new template. */
   refused(method: string, status: number, seconds: number): void {
     this.record(method, this.unmatched, status, seconds, false);
   }
+}
+
+/** A number for (method label, status, failed) within one route. */
+function seriesKey(method: string, status: number, failed: boolean): number {
+  return (status * METHOD_IDS_COUNT + (METHOD_IDS.get(method) ?? OTHER_METHOD_ID)) * 2 + (failed ? 1 : 0);
 }

@@ -20,6 +20,7 @@ import type { Logger } from '../log/logger';
 import type { AppHealth } from './app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
+import { statusHostCheck } from '../status/host-check';
 
 export interface AppState {
   /** False once draining has begun: readiness answers 503. */
@@ -72,11 +73,17 @@ export function createEndpointsApp(
   }
   // The status page lives where the metrics do (on the main port only with SERVE_PROMETHEUS_ENDPOINT),
   // behind the same gate. status.js holds no data (the same file in every sidecar), so it is not gated.
+  // Without credentials to ask for, the page and its data answer only a Host naming an IP address,
+  // localhost or STATUS_ALLOWED_HOSTS (DNS rebinding, status/host-check); the metrics path keeps
+  // answering any Host, as scrapers address pods by Service or DNS names too.
   if (status && (listener === 'metrics' || config.serveOnMainPort)) {
     const base = listener === 'main' ? '/debug' : '';
     const h = statusHandlers(status, base);
-    router.get(listener === 'main' ? ['/debug', '/debug/'] : '/', guard, h.page);
-    router.get(`${base}/status.json`, guard, h.json);
+    const a = config.access;
+    const credentials = a.basicAuth !== undefined || a.apiKeysFile !== undefined || a.kubernetes !== undefined;
+    const gated = credentials ? [guard] : [statusHostCheck(listener, a.statusAllowedHosts, (l) => status.hostRefused(l)), guard];
+    router.get(listener === 'main' ? ['/debug', '/debug/'] : '/', ...gated, h.page);
+    router.get(`${base}/status.json`, ...gated, h.json);
     router.get(`${base}/status.js`, h.script);
   }
   router.get(`${healthPrefix}/healthz`, (ctx) => {

@@ -8,6 +8,9 @@
  * its status under `path="/:unmatched"` (never as an exception), counted by reason in
  * `metrics_sidecar_client_errors_total`, and logged at debug only. Requests Node's parser refuses
  * before a request object exists (bad framing, header overflow, timeouts) only have that counter.
+ *
+ * Methods: TRACE (METHODS_REFUSED_BY_DEFAULT) is answered 405 unless UPSTREAM_ALLOWED_METHODS
+ * lists it, and CONNECT always is; both with `Allow` naming the methods the sidecar forwards.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -20,6 +23,7 @@ import type { RedRecorder } from '../proxy/red';
 import { Counter, type Registry } from '../metrics/registry';
 import { silentLogger, type Logger } from '../log/logger';
 import type { Lifecycle } from './lifecycle';
+import { METHODS_REFUSED_BY_DEFAULT } from '../config';
 
 export interface MainServerOptions {
   forwarder: Forwarder | undefined;
@@ -35,12 +39,19 @@ export interface MainServerOptions {
   upgradeProtocols: ReadonlySet<string>;
   /** Where sockets taken out of the HTTP server (upgrades, CONNECT) are kept until they close, for the stop to end them. */
   handedOver?: HandedOverSockets;
+  /** Methods of METHODS_REFUSED_BY_DEFAULT forwarded anyway (UPSTREAM_ALLOWED_METHODS). */
+  allowedMethods?: ReadonlySet<string>;
 }
+
+/** The methods an `Allow` header names: the registered ones the sidecar forwards (whether the app implements them is the app's business). */
+const FORWARDED_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
 export function createMainServer(opts: MainServerOptions): http.Server {
   const { forwarder, debugApp, lifecycle, keepAliveTimeoutMs, red } = opts;
   const logger = opts.logger ?? silentLogger;
   const allowed = opts.upgradeProtocols;
+  const refusedMethods = new Set(METHODS_REFUSED_BY_DEFAULT.filter((m) => !opts.allowedMethods?.has(m)));
+  const allow = FORWARDED_METHODS.concat(METHODS_REFUSED_BY_DEFAULT.filter((m) => !refusedMethods.has(m))).join(', ');
   const clientErrors = new Counter({
     name: 'metrics_sidecar_client_errors_total',
     help: 'Requests on the main port the sidecar refused as malformed, by reason; never forwarded, never counted as exceptions.',
@@ -68,13 +79,20 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     (req, res) => {
       const start = performance.now();
       const t = targetOf(req);
-      const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : undefined;
+      const reason = !t.ok
+        ? t.reason
+        : duplicateHost(req.rawHeaders)
+          ? 'duplicate_host'
+          : refusedMethods.has(req.method ?? '')
+            ? 'method_not_allowed'
+            : undefined;
       if (!t.ok || reason !== undefined) {
-        const status = t.ok ? 400 : t.status;
+        const status = !t.ok ? t.status : reason === 'method_not_allowed' ? 405 : 400;
         countRefusal(req, status, t.ok ? (reason ?? 'other') : t.reason, start);
         lifecycle.track(res);
-        const body = status === 414 ? 'request target too long\n' : 'bad request\n';
+        const body = status === 414 ? 'request target too long\n' : status === 405 ? 'method not allowed\n' : 'bad request\n';
         const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
+        if (status === 405) headers.push('allow', allow);
         // A body we do not read, or a drain: do not keep the connection.
         if (hasBody(req) || lifecycle.draining()) headers.push('connection', 'close');
         res.writeHead(status, headers).end(body);
@@ -108,11 +126,20 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     const t = targetOf(req);
     // An upgrade that announces a body: Node hands the socket over before reading it, so the app
     // would get the header without the bytes (they follow only after a 101) and wait for them.
-    const reason = !t.ok ? t.reason : duplicateHost(req.rawHeaders) ? 'duplicate_host' : hasBody(req) ? 'upgrade_with_body' : undefined;
+    const reason = !t.ok
+      ? t.reason
+      : duplicateHost(req.rawHeaders)
+        ? 'duplicate_host'
+        : hasBody(req)
+          ? 'upgrade_with_body'
+          : refusedMethods.has(req.method ?? '')
+            ? 'method_not_allowed'
+            : undefined;
     if (reason !== undefined) {
-      const status = t.ok ? 400 : t.status;
+      const status = !t.ok ? t.status : reason === 'method_not_allowed' ? 405 : 400;
       countRefusal(req, status, reason, start);
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      const allowLine = status === 405 ? `allow: ${allow}\r\n` : '';
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n${allowLine}content-length: 0\r\nconnection: close\r\n\r\n`);
       return;
     }
     if (forwarder === undefined || !t.ok || t.reserved || lifecycle.draining()) {
@@ -127,7 +154,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     socket.on('error', destroyOnError);
     opts.handedOver?.add(socket);
     clientErrors.inc(['connect']);
-    socket.end('HTTP/1.1 405 Method Not Allowed\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    socket.end(`HTTP/1.1 405 Method Not Allowed\r\nallow: ${allow}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
     red?.refused(req.method ?? 'CONNECT', 405, 0);
   });
 

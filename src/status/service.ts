@@ -9,7 +9,7 @@
  */
 import type dgram from 'node:dgram';
 import type { Config } from '../config';
-import type { HistogramSeries, Registry, ValueSeries } from '../metrics/registry';
+import { Counter, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
 import type { MergeFetch } from '../ingest/merge/merger';
 import type { UdpSocketStats } from '../ingest/statsd/udp-drops';
 import { VERSION } from '../version';
@@ -95,6 +95,16 @@ export class StatusService {
     }
     if (this.cidrRefusals.size >= MAX_CIDR_ADDRESSES) this.cidrRefusals.delete(this.cidrRefusals.keys().next().value as string);
     this.cidrRefusals.set(key, { address, listener, count: 1, last: this.now() });
+  }
+
+  /**
+   * A request for the page or status.json was refused for its `Host` (host-check.ts): counted
+   * with the gate's refusals, `metrics_sidecar_auth_failures_total{listener, reason="host"}`, so
+   * it shows on the page and in the alerts beside them.
+   */
+  hostRefused(listener: 'main' | 'metrics'): void {
+    const failures = this.src.registry.get('metrics_sidecar_auth_failures_total');
+    if (failures instanceof Counter) failures.inc([listener, 'host']);
   }
 
   stop(): void {

@@ -7,16 +7,38 @@ carries DEBUG_MARKER and the request is in the log, so a leak is unmistakable.
 Every request the app receives is appended to ADV_LOG as one JSON line: what gunicorn read
 (RAW_URI), what WSGI routed on (PATH_INFO), the endpoint Flask chose, the Upgrade and Host headers,
 and the test's X-Attack-Id header, so a test can tell exactly which of its requests got through.
+
+`/proxyfix/1` and `/proxyfix/2` answer what the app concludes from the forwarding headers through
+werkzeug's ProxyFix (issue 18): client address, scheme, host, script root, an external URL.
 """
 import json
 import os
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 DEBUG_MARKER = "APP-DEBUG-TREE-REACHED"
 LOG = os.environ["ADV_LOG"]
 
 app = Flask(__name__)
+
+# `/proxyfix/<n>` is served through werkzeug's ProxyFix with x_for=n (1: the sidecar alone in front,
+# 2: an ingress and the sidecar) and x_proto, x_host, x_prefix = 1, as the README tells apps to
+# configure it; every other path sees the WSGI environ gunicorn made, untouched.
+_plain_wsgi = app.wsgi_app
+_proxy_fixed = {n: ProxyFix(_plain_wsgi, x_for=n, x_proto=1, x_host=1, x_prefix=1) for n in (1, 2)}
+
+
+def _wsgi(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path.startswith("/proxyfix/"):
+        n = path[len("/proxyfix/"):]
+        if n in ("1", "2"):
+            return _proxy_fixed[int(n)](environ, start_response)
+    return _plain_wsgi(environ, start_response)
+
+
+app.wsgi_app = _wsgi
 
 
 @app.before_request
@@ -68,6 +90,19 @@ def reset_password(token):
 @app.route("/users/<int:uid>")
 def user(uid):
     return f"user {uid}\n"
+
+
+@app.route("/proxyfix/<int:n>")
+def proxyfix(n):
+    # What the app believes after ProxyFix, and every header it received (as gunicorn passed them).
+    return jsonify(
+        remote_addr=request.remote_addr,
+        scheme=request.scheme,
+        host=request.host,
+        script_root=request.script_root,
+        url=url_for("proxyfix", n=n, _external=True),
+        headers=[[k, v] for k, v in request.headers.items()],
+    )
 
 
 # Slow-client attacks (test/adversarial/slow-clients.test.ts): a 5 MB answer a sync worker must

@@ -159,9 +159,25 @@ describe('loadConfig', () => {
     ['SHUTDOWN_TIMEOUT_MS', { SHUTDOWN_TIMEOUT_MS: 'soon' }, /not an integer/],
     ['SIDECAR_ROLE', { SIDECAR_ROLE: 'db' }, /not one of web, worker/],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, /not one of/],
+    ['UPSTREAM_ALLOWED_METHODS', { UPSTREAM_ALLOWED_METHODS: 'TRACE,CONNECT' }, /CONNECT is never forwarded/],
+    ['UPSTREAM_ALLOWED_METHODS', { UPSTREAM_ALLOWED_METHODS: 'GET,POST' }, /GET is always forwarded/],
+    ['UPSTREAM_ALLOWED_METHODS', { UPSTREAM_ALLOWED_METHODS: 'TRA CE' }, /not a method name/],
+    ['STATUS_ALLOWED_HOSTS', { STATUS_ALLOWED_HOSTS: 'status.example.com:8491' }, /without a port/],
+    ['STATUS_ALLOWED_HOSTS', { STATUS_ALLOWED_HOSTS: 'https://status.example.com' }, /not a host name/],
   ])('should name %s when it is bad (%j)', (variable, env, message) => {
     const problems = problemsOf(env as Record<string, string>);
     expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ variable, message: expect.stringMatching(message) })]));
+  });
+
+  it('should read UPSTREAM_ALLOWED_METHODS in upper case (none by default)', () => {
+    expect(loadConfig({}).upstreamAllowedMethods).toEqual([]);
+    expect(loadConfig({ UPSTREAM_ALLOWED_METHODS: 'trace' }).upstreamAllowedMethods).toEqual(['TRACE']);
+  });
+
+  it('should read STATUS_ALLOWED_HOSTS in lower case without a trailing dot (none by default)', () => {
+    expect(loadConfig({}).access.statusAllowedHosts).toEqual([]);
+    const c = loadConfig({ STATUS_ALLOWED_HOSTS: 'Status.Example.com., *, 10.0.0.1, [::1], sidecar_status.svc' });
+    expect(c.access.statusAllowedHosts).toEqual(['status.example.com', '*', '10.0.0.1', '[::1]', 'sidecar_status.svc']);
   });
 
   it('should report every bad variable at once', () => {

@@ -1,6 +1,7 @@
 /**
  * A real Flask app under gunicorn as the sidecar's upstream (test/adversarial/app.py), for the
- * findings of issue 9 that are about what the application sees.
+ * findings of issues 9 and 18 that are about what the application sees (`/proxyfix/<x_for>`
+ * answers what Flask concludes from the forwarding headers through werkzeug's ProxyFix).
  *
  * The Python side lives in a virtualenv, `.tools/adversarial-venv` (gitignored), created on first
  * use with pip, which works offline here from the machine's wheel index (PIP_RETRIES=0: fail over
