@@ -164,7 +164,8 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
   switch (name) {
     case 'sidecar':
     case 'sidecar-baseline':
-    case 'sidecar-undici': {
+    case 'sidecar-undici':
+    case 'sidecar-per-request': {
       const sc = await startSidecar({
         name,
         cpus,
@@ -172,6 +173,8 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
         upstream: `http://127.0.0.1:${upstreamPort}`,
         tmp,
         dist: dists[name],
+        // sidecar-per-request: today's build with a connection to the app per request.
+        env: name === 'sidecar-per-request' ? { UPSTREAM_KEEPALIVE: 'false' } : {},
       });
       await waitForHttp(url, sc.proc, 10000);
       return { name, url, pids: [sc.pid], proc: sc.proc, alive: sc.alive, sidecar: sc, metricsPort };
