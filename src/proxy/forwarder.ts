@@ -193,12 +193,16 @@ export class Forwarder {
           onResponseData: (c, chunk) => {
             // Read at the app's speed into what the client has yet to take, up to the answer's
             // bound and the budget; past them a slow client slows the app down (backpressure).
-            if (!res.write(chunk) && this.transfers.mustPause(transfer)) {
-              c.pause();
-              res.once('drain', () => {
-                this.transfers.drained(transfer);
-                c.resume();
-              });
+            if (!res.write(chunk)) {
+              // The client is behind: its rate is watched from now on.
+              this.transfers.watch(transfer);
+              if (this.transfers.mustPause(transfer)) {
+                c.pause();
+                res.once('drain', () => {
+                  this.transfers.drained(transfer);
+                  c.resume();
+                });
+              }
             }
           },
           onResponseEnd: () => {
@@ -226,11 +230,13 @@ export class Forwarder {
     const length = declared === undefined ? undefined : Number(declared);
     t.uploading = true;
     t.uploadStart = performance.now();
+    this.transfers.watch(t);
     const count = (chunk: Buffer): void => {
       t.uploadBytes += chunk.length;
     };
     const ended = (): void => {
       t.uploading = false;
+      this.transfers.unwatch(t);
     };
     req.once('end', ended);
     if (limit === 0 || (length !== undefined && length > limit) || !this.transfers.mayBuffer(length ?? 0)) {
