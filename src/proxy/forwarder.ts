@@ -67,8 +67,8 @@ export class Forwarder {
   private readonly port: number;
   private readonly hostHeader: string;
   private readonly upgraded = new Set<Duplex>();
-  /** Client connections whose close already drops their upstream connections. */
-  private readonly owners = new WeakSet<object>();
+  /** Marks a client connection whose close already drops its upstream connections (a property of the socket: no set to churn). */
+  private readonly ownedKey = Symbol('owned by the forwarder');
   private readonly transfers: Transfers;
   /** Told of each client the sidecar cut off (`slow_upload`, `slow_read`): the main listener counts them. */
   onClientError: ((reason: string) => void) | undefined;
@@ -173,9 +173,9 @@ export class Forwarder {
     });
 
     // The client connection owns the upstream connections its requests use: when it closes, so do they.
-    const owner = req.socket;
-    if (!this.owners.has(owner)) {
-      this.owners.add(owner);
+    const owner = req.socket as typeof req.socket & Record<symbol, boolean | undefined>;
+    if (owner[this.ownedKey] !== true) {
+      owner[this.ownedKey] = true;
       owner.once('close', () => this.client.dropOwner(owner));
     }
     const dispatch = (body: Readable | Buffer | null): void => {

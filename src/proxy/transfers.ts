@@ -51,8 +51,9 @@ export class Transfer {
   waitingSince = -1;
   writtenAtWait = 0;
   cut = false;
-  /** In the set the sweep checks (see Transfers.watch). */
+  /** In the list the sweep checks (see Transfers.watch), at index `slot`. */
   watched = false;
+  slot = -1;
   /** What the forwarder does with a client below the minimum data rate. */
   onSlow: ((kind: SlowKind) => void) | undefined;
 
@@ -64,7 +65,8 @@ export class Transfer {
 
 export class Transfers {
   private heldTotal = 0;
-  private readonly active = new Set<Transfer>();
+  /** Watched transfers; each knows its index (`slot`), so removal is a swap with the last, no hash table to churn. */
+  private readonly active: Transfer[] = [];
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -93,7 +95,8 @@ export class Transfers {
   watch(t: Transfer): void {
     if (t.watched || this.limits.minDataRate === 0) return;
     t.watched = true;
-    this.active.add(t);
+    t.slot = this.active.length;
+    this.active.push(t);
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.sweep(), this.tickMs);
       this.timer.unref();
@@ -104,7 +107,11 @@ export class Transfers {
     if (!t.watched) return;
     t.watched = false;
     t.waitingSince = -1;
-    this.active.delete(t);
+    const last = this.active.pop()!;
+    if (last !== t) {
+      this.active[t.slot] = last;
+      last.slot = t.slot;
+    }
   }
 
   /** The transfer is over (its response closed): its held bytes go back to the budget. */
@@ -148,19 +155,21 @@ export class Transfers {
   close(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    this.active.clear();
+    for (const t of this.active) t.watched = false;
+    this.active.length = 0;
   }
 
   /** Minimum data rates, averaged since the upload began or since the answer started waiting. */
   sweep(): void {
-    if (this.active.size === 0) {
+    if (this.active.length === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
       return;
     }
     const { minDataRate: rate, graceMs } = this.limits;
     const now = this.now();
-    for (const t of this.active) {
+    // A copy: a cut may end (unwatch) transfers while the loop runs.
+    for (const t of this.active.slice()) {
       if (t.cut) continue;
       if (t.uploading) {
         const elapsed = now - t.uploadStart;

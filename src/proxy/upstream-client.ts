@@ -29,7 +29,7 @@
  */
 import http from 'node:http';
 import { UPSTREAM_CLOSED, UPSTREAM_HEADERS_TIMEOUT, upstreamError, type UpstreamHandler, type UpstreamRequest } from './upstream-api';
-import { Connection, Exchange, type Pool } from './upstream-connection';
+import { Connection, Exchange, type Lane, type Pool } from './upstream-connection';
 
 export * from './upstream-api';
 
@@ -58,12 +58,12 @@ export class UpstreamClient implements Pool {
   tick = 0;
   private readonly tickMs: number;
   private readonly timeoutTicks: number;
-  /** Each owner's idle connections, the warmest last. */
-  private readonly lanes = new Map<object, Connection[]>();
-  /** Every idle connection, the longest idle first (insertion order): the first to go at the cap. */
-  private readonly idleOrder = new Set<Connection>();
-  /** Owners whose client connection has closed: a connection of theirs that frees up is closed. */
-  private readonly gone = new WeakSet<object>();
+  /**
+   * Where an owner keeps its lane (its idle connections), as a property of the owner object
+   * itself: no map from owners to lanes, whose churn (an entry added and removed around every
+   * request) costs the garbage collector more than the lookups.
+   */
+  private readonly laneKey = Symbol('upstream lane');
   /** The owner of requests that name none. */
   private readonly shared = {};
   private readonly all = new Set<Connection>();
@@ -112,27 +112,40 @@ export class UpstreamClient implements Pool {
     return ex.req.owner ?? this.shared;
   }
 
+  /** The lane of `owner` (made on first use). */
+  laneOf(owner: object): Lane {
+    const o = owner as Record<symbol, Lane | undefined>;
+    let lane = o[this.laneKey];
+    if (lane === undefined) {
+      lane = { idle: [], gone: false };
+      o[this.laneKey] = lane;
+    }
+    return lane;
+  }
+
   /**
    * Runs `ex` on an idle socket of its owner, a new one, or queues it. At the cap, another owner's
    * longest-idle socket is closed to make room. `fresh` skips idle sockets (a retry).
    */
   dispatchExchange(ex: Exchange, fresh: boolean): void {
-    const owner = this.ownerOf(ex);
+    const lane = this.laneOf(this.ownerOf(ex));
     if (!fresh) {
-      const conn = this.takeIdle(owner);
+      const conn = lane.idle.pop();
       if (conn !== undefined) {
+        conn.idle = false;
         conn.send(ex);
         return;
       }
     }
     const max = this.opts.maxConnections;
     if (max !== 0 && this.all.size >= max) {
-      // An idle socket (another owner's, or this owner's for a retry) gives its place up.
-      const spare = this.idleOrder.values().next().value;
-      if (spare !== undefined) spare.destroy();
+      // The longest idle socket (another owner's, or this owner's for a retry) gives its place up.
+      let spare: Connection | undefined;
+      for (const c of this.all) if (c.idle && (spare === undefined || c.idleSince < spare.idleSince)) spare = c;
+      spare?.destroy();
     }
     if (max === 0 || this.all.size < max) {
-      const conn = new Connection(this, owner);
+      const conn = new Connection(this, lane);
       this.all.add(conn);
       this.startTimer();
       conn.send(ex);
@@ -142,19 +155,6 @@ export class UpstreamClient implements Pool {
     this.queue.push(ex);
   }
 
-  /** The warmest idle connection of `owner`, out of the idle sets. */
-  private takeIdle(owner: object): Connection | undefined {
-    const lane = this.lanes.get(owner);
-    if (lane === undefined) return undefined;
-    const conn = lane.pop();
-    if (lane.length === 0) this.lanes.delete(owner);
-    if (conn !== undefined) {
-      conn.idle = false;
-      this.idleOrder.delete(conn);
-    }
-    return conn;
-  }
-
   /**
    * A connection finished its exchange and may serve another of its owner's. The oldest queued
    * request goes first: on this connection if it has the same owner, else on a new one made room
@@ -162,13 +162,13 @@ export class UpstreamClient implements Pool {
    */
   release(conn: Connection): void {
     if (conn.destroyed) return;
-    if (this.gone.has(conn.owner) || this.closed) {
+    if (conn.lane.gone || this.closed) {
       conn.destroy();
       return;
     }
     const next = this.queue[0];
     if (next !== undefined) {
-      if (this.ownerOf(next) === conn.owner) {
+      if (this.laneOf(this.ownerOf(next)) === conn.lane) {
         this.queue.shift();
         conn.send(next);
       } else {
@@ -177,10 +177,8 @@ export class UpstreamClient implements Pool {
       return;
     }
     conn.idle = true;
-    this.idleOrder.add(conn);
-    const lane = this.lanes.get(conn.owner);
-    if (lane === undefined) this.lanes.set(conn.owner, [conn]);
-    else lane.push(conn);
+    conn.idleSince = this.tick;
+    conn.lane.idle.push(conn);
   }
 
   /**
@@ -188,11 +186,12 @@ export class UpstreamClient implements Pool {
    * their exchange ends (the forwarder aborts those whose answer the client can no longer take).
    */
   dropOwner(owner: object): void {
-    this.gone.add(owner);
-    const lane = this.lanes.get(owner);
-    if (lane === undefined) return;
-    this.lanes.delete(owner);
-    for (const conn of lane) conn.destroy();
+    const lane = this.laneOf(owner);
+    lane.gone = true;
+    for (const conn of lane.idle.splice(0)) {
+      conn.idle = false;
+      conn.destroy();
+    }
   }
 
   dequeue(ex: Exchange): void {
@@ -205,13 +204,8 @@ export class UpstreamClient implements Pool {
     if (!this.all.delete(conn)) return;
     if (conn.idle) {
       conn.idle = false;
-      this.idleOrder.delete(conn);
-      const lane = this.lanes.get(conn.owner);
-      if (lane !== undefined) {
-        const i = lane.indexOf(conn);
-        if (i !== -1) lane.splice(i, 1);
-        if (lane.length === 0) this.lanes.delete(conn.owner);
-      }
+      const i = conn.lane.idle.indexOf(conn);
+      if (i !== -1) conn.lane.idle.splice(i, 1);
     }
     if (this.queue.length > 0 && !this.closed) {
       const next = this.queue.shift()!;
@@ -230,8 +224,6 @@ export class UpstreamClient implements Pool {
       conn.destroy();
       ex?.fail(err);
     }
-    this.lanes.clear();
-    this.idleOrder.clear();
     this.stopTimer();
   }
 

@@ -22,6 +22,13 @@ import {
 import { ChunkedDecoder } from './upstream-chunked';
 import { parseResponseHead } from './upstream-head';
 
+/** An owner's connections to the app: its idle ones (the warmest last), and whether the owner is gone. */
+export interface Lane {
+  idle: Connection[];
+  /** The owner's client connection closed: a connection of its that frees up is closed. */
+  gone: boolean;
+}
+
 /** What a connection needs of its pool (upstream-client.ts). */
 export interface Pool {
   readonly host: string;
@@ -120,8 +127,9 @@ export class Exchange implements Controller {
 
 export class Connection {
   readonly socket: net.Socket;
-  /** Idle in its owner's lane (and in the client's order of idle sockets). */
+  /** Idle in its owner's lane, since the pool's tick `idleSince`. */
   idle = false;
+  idleSince = 0;
   phase = Phase.Idle;
   ex: Exchange | undefined;
   /** Requests completed on this socket (0 = fresh: an error on it is no stale-socket case). */
@@ -155,7 +163,7 @@ export class Connection {
 
   constructor(
     readonly client: Pool,
-    readonly owner: object,
+    readonly lane: Lane,
   ) {
     this.socket = net.connect({ host: client.host, port: client.port, noDelay: true });
     this.socket.on('data', (b: Buffer) => this.onData(b));
