@@ -12,7 +12,7 @@ import { CLIENT_BODY_STALLED, UpstreamClient, isTimeout, type Controller } from 
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder } from './red';
-import { Transfers, type Transfer, type TransferLimits } from './transfers';
+import { Transfers, type SlowKind, type Transfer, type TransferLimits } from './transfers';
 import { addForwardingHeaders, forwardingHeader, ForwardingTrust, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO, NOT_FORWARDING } from './forwarding-headers';
 import type { Cidr } from '../config';
 import type { Logger } from '../log/logger';
@@ -91,7 +91,7 @@ export class Forwarder {
     });
     this.hostHeader = opts.upstream.host;
     this.upgradeProtocols = opts.upgradeProtocols;
-    this.transfers = new Transfers(opts.transfers, (t, kind) => t.onSlow?.(kind));
+    this.transfers = new Transfers(opts.transfers);
     this.trust = new ForwardingTrust(opts.trustedProxies ?? []);
   }
 
@@ -111,8 +111,10 @@ export class Forwarder {
     /** The sidecar ended this exchange as the client's fault (a slow upload or read): nothing more is written. */
     let clientFault = false;
     let controller: Controller | undefined;
-    const transfer = this.transfers.start(req, res);
-    transfer.onSlow = (kind) => {
+    // Made only when needed (a body, or a client behind its answer): most requests need none.
+    let transfer: Transfer | undefined;
+    const track = (): Transfer => (transfer ??= this.transfers.start(req, res, onSlow));
+    const onSlow = (kind: SlowKind): void => {
       clientFault = true;
       this.onClientError?.(kind);
       this.opts.logger.debug('client too slow', { reason: kind, method, route: routeName(route) });
@@ -132,7 +134,7 @@ export class Forwarder {
       if (clientFault) return;
       if (err.code === CLIENT_BODY_STALLED) {
         // The upload stalled while the app waited for it: the client's fault (408), as a slow upload is.
-        transfer.onSlow?.('slow_upload');
+        onSlow('slow_upload');
         return;
       }
       // The client's request stream broke (aborted upload, bad chunked framing): the client's error, not the app's.
@@ -160,7 +162,7 @@ export class Forwarder {
     };
 
     res.on('close', () => {
-      this.transfers.end(transfer);
+      if (transfer !== undefined) this.transfers.end(transfer);
       if (!res.writableFinished) {
         // The client went away (or we cut it off): stop the upstream work too.
         if (controller && !controller.aborted) controller.abort(new Error('client closed the connection'));
@@ -188,18 +190,20 @@ export class Forwarder {
           },
           onResponseStart: (_c, code, uheaders, statusMessage) => {
             status = code;
-            res.writeHead(code, statusMessage, this.responseHeaders(uheaders, transfer));
+            if (noBuffering(uheaders)) track().unbuffered = true;
+            res.writeHead(code, statusMessage, this.responseHeaders(uheaders));
           },
           onResponseData: (c, chunk) => {
             // Read at the app's speed into what the client has yet to take, up to the answer's
             // bound and the budget; past them a slow client slows the app down (backpressure).
             if (!res.write(chunk)) {
               // The client is behind: its rate is watched from now on.
-              this.transfers.watch(transfer);
-              if (this.transfers.mustPause(transfer)) {
+              const t = track();
+              this.transfers.watch(t);
+              if (this.transfers.mustPause(t)) {
                 c.pause();
                 res.once('drain', () => {
-                  this.transfers.drained(transfer);
+                  this.transfers.drained(t);
                   c.resume();
                 });
               }
@@ -216,7 +220,7 @@ export class Forwarder {
       );
     };
     if (!hasBody) dispatch(null);
-    else this.receiveBody(req, transfer, dispatch, fail);
+    else this.receiveBody(req, track(), dispatch, fail);
   }
 
   /**
@@ -396,21 +400,26 @@ export class Forwarder {
    * `X-Accel-Buffering: no` (nginx's convention) turns buffering off for this answer and, as nginx
    * does, stays between the app and the proxy.
    */
-  private responseHeaders(headers: string[], transfer?: Transfer): string[] {
+  private responseHeaders(headers: string[]): string[] {
     const out: string[] = [];
     const named = namedByConnection(headers);
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i];
       if (HOP_BY_HOP.has(name) || (named !== undefined && named.has(name))) continue;
-      if (name.length === 17 && name === 'x-accel-buffering') {
-        if (transfer !== undefined && headers[i + 1].trim().toLowerCase() === 'no') transfer.unbuffered = true;
-        continue;
-      }
+      if (name.length === 17 && name === 'x-accel-buffering') continue;
       out.push(name, headers[i + 1]);
     }
     if (this.opts.draining()) out.push('connection', 'close');
     return out;
   }
+}
+
+/** The app asks for no buffering of this answer: `X-Accel-Buffering: no` (nginx's convention). */
+function noBuffering(headers: string[]): boolean {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i].length === 17 && headers[i] === 'x-accel-buffering') return headers[i + 1].trim().toLowerCase() === 'no';
+  }
+  return false;
 }
 
 /** Header names a `Connection` header lists (hop-by-hop by declaration), if any. */

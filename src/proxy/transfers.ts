@@ -71,8 +71,6 @@ export class Transfers {
 
   constructor(
     readonly limits: TransferLimits,
-    /** A client below the minimum data rate: the forwarder answers and counts it. */
-    private readonly onSlow: (t: Transfer, kind: SlowKind) => void,
     private readonly now: () => number = () => performance.now(),
     private readonly tickMs = 1000,
   ) {}
@@ -82,8 +80,11 @@ export class Transfers {
     return this.heldTotal;
   }
 
-  start(req: http.IncomingMessage, res: http.ServerResponse): Transfer {
-    return new Transfer(req, res);
+  /** A transfer to account for; `onSlow` is what the forwarder does with a client below the minimum rate. */
+  start(req: http.IncomingMessage, res: http.ServerResponse, onSlow: (kind: SlowKind) => void): Transfer {
+    const t = new Transfer(req, res);
+    t.onSlow = onSlow;
+    return t;
   }
 
   /**
@@ -175,7 +176,7 @@ export class Transfers {
         const elapsed = now - t.uploadStart;
         if (elapsed > graceMs && (t.uploadBytes * 1000) / elapsed < rate) {
           t.cut = true;
-          this.onSlow(t, 'slow_upload');
+          t.onSlow?.('slow_upload');
         }
         continue;
       }
@@ -192,7 +193,7 @@ export class Transfers {
       const elapsed = now - t.waitingSince;
       if (elapsed > graceMs && ((delivered(socket) - t.writtenAtWait) * 1000) / elapsed < rate) {
         t.cut = true;
-        this.onSlow(t, 'slow_read');
+        t.onSlow?.('slow_read');
       }
     }
   }
