@@ -17,39 +17,43 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const IMAGE_DIR = path.join(ROOT, '.tools', 'image');
 export const RLIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
-const GLOBAL = [
-  '--root',
-  path.join(IMAGE_DIR, 'storage'),
-  '--runroot',
-  path.join(IMAGE_DIR, 'run'),
-  '--tmpdir',
-  path.join(IMAGE_DIR, 'libpod'),
-  '--network-config-dir',
-  path.join(IMAGE_DIR, 'cni'),
-  '--runtime',
-  'runc',
-  '--storage-driver',
-  'overlay',
-  '--cgroup-manager',
-  'cgroupfs',
-  '--events-backend',
-  'file',
-];
+/** podman's global flags; `storage` (default IMAGE_DIR) holds its images, containers and state. */
+function globalFlags(storage = IMAGE_DIR) {
+  return [
+    '--root',
+    path.join(storage, 'storage'),
+    '--runroot',
+    path.join(storage, 'run'),
+    '--tmpdir',
+    path.join(storage, 'libpod'),
+    '--network-config-dir',
+    path.join(storage, 'cni'),
+    '--runtime',
+    'runc',
+    '--storage-driver',
+    'overlay',
+    '--cgroup-manager',
+    'cgroupfs',
+    '--events-backend',
+    'file',
+  ];
+}
 
 /** The podman command line (for messages and logs). */
-export function commandLine(args) {
-  return ['podman', ...GLOBAL, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+export function commandLine(args, storage) {
+  return ['podman', ...globalFlags(storage), ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
 /**
  * Runs podman to completion; resolves with its exit code and output. Output goes to `logFile`
- * as well when given (a build's is long). `timeoutMs` bounds it: podman is then killed.
+ * as well when given (a build's is long). `timeoutMs` bounds it: podman is then killed. `storage`
+ * is another directory for podman's storage and state than .tools/image.
  */
-export function podman(args, { logFile, timeoutMs = 120_000, input } = {}) {
+export function podman(args, { logFile, timeoutMs = 120_000, storage } = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn('podman', [...GLOBAL, ...args], { cwd: ROOT, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn('podman', [...globalFlags(storage), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = logFile ? fs.createWriteStream(logFile, { flags: 'a' }) : undefined;
-    log?.write(`$ ${commandLine(args)}\n`);
+    log?.write(`$ ${commandLine(args, storage)}\n`);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => {
@@ -60,7 +64,6 @@ export function podman(args, { logFile, timeoutMs = 120_000, input } = {}) {
       stderr += c;
       log?.write(c);
     });
-    if (input !== undefined) child.stdin.end(input);
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
@@ -73,7 +76,7 @@ export function podman(args, { logFile, timeoutMs = 120_000, input } = {}) {
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       log?.end();
-      if (timedOut) reject(new Error(`${commandLine(args)} did not finish within ${timeoutMs / 1000} s`));
+      if (timedOut) reject(new Error(`${commandLine(args, storage)} did not finish within ${timeoutMs / 1000} s`));
       else resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
   });
@@ -82,7 +85,7 @@ export function podman(args, { logFile, timeoutMs = 120_000, input } = {}) {
 /** podman that must succeed; resolves with its stdout. */
 export async function podmanOk(args, opts) {
   const r = await podman(args, opts);
-  if (r.code !== 0) throw new Error(`${commandLine(args)} exited ${r.code}:\n${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0) throw new Error(`${commandLine(args, opts?.storage)} exited ${r.code}:\n${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
@@ -101,8 +104,8 @@ export function checkPrerequisites({ needMmdebstrap = false } = {}) {
 }
 
 /** `podman image inspect` of one image, or undefined when there is no such image. */
-export async function inspectImage(ref) {
-  const r = await podman(['image', 'inspect', ref]);
+export async function inspectImage(ref, opts) {
+  const r = await podman(['image', 'inspect', ref], opts);
   if (r.code !== 0) return undefined;
   return JSON.parse(r.stdout)[0];
 }

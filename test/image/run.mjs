@@ -18,8 +18,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ensureHelm } from '../helpers/helm-binary.cjs';
@@ -46,9 +48,9 @@ const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 // ------------------------------------------------------------------------------------------------
 // The chart's default render: the web pod.
 
-function renderWebPod() {
+function helmTemplate(chart) {
   const home = path.join(ROOT, '.tools', 'helm-home');
-  const r = spawnSync(ensureHelm(), ['template', RELEASE, path.join(ROOT, 'charts', 'metrics-sidecar')], {
+  const r = spawnSync(ensureHelm(), ['template', RELEASE, chart], {
     cwd: ROOT,
     encoding: 'utf8',
     env: {
@@ -60,9 +62,13 @@ function renderWebPod() {
     },
   });
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
-  const docs = YAML.parseAllDocuments(r.stdout)
+  return YAML.parseAllDocuments(r.stdout)
     .map((d) => d.toJS())
     .filter(Boolean);
+}
+
+function renderWebPod() {
+  const docs = helmTemplate(path.join(ROOT, 'charts', 'metrics-sidecar'));
   const web = docs.find((d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-web'));
   assert.ok(web, 'the default render has a web Deployment');
   const pod = web.spec.template.spec;
@@ -434,4 +440,60 @@ test(`the image size is within its budget (app layers ${APP_LAYERS_BUDGET / MiB}
   }
   assert.ok(app <= APP_LAYERS_BUDGET, `app layers ${mb(app)} over the ${APP_LAYERS_BUDGET / MiB} MiB budget`);
   assert.ok(image <= IMAGE_BUDGET, `image ${mb(image)} over the ${IMAGE_BUDGET / MiB} MiB budget`);
+});
+
+test('release:artifacts: an OCI archive that loads, elsewhere, as the very image tested, and a chart that deploys it', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'metrics-sidecar-release-'));
+  const elsewhere = fs.mkdtempSync(path.join(os.tmpdir(), 'metrics-sidecar-load-'));
+  try {
+    const child = spawn(process.execPath, [path.join(ROOT, 'scripts', 'release-artifacts.mjs')], {
+      cwd: ROOT,
+      env: { ...process.env, RELEASE_DIR: out, RELEASE_ALLOW_DIRTY: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (c) => (output += c));
+    child.stderr.on('data', (c) => (output += c));
+    const code = await new Promise((resolve) => child.once('close', resolve));
+    assert.equal(code, 0, output);
+
+    const provenance = JSON.parse(fs.readFileSync(path.join(out, 'provenance.json'), 'utf8'));
+    assert.equal(provenance.package.version, PKG.version);
+    assert.equal(provenance.git.commit, spawnSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim());
+    assert.equal(provenance.image.id, `sha256:${ctx.image.Id}`, 'the archive holds the image these tests ran');
+    assert.equal(provenance.base.id, `sha256:${ctx.base.id}`);
+    assert.equal(provenance.base.node.reported, `v${provenance.base.node.version}`);
+    const sums = fs.readFileSync(path.join(out, 'SHA256SUMS'), 'utf8');
+    assert.equal(provenance.artifacts.length, 2);
+    for (const a of provenance.artifacts) {
+      const file = path.join(out, a.file);
+      assert.equal(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), a.sha256, a.file);
+      assert.ok(sums.includes(`${a.sha256}  ${a.file}\n`), `SHA256SUMS lists ${a.file}`);
+    }
+    const [archive, chart] = provenance.artifacts.map((a) => path.join(out, a.file));
+
+    // A machine that has only the archive: a storage of its own.
+    await podmanOk(['load', '--input', archive], { storage: elsewhere, timeoutMs: 10 * 60_000 });
+    const loaded = await inspectImage(provenance.image.name, { storage: elsewhere });
+    assert.equal(`sha256:${loaded?.Id}`, provenance.image.id, 'podman load gives the same image id');
+    const version = await podmanOk(['run', '--rm', ...RLIMITS, ...ctx.sidecarFlags, '--network', 'none', provenance.image.name, '--version'], {
+      storage: elsewhere,
+    });
+    assert.equal(version.trim(), PKG.version);
+
+    // The packaged chart deploys that image by default.
+    const docs = helmTemplate(chart);
+    const images = docs
+      .filter((d) => d.kind === 'Deployment')
+      .flatMap((d) => [...(d.spec.template.spec.initContainers ?? []), ...d.spec.template.spec.containers])
+      .filter((c) => c.name === 'metrics-sidecar')
+      .map((c) => c.image);
+    assert.ok(images.length > 0);
+    for (const image of images) assert.equal(image, provenance.chart.defaultImage);
+    assert.equal(`docker.io/library/${provenance.chart.defaultImage}`, provenance.image.refName, "the archive's name is the chart's default image");
+  } finally {
+    await podman(['system', 'reset', '--force'], { storage: elsewhere });
+    fs.rmSync(elsewhere, { recursive: true, force: true });
+    fs.rmSync(out, { recursive: true, force: true });
+  }
 });
