@@ -31,7 +31,8 @@ import { ROOT, RLIMITS, commandLine, inspectImage, podman, podmanOk } from '../.
 
 const TAG = 'localhost/metrics-sidecar:test';
 const LABEL = 'metrics-sidecar.test=image';
-const RELEASE = 'demo';
+/** The helm release name of the render. */
+const HELM_RELEASE = 'demo';
 const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 /**
  * Size budget of what the Dockerfile adds to its base (package.json, production node_modules,
@@ -50,7 +51,7 @@ const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function helmTemplate(chart) {
   const home = path.join(ROOT, '.tools', 'helm-home');
-  const r = spawnSync(ensureHelm(), ['template', RELEASE, chart], {
+  const r = spawnSync(ensureHelm(), ['template', HELM_RELEASE, chart], {
     cwd: ROOT,
     encoding: 'utf8',
     env: {
@@ -76,6 +77,27 @@ function renderWebPod() {
   const sidecar = all.find((c) => c.name === 'metrics-sidecar');
   const app = pod.containers.find((c) => c.name !== 'metrics-sidecar');
   assert.ok(sidecar && app, 'the web pod has the sidecar and an app container');
+  // The sidecar's fields that podmanFlags() maps or that the checks read (probes, ports); any
+  // other (command, args, envFrom, lifecycle, ...) would change how it runs, unseen here.
+  const known = [
+    'name',
+    'image',
+    'imagePullPolicy',
+    'restartPolicy',
+    'env',
+    'ports',
+    'resources',
+    'securityContext',
+    'volumeMounts',
+    'startupProbe',
+    'livenessProbe',
+    'readinessProbe',
+  ];
+  assert.deepEqual(
+    Object.keys(sidecar).filter((k) => !known.includes(k)),
+    [],
+    'fields of the sidecar container this test does not map',
+  );
   return { pod, sidecar, app };
 }
 
@@ -112,7 +134,9 @@ function podmanFlags(pod, container) {
   const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
   for (const m of container.volumeMounts ?? []) {
     const v = volumes.get(m.name);
-    if (!v?.emptyDir || v.emptyDir.medium === 'Memory') throw new Error(`volume ${m.name} of ${container.name} is not an emptyDir this test maps`);
+    // An emptyDir (on disk or in memory) is empty at the start and gone with the pod: a tmpfs here.
+    if (!v?.emptyDir || m.readOnly || m.subPath)
+      throw new Error(`volume mount ${m.name} of ${container.name} is not a whole emptyDir, the one kind this test maps`);
     flags.push('--tmpfs', `${m.mountPath}:rw,nosuid,nodev${v.emptyDir.sizeLimit ? `,size=${bytes(v.emptyDir.sizeLimit)}` : ''}`);
   }
   for (const e of container.env ?? []) {
@@ -130,16 +154,14 @@ const envOf = (container, name) => container.env?.find((e) => e.name === name)?.
 const ctx = {};
 const names = { sidecar: `msi-sidecar-${process.pid}`, app: `msi-app-${process.pid}` };
 
-async function removeContainers(filterArgs) {
-  const ids = (await podmanOk(['ps', '--all', '--quiet', ...filterArgs])).split('\n').filter(Boolean);
-  // Those that share another's network namespace first.
-  for (const id of ids.reverse()) await podman(['rm', '--force', '--time', '0', id]);
-}
 let cleaned = false;
+/** Removes this test's containers, those of an earlier run killed too hard to clean up too. */
 async function cleanup() {
   if (cleaned) return;
   cleaned = true;
-  await removeContainers(['--filter', `label=${LABEL}`]);
+  const ids = (await podmanOk(['ps', '--all', '--quiet', '--filter', `label=${LABEL}`])).split('\n').filter(Boolean);
+  // --depend: the app, in the sidecar's network namespace, goes with it (and before it).
+  if (ids.length > 0) await podmanOk(['rm', '--force', '--depend', '--ignore', '--time', '0', ...ids]);
 }
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(signal, () => {
