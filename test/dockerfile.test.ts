@@ -1,7 +1,8 @@
 /**
- * No Docker engine runs here, so the image cannot be built. What can be checked is checked:
- * every file the Dockerfile copies exists, the runtime stage is non-root with an exec-form
- * entrypoint, and that entrypoint runs from a directory laid out as the image lays it out.
+ * The quick checks, with no container runtime: every file the Dockerfile copies exists, the
+ * runtime stage is non-root with an exec-form entrypoint, and that entrypoint runs from a
+ * directory laid out as the image lays it out. `npm run test:image` (test/image/run.mjs) builds
+ * the image with podman and runs it as the chart does.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
