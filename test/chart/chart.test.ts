@@ -399,6 +399,17 @@ describe.each(Object.keys(SCENARIOS))('scenario %s', (name) => {
     for (const [k, v] of Object.entries((valueOf(values(), 'serviceMonitor.labels') as Record<string, string>) ?? {})) {
       for (const sm of sms) expect(sm.metadata.labels?.[k]).toBe(v);
     }
+    // Native histogram settings reach the spec as given, and are left out when not set.
+    const protocols = valueOf(values(), 'serviceMonitor.scrapeProtocols') as string[] | undefined;
+    const nativeOn = valueOf(values(), 'serviceMonitor.scrapeNativeHistograms') as boolean | null | undefined;
+    const classicOn = valueOf(values(), 'serviceMonitor.scrapeClassicHistograms') as boolean | null | undefined;
+    const limit = valueOf(values(), 'serviceMonitor.nativeHistogramBucketLimit') as number | undefined;
+    for (const sm of sms) {
+      expect(sm.spec.scrapeProtocols).toEqual(protocols?.length ? protocols : undefined);
+      expect(sm.spec.scrapeNativeHistograms).toBe(nativeOn ?? undefined);
+      expect(sm.spec.scrapeClassicHistograms).toBe(classicOn ?? undefined);
+      expect(sm.spec.nativeHistogramBucketLimit).toBe(limit || undefined);
+    }
   });
 
   it('should wire the ServiceMonitor’s auth to what the values enable, from Secrets the sidecar also reads', () => {

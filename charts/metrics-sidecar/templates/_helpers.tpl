@@ -759,6 +759,19 @@ spec:
   {{- if $sm.sampleLimit }}
   sampleLimit: {{ $sm.sampleLimit }}
   {{- end }}
+  {{- with $sm.scrapeProtocols }}
+  scrapeProtocols:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- if not (kindIs "invalid" $sm.scrapeNativeHistograms) }}
+  scrapeNativeHistograms: {{ $sm.scrapeNativeHistograms }}
+  {{- end }}
+  {{- if not (kindIs "invalid" $sm.scrapeClassicHistograms) }}
+  scrapeClassicHistograms: {{ $sm.scrapeClassicHistograms }}
+  {{- end }}
+  {{- if $sm.nativeHistogramBucketLimit }}
+  nativeHistogramBucketLimit: {{ $sm.nativeHistogramBucketLimit }}
+  {{- end }}
   namespaceSelector:
     matchNames: [{{ $.Release.Namespace | quote }}]
   selector:
