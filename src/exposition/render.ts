@@ -17,7 +17,16 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { escapeHelp, formatLe, numberText, type AnyFamily, type HistogramSeries, type ValueSeries } from '../metrics/registry';
+import {
+  EXEMPLAR_MAX_BYTES,
+  escapeHelp,
+  exemplarText,
+  formatLe,
+  numberText,
+  type AnyFamily,
+  type HistogramSeries,
+  type ValueSeries,
+} from '../metrics/registry';
 import { stripTotal } from '../metrics/contract';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
@@ -179,12 +188,13 @@ export class ExpositionWriter {
             this.held = undefined;
             if (s === undefined) break;
             const labels = s.labels;
-            const bound = fixed + labels.length * 3;
+            const ex = this.openMetrics && s.ex !== undefined ? exemplarText(s.ex) : undefined;
+            const bound = fixed + labels.length * 3 + (ex === undefined ? 0 : EXEMPLAR_MAX_BYTES);
             if (p + bound > end) {
               this.held = s;
               return this.stop(p, bound);
             }
-            p = writeValueLine(buf, p, open, bare, labels, s.value);
+            p = writeValueLine(buf, p, open, bare, labels, s.value, ex);
           }
         } else {
           const le = plan.le;
@@ -193,12 +203,13 @@ export class ExpositionWriter {
             const s = (this.held ?? it.next().value ?? this.takeLateOverflow(plan.family)) as HistogramSeries | undefined;
             this.held = undefined;
             if (s === undefined) break;
-            const bound = (le.length + 2) * (perLine + s.labels.length * 3);
+            const exemplars = this.openMetrics ? s.ex : undefined;
+            const bound = (le.length + 2) * (perLine + s.labels.length * 3 + (exemplars === undefined ? 0 : EXEMPLAR_MAX_BYTES));
             if (p + bound > end) {
               this.held = s;
               return this.stop(p, bound);
             }
-            p = writeHistogram(buf, p, plan, s);
+            p = writeHistogram(buf, p, plan, s, exemplars);
           }
         }
         this.plan = undefined;
@@ -273,7 +284,7 @@ function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
   };
 }
 
-function writeValueLine(buf: Buffer, p: number, open: Buffer, bare: Buffer, labels: string, value: number): number {
+function writeValueLine(buf: Buffer, p: number, open: Buffer, bare: Buffer, labels: string, value: number, ex?: string): number {
   if (labels.length === 0) {
     buf.set(bare, p);
     p += bare.length;
@@ -285,11 +296,12 @@ function writeValueLine(buf: Buffer, p: number, open: Buffer, bare: Buffer, labe
     buf[p++] = SPACE;
   }
   p = writeNumber(buf, p, value);
+  if (ex !== undefined) p += buf.write(ex, p);
   buf[p++] = NL;
   return p;
 }
 
-function writeHistogram(buf: Buffer, p: number, plan: Plan, s: HistogramSeries): number {
+function writeHistogram(buf: Buffer, p: number, plan: Plan, s: HistogramSeries, exemplars: HistogramSeries['ex']): number {
   const le = plan.le!;
   const open = plan.open;
   const counts = s.counts;
@@ -315,6 +327,8 @@ function writeHistogram(buf: Buffer, p: number, plan: Plan, s: HistogramSeries):
     buf.set(le[i], p);
     p += le[i].length;
     p = writeNumber(buf, p, acc);
+    const ex = exemplars?.[i];
+    if (ex !== undefined) p += buf.write(exemplarText(ex), p);
     buf[p++] = NL;
   }
   p = writeSumCount(buf, p, hasLabels ? plan.sumOpen! : plan.sumBare!, hasLabels, labelsAt, labelsLen, s.sum);

@@ -12,6 +12,7 @@
  */
 
 import { exposedNames, isSidecarFamily, OVERFLOW_LABEL, stripTotal, type MetricType, type StoredType } from './contract';
+import type { Exemplar } from './native-types';
 
 export type { StoredType } from './contract';
 
@@ -201,6 +202,8 @@ export interface ValueSeries {
   value: number;
   /** Last update (ms since epoch), kept only by sources with a TTL. */
   t?: number;
+  /** Counters: the latest exemplar (OpenMetrics and protobuf only). */
+  ex?: Exemplar;
 }
 
 export class Counter extends Family<ValueSeries> {
@@ -216,6 +219,12 @@ export class Counter extends Family<ValueSeries> {
     if (s) s.value += by;
   }
 
+  /** One increment that carries an exemplar (the latest one is kept per series). */
+  incWithExemplar(s: ValueSeries, ex: Exemplar): void {
+    s.value++;
+    s.ex = ex;
+  }
+
   protected create(labels: string): ValueSeries {
     return { labels, value: 0 };
   }
@@ -223,7 +232,7 @@ export class Counter extends Family<ValueSeries> {
   *pieces(openMetrics: boolean): Generator<string> {
     // OpenMetrics names the family without the _total suffix its samples carry.
     yield this.header(openMetrics ? stripTotal(this.name) : this.name, 'counter');
-    yield* valuePieces(this.name, this.allSeries());
+    yield* valuePieces(this.name, this.allSeries(), openMetrics);
   }
 }
 
@@ -252,6 +261,11 @@ export interface HistogramSeries {
   sum: number;
   count: number;
   t?: number;
+  /**
+   * Per bucket (same slots as counts), the latest exemplar observed into it; made on the first
+   * exemplar, so a series without traces costs nothing. At most buckets + 1 exemplars per series.
+   */
+  ex?: (Exemplar | undefined)[];
 }
 
 export class Histogram extends Family<HistogramSeries> {
@@ -279,12 +293,27 @@ export class Histogram extends Family<HistogramSeries> {
 
   /** One observation standing for `weight` events (StatsD sample rates: weight = 1/rate). */
   observeWeighted(s: HistogramSeries, v: number, weight: number): void {
-    const b = this.buckets;
-    let i = 0;
-    while (i < b.length && v > b[i]) i++;
+    const i = this.bucketOf(v);
     s.counts[i] += weight;
     s.sum += v * weight;
     s.count += weight;
+  }
+
+  /** One observation with its exemplar, which replaces the bucket's previous one. */
+  observeWithExemplar(s: HistogramSeries, v: number, ex: Exemplar): void {
+    const i = this.bucketOf(v);
+    s.counts[i] += 1;
+    s.sum += v;
+    s.count += 1;
+    (s.ex ??= new Array<Exemplar | undefined>(this.buckets.length + 1))[i] = ex;
+  }
+
+  /** The slot of a value: the first bucket whose upper bound is at or above it, else +Inf. */
+  private bucketOf(v: number): number {
+    const b = this.buckets;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    return i;
   }
 
   observe(values: readonly string[], v: number): void {
@@ -302,7 +331,8 @@ export class Histogram extends Family<HistogramSeries> {
       let text = '';
       for (let i = 0; i < le.length; i++) {
         acc += s.counts[i];
-        text += `${bucket}${s.labels}${sep}le="${le[i]}"} ${formatNumber(acc)}\n`;
+        const ex = openMetrics ? s.ex?.[i] : undefined;
+        text += `${bucket}${s.labels}${sep}le="${le[i]}"} ${formatNumber(acc)}${ex === undefined ? '' : exemplarText(ex)}\n`;
       }
       const braces = s.labels === '' ? '' : `{${s.labels}}`;
       text += `${this.name}_sum${braces} ${formatNumber(s.sum)}\n${this.name}_count${braces} ${formatNumber(s.count)}\n`;
@@ -401,10 +431,24 @@ export class Registry {
   }
 }
 
-function* valuePieces(name: string, series: Iterable<ValueSeries>): Generator<string> {
+function* valuePieces(name: string, series: Iterable<ValueSeries>, openMetrics = false): Generator<string> {
   for (const s of series) {
-    yield s.labels === '' ? `${name} ${formatNumber(s.value)}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}\n`;
+    const ex = openMetrics && s.ex !== undefined ? exemplarText(s.ex) : '';
+    yield s.labels === '' ? `${name} ${formatNumber(s.value)}${ex}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}${ex}\n`;
   }
+}
+
+/** Bytes an exemplar's text may take at most: 128 characters of labels (OpenMetrics' limit), value and timestamp. */
+export const EXEMPLAR_MAX_BYTES = 3 * 128 + 128;
+
+/**
+ * An exemplar as OpenMetrics writes it after a sample: ` # {trace_id="…",span_id="…"} value timestamp`
+ * (the timestamp in seconds). Label values are escaped as label values are.
+ */
+export function exemplarText(ex: Exemplar): string {
+  let labels = '';
+  for (const [k, v] of ex.labels) labels += `${labels === '' ? '' : ','}${k}="${escapeLabelValue(v)}"`;
+  return ` # {${labels}} ${formatNumber(ex.value)} ${numberText(ex.timestampMs / 1000)}`;
 }
 
 export function renderLabelPairs(names: readonly string[], values: readonly string[]): string {

@@ -6,6 +6,7 @@ import { PassThrough, Writable } from 'node:stream';
 import fc from 'fast-check';
 import { Counter, Gauge, Histogram, Registry } from '../../src/metrics/registry';
 import { BufferPool, ExpositionWriter, streamExposition, writeNumber } from '../../src/exposition/render';
+import type { Exemplar } from '../../src/metrics/native-types';
 
 function rendered(r: Registry, om: boolean, extra = '', pool = new BufferPool()): string {
   return new ExpositionWriter(r.all(), om, extra, pool).all().toString('utf8');
@@ -15,6 +16,17 @@ function rendered(r: Registry, om: boolean, extra = '', pool = new BufferPool())
 function expected(r: Registry, om: boolean, extra = ''): string {
   const text = r.render(om);
   return om ? `${text.slice(0, -'# EOF\n'.length)}${extra}# EOF\n` : `${text}${extra}`;
+}
+
+function exemplar([traceId, spanId, timestampMs]: [string, string, number], value: number): Exemplar {
+  return {
+    labels: [
+      ['trace_id', traceId],
+      ['span_id', spanId],
+    ],
+    value,
+    timestampMs,
+  };
 }
 
 function sample(): Registry {
@@ -125,6 +137,10 @@ describe('ExpositionWriter', () => {
       buckets: fc.uniqueArray(fc.oneof(fc.integer({ min: -5, max: 100 }), fc.double({ min: 0.0001, max: 1000, noNaN: true })), { minLength: 1, maxLength: 5 }),
       series: fc.array(fc.tuple(fc.array(labelValue, { minLength: 4, maxLength: 4 }), fc.array(value, { minLength: 1, maxLength: 4 })), { maxLength: 6 }),
       help: fc.string({ maxLength: 20 }),
+      // Some observations carry an exemplar (trace and span ids, a time), as sampled requests do.
+      exemplars: fc.array(fc.tuple(fc.stringMatching(/^[0-9a-f]{32}$/), fc.stringMatching(/^[0-9a-f]{16}$/), fc.integer({ min: 0, max: 4e12 })), {
+        maxLength: 3,
+      }),
     });
     fc.assert(
       fc.property(fc.array(family, { maxLength: 5 }), fc.boolean(), fc.integer({ min: 64, max: 2048 }), (fams, om, size) => {
@@ -134,9 +150,19 @@ describe('ExpositionWriter', () => {
           if (f.kind === 'histogram') {
             const h = r.register(new Histogram({ ...opts, buckets: [...f.buckets].sort((a, b) => a - b) }));
             for (const [lv, vs] of f.series) for (const v of vs) h.observe(lv.slice(0, f.labels.length), v);
+            f.series.forEach(([lv, vs], j) => {
+              const ex = f.exemplars[j];
+              const s = h.child(lv.slice(0, f.labels.length));
+              if (ex && s) h.observeWithExemplar(s, vs[0], exemplar(ex, vs[0]));
+            });
           } else if (f.kind === 'counter') {
             const c = r.register(new Counter(opts));
             for (const [lv, vs] of f.series) for (const v of vs) c.inc(lv.slice(0, f.labels.length), v);
+            f.series.forEach(([lv], j) => {
+              const ex = f.exemplars[j];
+              const s = c.child(lv.slice(0, f.labels.length));
+              if (ex && s) c.incWithExemplar(s, exemplar(ex, 1));
+            });
           } else {
             const g = r.register(new Gauge(opts));
             for (const [lv, vs] of f.series) for (const v of vs) g.set(lv.slice(0, f.labels.length), v);
@@ -146,6 +172,26 @@ describe('ExpositionWriter', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('should write exemplars after their bucket and counter samples in OpenMetrics only', () => {
+    const r = new Registry();
+    const h = r.register(new Histogram({ name: 'lat_seconds', help: 'L.', labelNames: ['path'], buckets: [0.1, 1] }));
+    const c = r.register(new Counter({ name: 'req_total', help: 'R.', labelNames: ['path'] }));
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const span = '00f067aa0ba902b7';
+    h.observeWithExemplar(h.child(['/a'])!, 0.25, exemplar([trace, span, 1733577600123], 0.25));
+    h.observe(['/a'], 0.05);
+    c.incWithExemplar(c.child(['/a'])!, exemplar([trace, span, 1733577600123], 1));
+    const om = rendered(r, true);
+    expect(om).toContain(`lat_seconds_bucket{path="/a",le="0.1"} 1\n`);
+    expect(om).toContain(`lat_seconds_bucket{path="/a",le="1.0"} 2 # {trace_id="${trace}",span_id="${span}"} 0.25 1733577600.123\n`);
+    expect(om).toContain(`lat_seconds_bucket{path="/a",le="+Inf"} 2\n`);
+    expect(om).toContain(`req_total{path="/a"} 1 # {trace_id="${trace}",span_id="${span}"} 1 1733577600.123\n`);
+    expect(om).toBe(expected(r, true));
+    // The text format cannot carry exemplars: none appear.
+    expect(rendered(r, false)).not.toContain('#  {');
+    expect(rendered(r, false)).not.toContain('trace_id');
   });
 
   it("should write a family's overflow series made while the family was being rendered (a refusal between two chunks)", () => {
