@@ -67,6 +67,8 @@ export interface Config {
   http: {
     prefix: string;
     buckets: readonly number[];
+    /** Exemplars from sampled `traceparent` headers on the RED series (EXEMPLARS). */
+    exemplars: boolean;
     routePatterns: readonly string[];
     excludePaths: readonly string[];
     maxSeriesPerFamily: number;
@@ -406,6 +408,7 @@ export function readConfig(env: Env = process.env): Loaded {
     http: {
       prefix,
       buckets: v('HTTP_DURATION_BUCKETS'),
+      exemplars: v('EXEMPLARS'),
       routePatterns,
       excludePaths,
       maxSeriesPerFamily: v('METRICS_MAX_SERIES_PER_FAMILY'),

@@ -81,6 +81,10 @@ export const VARIABLES = {
     doc: 'duration histogram bounds, seconds',
     read: (r: EnvReader, n: string) => r.buckets(n, DEFAULT_HTTP_BUCKETS),
   } satisfies VariableSpec<number[]>,
+  EXEMPLARS: bool(
+    true,
+    'attach an exemplar (`trace_id`, `span_id` of a sampled W3C `traceparent`, the duration, the time) to the RED duration bucket and `_total` series a request lands in; served in OpenMetrics and protobuf only',
+  ),
   ROUTE_PATTERNS: list('comma list of route templates for the `path` label, first match wins: `/users/:id,/static/*`'),
   METRICS_EXCLUDE_PATHS: list('comma list of paths forwarded but not recorded (`/healthz`, or a prefix `/internal/*`)'),
   ROUTE_TEMPLATES_MAX: int(

@@ -11,7 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { CLIENT_BODY_STALLED, UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
-import { routeName, type RedRecorder } from './red';
+import { routeName, type RedRecorder, type TraceIds } from './red';
+import { parseTraceparent } from './traceparent';
 import { Transfers, type SlowKind, type Transfer, type TransferLimits } from './transfers';
 import { addForwardingHeaders, forwardingHeader, ForwardingTrust, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO, NOT_FORWARDING } from './forwarding-headers';
 import type { Cidr } from '../config';
@@ -106,6 +107,8 @@ export class Forwarder {
     const target = canonical.target;
     const route = red.route(canonical.path);
     const { headers, hasBody } = this.forwardedHeaders(req, false);
+    // A sampled trace's ids become the request's exemplar; an unsampled or malformed header, none.
+    const trace = red.exemplars ? sampledTrace(req.headers.traceparent) : undefined;
     let status = 0;
     let failed = false;
     /** The sidecar ended this exchange as the client's fault (a slow upload or read): nothing more is written. */
@@ -171,7 +174,7 @@ export class Forwarder {
       const seconds = (performance.now() - start) / 1000;
       // A slow upload the sidecar refused is the client's, recorded like the sidecar's other refusals (no new template).
       if (status === 408 && clientFault) red.refused(method, 408, seconds);
-      else if (route !== null) red.record(method, route, status, seconds, failed);
+      else if (route !== null) red.record(method, route, status, seconds, failed, trace);
     });
 
     // The client connection owns the upstream connections its requests use: when it closes, so do they.
@@ -465,4 +468,12 @@ function rawHeaderLines(raw: string[]): string {
 /** The code of an upstream failure (Node's socket error codes, or the client's own). */
 function upstreamErrorCode(err: Error & { code?: string }): string {
   return err.code ?? 'UNKNOWN';
+}
+
+/** The ids of the trace a `traceparent` header names, when it is well-formed and sampled (flags bit 0). */
+function sampledTrace(header: string | string[] | undefined): TraceIds | undefined {
+  // Node joins a repeated traceparent with ", " (which the parser refuses); an array never comes, but is no trace either.
+  if (header === undefined || typeof header !== 'string') return undefined;
+  const t = parseTraceparent(header);
+  return t !== undefined && t.sampled ? { traceId: t.traceId, spanId: t.spanId } : undefined;
 }

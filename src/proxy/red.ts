@@ -69,7 +69,13 @@ export const UNROUTED_STATUSES: ReadonlySet<number> = new Set([400, 404, 405, 41
 export const DEFAULT_MAX_TEMPLATES = 1000;
 
 type RedHttpConfig = Pick<Config['http'], 'prefix' | 'buckets' | 'routePatterns' | 'excludePaths' | 'maxSeriesPerFamily'> &
-  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments'>>;
+  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'exemplars'>>;
+
+/** The ids of a sampled trace a request belongs to (from its `traceparent`). */
+export interface TraceIds {
+  traceId: string;
+  spanId: string;
+}
 
 export class RedRecorder {
   readonly duration: Histogram;
@@ -84,9 +90,12 @@ export class RedRecorder {
   private readonly overflowed = new Route(OVERFLOW_ROUTE);
   private cachedSets = 0;
   private readonly maxTemplates: number;
+  /** Exemplars are recorded (EXEMPLARS); off, a trace is ignored. */
+  readonly exemplars: boolean;
 
   constructor(registry: Registry, http: RedHttpConfig) {
     const max = http.maxSeriesPerFamily;
+    this.exemplars = http.exemplars ?? false;
     this.duration = registry.register(
       new Histogram({
         name: `${http.prefix}_duration_seconds`,
@@ -149,7 +158,7 @@ export class RedRecorder {
    * Records one finished request. `failed` marks requests the application did not answer (the
    * sidecar produced the status); an application 500 counts as an exception as well.
    */
-  record(method: string, route: Route | string, status: number, seconds: number, failed: boolean): void {
+  record(method: string, route: Route | string, status: number, seconds: number, failed: boolean, trace?: TraceIds): void {
     const r = typeof route === 'string' ? (this.known.get(route) ?? this.admit(route, status)) : route;
     const key = seriesKey(method, status, failed);
     let s = r.sets.get(key);
@@ -178,8 +187,19 @@ export class RedRecorder {
         this.cachedSets++;
       }
     }
-    if (s.duration) this.duration.observeOn(s.duration, seconds);
-    if (s.total) s.total.value++;
+    if (trace !== undefined && this.exemplars) {
+      // One exemplar per bucket and per counter series, the latest: memory stays (buckets + 2) per series.
+      const labels = [
+        ['trace_id', trace.traceId],
+        ['span_id', trace.spanId],
+      ] as const;
+      const timestampMs = Date.now();
+      if (s.duration) this.duration.observeWithExemplar(s.duration, seconds, { labels, value: seconds, timestampMs });
+      if (s.total) this.total.incWithExemplar(s.total, { labels, value: 1, timestampMs });
+    } else {
+      if (s.duration) this.duration.observeOn(s.duration, seconds);
+      if (s.total) s.total.value++;
+    }
     if (s.exceptions) s.exceptions.value++;
   }
 
