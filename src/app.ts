@@ -214,6 +214,7 @@ function createStatsd(config: Config, metrics: SidecarMetrics, logger: Logger): 
     maxLabels: config.limits.maxLabelsPerSeries,
     maxLabelValueBytes: config.limits.maxLabelValueBytes,
     contract: new Contract(config.http.prefix),
+    native: config.http.native,
   });
   return new StatsdServer(store, logger, config.statsd.receiveBufferBytes, config.statsd.tcp);
 }

@@ -69,6 +69,8 @@ export interface Config {
     buckets: readonly number[];
     /** Exemplars from sampled `traceparent` headers on the RED series (EXEMPLARS). */
     exemplars: boolean;
+    /** Native buckets beside the classic ones (RED duration, StatsD timers); undefined = classic only. */
+    native: { bucketFactor: number; maxBuckets: number } | undefined;
     routePatterns: readonly string[];
     excludePaths: readonly string[];
     maxSeriesPerFamily: number;
@@ -409,6 +411,10 @@ export function readConfig(env: Env = process.env): Loaded {
       prefix,
       buckets: v('HTTP_DURATION_BUCKETS'),
       exemplars: v('EXEMPLARS'),
+      native:
+        v('NATIVE_HISTOGRAM_BUCKET_FACTOR') === 0
+          ? undefined
+          : { bucketFactor: v('NATIVE_HISTOGRAM_BUCKET_FACTOR'), maxBuckets: v('NATIVE_HISTOGRAM_MAX_BUCKETS') },
       routePatterns,
       excludePaths,
       maxSeriesPerFamily: v('METRICS_MAX_SERIES_PER_FAMILY'),

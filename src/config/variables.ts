@@ -81,6 +81,27 @@ export const VARIABLES = {
     doc: 'duration histogram bounds, seconds',
     read: (r: EnvReader, n: string) => r.buckets(n, DEFAULT_HTTP_BUCKETS),
   } satisfies VariableSpec<number[]>,
+  NATIVE_HISTOGRAM_BUCKET_FACTOR: {
+    default: '1.1',
+    doc: "growth factor of the native histogram buckets kept beside the classic ones for the RED duration and StatsD timers/distributions (Prometheus' schema: 1.1 gives schema 3, ~10 % resolution; carried only by the protobuf exposition); `0` = classic buckets only. statsd_exporter's `native_histogram_bucket_factor`",
+    read: (r: EnvReader, n: string) => {
+      const v = r.raw(n);
+      if (v === undefined) return 1.1;
+      const f = Number(v);
+      if (f === 0) return 0;
+      if (!Number.isFinite(f) || f <= 1 || f > 65536) {
+        r.problem(n, `must be 0 (off) or a number above 1 and at most 65536, got "${v}"`);
+        return 1.1;
+      }
+      return f;
+    },
+  } satisfies VariableSpec<number>,
+  NATIVE_HISTOGRAM_MAX_BUCKETS: int(
+    160,
+    1,
+    100_000,
+    "native buckets per series at most; past it the resolution halves (client_golang's rule), so memory per series stays bounded. statsd_exporter's `native_histogram_max_buckets`",
+  ),
   EXEMPLARS: bool(
     true,
     'attach an exemplar (`trace_id`, `span_id` of a sampled W3C `traceparent`, the duration, the time) to the RED duration bucket and `_total` series a request lands in; served in OpenMetrics and protobuf only',

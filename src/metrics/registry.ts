@@ -13,6 +13,7 @@
 
 import { exposedNames, isSidecarFamily, OVERFLOW_LABEL, stripTotal, type MetricType, type StoredType } from './contract';
 import type { Exemplar } from './native-types';
+import { NativeHistogramBuckets, type NativeHistogramOptions } from './native-histogram';
 
 export type { StoredType } from './contract';
 
@@ -266,6 +267,8 @@ export interface HistogramSeries {
    * exemplar, so a series without traces costs nothing. At most buckets + 1 exemplars per series.
    */
   ex?: (Exemplar | undefined)[];
+  /** The native (sparse exponential) buckets of the same observations, when the family has them. */
+  nh?: NativeHistogramBuckets;
 }
 
 export class Histogram extends Family<HistogramSeries> {
@@ -274,16 +277,24 @@ export class Histogram extends Family<HistogramSeries> {
   private readonly leText: string[];
   private readonly leOpenMetrics: string[];
 
-  constructor(opts: FamilyOptions & { buckets: readonly number[] }) {
+  /** Native buckets beside the classic ones (carried only by the protobuf exposition); undefined = classic only. */
+  readonly native: NativeHistogramOptions | undefined;
+
+  constructor(opts: FamilyOptions & { buckets: readonly number[]; native?: NativeHistogramOptions }) {
     super(opts);
     if (opts.labelNames?.includes('le')) throw new Error(`histogram ${opts.name} cannot use the label "le"`);
     this.buckets = opts.buckets;
+    this.native = opts.native;
+    // Fails here, at registration, on a factor the native buckets refuse.
+    if (opts.native !== undefined) new NativeHistogramBuckets(opts.native);
     this.leText = [...opts.buckets.map((b) => formatLe(b, false)), '+Inf'];
     this.leOpenMetrics = [...opts.buckets.map((b) => formatLe(b, true)), '+Inf'];
   }
 
   protected create(labels: string): HistogramSeries {
-    return { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+    const s: HistogramSeries = { labels, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 };
+    if (this.native !== undefined) s.nh = new NativeHistogramBuckets(this.native);
+    return s;
   }
 
   /** Records one observation on a series (the hot-path form: no label lookup). */
@@ -297,6 +308,7 @@ export class Histogram extends Family<HistogramSeries> {
     s.counts[i] += weight;
     s.sum += v * weight;
     s.count += weight;
+    if (s.nh !== undefined && weight > 0 && weight < Infinity) s.nh.observe(v, weight);
   }
 
   /** One observation with its exemplar, which replaces the bucket's previous one. */
@@ -305,6 +317,7 @@ export class Histogram extends Family<HistogramSeries> {
     s.counts[i] += 1;
     s.sum += v;
     s.count += 1;
+    if (s.nh !== undefined) s.nh.observe(v, 1);
     (s.ex ??= new Array<Exemplar | undefined>(this.buckets.length + 1))[i] = ex;
   }
 

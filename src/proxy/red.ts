@@ -69,7 +69,7 @@ export const UNROUTED_STATUSES: ReadonlySet<number> = new Set([400, 404, 405, 41
 export const DEFAULT_MAX_TEMPLATES = 1000;
 
 type RedHttpConfig = Pick<Config['http'], 'prefix' | 'buckets' | 'routePatterns' | 'excludePaths' | 'maxSeriesPerFamily'> &
-  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'exemplars'>>;
+  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'exemplars' | 'native'>>;
 
 /** The ids of a sampled trace a request belongs to (from its `traceparent`). */
 export interface TraceIds {
@@ -102,6 +102,7 @@ export class RedRecorder {
         help: 'Time to answer a request forwarded to the application, in seconds, by route template.',
         labelNames: ['method', 'path', 'status'],
         buckets: http.buckets,
+        native: http.native,
         maxSeries: max,
       }),
     );

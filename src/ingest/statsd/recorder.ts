@@ -16,6 +16,7 @@ import { Counter, exceedsBytes, Gauge, Histogram, renderLabelPairs, type Histogr
 import { Contract, maintainedHelp, OVERFLOW_LABEL, stripTotal, type StoredType } from '../../metrics/contract';
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
 import { labelKey, type Mapper } from './mapper';
+import type { NativeHistogramOptions } from '../../metrics/native-histogram';
 
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];
@@ -66,6 +67,8 @@ export interface StatsdRecorderOptions {
   maxLabelValueBytes?: number;
   /** Names reserved by the sidecar and maintained types; defaults to the default HTTP prefix's. */
   contract?: Contract;
+  /** Native buckets beside the classic ones for timers and distributions (NATIVE_HISTOGRAM_*); undefined = classic only. */
+  native?: NativeHistogramOptions;
 }
 
 /** A flat copy of a string: a slice of a received line would keep the whole line in memory. */
@@ -301,6 +304,6 @@ export class StatsdRecorder {
     const base = { name, help: help ?? maintainedHelp(name) ?? STATSD_HELP, maxSeries: this.opts.maxSeriesPerFamily };
     if (kind === 'counter') return new Counter(base);
     if (kind === 'gauge') return new Gauge(base);
-    return new Histogram({ ...base, buckets });
+    return new Histogram({ ...base, buckets, native: this.opts.native });
   }
 }
