@@ -110,6 +110,8 @@ const ALL = [
   'sidecar-baseline',
   'sidecar-undici',
   'sidecar-per-request',
+  'sidecar-no-exemplars',
+  'sidecar-classic',
   'nginx',
   'haproxy',
   'caddy',
@@ -119,7 +121,13 @@ const ALL = [
   'l4-pipe',
 ];
 /** Other builds of the sidecar: run only when asked for (BENCH_PEERS; sidecar-baseline also by BENCH_BASELINE). */
-const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request'];
+const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic'];
+/** Today's build with settings of its own: what a connection per request, exemplars and native buckets cost. */
+const SIDECAR_ENV = {
+  'sidecar-per-request': { UPSTREAM_KEEPALIVE: 'false' },
+  'sidecar-no-exemplars': { EXEMPLARS: 'false' },
+  'sidecar-classic': { EXEMPLARS: 'false', NATIVE_HISTOGRAM_BUCKET_FACTOR: '0' },
+};
 const NODE_PEERS = { undici: 'undici-proxy.mjs', 'http-proxy': 'http-proxy.mjs', fastify: 'fastify-proxy.mjs', 'l4-pipe': 'l4-pipe.mjs' };
 /** Peers the sidecar must use less CPU than (issue 12). */
 const MUST_BEAT = ['caddy', 'undici', 'http-proxy', 'fastify'];
@@ -165,7 +173,9 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
     case 'sidecar':
     case 'sidecar-baseline':
     case 'sidecar-undici':
-    case 'sidecar-per-request': {
+    case 'sidecar-per-request':
+    case 'sidecar-no-exemplars':
+    case 'sidecar-classic': {
       const sc = await startSidecar({
         name,
         cpus,
@@ -173,8 +183,7 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
         upstream: `http://127.0.0.1:${upstreamPort}`,
         tmp,
         dist: dists[name],
-        // sidecar-per-request: today's build with a connection to the app per request.
-        env: name === 'sidecar-per-request' ? { UPSTREAM_KEEPALIVE: 'false' } : {},
+        env: SIDECAR_ENV[name] ?? {},
       });
       await waitForHttp(url, sc.proc, 10000);
       return { name, url, pids: [sc.pid], proc: sc.proc, alive: sc.alive, sidecar: sc, metricsPort };

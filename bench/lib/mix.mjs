@@ -10,7 +10,8 @@
  *    5 %   POST /api/orders with a 1.5 KiB JSON body       201, 64 B JSON
  *
  * every request with a browser's headers (about 800 bytes: user agent, client hints, accept
- * lists, a session cookie, a referer). 64 distinct requests, generated from a fixed seed, cycled
+ * lists, a session cookie, a referer) and a W3C `traceparent` as a tracing ingress adds it, one
+ * in eight sampled (so the exemplar path is exercised; added after ADR 0003's figures). 64 distinct requests, generated from a fixed seed, cycled
  * in order by wrk (a Lua script) and by the fixed-rate probe (a JSON file), so every
  * configuration sees the same sequence. The stand-in app is nginx serving files of those sizes
  * (nginx.mjs `upstreamMixConf`).
@@ -58,7 +59,7 @@ export function mixRequests() {
   const cookie = `session=${hex(rand, 64)}; csrftoken=${hex(rand, 32)}; _ga=GA1.1.${Math.floor(rand() * 1e9)}.${Math.floor(rand() * 1e9)}; theme=dark; tz=Europe%2FBerlin`;
   const out = [];
   for (let i = 0; i < 64; i++) {
-    const headers = [...BROWSER_HEADERS, ['Cookie', cookie]];
+    const headers = [...BROWSER_HEADERS, ['Cookie', cookie], ['traceparent', `00-${hex(rand, 32)}-${hex(rand, 16)}-${i % 8 === 0 ? '01' : '00'}`]];
     const slot = i % 20; // 12 + 3 + 2 + 2 + 1 of every 20
     let method = 'GET';
     let p;
