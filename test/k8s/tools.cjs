@@ -104,11 +104,16 @@ function fetchSource(workDir) {
   const opts = signedBy ? ` [signed-by=${signedBy}]` : '';
   fs.writeFileSync(sources, `deb-src${opts} ${uri} ${SUITE} main\n`);
   const aptOpts = [
-    '-o', `Dir::Etc::sourcelist=${sources}`,
-    '-o', 'Dir::Etc::sourceparts=-',
-    '-o', `Dir::State::Lists=${lists}`,
-    '-o', `Dir::Cache=${cache}`,
-    '-o', 'APT::Get::List-Cleanup=0',
+    '-o',
+    `Dir::Etc::sourcelist=${sources}`,
+    '-o',
+    'Dir::Etc::sourceparts=-',
+    '-o',
+    `Dir::State::Lists=${lists}`,
+    '-o',
+    `Dir::Cache=${cache}`,
+    '-o',
+    'APT::Get::List-Cleanup=0',
   ];
   log(`apt-get update (private lists: ${path.relative(ROOT, lists)})`);
   run('apt-get', [...aptOpts, 'update', '-qq']);
