@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { api, bindClusterRole, cluster, grantNonResource, kubeconfig, namespace, ok, serviceAccount, suffix, token } from './env';
+import { auditLogOf, bindClusterRole, cluster, grantNonResource, kubeconfig, namespace, ok, serviceAccount, suffix, token } from './env';
 import { countingRelay, kubeSidecar, readyz, runToExit, scrape, stop, until, untilReady, withExpiry, type Child } from './sidecars';
 import { waitForLog } from '../helpers/sidecar';
 import { parseExposition, value } from '../helpers/exposition';
@@ -372,14 +372,28 @@ describe('Kubernetes auth against a real API server (TokenReview + SubjectAccess
     seen.push(...rotating.logs.map((l) => JSON.stringify(l)));
   });
 
-  it('should have been seen by the API server as its own identity (the TokenReviews it created are its own)', async () => {
-    // The API server's view of the sidecar's token: the ServiceAccount the reviews come from.
-    const r = await api<{ status: { authenticated: boolean; user: { username: string } } }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenReview',
-      spec: { token: tok.own },
+  it("should have made its review calls as its own ServiceAccount (the API server's audit log)", async () => {
+    const user = `system:serviceaccount:${ns}:sidecar`;
+    interface Event {
+      verb: string;
+      user: { username: string };
+      objectRef?: { resource: string };
+      responseStatus?: { code: number };
+    }
+    const events = await until('the sidecar’s reviews in the audit log', async () => {
+      const found = fs
+        .readFileSync(auditLogOf(c), 'utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Event)
+        .filter((e) => e.user.username === user && e.verb === 'create');
+      const resources = new Set(found.map((e) => e.objectRef?.resource));
+      return ['tokenreviews', 'subjectaccessreviews', 'selfsubjectaccessreviews'].every((r) => resources.has(r)) ? found : undefined;
     });
-    expect(r.body.status).toMatchObject({ authenticated: true, user: { username: `system:serviceaccount:${ns}:sidecar` } });
+    expect(events.every((e) => e.responseStatus?.code === 201)).toBe(true);
+    // Metadata only: no review body, so no token, in the audit log either.
+    const text = fs.readFileSync(auditLogOf(c), 'utf8');
+    for (const s of secrets) expect(text).not.toContain(s);
   });
 
   it('should never put a token in a log line or a response', async () => {

@@ -58,6 +58,22 @@ function makeCredentials(dir) {
   const sa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   fs.writeFileSync(p('sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   fs.writeFileSync(p('sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
+  // The audit log records who created reviews (metadata only: a review's body holds a token).
+  fs.writeFileSync(
+    p('audit-policy.yaml'),
+    [
+      'apiVersion: audit.k8s.io/v1',
+      'kind: Policy',
+      'omitStages: ["RequestReceived"]',
+      'rules:',
+      '  - level: Metadata',
+      '    resources:',
+      '      - { group: authentication.k8s.io, resources: ["tokenreviews"] }',
+      '      - { group: authorization.k8s.io, resources: ["subjectaccessreviews", "selfsubjectaccessreviews"] }',
+      '  - level: None',
+      '',
+    ].join('\n'),
+  );
   const adminToken = crypto.randomBytes(24).toString('hex');
   fs.writeFileSync(p('tokens.csv'), `${adminToken},${ADMIN_USER},${ADMIN_USER},"system:masters"\n`, { mode: 0o600 });
   return { dir, caFile: p('ca.crt'), adminToken };
@@ -158,6 +174,11 @@ async function startEtcd(etcdBinary, dir) {
   return { ...p, url: client };
 }
 
+/** Where the API server on `port` writes its audit log (one JSON event a line). */
+function auditLog(creds, port) {
+  return path.join(creds.dir, `audit-${port}.log`);
+}
+
 /** The API server's flags: loopback only, RBAC, static admin token, ServiceAccount tokens with our key. */
 function apiServerArgs(creds, etcdUrl, port) {
   const p = (f) => path.join(creds.dir, f);
@@ -183,6 +204,8 @@ function apiServerArgs(creds, etcdUrl, port) {
     '--allow-privileged=true',
     '--profiling=false',
     `--cert-dir=${p('apiserver-certs')}`,
+    `--audit-policy-file=${p('audit-policy.yaml')}`,
+    `--audit-log-path=${auditLog(creds, port)}`,
     '--v=1',
   ];
 }
@@ -202,4 +225,4 @@ async function startApiServer({ binary, creds, etcdUrl, port, logFile }) {
   return { ...p, ...cluster, port: securePort };
 }
 
-module.exports = { AUDIENCE, ADMIN_USER, freePort, makeCredentials, startEtcd, startApiServer, stopProcess, until, get };
+module.exports = { AUDIENCE, ADMIN_USER, auditLog, freePort, makeCredentials, startEtcd, startApiServer, stopProcess, until, get };

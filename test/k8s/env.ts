@@ -23,6 +23,12 @@ export interface Cluster {
   apiserver: string;
 }
 
+/** The audit log of the API server the runner started (metadata of the review calls: who made them). */
+export function auditLogOf(c: Cluster): string {
+  const { auditLog } = require('./cluster.cjs') as { auditLog(creds: { dir: string }, port: number): string };
+  return auditLog({ dir: c.pki }, Number(new URL(c.server).port));
+}
+
 export function cluster(): Cluster {
   const file = process.env.K8S_CLUSTER;
   if (!file) throw new Error('K8S_CLUSTER is not set: run these suites with `npm run test:k8s`');
