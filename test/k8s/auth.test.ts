@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { auditLogOf, bindClusterRole, cluster, grantNonResource, kubeconfig, namespace, ok, serviceAccount, suffix, token } from './env';
-import { countingRelay, kubeSidecar, readyz, runToExit, scrape, stop, until, untilReady, withExpiry, type Child } from './sidecars';
+import { countingRelay, killUnexited, kubeSidecar, readyz, runToExit, scrape, stop, until, untilReady, withExpiry, type Child } from './sidecars';
 import { waitForLog } from '../helpers/sidecar';
 import { parseExposition, value } from '../helpers/exposition';
 
@@ -82,6 +82,7 @@ describe('Kubernetes auth against a real API server (TokenReview + SubjectAccess
   });
 
   afterAll(async () => {
+    killUnexited();
     for (const ch of children) await stop(ch);
     fs.rmSync(tmp, { recursive: true, force: true });
   });

@@ -137,8 +137,11 @@ async function until(what, check, { attempts = 600, everyMs = 100, alive = () =>
   throw new Error(`${what}: not after ${attempts} attempts${logFile ? ` (log: ${logFile})` : ''}`);
 }
 
-/** etcd on 127.0.0.1 with its data under `dir`; resolves once it answers /health. */
-async function startEtcd(etcdBinary, dir) {
+/**
+ * etcd on 127.0.0.1 with its data under `dir`; resolves once it answers /health. `onSpawn` is told
+ * the process as soon as it exists (so that a caller stopping meanwhile can stop it too).
+ */
+async function startEtcd(etcdBinary, dir, onSpawn = () => undefined) {
   const clientPort = await freePort();
   const peerPort = await freePort();
   const client = `http://127.0.0.1:${clientPort}`;
@@ -159,6 +162,7 @@ async function startEtcd(etcdBinary, dir) {
     ],
     path.join(dir, 'etcd.log'),
   );
+  onSpawn(p);
   const health = () =>
     new Promise((resolve, reject) => {
       const http = require('node:http');
@@ -214,9 +218,10 @@ function apiServerArgs(creds, etcdUrl, port) {
  * kube-apiserver on 127.0.0.1 (a free port unless `port` is given); resolves once /readyz answers
  * 200 to the admin. `port` lets a test restart one on the port it had.
  */
-async function startApiServer({ binary, creds, etcdUrl, port, logFile }) {
+async function startApiServer({ binary, creds, etcdUrl, port, logFile, onSpawn = () => undefined }) {
   const securePort = port ?? (await freePort());
   const p = startProcess(binary, apiServerArgs(creds, etcdUrl, securePort), logFile ?? path.join(creds.dir, `apiserver-${securePort}.log`));
+  onSpawn(p);
   const cluster = { server: `https://127.0.0.1:${securePort}`, caFile: creds.caFile, adminToken: creds.adminToken };
   await until('kube-apiserver /readyz', async () => (await get(cluster, '/readyz')).status === 200, {
     alive: () => p.exitedWith() === undefined,

@@ -25,20 +25,35 @@ const running = [];
 let dir;
 let jest;
 let cleaning;
+/** Set by a signal: nothing more is started, and what is started meanwhile is stopped at once. */
+let stopping = false;
+
+/** Keeps a started process for the cleanup, from the moment it exists. */
+function started(p) {
+  running.push(p);
+  if (stopping) void stopProcess(p);
+}
 
 /** Stops the API server(s), then etcd, by PID; removes the state directory. Once. */
 function cleanup() {
+  stopping = true;
   cleaning ??= (async () => {
-    for (const p of running.splice(0).reverse()) await stopProcess(p);
+    while (running.length > 0) await stopProcess(running.pop());
     if (dir && process.env.K8S_KEEP !== '1') fs.rmSync(dir, { recursive: true, force: true });
     else if (dir) say(`state kept in ${dir}`);
   })();
   return cleaning;
 }
 
+/** Between the steps of main(): a signal ends the run there. */
+function goOn() {
+  if (stopping) throw new Error('stopped by a signal');
+}
+
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(signal, () => {
     say(`${signal}: stopping`);
+    stopping = true;
     if (jest && jest.exitCode === null) jest.kill(signal);
     void cleanup().then(() => process.exit(128 + os.constants.signals[signal]));
   });
@@ -50,13 +65,15 @@ async function main() {
   ensureKubectl();
   say(`tools ready in ${secs(t0)}`);
 
+  goOn();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'metrics-sidecar-k8s-'));
   const t1 = Date.now();
   const creds = makeCredentials(path.join(dir, 'pki'));
-  const etcd = await startEtcd(ETCD, dir);
-  running.push(etcd);
-  const api = await startApiServer({ binary: apiserver, creds, etcdUrl: etcd.url, logFile: path.join(dir, 'apiserver.log') });
-  running.push(api);
+  goOn();
+  const etcd = await startEtcd(ETCD, dir, started);
+  goOn();
+  const api = await startApiServer({ binary: apiserver, creds, etcdUrl: etcd.url, logFile: path.join(dir, 'apiserver.log'), onSpawn: started });
+  goOn();
   say(`etcd (pid ${etcd.pid}) and kube-apiserver (pid ${api.pid}, ${api.server}) ready in ${secs(t1)}`);
 
   // What the suites read (test/k8s/env.ts): where the API server is and how to be its admin.

@@ -54,6 +54,15 @@ export async function scrape(port: number, token?: string, path = '/debug/metric
   return request(port, path, { method, headers: token ? { authorization: `Bearer ${token}` } : {}, body: method === 'POST' ? 'x' : undefined });
 }
 
+/** Processes runToExit started that have not exited yet: killed by killUnexited() (a test that failed before they exited). */
+const unexited = new Set<import('node:child_process').ChildProcess>();
+
+/** SIGKILLs what runToExit started and has not seen exit (an afterAll's; nothing when every test passed). */
+export function killUnexited(): void {
+  for (const p of unexited) p.kill('SIGKILL');
+  unexited.clear();
+}
+
 /** Runs the built sidecar until it exits; resolves its exit code and everything it wrote. */
 export async function runToExit(env: Env): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const port = String(await freePort());
@@ -66,7 +75,11 @@ export async function runToExit(env: Env): Promise<{ code: number | null; stdout
     let stderr = '';
     proc.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
     proc.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-    proc.on('close', (code) => resolve({ code, stdout, stderr }));
+    unexited.add(proc);
+    proc.on('close', (code) => {
+      unexited.delete(proc);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
