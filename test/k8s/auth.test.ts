@@ -61,7 +61,7 @@ describe('Kubernetes auth against a real API server (TokenReview + SubjectAccess
 
   beforeAll(async () => {
     ns = await namespace('auth');
-    for (const sa of ['sidecar', 'sidecar-norbac', 'prometheus', 'nobody', 'poster', 'status-reader']) await serviceAccount(ns, sa);
+    for (const sa of ['sidecar', 'sidecar-norbac', 'sidecar-half', 'prometheus', 'nobody', 'poster', 'status-reader']) await serviceAccount(ns, sa);
     // The sidecar's own identity: what the chart binds (system:auth-delegator: create tokenreviews and subjectaccessreviews).
     await bindClusterRole(`auth-delegator-${run}`, 'system:auth-delegator', ns, 'sidecar');
     await grantNonResource(`reader-${run}`, ns, 'prometheus', ['/debug/metrics']);
@@ -245,6 +245,25 @@ describe('Kubernetes auth against a real API server (TokenReview + SubjectAccess
       expect((await readyz(norbac)).status).toBe(200);
       expect((await get(norbac.metricsPort, tok.prometheus)).status).toBe(200);
       seen.push(...norbac.logs.map((l) => JSON.stringify(l)));
+    });
+
+    it('should name only what is missing: a ServiceAccount that may create TokenReviews but not SubjectAccessReviews', async () => {
+      await ok('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: `tokenreviews-only-${run}` },
+        rules: [{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }],
+      });
+      await bindClusterRole(`tokenreviews-only-${run}`, `tokenreviews-only-${run}`, ns, 'sidecar-half');
+      const half = track(await kubeSidecar(kubeconfig(tmp, 'half', { token: await newToken('sidecar-half') })));
+      const notReady = await waitForLog(half, (l) => typeof l.msg === 'string' && l.msg.startsWith('kubernetes auth not ready'));
+      expect(notReady.msg).toContain('it needs create subjectaccessreviews.authorization.k8s.io (a ClusterRole bound to it)');
+      expect(notReady.msg).not.toContain('create tokenreviews');
+      expect((await readyz(half)).status).toBe(503);
+      expect((await get(half.metricsPort, tok.prometheus)).status).toBe(401);
+      expect(await waitForLog(half, (l) => l.code === 'HTTP_403')).toMatchObject({ level: 'error', call: 'SubjectAccessReview', needs: NEEDS });
+      await stop(half);
+      seen.push(...half.logs.map((l) => JSON.stringify(l)));
     });
   });
 
