@@ -118,11 +118,6 @@ export class AccessGate {
     return this.kube?.ready() ?? true;
   }
 
-  /** Why ready() is false. */
-  notReadyReason(): string | undefined {
-    return this.kube?.notReadyReason();
-  }
-
   /** Stops watching the secret files and ends the Kubernetes API calls in flight. */
   close(): void {
     if (this.basic && typeof this.basic.password !== 'string') this.basic.password.close();

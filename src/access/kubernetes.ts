@@ -145,11 +145,6 @@ export class KubernetesAuthorizer {
     return this.check.ok;
   }
 
-  /** Why the sidecar is not Ready on account of the Kubernetes API, or undefined. */
-  notReadyReason(): string | undefined {
-    return this.check.ok ? undefined : this.check.reason;
-  }
-
   /**
    * Asks the API server whether the sidecar's own identity may create TokenReviews and
    * SubjectAccessReviews, again with a backoff (0.5 s doubling to 30 s) until it once may.

@@ -106,7 +106,8 @@ export function createEndpointsApp(
       : !state.ready()
         ? 'draining\n'
         : !gate.ready()
-          ? `kubernetes auth not ready: ${gate.notReadyReason() ?? ''}\n`
+          ? // The reason (a file path, missing RBAC) goes to the log only: this endpoint answers anyone.
+            'kubernetes auth not ready (the log says why)\n'
           : `app unhealthy: ${appHealth?.reason() ?? ''}\n`;
   });
   if (appHealth) {
