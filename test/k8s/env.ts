@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
-import os from 'node:os';
 import path from 'node:path';
 
 const { ensureKubectl } = require('../helpers/helm-binary.cjs') as { ensureKubectl(): string };
@@ -21,6 +20,8 @@ export interface Cluster {
   etcdUrl: string;
   /** The kube-apiserver binary. */
   apiserver: string;
+  /** The run's state directory (removed by the runner at the end). */
+  dir: string;
 }
 
 /** The audit log of the API server the runner started (metadata of the review calls: who made them). */
@@ -177,8 +178,8 @@ export function kubeconfig(
 let adminKubeconfig: string | undefined;
 function adminConfig(): string {
   if (adminKubeconfig) return adminKubeconfig;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-admin-'));
-  adminKubeconfig = kubeconfig(dir, 'admin', { token: cluster().adminToken });
+  // In the run's state directory, which the runner removes: it holds the admin token.
+  adminKubeconfig = kubeconfig(cluster().dir, `admin-${process.pid}`, { token: cluster().adminToken });
   return adminKubeconfig;
 }
 
