@@ -74,7 +74,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     config,
     registry: metrics.registry,
     // Ready as /readyz answers it: the sidecar running, and the app healthy when a health path is set.
-    lifecycle: { ready: () => lifecycle.ready() && (appHealth?.ready() ?? true), draining: () => lifecycle.draining() },
+    lifecycle: { ready: () => lifecycle.ready() && (appHealth?.ready() ?? true) && gate.ready(), draining: () => lifecycle.draining() },
     accessOpen: gate.open,
     statsdSocket: () => statsd?.udpSocket,
     udpStats: () => udpDrops?.read(),
@@ -187,6 +187,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
         throw err;
       }
       appHealth?.start();
+      gate.startChecks();
       // Last, once the listeners and libuv's pool exist: every helper thread there is gets found now.
       threads.start();
       logger.info('listening', startupFields(config, { mainPort: bound.main, metricsPort: bound.metrics }, threads.lowered));

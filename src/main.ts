@@ -14,6 +14,7 @@ import { effectiveSettings, helpText } from './config/variables';
 import { createLogger, flushLogs, stripUrlCredentials } from './log/logger';
 import { createSidecar } from './app';
 import { ListenError } from './server/listen';
+import { KubernetesSetupError } from './access/kubernetes';
 import { VERSION } from './version';
 
 const FLAGS = ['--help', '-h', '--version', '-v', '--check-config'];
@@ -64,6 +65,11 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     await sidecar.start();
   } catch (err) {
+    if (err instanceof KubernetesSetupError) {
+      // An unreadable or invalid CA, a kubeconfig that cannot be read: the operator's to fix, exit 2.
+      logger.fatal(err.message, { code: err.code });
+      return 2;
+    }
     if (!(err instanceof ListenError)) throw err;
     // A taken port is the operator's to fix, like a bad variable: one line naming it, exit 2.
     logger.fatal(err.message, { code: err.code, variable: err.variable, port: err.port, errno: err.errno });

@@ -103,9 +103,19 @@ export class AccessGate {
     return this.basic !== undefined || this.apiKeys !== undefined || this.kube !== undefined;
   }
 
-  /** Loads what must work before serving (the Kubernetes client and credentials). */
+  /** Loads what must work before serving (the Kubernetes client, credentials and CA): throws a KubernetesSetupError if they cannot. */
   async init(): Promise<void> {
     await this.kube?.init();
+  }
+
+  /** Starts asking the Kubernetes API whether the sidecar may create its reviews (readiness waits for it). */
+  startChecks(): void {
+    this.kube?.startCheck();
+  }
+
+  /** False while the Kubernetes API's start check has not passed: /readyz answers 503. */
+  ready(): boolean {
+    return this.kube?.ready() ?? true;
   }
 
   /** Stops watching the secret files and ends the Kubernetes API calls in flight. */

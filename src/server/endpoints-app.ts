@@ -68,6 +68,13 @@ export function createEndpointsApp(
   });
 
   const guard = gate.middleware(listener);
+  if (listener === 'main' && config.serveOnMainPort) {
+    // Another method on the metrics path of the main port: 405 to a client the gate lets through,
+    // the hidden tree's 404 to anyone else (the metrics port's 405s come from allowedMethods below).
+    router.all(config.metricsPath, (ctx, next) =>
+      ctx.method === 'GET' || ctx.method === 'HEAD' ? next() : guard(ctx, async () => methodNotAllowed(ctx, 'GET, HEAD')),
+    );
+  }
   if (listener === 'metrics' || config.serveOnMainPort) {
     router.get(config.metricsPath, guard, exposition(metrics, listener, merger));
   }
@@ -90,10 +97,18 @@ export function createEndpointsApp(
     ctx.body = 'ok\n';
   });
   router.get(`${healthPrefix}/readyz`, (ctx) => {
-    // The app's health is the background loop's state: the probe never waits on the app.
-    const ready = state.ready() && (appHealth?.ready() ?? true);
+    // The app's health is the background loop's state: the probe never waits on the app. Nor on the
+    // Kubernetes API: its start check runs in the background too (access/kubernetes).
+    const ready = state.ready() && (appHealth?.ready() ?? true) && gate.ready();
     ctx.status = ready ? 200 : 503;
-    ctx.body = ready ? 'ready\n' : !state.ready() ? 'draining\n' : `app unhealthy: ${appHealth?.reason() ?? ''}\n`;
+    ctx.body = ready
+      ? 'ready\n'
+      : !state.ready()
+        ? 'draining\n'
+        : !gate.ready()
+          ? // The reason (a file path, missing RBAC) goes to the log only: this endpoint answers anyone.
+            'kubernetes auth not ready (the log says why)\n'
+          : `app unhealthy: ${appHealth?.reason() ?? ''}\n`;
   });
   if (appHealth) {
     // The app's health, asked now and relayed (status and the start of the body), for the kubelet
@@ -111,10 +126,24 @@ export function createEndpointsApp(
 
   app.use(router.routes());
   // Only the metrics port tells a client which methods exist; the main port hides its /debug/ tree.
-  if (listener === 'metrics') app.use(router.allowedMethods());
+  if (listener === 'metrics') {
+    // allowedMethods sets 405 and Allow once the fallback below has answered: the body says so too.
+    app.use(async (ctx, next) => {
+      await next();
+      if (ctx.status === 405) ctx.body = 'method not allowed\n';
+    });
+    app.use(router.allowedMethods());
+  }
   app.use((ctx) => {
     ctx.status = 404;
     ctx.body = 'not found\n';
   });
   return app;
+}
+
+/** 405 with the methods the path has, and a body that says it. */
+function methodNotAllowed(ctx: Koa.Context, allow: string): void {
+  ctx.status = 405;
+  ctx.set('allow', allow);
+  ctx.body = 'method not allowed\n';
 }

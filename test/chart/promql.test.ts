@@ -31,7 +31,7 @@ let dashboardCm: Manifest;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-promql-'));
-  // Kubernetes auth only registers its cache counter; no API server is called at start.
+  // Kubernetes auth registers its cache counter; its start check finds no API server here (not Ready), which this test does not need.
   const kubeconfig = path.join(tmp, 'kubeconfig');
   fs.writeFileSync(
     kubeconfig,

@@ -73,7 +73,10 @@ describe('endpoints', () => {
       expect((await request(sc.metricsPort, '/nothing-here')).status).toBe(404);
       expect((await request(sc.metricsPort, '/')).status).toBe(200); // the status page
       expect((await request(sc.metricsPort, '/users/1')).status).toBe(404);
-      expect((await request(sc.metricsPort, '/debug/metrics', { method: 'POST', body: 'x' })).status).toBe(405);
+      const post = await request(sc.metricsPort, '/debug/metrics', { method: 'POST', body: 'x' });
+      expect(post.status).toBe(405);
+      expect(post.text).toBe('method not allowed\n');
+      expect(post.headers.allow).toBe('HEAD, GET');
       expect(upstream.seen.filter((s) => s.url === '/users/1')).toEqual([]);
     } finally {
       await sc.stop();
