@@ -10,7 +10,7 @@ import { pipeline, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Context } from 'koa';
-import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
+import { acceptsGzip, negotiate } from './negotiate';
 import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { Merger } from '../ingest/merge/merger';
@@ -33,14 +33,15 @@ const STREAM_GZIP_LEVEL = 3;
 
 export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger) {
   return async (ctx: Context): Promise<void> => {
-    const format = negotiateFormat(ctx.get('accept'));
+    // Protobuf is not offered until its writer exists.
+    const { format, contentType } = negotiate(ctx.get('accept'), { protobuf: false });
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
     const merged = merger ? await merger.collect(mergeBudgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
-    ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
+    ctx.set('content-type', contentType);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');
     ctx.vary('accept-encoding');
