@@ -209,8 +209,12 @@ export class ExpositionWriter {
         // Merged text can be megabytes: it is copied piece by piece into as many chunks as it takes.
         const extra = this.extra;
         while (this.extraAt < extra.length) {
-          let take = Math.min(extra.length - this.extraAt, Math.floor((end - p) / 3));
-          if (take < 2) return p; // the next chunk goes on
+          // Room for 2 units at least (a surrogate pair is never split); the last unit alone may
+          // be taken too: stopping on `take < 2` left a final lone unit to a fresh chunk, which
+          // stopped again at offset 0, and the writer handed out empty chunks for ever.
+          const room = Math.floor((end - p) / 3);
+          if (room < 2) return p; // the next chunk goes on
+          let take = Math.min(extra.length - this.extraAt, room);
           let to = this.extraAt + take;
           // Never split a surrogate pair between two chunks (each half would become U+FFFD).
           const last = extra.charCodeAt(to - 1);
