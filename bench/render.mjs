@@ -85,6 +85,7 @@ async function worker() {
   // Load the library (and let its module-level allocations settle) before the baseline.
   const lib = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'metrics', 'registry.js')) : require('prom-client');
   const bytes = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'exposition', 'render.js')) : null;
+  const pbw = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'exposition', 'protobuf.js')) : null;
   const gcAll = () => {
     for (let i = 0; i < 4; i++) globalThis.gc();
   };
@@ -98,6 +99,8 @@ async function worker() {
 
   let render;
   let renderAsync;
+  let renderProto;
+  let renderProtobufjs;
   let registry;
   if (impl === 'ours') {
     registry = new lib.Registry();
@@ -122,6 +125,39 @@ async function worker() {
       for (let c = w.next(); c !== undefined; c = w.next()) {
         n += c.length;
         bytes.sharedPool.give(c);
+      }
+      return n;
+    };
+    // The protobuf writer (what a protobuf scrape costs, as renderAsync for text).
+    renderProto = () => {
+      const w = new pbw.ProtobufWriter(registry.all(), '');
+      let n = 0;
+      for (let c = w.next(); c !== undefined; c = w.next()) {
+        n += c.length;
+        bytes.sharedPool.give(c);
+      }
+      return n;
+    };
+    // The library alternative weighed in ADR 0004: protobufjs (reflection, from the vendored
+    // metrics.proto) given plain objects built from the same store, encodeDelimited per family.
+    const protobufjs = require('protobufjs');
+    const MF = protobufjs.loadSync(path.join(path.dirname(SELF), '..', 'test', 'fixtures', 'metrics.proto')).lookupType('io.prometheus.client.MetricFamily');
+    const pairs = (text) => [...text.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((m) => ({ name: m[1], value: m[2] }));
+    renderProtobufjs = () => {
+      const parts = [];
+      let n = 0;
+      for (const f of registry.all()) {
+        const metric = [];
+        for (const s of f.allSeries()) {
+          if (f.type === 'histogram') {
+            let acc = 0;
+            const bucket = f.buckets.map((b, i) => ({ cumulativeCount: (acc += s.counts[i]), upperBound: b }));
+            metric.push({ label: pairs(s.labels), histogram: { sampleCount: s.count, sampleSum: s.sum, bucket } });
+          } else metric.push({ label: pairs(s.labels), [f.type]: { value: s.value } });
+        }
+        const b = MF.encodeDelimited({ name: f.name, help: f.help, type: f.type === 'counter' ? 0 : f.type === 'gauge' ? 1 : 4, metric }).finish();
+        parts.push(b);
+        n += b.length;
       }
       return n;
     };
@@ -180,8 +216,14 @@ async function worker() {
       bytes_per_exposed_series: Math.round(heapDelta / counts.exposed),
     },
   };
-  const [asyncRes, sync] = await timed(render ? [renderAsync, render] : [renderAsync]);
+  const [asyncRes, sync, proto, pbjs] = await timed(render ? [renderAsync, render, renderProto, renderProtobufjs] : [renderAsync]);
   result.render_async_ms = asyncRes.ms;
+  if (proto) {
+    result.render_protobuf_ms = proto.ms;
+    result.protobuf_bytes = proto.out;
+    result.render_protobufjs_ms = pbjs.ms;
+    result.protobufjs_bytes = pbjs.out;
+  }
   const text = impl === 'ours' ? new bytes.ExpositionWriter(registry.all(), false, '').all().toString('utf8') : asyncRes.out;
   result.exposition_bytes = Buffer.byteLength(text);
   result.samples = countSamples(text);
@@ -241,7 +283,7 @@ async function orchestrate() {
   };
   for (const v of SETTINGS.variants) if (!VARIANTS.includes(v)) throw new Error(`BENCH_RENDER_VARIANTS: unknown variant ${v}`);
   // Heap: issue 12 — no worse than the 204 B per stored series measured before the byte renderer.
-  const TARGETS = { speedup_min: 5, heap_bytes_per_series_max: 204 };
+  const TARGETS = { speedup_min: 5, heap_bytes_per_series_max: 204, protobuf_over_text_max: 1.5 };
   const OVERALL_TIMEOUT_MS = 6 * 60 * 1000;
 
   const startedAt = Date.now();
@@ -369,12 +411,15 @@ async function orchestrate() {
       http_scrape_prom_client_over_ours: round(p.http_scrape.ms.median / o.http_scrape.ms.median, 2),
       http_scrape_pushgateway_over_ours: g ? round(g.http_scrape.ms.median / o.http_scrape.ms.median, 2) : null,
       heap_prom_client_over_ours: round(p.heap.delta_bytes / o.heap.delta_bytes, 2),
+      render_protobuf_over_text: round(o.render_protobuf_ms.median / o.render_async_ms.median, 2),
+      render_protobufjs_over_text: round(o.render_protobufjs_ms.median / o.render_async_ms.median, 2),
     };
     ratios[variant] = q;
     verdicts[variant] = {
       render_prom_client_over_ours_async: R.atLeast(q.render_prom_client_over_ours_async, TARGETS.speedup_min),
       http_scrape_pushgateway_over_ours: g ? R.atLeast(q.http_scrape_pushgateway_over_ours, TARGETS.speedup_min) : 'skipped',
       ...(variant === 'flat' ? { heap_bytes_per_stored_series: R.atMost(o.heap.bytes_per_stored_series, TARGETS.heap_bytes_per_series_max) } : {}),
+      render_protobuf_over_text: R.atMost(q.render_protobuf_over_text, TARGETS.protobuf_over_text_max),
     };
   }
 
@@ -411,6 +456,8 @@ async function orchestrate() {
         R.fmt(r.ours.http_scrape.bytes / 1e6, 2),
         R.fmtInt(r.ours.http_scrape.samples),
       ],
+      ['ours protobuf writer', '', R.fmt(r.ours.render_protobuf_ms.median, 1), '', R.fmt(r.ours.protobuf_bytes / 1e6, 2), ''],
+      ['protobufjs encodeDelimited (ADR 0004)', '', R.fmt(r.ours.render_protobufjs_ms.median, 1), '', R.fmt(r.ours.protobufjs_bytes / 1e6, 2), ''],
       [
         'prom-client registry.metrics()',
         R.fmtInt(r.prom_client.heap.bytes_per_stored_series),
@@ -467,6 +514,15 @@ async function orchestrate() {
       out.push(R.targetLine('heap per exposed series, ours:', `${R.fmtInt(r.ours.heap.bytes_per_exposed_series)} B`, '(per histogram above)'));
     }
     out.push(R.targetLine('heap prom-client / ours:', `${R.fmt(q.heap_prom_client_over_ours, 1)}x`));
+    out.push(
+      R.targetLine(
+        'render protobuf writer / text byte renderer:',
+        `${R.fmt(q.render_protobuf_over_text, 2)}x`,
+        `target <= ${TARGETS.protobuf_over_text_max}x`,
+        v.render_protobuf_over_text,
+      ),
+    );
+    out.push(R.targetLine('render protobufjs / text byte renderer:', `${R.fmt(q.render_protobufjs_over_text, 2)}x`));
   }
   out.push(...R.warningLines(warnings));
 

@@ -5,13 +5,16 @@
  * exposition (the first slice finishes it) is sent whole with a Content-Length; a large one is
  * streamed chunk by chunk with backpressure, so neither rendering nor a slow client holds the
  * event loop or much memory. gzip runs on libuv's thread pool (zlib's async API) in both cases.
+ * The protobuf format (./protobuf) is driven the same way: both writers are ChunkWriters.
  */
 import { pipeline, type Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Context } from 'koa';
-import { acceptsGzip, negotiateFormat, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE } from './negotiate';
+import { acceptsGzip, negotiate } from './negotiate';
 import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
+import { ProtobufWriter, type ChunkWriter } from './protobuf';
+import type { Logger } from '../log/logger';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { Merger } from '../ingest/merge/merger';
 import type { Listener } from '../access/gate';
@@ -31,16 +34,16 @@ const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
  */
 const STREAM_GZIP_LEVEL = 3;
 
-export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger) {
+export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger, logger?: Logger) {
   return async (ctx: Context): Promise<void> => {
-    const format = negotiateFormat(ctx.get('accept'));
+    const { format, contentType } = negotiate(ctx.get('accept'));
     const om = format === 'openmetrics';
     metrics.scrapes.inc([listener, format]);
     // Fetch the merge targets first: their up/duration gauges then describe this very scrape.
     const merged = merger ? await merger.collect(mergeBudgetMs(ctx.get('x-prometheus-scrape-timeout-seconds')), om) : '';
     // prom-client's process and runtime metrics, then the merged families, after ours.
     const extra = (await metrics.registry.renderExternals(om)) + merged;
-    ctx.set('content-type', format === 'openmetrics' ? OPENMETRICS_CONTENT_TYPE : TEXT_CONTENT_TYPE);
+    ctx.set('content-type', contentType);
     ctx.set('cache-control', 'no-store');
     ctx.vary('accept');
     ctx.vary('accept-encoding');
@@ -48,20 +51,30 @@ export function exposition(metrics: SidecarMetrics, listener: Listener, merger?:
 
     const registry = metrics.registry;
     registry.collect();
-    const writer = new ExpositionWriter(registry.all(), om, extra);
+    // Protobuf: the externals and merged families (text) are parsed back and encoded too; a family
+    // that cannot be is left out and logged.
+    const writer: ChunkWriter =
+      format === 'protobuf'
+        ? new ProtobufWriter(registry.all(), extra, {
+            onSkip: (family, reason) => logger?.warn('family left out of the protobuf exposition', { family, reason }),
+          })
+        : new ExpositionWriter(registry.all(), om, extra);
     // The first slice: a small exposition is complete after it.
     const first: Buffer[] = [];
     let bytes = 0;
+    let calls = 0;
     const deadline = performance.now() + SLICE_MS;
-    while (!writer.done && bytes < WHOLE_MAX_BYTES && (first.length === 0 || performance.now() < deadline)) {
+    while (!writer.done && bytes < WHOLE_MAX_BYTES && (calls++ === 0 || performance.now() < deadline)) {
       const chunk = writer.next();
       if (chunk === undefined) break;
+      if (chunk.length === 0) continue; // work done, nothing ready yet (protobuf)
       first.push(chunk);
       bytes += chunk.length;
     }
     if (writer.done) {
       // Small: one piece, with a Content-Length.
       const body = first.length === 1 ? Buffer.from(first[0]) : Buffer.concat(first, bytes);
+      // (first may be empty: a protobuf exposition of no family at all is an empty body.)
       for (const c of first) sharedPool.give(c);
       if (gz && body.length >= GZIP_MIN_BYTES) {
         ctx.set('content-encoding', 'gzip');

@@ -28,6 +28,7 @@ import {
   type ValueSeries,
 } from '../metrics/registry';
 import { stripTotal } from '../metrics/contract';
+import type { ChunkWriter } from './protobuf';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
 export const CHUNK_BYTES = 64 * 1024;
@@ -62,7 +63,8 @@ export class BufferPool {
   /** Returns a chunk (or a view of one) taken from this pool; oversize chunks are left to GC. */
   give(chunk: Buffer): void {
     const ab = chunk.buffer;
-    if (ab.byteLength === this.size && chunk.byteOffset === 0 && this.free.length < POOL_MAX && ab instanceof ArrayBuffer) this.free.push(ab);
+    // Any view of a pool buffer (the protobuf writer's chunks may start past its first byte).
+    if (ab.byteLength === this.size && this.free.length < POOL_MAX && ab instanceof ArrayBuffer) this.free.push(ab);
   }
 }
 
@@ -90,7 +92,7 @@ interface Plan {
  * between two chunks is rendered or skipped as a Map iterator sees it; a series is never split
  * between two states (each is written in one synchronous step).
  */
-export class ExpositionWriter {
+export class ExpositionWriter implements ChunkWriter {
   private readonly families: Iterator<AnyFamily>;
   private plan: Plan | undefined;
   private series: Iterator<ValueSeries | HistogramSeries> | undefined;
@@ -220,8 +222,12 @@ export class ExpositionWriter {
         // Merged text can be megabytes: it is copied piece by piece into as many chunks as it takes.
         const extra = this.extra;
         while (this.extraAt < extra.length) {
-          let take = Math.min(extra.length - this.extraAt, Math.floor((end - p) / 3));
-          if (take < 2) return p; // the next chunk goes on
+          // Room for 2 units at least (a surrogate pair is never split); the last unit alone may
+          // be taken too: stopping on `take < 2` left a final lone unit to a fresh chunk, which
+          // stopped again at offset 0, and the writer handed out empty chunks for ever.
+          const room = Math.floor((end - p) / 3);
+          if (room < 2) return p; // the next chunk goes on
+          let take = Math.min(extra.length - this.extraAt, room);
           let to = this.extraAt + take;
           // Never split a surrogate pair between two chunks (each half would become U+FFFD).
           const last = extra.charCodeAt(to - 1);
@@ -462,10 +468,10 @@ export interface StreamOptions {
  * requests are served in between, and stops while `out` is full (backpressure: at most one chunk
  * or so is buffered, however slow the client). A chunk's buffer goes back to the pool once `out`
  * has consumed it (its write callback: zlib has compressed it, or the socket has taken it).
- * `first` are chunks already rendered. Resolves when `out` has finished; rejects when it fails or
+ * `first` are chunks already rendered. Any ChunkWriter: the text writer or the protobuf one. Resolves when `out` has finished; rejects when it fails or
  * closes early (the client went away): the writer is then simply dropped.
  */
-export function streamExposition(writer: ExpositionWriter, out: Writable, opts: StreamOptions = {}, first: Buffer[] = []): Promise<void> {
+export function streamExposition(writer: ChunkWriter, out: Writable, opts: StreamOptions = {}, first: Buffer[] = []): Promise<void> {
   const sliceMs = opts.sliceMs ?? 1;
   const pool = opts.pool ?? sharedPool;
   return new Promise<void>((resolve, reject) => {
@@ -501,6 +507,14 @@ export function streamExposition(writer: ExpositionWriter, out: Writable, opts: 
           if (chunk === undefined) {
             out.end();
             return;
+          }
+          // An empty chunk: the writer worked but has no byte ready yet (a protobuf family in progress).
+          if (chunk.length === 0) {
+            if (performance.now() >= deadline) {
+              setImmediate(slice);
+              return;
+            }
+            continue;
           }
           if (!write(chunk)) {
             out.once('drain', slice);

@@ -76,7 +76,7 @@ export function createEndpointsApp(
     );
   }
   if (listener === 'metrics' || config.serveOnMainPort) {
-    router.get(config.metricsPath, guard, exposition(metrics, listener, merger));
+    router.get(config.metricsPath, guard, exposition(metrics, listener, merger, logger));
   }
   // The status page lives where the metrics do (on the main port only with SERVE_PROMETHEUS_ENDPOINT),
   // behind the same gate. status.js holds no data (the same file in every sidecar), so it is not gated.

@@ -124,6 +124,21 @@ describe('ExpositionWriter', () => {
     }
   });
 
+  it('should end whatever unit of the extra text a chunk starts with', () => {
+    // A chunk starting with only the last unit of the text left used to stop at offset 0 and
+    // hand out empty chunks for ever (found by the protobuf round-trip property, which shares the pool).
+    for (let len = 1; len <= 400; len++) {
+      const extra = `${'x'.repeat(len - 1)}\n`;
+      const w = new ExpositionWriter([], false, extra, new BufferPool(64));
+      const parts: Buffer[] = [];
+      for (let c = w.next(), n = 0; c !== undefined; c = w.next(), n++) {
+        if (n > 100) throw new Error(`no end with ${len} units of extra text`);
+        parts.push(Buffer.from(c));
+      }
+      expect(Buffer.concat(parts).toString()).toBe(extra);
+    }
+  });
+
   it('should match Registry.render on arbitrary families and values (property)', () => {
     const labelValue = fc.oneof(
       fc.string({ maxLength: 12 }),

@@ -28,12 +28,14 @@ export function parseExposition(text: string): Parsed {
       help.set(m[1], m[2]);
       continue;
     }
-    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    // dotAll: a label value may hold U+2028/U+2029, which `.` does not match otherwise.
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/s.exec(line);
     if (!m) throw new Error(`unparseable line: ${line}`);
     const labels: Record<string, string> = {};
     if (m[2]) {
       for (const lm of m[2].matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-        labels[lm[1]] = lm[2].replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
+        // One pass: `\\n` is a backslash then n, not a backslash then a newline.
+        labels[lm[1]] = lm[2].replace(/\\([\\"n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
       }
     }
     samples.push({ name: m[1], labels, value: Number(m[3].replace('+Inf', 'Infinity')) });

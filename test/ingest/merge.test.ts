@@ -9,6 +9,10 @@ import { freePort, request } from '../helpers/net';
 import { startSidecar, type Running } from '../helpers/sidecar';
 import { find, parseExposition, value, type Parsed } from '../helpers/exposition';
 import { parseExposition as parseSource } from '../../src/ingest/merge/parse';
+import { MERGE_ACCEPT } from '../../src/ingest/merge/merger';
+import { PROTOBUF_CONTENT_TYPE } from '../../src/exposition/negotiate';
+import { startMergeTarget } from '../helpers/merge-target';
+import { startUpstream } from '../helpers/upstream';
 
 describe('MERGE_TARGETS', () => {
   let app: ChildProcess;
@@ -150,5 +154,36 @@ describe('merge parser', () => {
 
   it('should set gaugehistogram families aside as unsupported', () => {
     expect(parseSource('# TYPE g gaugehistogram\ng_bucket{le="+Inf"} 1\ng_gcount 1\ng_gsum 1\n').unsupported).toEqual(['g']);
+  });
+});
+
+describe('merge targets and protobuf (issue 20, item 5)', () => {
+  it('should ask a target for text only whatever the scraper asked, and refuse a protobuf answer: marked down and counted, nothing of it served', async () => {
+    const accepts: (string | undefined)[] = [];
+    // An app that ignores Accept and answers protobuf (a MetricFamily `app_leak_total` in its bytes).
+    const target = await startMergeTarget((req, res) => {
+      accepts.push(req.headers.accept);
+      res.writeHead(200, { 'content-type': 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited' });
+      res.end(Buffer.from('150a0e6170705f6c65616b5f746f74616c18002203', 'hex'));
+    });
+    const upstream = await startUpstream();
+    const sc = await startSidecar({ UPSTREAM_URL: upstream.url, MERGE_TARGETS: target.url(), SERVE_PROMETHEUS_ENDPOINT: 'true' });
+    try {
+      const proto =
+        'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,*/*;q=0.1';
+      const pb = await request(sc.metricsPort, '/debug/metrics', { headers: { accept: proto } });
+      expect(pb.headers['content-type']).toBe(PROTOBUF_CONTENT_TYPE);
+      const r = await request(sc.metricsPort, '/debug/metrics');
+      expect(accepts).toEqual([MERGE_ACCEPT, MERGE_ACCEPT]);
+      const p = parseExposition(r.text);
+      expect(value(p, 'metrics_sidecar_merge_up', { target: target.url() })).toBe(0);
+      expect(value(p, 'metrics_sidecar_merge_families_dropped_total', { target: target.url(), reason: 'unsupported' })).toBe(2);
+      expect(r.text).not.toContain('app_leak');
+      expect(pb.body.includes(Buffer.from('app_leak'))).toBe(false);
+    } finally {
+      await sc.stop();
+      await upstream.close();
+      await target.close();
+    }
   });
 });

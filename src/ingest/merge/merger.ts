@@ -15,7 +15,7 @@
  *   another type;
  * - series_budget: its samples do not fit in what the total series budget leaves this scrape;
  * - label_limit / family_limit: too many labels or too long a value / past the families a source may have;
- * - unsupported: gaugehistogram.
+ * - unsupported: gaugehistogram; and a target answering protobuf (counted once, the target marked down).
  * A duplicate series (inside one target or across targets) is dropped and counted as duplicate_series.
  */
 import http from 'node:http';
@@ -225,6 +225,7 @@ export class Merger {
       return families;
     } catch (err) {
       this.up.set([target], 0);
+      if (err instanceof ProtobufAnswer) this.dropped.inc([target, 'unsupported']);
       result = { target, ok: false, error: (err as Error).message };
       this.logger.warn('merge target failed', { target, reason: (err as Error).message });
       return undefined;
@@ -236,33 +237,49 @@ export class Merger {
   }
 }
 
+/** A target answered protobuf though asked for text: refused, and counted as `unsupported`. */
+class ProtobufAnswer extends Error {
+  constructor() {
+    super('answered protobuf (application/vnd.google.protobuf), which is not merged: only text and OpenMetrics are');
+  }
+}
+
+/**
+ * What the merger asks a target for, whatever the scraper asked the sidecar: the scraper's Accept
+ * is never passed on.
+ */
+export const MERGE_ACCEPT = 'text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5';
+
 /** The body (UTF-8 text) and its size in bytes, counted as it arrived. */
 function fetchText(url: URL, budgetMs: number, maxBytes: number, agent: http.Agent): Promise<{ text: string; bytes: number }> {
   return new Promise((resolve, reject) => {
     const get = url.protocol === 'https:' ? https.get : http.get;
-    const req = get(
-      url,
-      { agent, headers: { accept: 'text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5', 'accept-encoding': 'identity' } },
-      (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`answered ${res.statusCode}`));
+    const req = get(url, { agent, headers: { accept: MERGE_ACCEPT, 'accept-encoding': 'identity' } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`answered ${res.statusCode}`));
+        return;
+      }
+      // Only text and OpenMetrics are asked for; a protobuf body (an app that ignores Accept)
+      // is refused whole, never parsed or glued as text (Istio's 2026 outage, istio#60322).
+      if (/^\s*application\/vnd\.google\.protobuf/i.test(res.headers['content-type'] ?? '')) {
+        res.resume();
+        reject(new ProtobufAnswer());
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBytes) {
+          req.destroy(new Error(`body larger than ${maxBytes} bytes`));
           return;
         }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > maxBytes) {
-            req.destroy(new Error(`body larger than ${maxBytes} bytes`));
-            return;
-          }
-          chunks.push(c);
-        });
-        res.on('end', () => resolve({ text: Buffer.concat(chunks).toString('utf8'), bytes: size }));
-        res.on('error', reject);
-      },
-    );
+        chunks.push(c);
+      });
+      res.on('end', () => resolve({ text: Buffer.concat(chunks).toString('utf8'), bytes: size }));
+      res.on('error', reject);
+    });
     // One deadline for the whole fetch (connect, headers and body), not an idle timeout.
     const deadline = setTimeout(() => req.destroy(new Error(`no answer within ${Math.round(budgetMs)} ms`)), budgetMs);
     req.on('close', () => clearTimeout(deadline));
