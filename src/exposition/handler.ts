@@ -13,7 +13,7 @@ import zlib from 'node:zlib';
 import type { Context } from 'koa';
 import { acceptsGzip, negotiate } from './negotiate';
 import { CHUNK_BYTES, ExpositionWriter, sharedPool, streamExposition } from './render';
-import { ProtobufWriter, type ChunkWriter } from './protobuf';
+import { ProtobufWriter, type ChunkWriter, type ProtobufSources } from './protobuf';
 import type { Logger } from '../log/logger';
 import type { SidecarMetrics } from '../metrics/sidecar';
 import type { Merger } from '../ingest/merge/merger';
@@ -33,6 +33,22 @@ const WHOLE_MAX_BYTES = 4 * CHUNK_BYTES;
  * and that CPU comes from the core the proxy runs on.
  */
 const STREAM_GZIP_LEVEL = 3;
+
+/**
+ * What the store holds beyond classic samples, as the protobuf writer asks for it: native buckets
+ * (only while their counts are whole numbers: `positive_delta` is an integer field, and a series
+ * recorded with a fractional StatsD sample-rate weight is then served with its classic buckets
+ * alone) and exemplars.
+ */
+const STORE_SOURCES: ProtobufSources = {
+  native: (_family, s) => {
+    if (s.nh === undefined) return undefined;
+    const snap = s.nh.snapshot();
+    return snap.integerCounts ? snap : undefined;
+  },
+  counterExemplar: (_family, s) => s.ex,
+  bucketExemplar: (_family, s, i) => s.ex?.[i],
+};
 
 export function exposition(metrics: SidecarMetrics, listener: Listener, merger?: Merger, logger?: Logger) {
   return async (ctx: Context): Promise<void> => {
@@ -56,6 +72,7 @@ export function exposition(metrics: SidecarMetrics, listener: Listener, merger?:
     const writer: ChunkWriter =
       format === 'protobuf'
         ? new ProtobufWriter(registry.all(), extra, {
+            sources: STORE_SOURCES,
             onSkip: (family, reason) => logger?.warn('family left out of the protobuf exposition', { family, reason }),
           })
         : new ExpositionWriter(registry.all(), om, extra);

@@ -13,6 +13,8 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { freePort, request } from '../helpers/net';
 import { spawnSidecar } from '../helpers/sidecar';
+import { decode } from '../helpers/protobuf';
+import { PROTOBUF_CONTENT_TYPE } from '../../src/exposition/negotiate';
 import { CHART, FULLNAME, get, render, renderValues, parseManifests, scenarioFile, type Manifest } from './helm';
 import { expandGrafanaVariables, exposedSeriesNames, labelValuesSelector, parsePromQL } from './promql';
 
@@ -47,6 +49,8 @@ beforeAll(async () => {
   const statsdPort = await freePort();
   const child = await spawnSidecar({
     SERVE_PROMETHEUS_ENDPOINT: 'true',
+    // Nothing listens there: a forwarded request is a 502, which is all the RED families need.
+    UPSTREAM_URL: `http://127.0.0.1:${await freePort()}`,
     ENABLE_DB_METRICS: 'true',
     METRICS_BASIC_AUTH_USERNAME: 'prometheus',
     METRICS_BASIC_AUTH_PASSWORD: 'test-password',
@@ -77,6 +81,17 @@ beforeAll(async () => {
       if (exported.has('github_api_call_latency_bucket') || i === 10) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    // One forwarded request (502) gives the RED histogram a series. A Prometheus that
+    // scrapes protobuf stores a histogram that has native buckets under its own name: those names
+    // are exported too (the dashboard asks for them first and falls back to the classic _bucket).
+    await request(child.mainPort, '/');
+    // The request is recorded once its response has closed: scrape until it is, briefly.
+    for (let i = 0; !exported.has('flask_http_request_duration_seconds') && i < 10; i++) {
+      const pb = await request(child.metricsPort, '/debug/metrics', { headers: { ...auth, accept: PROTOBUF_CONTENT_TYPE } });
+      for (const f of decode(pb.body)) if (f.metric.some((m) => m.histogram?.schema !== undefined)) exported.add(f.name);
+      if (!exported.has('flask_http_request_duration_seconds')) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(exported.has('flask_http_request_duration_seconds')).toBe(true);
   } finally {
     child.proc.kill('SIGTERM');
     await child.exited;

@@ -3,65 +3,17 @@
  * metrics.proto (vendored in test/fixtures/metrics.proto), compared with the text render of the
  * same store read by the tests' own text parser (test/helpers/exposition).
  */
-import path from 'node:path';
 import zlib from 'node:zlib';
 import fc from 'fast-check';
-import protobuf from 'protobufjs';
 import { Counter, Gauge, Histogram, Registry } from '../../src/metrics/registry';
 import { ProtobufWriter, type ProtobufSources } from '../../src/exposition/protobuf';
 import { BufferPool, ExpositionWriter } from '../../src/exposition/render';
 import { PROTOBUF_CONTENT_TYPE } from '../../src/exposition/negotiate';
 import { parseExposition } from '../helpers/exposition';
+import { decode, type DecodedFamily, type LabelPair } from '../helpers/protobuf';
 import { request } from '../helpers/net';
 import { startSidecar } from '../helpers/sidecar';
 import { startUpstream } from '../helpers/upstream';
-
-const root = protobuf.loadSync(path.join(__dirname, '../fixtures/metrics.proto'));
-const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
-
-interface LabelPair {
-  name: string;
-  value: string;
-}
-interface DecodedExemplar {
-  label?: LabelPair[];
-  value?: number;
-  timestamp?: { seconds?: number; nanos?: number };
-}
-interface DecodedMetric {
-  label?: LabelPair[];
-  counter?: { value?: number; exemplar?: DecodedExemplar };
-  gauge?: { value?: number };
-  untyped?: { value?: number };
-  summary?: { sampleCount?: number; sampleSum?: number; quantile?: { quantile: number; value: number }[] };
-  histogram?: {
-    sampleCount?: number;
-    sampleCountFloat?: number;
-    sampleSum?: number;
-    bucket?: { cumulativeCount?: number; cumulativeCountFloat?: number; upperBound: number; exemplar?: DecodedExemplar }[];
-    schema?: number;
-    zeroThreshold?: number;
-    zeroCount?: number;
-    positiveSpan?: { offset: number; length: number }[];
-    positiveDelta?: number[];
-    negativeSpan?: { offset: number; length: number }[];
-    negativeDelta?: number[];
-    exemplars?: DecodedExemplar[];
-  };
-}
-interface DecodedFamily {
-  name: string;
-  help: string;
-  type?: number;
-  metric: DecodedMetric[];
-}
-
-function decode(buf: Buffer): DecodedFamily[] {
-  const r = protobuf.Reader.create(buf);
-  const out: DecodedFamily[] = [];
-  while (r.pos < r.len) out.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, enums: Number, defaults: false }) as DecodedFamily);
-  return out;
-}
 
 const TYPE_NAMES = ['counter', 'gauge', 'summary', 'untyped', 'histogram'];
 
