@@ -422,7 +422,7 @@ describe('with kustomize (deploy/kustomize)', () => {
     expect(apps.map((c) => [c.name, c.image])).toEqual([['nginx', 'nginxinc/nginx-unprivileged:1.27']]);
     expect(apps[0].ports).toEqual([{ name: 'app', containerPort: 8081 }]);
     expect(env(sidecar).UPSTREAM_URL).toBe('http://127.0.0.1:8081');
-    expect((get(docs, 'Service', 'web').spec.ports as unknown[])[0]).toEqual({ name: 'http', port: 80, targetPort: 8080 });
+    expect((get(docs, 'Service', 'web').spec.ports as unknown[])[0]).toEqual({ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' });
   });
 
   it('should give the kustomize sidecar the chart’s container, but for the names and the app’s port', () => {
