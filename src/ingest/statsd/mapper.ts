@@ -8,6 +8,7 @@ import { sanitizeLabelName, sanitizeMetricName } from './parser';
 import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
 
 export type { MappingFile } from './mapping-file';
+import type { NativeRuleOptions } from './mapping-file';
 export { parseMappingFile } from './mapping-file';
 import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
 
@@ -15,6 +16,8 @@ export interface Mapping {
   name: string;
   labels: [string, string][];
   buckets: readonly number[];
+  /** The mapping rule's (or the file's defaults') native histogram options, if any: applied over NATIVE_HISTOGRAM_*. */
+  native?: NativeRuleOptions;
   ttlMs: number;
   /** Part of the DB family: exposed only with ENABLE_DB_METRICS=true. */
   db: boolean;
@@ -60,6 +63,7 @@ export class Mapper {
           buckets: r.buckets ?? f.buckets ?? this.defaultBuckets,
           ttlMs: r.ttlMs || f.ttlMs, // statsd_exporter: a rule's ttl of 0 takes the default's
           db: false,
+          ...(r.native !== undefined || f.native !== undefined ? { native: { ...f.native, ...r.native } } : {}),
           ...(r.help !== undefined ? { help: r.help } : {}),
         };
       }
@@ -74,6 +78,7 @@ export class Mapper {
       buckets: f?.buckets ?? this.defaultBuckets,
       ttlMs: f?.ttlMs ?? 0,
       db: false,
+      ...(f?.native !== undefined ? { native: f.native } : {}),
     };
   }
 }

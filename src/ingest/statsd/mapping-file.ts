@@ -9,6 +9,8 @@
  *       ttl: 0                          # a duration: 30s, 5m, 1h30m; 0 = forever
  *       histogram_options:
  *         buckets: [0.01, 0.1, 1, 10]
+ *         native_histogram_bucket_factor: 1.1   # native buckets beside the classic ones; 0 = none
+ *         native_histogram_max_buckets: 160
  *     mappings:
  *       - match: "test.dispatcher.*.*.*"        # glob: * is one whole dot-separated component
  *         name: "dispatcher_events_total"
@@ -54,8 +56,16 @@ export interface Rule {
   labels: [string, string][];
   help: string | undefined;
   buckets: number[] | undefined;
+  /** `histogram_options.native_histogram_*`: what the rule sets of its native buckets (factor 0 = none). */
+  native: NativeRuleOptions | undefined;
   ttlMs: number | undefined;
   drop: boolean;
+}
+
+/** statsd_exporter's `native_histogram_bucket_factor` / `native_histogram_max_buckets`, as set (either may be absent). */
+export interface NativeRuleOptions {
+  bucketFactor?: number;
+  maxBuckets?: number;
 }
 
 export interface MappingFile {
@@ -63,6 +73,7 @@ export interface MappingFile {
   rules: Rule[];
   globDisableOrdering: boolean;
   buckets: number[] | undefined;
+  native: NativeRuleOptions | undefined;
   ttlMs: number;
   /** Things worth a log line at start (summaries observed as histograms, ignored options). */
   notes: string[];
@@ -105,6 +116,7 @@ export function parseMappingFile(text: string): MappingFile {
   if (defaults.summary_options !== undefined || defaults.quantiles !== undefined)
     notes.push('defaults: summary options are ignored (summaries are observed as histograms)');
   const defaultBuckets = attempt(() => bucketsOf(defaults, 'defaults'), undefined);
+  const defaultNative = attempt(() => nativeOf(defaults, 'defaults'), undefined);
   const ttlMs = defaults.ttl === undefined ? 0 : attempt(() => duration(defaults.ttl, 'defaults.ttl'), 0);
   const globDisableOrdering = defaults.glob_disable_ordering === true;
 
@@ -113,7 +125,7 @@ export function parseMappingFile(text: string): MappingFile {
   rawRules.forEach((raw: unknown, i: number) => attempt(() => readRule(raw, i), undefined));
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('; '));
-  return { rules: [...globs, ...regexes], globDisableOrdering, buckets: defaultBuckets, ttlMs, notes };
+  return { rules: [...globs, ...regexes], globDisableOrdering, buckets: defaultBuckets, native: defaultNative, ttlMs, notes };
 
   function readRule(raw: unknown, i: number): void {
     const where = `mappings[${i}]`;
@@ -177,6 +189,7 @@ export function parseMappingFile(text: string): MappingFile {
       // An empty help is none: a bare `# HELP name` line is what promtool calls "no help text".
       help: typeof r.help === 'string' && r.help.trim() !== '' ? r.help : undefined,
       buckets: bucketsOf(r, at),
+      native: nativeOf(r, at),
       ttlMs: r.ttl === undefined ? undefined : duration(r.ttl, `${at}: "ttl"`),
       drop,
     };
@@ -273,6 +286,26 @@ function bucketsOf(r: Record<string, unknown>, where: string): number[] | undefi
   // Every series of the family holds one counter per bucket, and a series counts as one in the budgets.
   if (v.length > MAX_BUCKETS) throw new Error(`${where}: ${v.length} buckets; at most ${MAX_BUCKETS}`);
   return v as number[];
+}
+
+/** `histogram_options.native_histogram_bucket_factor` (0, or above 1) and `native_histogram_max_buckets` (a positive integer). */
+function nativeOf(r: Record<string, unknown>, where: string): NativeRuleOptions | undefined {
+  const opts = r.histogram_options as Record<string, unknown> | undefined | null;
+  if (opts === undefined || opts === null || typeof opts !== 'object') return undefined;
+  const out: NativeRuleOptions = {};
+  const f = opts.native_histogram_bucket_factor;
+  if (f !== undefined && f !== null) {
+    if (typeof f !== 'number' || !(f === 0 || (f > 1 && f <= 65536)))
+      throw new Error(`${where}: "histogram_options.native_histogram_bucket_factor" must be 0 (no native buckets) or a number above 1, at most 65536`);
+    out.bucketFactor = f;
+  }
+  const m = opts.native_histogram_max_buckets;
+  if (m !== undefined && m !== null) {
+    if (typeof m !== 'number' || !Number.isInteger(m) || m < 1 || m > 100_000)
+      throw new Error(`${where}: "histogram_options.native_histogram_max_buckets" must be an integer from 1 to 100000`);
+    out.maxBuckets = m;
+  }
+  return out.bucketFactor === undefined && out.maxBuckets === undefined ? undefined : out;
 }
 
 const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };

@@ -17,6 +17,7 @@ import { Contract, maintainedHelp, OVERFLOW_LABEL, stripTotal, type StoredType }
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
 import { labelKey, type Mapper } from './mapper';
 import type { NativeHistogramOptions } from '../../metrics/native-histogram';
+import type { NativeRuleOptions } from './mapping-file';
 
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];
@@ -249,7 +250,7 @@ export class StatsdRecorder {
       if (this.registry.collision(mapped.name, kind) !== undefined) return 'type_conflict';
       if (this.families.size >= this.maxFamilies) return 'limited';
       const name = detach(mapped.name);
-      own = { kind, family: this.createFamily(name, kind, mapped.buckets, mapped.help), ttlMs: mapped.ttlMs };
+      own = { kind, family: this.createFamily(name, kind, mapped.buckets, mapped.help, mapped.native), ttlMs: mapped.ttlMs };
       this.registry.register(own.family);
       this.families.set(detach(base), own);
     } else if (own.kind !== kind) {
@@ -300,10 +301,20 @@ export class StatsdRecorder {
    * family, else a generic line (statsd_exporter writes one too): a family without `# HELP` fails
    * `promtool check metrics`.
    */
-  private createFamily(name: string, kind: StoredType, buckets: readonly number[], help?: string): Counter | Gauge | Histogram {
+  private createFamily(name: string, kind: StoredType, buckets: readonly number[], help?: string, rule?: NativeRuleOptions): Counter | Gauge | Histogram {
     const base = { name, help: help ?? maintainedHelp(name) ?? STATSD_HELP, maxSeries: this.opts.maxSeriesPerFamily };
     if (kind === 'counter') return new Counter(base);
     if (kind === 'gauge') return new Gauge(base);
-    return new Histogram({ ...base, buckets, native: this.opts.native });
+    return new Histogram({ ...base, buckets, native: nativeOptions(this.opts.native, rule) });
   }
+}
+
+/**
+ * A family's native buckets: the mapping rule's options over the global ones (NATIVE_HISTOGRAM_*);
+ * a factor of 0 (the rule's, or the global one when the rule sets none) means classic buckets only.
+ */
+export function nativeOptions(global: NativeHistogramOptions | undefined, rule: NativeRuleOptions | undefined): NativeHistogramOptions | undefined {
+  const factor = rule?.bucketFactor ?? global?.bucketFactor ?? 0;
+  if (factor === 0) return undefined;
+  return { bucketFactor: factor, maxBuckets: rule?.maxBuckets ?? global?.maxBuckets ?? 160 };
 }
