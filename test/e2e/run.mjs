@@ -365,6 +365,11 @@ async function startKubernetesStandIn(dir, prometheusToken) {
         const s = review.spec ?? {};
         const allowed = s.user === PROMETHEUS_SA && s.nonResourceAttributes?.path === '/debug/metrics' && s.nonResourceAttributes?.verb === 'get';
         res.end(JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: s, status: { allowed } }));
+      } else if (req.method === 'POST' && req.url === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
+        // The sidecar's start check: may its own identity create TokenReviews and SubjectAccessReviews? Yes.
+        const s = review.spec ?? {};
+        const allowed = s.resourceAttributes?.verb === 'create' && ['tokenreviews', 'subjectaccessreviews'].includes(s.resourceAttributes?.resource);
+        res.end(JSON.stringify({ apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: s, status: { allowed } }));
       } else {
         res.statusCode = 404;
         res.end('{}');
