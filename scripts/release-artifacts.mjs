@@ -34,18 +34,7 @@ function sh(command, args) {
 }
 
 function helm(args) {
-  const home = path.join(ROOT, '.tools', 'helm-home');
-  const r = spawnSync(helmBinary.ensureHelm(), args, {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: home,
-      HELM_CACHE_HOME: path.join(home, 'cache'),
-      HELM_CONFIG_HOME: path.join(home, 'config'),
-      HELM_DATA_HOME: path.join(home, 'data'),
-    },
-  });
+  const r = helmBinary.runHelm(args);
   if (r.status !== 0) throw new Error(`helm ${args.join(' ')} failed: ${r.stderr}`);
   return r.stdout.trim();
 }

@@ -7,7 +7,6 @@
  * temporary file and renames it into place: rename is atomic, and a worker sees either no helm or
  * a whole one.
  */
-import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,7 +21,11 @@ export const NAMESPACE = 'apps';
 /** What `metrics-sidecar.fullname` gives for RELEASE. */
 export const FULLNAME = `${RELEASE}-metrics-sidecar`;
 
-const binary = require('../helpers/helm-binary.cjs') as { HELM: string; ensureHelm: () => string };
+const binary = require('../helpers/helm-binary.cjs') as {
+  HELM: string;
+  ensureHelm: () => string;
+  runHelm: (args: string[]) => import('node:child_process').SpawnSyncReturns<string>;
+};
 export const { HELM, ensureHelm } = binary;
 
 export interface HelmResult {
@@ -33,18 +36,7 @@ export interface HelmResult {
 
 /** Runs helm with its cache/config/data kept inside .tools (nothing written to $HOME). */
 export function helm(args: string[]): HelmResult {
-  const home = path.join(ROOT, '.tools', 'helm-home');
-  const r = spawnSync(ensureHelm(), args, {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: home,
-      HELM_CACHE_HOME: path.join(home, 'cache'),
-      HELM_CONFIG_HOME: path.join(home, 'config'),
-      HELM_DATA_HOME: path.join(home, 'data'),
-    },
-  });
+  const r = binary.runHelm(args);
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

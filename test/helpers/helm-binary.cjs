@@ -37,4 +37,24 @@ function ensureKubectl() {
   return ensure(KUBECTL, 'kubectl/kubectl');
 }
 
-module.exports = { HELM, KUBECTL, ensureHelm, ensureKubectl };
+/**
+ * Runs helm from the repository root with its cache, config and data kept in .tools/helm-home
+ * (nothing written to $HOME); returns spawnSync's result (utf8 stdout/stderr).
+ */
+function runHelm(args) {
+  const { spawnSync } = require('node:child_process');
+  const home = path.join(ROOT, '.tools', 'helm-home');
+  return spawnSync(ensureHelm(), args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: home,
+      HELM_CACHE_HOME: path.join(home, 'cache'),
+      HELM_CONFIG_HOME: path.join(home, 'config'),
+      HELM_DATA_HOME: path.join(home, 'data'),
+    },
+  });
+}
+
+module.exports = { HELM, KUBECTL, ensureHelm, ensureKubectl, runHelm };

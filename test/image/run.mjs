@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { ensureHelm } from '../helpers/helm-binary.cjs';
+import { runHelm } from '../helpers/helm-binary.cjs';
 import { buildImage } from '../../scripts/image/build.mjs';
 import { BASE_IMAGE } from '../../scripts/image/base.mjs';
 import { ROOT, RLIMITS, commandLine, inspectImage, podman, podmanOk } from '../../scripts/image/podman.mjs';
@@ -50,18 +50,7 @@ const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 // The chart's default render: the web pod.
 
 function helmTemplate(chart) {
-  const home = path.join(ROOT, '.tools', 'helm-home');
-  const r = spawnSync(ensureHelm(), ['template', HELM_RELEASE, chart], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: home,
-      HELM_CACHE_HOME: path.join(home, 'cache'),
-      HELM_CONFIG_HOME: path.join(home, 'config'),
-      HELM_DATA_HOME: path.join(home, 'data'),
-    },
-  });
+  const r = runHelm(['template', HELM_RELEASE, chart]);
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
   return YAML.parseAllDocuments(r.stdout)
     .map((d) => d.toJS())
