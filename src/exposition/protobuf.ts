@@ -235,12 +235,8 @@ export class ProtobufWriter implements ChunkWriter {
     this.famMetrics = 0;
     let p = this.p + PREFIX_MAX;
     const buf = this.buf;
-    buf[p++] = 0x0a;
-    p = writeVarint(buf, p, nb);
-    p += buf.write(name, p);
-    buf[p++] = 0x12;
-    p = writeVarint(buf, p, hb);
-    p += buf.write(help, p);
+    p = writeString(buf, p, 0x0a, name, nb);
+    p = writeString(buf, p, 0x12, help, hb);
     buf[p++] = 0x18;
     buf[p++] = type;
     this.p = p;
@@ -709,18 +705,21 @@ function exemplarSize(ex: Exemplar): number {
   return n + 1 + varintSize(t) + t;
 }
 
+/** A length-delimited string field: its tag byte, its UTF-8 length `bytes` (known to the caller), its bytes. */
+function writeString(buf: Buffer, p: number, tag: number, s: string, bytes: number): number {
+  buf[p++] = tag;
+  p = writeVarint(buf, p, bytes);
+  return p + buf.write(s, p);
+}
+
 function writeExemplar(buf: Buffer, p: number, ex: Exemplar): number {
   for (const [name, value] of ex.labels) {
     const nb = Buffer.byteLength(name);
     const vb = Buffer.byteLength(value);
     buf[p++] = 0x0a;
     p = writeVarint(buf, p, 2 + varintSize(nb) + nb + varintSize(vb) + vb);
-    buf[p++] = 0x0a;
-    p = writeVarint(buf, p, nb);
-    p += buf.write(name, p);
-    buf[p++] = 0x12;
-    p = writeVarint(buf, p, vb);
-    p += buf.write(value, p);
+    p = writeString(buf, p, 0x0a, name, nb);
+    p = writeString(buf, p, 0x12, value, vb);
   }
   buf[p++] = 0x11;
   buf.writeDoubleLE(ex.value, p);

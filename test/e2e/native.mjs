@@ -24,6 +24,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { eventually as retry } from './eventually.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -103,17 +104,7 @@ async function freePort() {
 }
 
 /** Retries `fn` until it stops throwing, or throws its last error after `ms`. */
-async function eventually(fn, ms = EVENTUALLY_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(500);
-    }
-  }
-}
+const eventually = (fn, ms = EVENTUALLY_MS) => retry(fn, ms);
 
 async function api(base, apiPath, params) {
   const r = await fetch(`${base}${apiPath}?${new URLSearchParams(params)}`, { signal: AbortSignal.timeout(5000) });

@@ -34,6 +34,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { render } from './render.mjs';
+import { eventually as retry } from './eventually.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
@@ -288,17 +289,7 @@ async function scalar(expr, time) {
 }
 
 /** Retries `fn` until it stops throwing, or throws its last error after `ms`. */
-async function eventually(fn, ms = EVENTUALLY_MS) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(500);
-    }
-  }
-}
+const eventually = (fn, ms = EVENTUALLY_MS) => retry(fn, ms);
 
 /** Waits until `expr` gives `want` and still gives it a few scrape intervals later. */
 async function settlesAt(expr, want) {
