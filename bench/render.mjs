@@ -24,6 +24,8 @@
  * exit status is non-zero only when something failed to run.
  *
  * Environment knobs (optional): BENCH_RENDERS (9 timed renders/scrapes), BENCH_RENDER_WARMUP (3),
+ * BENCH_BASELINE=<git ref | dist dir> (the same store from an earlier build, for heap per series),
+ * BENCH_OBSERVE_ROUNDS (15: the observation-cost rounds, bench/lib/observe-cost.mjs),
  * BENCH_RENDER_VARIANTS (flat,histogram), BENCH_INSTALL_PUSHGATEWAY=1 (apt-get install it when
  * missing; root only), PUSHGATEWAY_BIN, BENCH_KEEP_TMP=1.
  */
@@ -36,6 +38,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { start, stop, stopAll, freePorts, tail, interrupted, beginRun } from './lib/procs.mjs';
+import { baselineDist } from './lib/builds.mjs';
 
 const SELF = fileURLToPath(import.meta.url);
 
@@ -71,6 +74,7 @@ async function worker() {
       warmup: { type: 'string', default: '2' },
       renders: { type: 'string', default: '7' },
       dump: { type: 'string' },
+      dist: { type: 'string' },
     },
   });
   if (typeof globalThis.gc !== 'function') throw new Error('worker needs node --expose-gc');
@@ -83,9 +87,20 @@ async function worker() {
   const counts = seriesCounts(variant);
 
   // Load the library (and let its module-level allocations settle) before the baseline.
-  const lib = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'metrics', 'registry.js')) : require('prom-client');
-  const bytes = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'exposition', 'render.js')) : null;
-  const pbw = impl === 'ours' ? require(path.join(path.dirname(SELF), '..', 'dist', 'exposition', 'protobuf.js')) : null;
+  // `ours-baseline` is the same store from an earlier build (BENCH_BASELINE, --dist): the heap per
+  // series of classic-only series, before and after a change, in one run.
+  const ours = impl === 'ours' || impl === 'ours-baseline';
+  const dist = opts.dist ?? path.join(path.dirname(SELF), '..', 'dist');
+  const lib = ours ? require(path.join(dist, 'metrics', 'registry.js')) : require('prom-client');
+  const bytes = ours ? require(path.join(dist, 'exposition', 'render.js')) : null;
+  const pbw = impl === 'ours' ? require(path.join(dist, 'exposition', 'protobuf.js')) : null;
+  // protobufjs and its parsed schema (~1 MB) load before the heap baseline too: they belong to the
+  // comparison, not to the store (loaded after it, they added ~10 B to every flat series).
+  const MF = pbw
+    ? require('protobufjs')
+        .loadSync(path.join(path.dirname(SELF), '..', 'test', 'fixtures', 'metrics.proto'))
+        .lookupType('io.prometheus.client.MetricFamily')
+    : null;
   const gcAll = () => {
     for (let i = 0; i < 4; i++) globalThis.gc();
   };
@@ -102,7 +117,7 @@ async function worker() {
   let renderProto;
   let renderProtobufjs;
   let registry;
-  if (impl === 'ours') {
+  if (ours) {
     registry = new lib.Registry();
     const made = fams.map((f) => {
       const o = { name: f.name, help: f.help, labelNames: f.labelNames, maxSeries: Infinity };
@@ -129,38 +144,38 @@ async function worker() {
       return n;
     };
     // The protobuf writer (what a protobuf scrape costs, as renderAsync for text).
-    renderProto = () => {
-      const w = new pbw.ProtobufWriter(registry.all(), '');
-      let n = 0;
-      for (let c = w.next(); c !== undefined; c = w.next()) {
-        n += c.length;
-        bytes.sharedPool.give(c);
-      }
-      return n;
-    };
-    // The library alternative weighed in ADR 0004: protobufjs (reflection, from the vendored
-    // metrics.proto) given plain objects built from the same store, encodeDelimited per family.
-    const protobufjs = require('protobufjs');
-    const MF = protobufjs.loadSync(path.join(path.dirname(SELF), '..', 'test', 'fixtures', 'metrics.proto')).lookupType('io.prometheus.client.MetricFamily');
-    const pairs = (text) => [...text.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((m) => ({ name: m[1], value: m[2] }));
-    renderProtobufjs = () => {
-      const parts = [];
-      let n = 0;
-      for (const f of registry.all()) {
-        const metric = [];
-        for (const s of f.allSeries()) {
-          if (f.type === 'histogram') {
-            let acc = 0;
-            const bucket = f.buckets.map((b, i) => ({ cumulativeCount: (acc += s.counts[i]), upperBound: b }));
-            metric.push({ label: pairs(s.labels), histogram: { sampleCount: s.count, sampleSum: s.sum, bucket } });
-          } else metric.push({ label: pairs(s.labels), [f.type]: { value: s.value } });
+    if (pbw) {
+      renderProto = () => {
+        const w = new pbw.ProtobufWriter(registry.all(), '');
+        let n = 0;
+        for (let c = w.next(); c !== undefined; c = w.next()) {
+          n += c.length;
+          bytes.sharedPool.give(c);
         }
-        const b = MF.encodeDelimited({ name: f.name, help: f.help, type: f.type === 'counter' ? 0 : f.type === 'gauge' ? 1 : 4, metric }).finish();
-        parts.push(b);
-        n += b.length;
-      }
-      return n;
-    };
+        return n;
+      };
+      // The library alternative weighed in ADR 0004: protobufjs (reflection, from the vendored
+      // metrics.proto, MF above) given plain objects built from the same store, encodeDelimited per family.
+      const pairs = (text) => [...text.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((m) => ({ name: m[1], value: m[2] }));
+      renderProtobufjs = () => {
+        const parts = [];
+        let n = 0;
+        for (const f of registry.all()) {
+          const metric = [];
+          for (const s of f.allSeries()) {
+            if (f.type === 'histogram') {
+              let acc = 0;
+              const bucket = f.buckets.map((b, i) => ({ cumulativeCount: (acc += s.counts[i]), upperBound: b }));
+              metric.push({ label: pairs(s.labels), histogram: { sampleCount: s.count, sampleSum: s.sum, bucket } });
+            } else metric.push({ label: pairs(s.labels), [f.type]: { value: s.value } });
+          }
+          const b = MF.encodeDelimited({ name: f.name, help: f.help, type: f.type === 'counter' ? 0 : f.type === 'gauge' ? 1 : 4, metric }).finish();
+          parts.push(b);
+          n += b.length;
+        }
+        return n;
+      };
+    }
   } else if (impl === 'prom-client') {
     registry = new lib.Registry();
     const made = fams.map((f) => {
@@ -216,7 +231,8 @@ async function worker() {
       bytes_per_exposed_series: Math.round(heapDelta / counts.exposed),
     },
   };
-  const [asyncRes, sync, proto, pbjs] = await timed(render ? [renderAsync, render, renderProto, renderProtobufjs] : [renderAsync]);
+  const fns = [renderAsync, render, renderProto, renderProtobufjs];
+  const [asyncRes, sync, proto, pbjs] = await timed(fns.filter(Boolean)).then((res) => fns.map((f) => (f ? res.shift() : undefined)));
   result.render_async_ms = asyncRes.ms;
   if (proto) {
     result.render_protobuf_ms = proto.ms;
@@ -224,7 +240,7 @@ async function worker() {
     result.render_protobufjs_ms = pbjs.ms;
     result.protobufjs_bytes = pbjs.out;
   }
-  const text = impl === 'ours' ? new bytes.ExpositionWriter(registry.all(), false, '').all().toString('utf8') : asyncRes.out;
+  const text = ours ? new bytes.ExpositionWriter(registry.all(), false, '').all().toString('utf8') : asyncRes.out;
   result.exposition_bytes = Buffer.byteLength(text);
   result.samples = countSamples(text);
   if (sync) {
@@ -237,7 +253,7 @@ async function worker() {
   // chunk by chunk with backpressure, prom-client's string whole.
   const server = http.createServer(async (req, res) => {
     try {
-      if (impl === 'ours') {
+      if (ours) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
         await bytes.streamExposition(new bytes.ExpositionWriter(registry.all(), false, ''), res);
         return;
@@ -280,10 +296,13 @@ async function orchestrate() {
     subject_cpu: 0,
     client_cpu: 1,
     scrape_headers: { accept: 'text/plain;version=0.0.4' },
+    baseline: process.env.BENCH_BASELINE || null,
+    observe_rounds: R.envNum('BENCH_OBSERVE_ROUNDS', 15),
   };
   for (const v of SETTINGS.variants) if (!VARIANTS.includes(v)) throw new Error(`BENCH_RENDER_VARIANTS: unknown variant ${v}`);
   // Heap: issue 12 — no worse than the 204 B per stored series measured before the byte renderer.
-  const TARGETS = { speedup_min: 5, heap_bytes_per_series_max: 204, protobuf_over_text_max: 1.5 };
+  // Against BENCH_BASELINE: classic-only series cost the same heap (within 1 %) after a change.
+  const TARGETS = { speedup_min: 5, heap_bytes_per_series_max: 204, protobuf_over_text_max: 1.5, heap_over_baseline_max: 1.01 };
   const OVERALL_TIMEOUT_MS = 6 * 60 * 1000;
 
   const startedAt = Date.now();
@@ -321,7 +340,7 @@ async function orchestrate() {
     }
   }
 
-  async function runWorker(impl, variant) {
+  async function runWorker(impl, variant, dist) {
     const dump = impl === 'ours' ? path.join(tmp, `${variant}.prom`) : undefined;
     const args = [
       '--expose-gc',
@@ -335,6 +354,7 @@ async function orchestrate() {
       '--renders',
       String(SETTINGS.renders),
       ...(dump ? ['--dump', dump] : []),
+      ...(dist ? ['--dist', dist] : []),
     ];
     log(`${variant}: ${impl} (fresh process on CPU ${SETTINGS.subject_cpu}): build, heap, ${SETTINGS.warmup}+${SETTINGS.renders} renders`);
     const m = start(`${impl}-${variant}`, process.execPath, args, { cpus: SETTINGS.subject_cpu, cwd: R.ROOT });
@@ -388,15 +408,38 @@ async function orchestrate() {
     }
   }
 
+  const baseline = SETTINGS.baseline ? baselineDist(SETTINGS.baseline, (w) => warnings.push(w)) : null;
+  if (baseline) log(`baseline build (BENCH_BASELINE=${SETTINGS.baseline}): ${baseline}`);
   const results = {};
   for (const variant of SETTINGS.variants) {
     const ours = await runWorker('ours', variant);
     const prom = await runWorker('prom-client', variant);
     const r = { ours: ours.result, prom_client: prom.result };
+    if (baseline) r.ours_baseline = (await runWorker('ours-baseline', variant, baseline)).result;
     if (pg.bin) r.pushgateway = await runPushgateway(variant, ours.dump);
     if (r.ours.samples !== r.prom_client.samples) warnings.push(`${variant}: ours exposes ${r.ours.samples} samples, prom-client ${r.prom_client.samples}`);
     results[variant] = r;
   }
+
+  // ---- what one observation costs: classic, with native buckets, with an exemplar (one process)
+  log(`observation cost (bench/lib/observe-cost.mjs on CPU ${SETTINGS.subject_cpu}): ${SETTINGS.observe_rounds} interleaved rounds`);
+  const obsProc = start('observe-cost', process.execPath, ['--expose-gc', path.join(path.dirname(SELF), 'lib', 'observe-cost.mjs')], {
+    cpus: SETTINGS.subject_cpu,
+    cwd: R.ROOT,
+    env: { ...process.env, BENCH_OBSERVE_ROUNDS: String(SETTINGS.observe_rounds) },
+  });
+  let observe;
+  for (const deadline = Date.now() + 180000; !observe;) {
+    const line = obsProc
+      .output()
+      .split('\n')
+      .find((l) => l.startsWith('OBSERVE_RESULT '));
+    if (line) observe = JSON.parse(line.slice('OBSERVE_RESULT '.length));
+    else if (obsProc.done) throw new Error(`observe-cost ended (${obsProc.exitInfo}):\n${tail(obsProc.output())}`);
+    else if (Date.now() > deadline) throw new Error(`observe-cost gave no result within 180 s:\n${tail(obsProc.output())}`);
+    else await sleep(50);
+  }
+  await stop(obsProc, { signal: 'SIGTERM', graceMs: 2000 });
 
   // ---- ratios and verdicts
   const ratios = {};
@@ -413,6 +456,7 @@ async function orchestrate() {
       heap_prom_client_over_ours: round(p.heap.delta_bytes / o.heap.delta_bytes, 2),
       render_protobuf_over_text: round(o.render_protobuf_ms.median / o.render_async_ms.median, 2),
       render_protobufjs_over_text: round(o.render_protobufjs_ms.median / o.render_async_ms.median, 2),
+      heap_ours_over_baseline: r.ours_baseline ? round(o.heap.delta_bytes / r.ours_baseline.heap.delta_bytes, 3) : null,
     };
     ratios[variant] = q;
     verdicts[variant] = {
@@ -420,6 +464,7 @@ async function orchestrate() {
       http_scrape_pushgateway_over_ours: g ? R.atLeast(q.http_scrape_pushgateway_over_ours, TARGETS.speedup_min) : 'skipped',
       ...(variant === 'flat' ? { heap_bytes_per_stored_series: R.atMost(o.heap.bytes_per_stored_series, TARGETS.heap_bytes_per_series_max) } : {}),
       render_protobuf_over_text: R.atMost(q.render_protobuf_over_text, TARGETS.protobuf_over_text_max),
+      heap_ours_over_baseline: r.ours_baseline ? R.atMost(q.heap_ours_over_baseline, TARGETS.heap_over_baseline_max) : 'skipped',
     };
   }
 
@@ -477,6 +522,16 @@ async function orchestrate() {
           ]
         : ['pushgateway', 'skipped', '', '', '', ''],
     ];
+    if (r.ours_baseline) {
+      rows.splice(2, 0, [
+        `ours baseline ${SETTINGS.baseline} (byte renderer)`,
+        R.fmtInt(r.ours_baseline.heap.bytes_per_stored_series),
+        R.fmt(r.ours_baseline.render_async_ms.median, 1),
+        R.fmt(r.ours_baseline.http_scrape.ms.median, 1),
+        R.fmt(r.ours_baseline.http_scrape.bytes / 1e6, 2),
+        R.fmtInt(r.ours_baseline.http_scrape.samples),
+      ]);
+    }
     out.push(R.table(head, rows));
     out.push('');
     const q = ratios[variant];
@@ -523,11 +578,44 @@ async function orchestrate() {
       ),
     );
     out.push(R.targetLine('render protobufjs / text byte renderer:', `${R.fmt(q.render_protobufjs_over_text, 2)}x`));
+    out.push(
+      q.heap_ours_over_baseline !== null
+        ? R.targetLine(
+            `heap per series, ours / baseline ${SETTINGS.baseline}:`,
+            `${R.fmt(q.heap_ours_over_baseline, 3)}x (${R.fmtInt(r.ours.heap.bytes_per_stored_series)} B / ${R.fmtInt(r.ours_baseline.heap.bytes_per_stored_series)} B)`,
+            `target <= ${TARGETS.heap_over_baseline_max}x`,
+            v.heap_ours_over_baseline,
+          )
+        : R.targetLine('heap per series, ours / baseline:', 'skipped (BENCH_BASELINE=<git ref> compares with an earlier build)'),
+    );
+  }
+  {
+    const ns = observe.ns_per_observation;
+    const f = (x) => `${R.fmt(x.median, 1)} (${R.fmt(x.min, 1)}-${R.fmt(x.max, 1)})`;
+    out.push('');
+    out.push(
+      `observation cost: ns per histogram observation, median (min-max) of ${observe.rounds} interleaved rounds of ${R.fmtInt(observe.observations_per_round)} ` +
+        `over ${R.fmtInt(observe.series)} series, log-uniform 0.5 ms-20 s (${observe.native_buckets_per_series} native buckets per series)`,
+    );
+    out.push(
+      R.table(
+        ['histogram', 'ns/observation'],
+        [
+          ['classic buckets only', f(ns.classic)],
+          ['classic + native (factor 1.1, <= 160 buckets)', f(ns.native)],
+          ['classic + native, 1 in 8 with an exemplar', f(ns['native+exemplar'])],
+          ["a request's RED recording, EXEMPLARS=false", f(ns['red-exemplars-off'])],
+          ['the same, EXEMPLARS=true (traceparent on each, 1 in 8 sampled)', f(ns['red-exemplars-on'])],
+        ],
+      ),
+    );
+    out.push(R.targetLine('cost per native observation (native - classic, same round):', `${f(observe.native_cost_ns)} ns`));
+    out.push(R.targetLine('cost of exemplars per request (on - off, same round):', `${f(observe.exemplars_cost_ns_per_request)} ns`));
   }
   out.push(...R.warningLines(warnings));
 
   const elapsed = round((Date.now() - startedAt) / 1000, 1);
-  const file = R.writeResults('render', { ...meta, elapsed_s: elapsed, settings: SETTINGS, results, ratios, targets: TARGETS, verdicts, warnings });
+  const file = R.writeResults('render', { ...meta, elapsed_s: elapsed, settings: SETTINGS, results, observe, ratios, targets: TARGETS, verdicts, warnings });
   out.push('');
   out.push(`results: ${file} (${elapsed}s)`);
   process.stdout.write(`${out.join('\n')}\n`);
