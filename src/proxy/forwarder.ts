@@ -12,7 +12,7 @@ import { CLIENT_BODY_STALLED, UpstreamClient, isTimeout, type Controller } from 
 import type { CanonicalTarget } from './target';
 import { allowedUpgrade } from './upgrade';
 import { routeName, type RedRecorder, type TraceIds } from './red';
-import { parseTraceparent } from './traceparent';
+import { parseSampledTraceparent } from './traceparent';
 import { Transfers, type SlowKind, type Transfer, type TransferLimits } from './transfers';
 import { addForwardingHeaders, forwardingHeader, ForwardingTrust, FORWARDED_FOR, FORWARDED_HOST, FORWARDED_PROTO, NOT_FORWARDING } from './forwarding-headers';
 import type { Cidr } from '../config';
@@ -474,6 +474,6 @@ function upstreamErrorCode(err: Error & { code?: string }): string {
 function sampledTrace(header: string | string[] | undefined): TraceIds | undefined {
   // Node joins a repeated traceparent with ", " (which the parser refuses); an array never comes, but is no trace either.
   if (header === undefined || typeof header !== 'string') return undefined;
-  const t = parseTraceparent(header);
-  return t !== undefined && t.sampled ? { traceId: t.traceId, spanId: t.spanId } : undefined;
+  const t = parseSampledTraceparent(header);
+  return t !== undefined ? { traceId: t.traceId, spanId: t.spanId } : undefined;
 }

@@ -89,3 +89,22 @@ export function parseTraceparent(value: string | undefined): TraceParent | undef
     sampled: (f2 & 1) === 1,
   };
 }
+
+/**
+ * The trace of a `traceparent` that is well-formed and sampled; undefined otherwise. The same
+ * answer as `parseTraceparent` filtered on `sampled`, but most traced requests are not sampled
+ * (one in a hundred is common), so the flags are read first, where every well-formed header has
+ * them (after the third dash, OWS trimmed), and an unsampled one costs no parse. Reading flags from
+ * a malformed header can only give "no trace" early, which is the malformed header's answer too.
+ */
+export function parseSampledTraceparent(value: string | undefined): TraceParent | undefined {
+  if (typeof value !== 'string') return undefined;
+  let start = 0;
+  while (start < value.length && isOws(value.charCodeAt(start))) start++;
+  if (value.length - start >= LENGTH_00 && value.charCodeAt(start + 52) === 45) {
+    const f2 = hexValue(value.charCodeAt(start + 54));
+    if (f2 >= 0 && (f2 & 1) === 0) return undefined;
+  }
+  const t = parseTraceparent(value);
+  return t !== undefined && t.sampled ? t : undefined;
+}

@@ -3,7 +3,7 @@
  * parse back to their parts, generated single mutations are refused, and nothing throws.
  */
 import fc from 'fast-check';
-import { parseTraceparent } from '../../src/proxy/traceparent';
+import { parseSampledTraceparent, parseTraceparent } from '../../src/proxy/traceparent';
 
 const HEX = '0123456789abcdef';
 const hex = (n: number) => fc.string({ unit: fc.constantFrom(...HEX.split('')), minLength: n, maxLength: n });
@@ -157,5 +157,38 @@ describe('parseTraceparent', () => {
       fc.property(fc.string({ unit: fc.constantFrom(...'0123456789abcdefF- \t,'.split('')), minLength: 50, maxLength: 70 }), accepted),
       { numRuns: 3000 },
     );
+  });
+});
+
+describe('parseSampledTraceparent (flags read first)', () => {
+  const same = (s: string) => {
+    const full = parseTraceparent(s);
+    expect(parseSampledTraceparent(s)).toEqual(full !== undefined && full.sampled ? full : undefined);
+  };
+
+  it('answers as parseTraceparent filtered on sampled, on valid headers with OWS and every flag value', () => {
+    fc.assert(
+      fc.property(parts, fc.constantFrom('', ' ', '\t '), fc.constantFrom('', ' '), (p, lead, trail) => same(`${lead}${render(p)}${trail}`)),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('answers as parseTraceparent on near-valid and arbitrary strings (a malformed header is never a trace)', () => {
+    fc.assert(fc.property(fc.string(), same), { numRuns: 1000 });
+    fc.assert(fc.property(fc.string({ unit: fc.constantFrom(...'0123456789abcdefF- \t,'.split('')), minLength: 50, maxLength: 70 }), same), { numRuns: 3000 });
+    // A valid sampled header with one character replaced: the early flags read must not accept it.
+    fc.assert(
+      fc.property(
+        parts.map((p) => render({ ...p, flags: '01' })),
+        fc.nat(),
+        fc.constantFrom(...'0123456789abcdefF- \t,x'.split('')),
+        (h, at, c) => same(h.slice(0, at % h.length) + c + h.slice((at % h.length) + 1)),
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('returns nothing for undefined', () => {
+    expect(parseSampledTraceparent(undefined)).toBeUndefined();
   });
 });
