@@ -393,6 +393,68 @@ describe('as a chart dependency (deploy/chart-dependency)', () => {
       expect(env(sidecar).UPSTREAM_HEALTH_PATH).toBe('/healthz');
     },
   );
+
+  it('should give a parent chart, through metrics-sidecar.monitor, the ServiceMonitor and PodMonitor the chart renders for its own workloads', () => {
+    // servicemonitor.yaml and podmonitor.yaml write their objects out; the public define builds the
+    // same from the same parts (_monitor.tpl). A parent template asks the define for both workloads.
+    const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'parent-monitor-'));
+    try {
+      fs.cpSync(dir, copy, { recursive: true });
+      const template = [
+        '{{- $ms := index .Subcharts "metrics-sidecar" }}',
+        '{{- $kind := ternary "PodMonitor" "ServiceMonitor" $ms.Values.podMonitor.enabled }}',
+        '{{- range $role := list "web" "worker" }}',
+        '---',
+        '{{ include "metrics-sidecar.monitor" (dict "ctx" $ms "kind" $kind "name" (printf "via-define-%s" $role) "role" $role "selector" (include "metrics-sidecar.componentSelectorLabels" (dict "ctx" $ms "component" $role) | fromYaml) "labels" (include "metrics-sidecar.componentLabels" (dict "ctx" $ms "component" $role) | fromYaml)) }}',
+        '{{- end }}',
+        '',
+      ].join('\n');
+      fs.writeFileSync(path.join(copy, 'templates', 'via-define.yaml'), template);
+      // Every scrape setting set, so that each field of both renderings is compared.
+      const scrape = {
+        labels: { release: 'kps', team: 'shop' },
+        annotations: { 'example.com/owner': 'platform' },
+        interval: '15s',
+        scrapeTimeout: '10s',
+        scheme: 'https',
+        tlsConfig: { insecureSkipVerify: true },
+        jobLabel: 'app.kubernetes.io/name',
+        targetLabels: ['team'],
+        relabelings: [{ sourceLabels: ['__meta_kubernetes_pod_node_name'], targetLabel: 'node' }],
+        metricRelabelings: [{ regex: 'tmp_.*', action: 'labeldrop' }],
+        sampleLimit: 5000,
+        scrapeClass: 'default',
+        scrapeProtocols: ['PrometheusProto', 'OpenMetricsText1.0.0'],
+        scrapeNativeHistograms: true,
+        scrapeClassicHistograms: false,
+        nativeHistogramBucketLimit: 160,
+      };
+      for (const kind of ['ServiceMonitor', 'PodMonitor']) {
+        const values = {
+          'metrics-sidecar': {
+            web: { enabled: true },
+            worker: { enabled: true },
+            serviceMonitor: { ...scrape, enabled: kind === 'ServiceMonitor' },
+            podMonitor: { enabled: kind === 'PodMonitor' },
+          },
+        };
+        const file = path.join(copy, `values-${kind}.yaml`);
+        fs.writeFileSync(file, YAML.stringify(values));
+        const r = helm(['template', 'shop', copy, '--namespace', 'apps', '-f', file]);
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+        const docs = parseManifests(r.stdout);
+        for (const role of ['web', 'worker']) {
+          const own = get(docs, kind, `shop-metrics-sidecar-${role}`);
+          const viaDefine = get(docs, kind, `via-define-${role}`);
+          expect({ ...viaDefine, metadata: { ...viaDefine.metadata, name: own.metadata.name } }).toEqual(own);
+          expect(own.spec.namespaceSelector).toEqual({ matchNames: ['apps'] });
+        }
+      }
+    } finally {
+      fs.rmSync(copy, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('with kustomize (deploy/kustomize)', () => {
