@@ -27,9 +27,10 @@ const LINKS: Record<string, string> = {
 
 /** The configuration table as docs/configuration.md shows it: markdownTable() with its links pointed at the pages. */
 export function configurationTable(): string {
-  return markdownTable().replace(/\]\((#[^)]+)\)/g, (whole, anchor: string) => {
+  return markdownTable().replace(/\]\((#[^)]+)\)/g, (_whole, anchor: string) => {
     const target = LINKS[anchor];
-    if (target === undefined) throw new Error(`a variable's doc links to ${anchor}, which docs/configuration.md cannot resolve: add it to LINKS in src/config/docs.ts`);
+    if (target === undefined)
+      throw new Error(`a variable's doc links to ${anchor}, which docs/configuration.md cannot resolve: add it to LINKS in src/config/docs.ts`);
     return `](${target})`;
   });
 }

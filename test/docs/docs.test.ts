@@ -178,11 +178,32 @@ describe('README.md and docs/*.md', () => {
     const firstParagraph = paragraphs(section.body.trim())[0];
     expect(normal(firstParagraph).length).toBeGreaterThanOrEqual(200);
     const readme = read(README);
-    expect(copies(new Map([['README.md', readme], ['docs/limits.md', limits]]))).toEqual([]);
+    expect(
+      copies(
+        new Map([
+          ['README.md', readme],
+          ['docs/limits.md', limits],
+        ]),
+      ),
+    ).toEqual([]);
     const withSection = `${readme}\n## Limits\n${section.body}`;
-    expect(copies(new Map([['README.md', withSection], ['docs/limits.md', limits]]))).toContain('README.md: the body of "## Limits" is also in docs/limits.md');
+    expect(
+      copies(
+        new Map([
+          ['README.md', withSection],
+          ['docs/limits.md', limits],
+        ]),
+      ),
+    ).toContain('README.md: the body of "## Limits" is also in docs/limits.md');
     const rewrapped = `${readme}\n${firstParagraph.replace(/\n/g, ' ').replace(/, /g, ',\n')}\n`;
-    expect(copies(new Map([['README.md', rewrapped], ['docs/limits.md', limits]])).some((c) => c.startsWith('docs/limits.md: "Memory is a budget'))).toBe(true);
+    expect(
+      copies(
+        new Map([
+          ['README.md', rewrapped],
+          ['docs/limits.md', limits],
+        ]),
+      ).some((c) => c.startsWith('docs/limits.md: "Memory is a budget')),
+    ).toBe(true);
   });
 
   it('should cite no issue numbers (readers have no tracker)', () => {

@@ -166,7 +166,10 @@ function startGroup(name, command, args, env, logFile) {
 function checkReadme(docText) {
   const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
   assert.match(readme, /\]\(docs\/try-it-with-prometheus\.md(#[^)]*)?\)/, 'README.md should link to docs/try-it-with-prometheus.md');
-  assert.ok(!/^#+ Try it with Prometheus\s*$/m.test(readme), 'README.md should link to docs/try-it-with-prometheus.md, not hold a "Try it with Prometheus" section');
+  assert.ok(
+    !/^#+ Try it with Prometheus\s*$/m.test(readme),
+    'README.md should link to docs/try-it-with-prometheus.md, not hold a "Try it with Prometheus" section',
+  );
   for (const m of docText.matchAll(/^```sh\n([\s\S]*?)^```$/gm)) {
     assert.ok(!readme.includes(m[1].trim()), `README.md holds a copy of a shell block of docs/try-it-with-prometheus.md:\n${m[1]}`);
   }
