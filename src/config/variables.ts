@@ -1,10 +1,10 @@
 /**
  * The sidecar's environment variables, declared once: name, parser, default and meaning. This
  * table feeds the config reader (src/config/index.ts reads every value through `read`), `--help`,
- * `--check-config`'s effective settings, the README's configuration table and
+ * `--check-config`'s effective settings, the configuration table of docs/configuration.md and
  * docs/variables.json (the names the chart reserves), and the "did you mean" warning for unknown
  * variables. Adding a variable is one entry here; a test fails when a name is read that is not in
- * the table, and when the README table or docs/variables.json is stale (`npm run docs:config`).
+ * the table, and when that table or docs/variables.json is stale (`npm run docs:config`).
  */
 import { type Cidr, type EnvReader } from './parse';
 
@@ -431,7 +431,7 @@ export function helpText(version: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The README's configuration table (between its markers). */
+/** The configuration table of docs/configuration.md (between its markers; src/config/docs.ts writes it). */
 export function markdownTable(): string {
   const rows = ['| variable | default | meaning |', '|---|---|---|'];
   for (const name of VARIABLE_NAMES) {

@@ -36,9 +36,9 @@ describe('BasicCredentials', () => {
 });
 
 describe('parseApiKeys', () => {
-  it('should parse the README example', () => {
-    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
-    const block = /```\n(# name +key[^`]*)```/.exec(readme);
+  it('should parse the example of docs/access-control.md', () => {
+    const page = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'access-control.md'), 'utf8');
+    const block = /```\n(# name +key[^`]*)```/.exec(page);
     expect(block).not.toBeNull();
     const keys = parseApiKeys(block![1]);
     expect(keys.map((k) => [k.name, [...k.scopes]])).toEqual([

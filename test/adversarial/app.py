@@ -23,7 +23,7 @@ LOG = os.environ["ADV_LOG"]
 app = Flask(__name__)
 
 # `/proxyfix/<n>` is served through werkzeug's ProxyFix with x_for=n (1: the sidecar alone in front,
-# 2: an ingress and the sidecar) and x_proto, x_host, x_prefix = 1, as the README tells apps to
+# 2: an ingress and the sidecar) and x_proto, x_host, x_prefix = 1, as docs/endpoints.md tells apps to
 # configure it; every other path sees the WSGI environ gunicorn made, untouched.
 _plain_wsgi = app.wsgi_app
 _proxy_fixed = {n: ProxyFix(_plain_wsgi, x_for=n, x_proto=1, x_host=1, x_prefix=1) for n in (1, 2)}

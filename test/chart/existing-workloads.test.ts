@@ -3,7 +3,7 @@
  * with `helm template --kube-version`; the three ways to add the sidecar to what already exists —
  * a parent chart using the named templates (`helm dependency build` from the local path), the
  * kustomize component (the real `kubectl kustomize` over a plain nginx-style Deployment), the
- * README's YAML (what the chart renders) — each validated against the Kubernetes models; the app
+ * YAML of docs/existing-workloads.md (what the chart renders) — each validated against the Kubernetes models; the app
  * health wiring; and the chart conventions (generated README, no internal comments, no chart
  * version in pod labels, lint without notes).
  */
@@ -553,14 +553,14 @@ describe('with kustomize (deploy/kustomize)', () => {
   });
 });
 
-describe('by hand: the README’s "Add to an existing Deployment" YAML', () => {
-  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+describe('by hand: the YAML of docs/existing-workloads.md', () => {
+  const page = fs.readFileSync(path.join(ROOT, 'docs', 'existing-workloads.md'), 'utf8');
   const snippet = (name: string): { initContainers?: Container[]; containers?: Container[]; ports?: unknown[] } => {
-    const m = new RegExp(`<!-- chart-snippet: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\\n\`\`\``).exec(readme);
-    if (!m) throw new Error(`README has no chart-snippet ${name}`);
+    const m = new RegExp(`<!-- chart-snippet: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\\n\`\`\``).exec(page);
+    if (!m) throw new Error(`docs/existing-workloads.md has no chart-snippet ${name}`);
     return YAML.parse(m[1]);
   };
-  // What the README says renders them.
+  // What the page says renders them.
   const r = helm(['template', 'my-app', CHART, '--set', 'web.healthCheck.path=/healthz']);
   const docs = r.status === 0 ? parseManifests(r.stdout) : [];
   const web = () => get(docs, 'Deployment', 'my-app-metrics-sidecar-web');

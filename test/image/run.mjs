@@ -36,7 +36,7 @@ const HELM_RELEASE = 'demo';
 const PKG = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 /**
  * Size budget of what the Dockerfile adds to its base (package.json, production node_modules,
- * dist), and of the whole image. See the README's "Container image" for the figures and why.
+ * dist), and of the whole image. See docs/container-image.md for the figures and why.
  */
 const MiB = 1024 * 1024;
 const APP_LAYERS_BUDGET = 88 * MiB;

@@ -3,7 +3,7 @@
  * (the sidecars' ServiceAccount bound to system:auth-delegator, the metrics-reader ClusterRole
  * bound to the scraper ServiceAccount and to metrics.kubernetesAuth.readerSubjects) is applied for
  * real, then the API server's own authorizer is asked (SubjectAccessReview, and `kubectl auth
- * can-i` as the admin impersonating) whether they grant exactly what the README says: the
+ * can-i` as the admin impersonating) whether they grant exactly what docs/chart.md says: the
  * sidecars may create TokenReviews and SubjectAccessReviews, the readers may `get` metrics.path,
  * and nothing more (not post, not another path, not the status page, no resources).
  * Then the built sidecar runs as the chart's ServiceAccount and is scraped with the scraper's token.
@@ -81,7 +81,7 @@ describe("the chart's RBAC objects (ci/kubernetes-auth-values.yaml) on the real 
     fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  it('should render the RBAC objects the README names, and no Role or RoleBinding', () => {
+  it('should render the RBAC objects docs/chart.md names, and no Role or RoleBinding', () => {
     expect(docs.map((d) => `${d.kind} ${d.metadata.name}`).sort()).toEqual(
       [
         `ServiceAccount ${SIDECAR_SA}`,

@@ -1,7 +1,7 @@
 /**
  * Objects the API server must accept: what the chart renders for every ci/ scenario, what the
- * kustomize example renders, and the README's objects (its RBAC block for Kubernetes auth, and the
- * "Add to an existing Deployment" snippets put into a Service and a Deployment, as
+ * kustomize example renders, and the documented objects (docs/access-control.md's RBAC block for
+ * Kubernetes auth, and docs/existing-workloads.md's "By hand" snippets put into a Service and a Deployment, as
  * test/chart/existing-workloads.test.ts builds them), each applied to kube-apiserver v1.20.2 with
  * `kubectl apply --server-side --dry-run=server` (server-side, as Helm 4 applies; nothing is stored).
  *
@@ -132,9 +132,9 @@ describe('objects the real API server (v1.20.2) must accept, by server-side dry 
     await expectAccepted(docs);
   });
 
-  it('should accept the README’s RBAC objects for Kubernetes auth', async () => {
-    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('### Kubernetes ServiceAccount tokens (RBAC)'));
+  it('should accept the RBAC objects of docs/access-control.md for Kubernetes auth', async () => {
+    const page = fs.readFileSync(path.join(ROOT, 'docs', 'access-control.md'), 'utf8');
+    const section = page.slice(page.indexOf('## Kubernetes ServiceAccount tokens (RBAC)'));
     const block = /```yaml\n([\s\S]*?)```/.exec(section);
     expect(block).not.toBeNull();
     const docs = parseManifests(block![1]);
@@ -142,11 +142,11 @@ describe('objects the real API server (v1.20.2) must accept, by server-side dry 
     await expectAccepted(docs);
   });
 
-  it('should accept the README’s "Add to an existing Deployment" snippets in a Service and a Deployment', async () => {
-    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  it('should accept the "By hand" snippets of docs/existing-workloads.md in a Service and a Deployment', async () => {
+    const page = fs.readFileSync(path.join(ROOT, 'docs', 'existing-workloads.md'), 'utf8');
     const snippet = (name: string) => {
-      const m = new RegExp(`<!-- chart-snippet: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\\n\`\`\``).exec(readme);
-      if (!m) throw new Error(`README has no chart-snippet ${name}`);
+      const m = new RegExp(`<!-- chart-snippet: ${name} -->\\n\`\`\`yaml\\n([\\s\\S]*?)\\n\`\`\``).exec(page);
+      if (!m) throw new Error(`docs/existing-workloads.md has no chart-snippet ${name}`);
       return YAML.parse(m[1]) as Record<string, unknown> & { containers?: Record<string, unknown>[] };
     };
     const service = {

@@ -1,7 +1,7 @@
 /**
  * The metric contract in code (src/metrics/contract.ts) is the one list of what the sidecar
  * exports: every family a fully configured sidecar exposes is declared there, with its type, and
- * the README's metric table names exactly the declared families (prom-client's runtime families
+ * docs/metrics.md's metric table names exactly the declared families (prom-client's runtime families
  * are one row there).
  */
 import fs from 'node:fs';
@@ -15,7 +15,7 @@ import { freePort, request, sendDatagram } from '../helpers/net';
 import { parseExposition } from '../helpers/exposition';
 
 const declared = new Map([...SIDECAR_FAMILIES, ...redFamilies('flask_http_request'), ...MAINTAINED_FAMILIES].map((f) => [f.name, f.type]));
-/** prom-client's families (collectDefaultMetrics): one README row covers them. */
+/** prom-client's families (collectDefaultMetrics): one row of docs/metrics.md covers them. */
 const runtime = SIDECAR_FAMILIES.filter((f) => f.source === 'sidecar (prom-client)').map((f) => f.name);
 
 describe('the metric contract', () => {
@@ -50,9 +50,9 @@ describe('the metric contract', () => {
     }
   });
 
-  it("should be what the README's metric table lists", () => {
-    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('## Metric contract'), readme.indexOf('\n## ', readme.indexOf('## Metric contract') + 5));
+  it("should be what docs/metrics.md's metric table lists", () => {
+    const page = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'metrics.md'), 'utf8');
+    const section = page.slice(page.indexOf('# Metric contract'), page.indexOf('\n## ', page.indexOf('# Metric contract') + 5));
     const rows = [...section.matchAll(/^\| `([a-z_:*]+)`/gm)].map((m) => m[1]);
     const listed = rows.filter((r) => !r.includes('*'));
     expect(rows.some((r) => r.startsWith('metrics_sidecar_process_*'))).toBe(true); // the runtime row

@@ -6,7 +6,7 @@
  *
  * What the app concludes is checked in a real Flask app under gunicorn that reads the headers
  * through werkzeug's ProxyFix (test/adversarial/app.py, `/proxyfix/<x_for>`), configured as the
- * README says: x_for=1 behind the sidecar alone, x_for=2 behind an ingress and the sidecar.
+ * docs/endpoints.md says: x_for=1 behind the sidecar alone, x_for=2 behind an ingress and the sidecar.
  * A generated test then sends random mixes and spellings of the headers to a raw upstream that
  * records every header it received.
  */

@@ -1,6 +1,6 @@
 /**
  * An independent model of what the main port does with a request target, written from the rules
- * in the README ("Request targets"), not from src/proxy/target.ts: byte units instead of string
+ * in docs/limits.md ("Request targets"), not from src/proxy/target.ts: byte units instead of string
  * rewriting, TextDecoder instead of Buffer checks, its own reservation normaliser.
  *
  * Outcomes:

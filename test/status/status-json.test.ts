@@ -1,6 +1,6 @@
 /**
  * status.json: its shape is pinned (every field, its type, nothing more: a new field is a
- * deliberate change of this test and of the README), its values follow what the sidecar saw, and
+ * deliberate change of this test and of docs/status-page.md), its values follow what the sidecar saw, and
  * no secret from the configuration ever appears in it or in the page (property-based).
  */
 import fs from 'node:fs';
@@ -21,7 +21,7 @@ type Shape =
 const WINDOW: Shape = { requests: 'number', rps: 'number', error_ratio: 'number|null', p50: 'number|null', p90: 'number|null', p99: 'number|null' };
 const OUTCOMES: Shape = { accepted: 'number', malformed: 'number', dropped: 'number', type_conflict: 'number' };
 
-/** Schema 1 of status.json, field by field (README: "status.json"). */
+/** Schema 1 of status.json, field by field (docs/status-page.md: "status.json"). */
 const SCHEMA: Shape = {
   schema: 'number',
   generated_at: 'string',
