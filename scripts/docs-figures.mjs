@@ -127,7 +127,8 @@ const RENDER_VARIANTS = {
 };
 
 function renderCommand(r) {
-  return `\`npm run bench:render\` (medians of ${r.settings?.renders} renders after ${r.settings?.warmup} warm-up)`;
+  const env = r.settings?.baseline ? `BENCH_BASELINE=${r.settings.baseline} ` : '';
+  return `\`${env}npm run bench:render\` (medians of ${r.settings?.renders} renders after ${r.settings?.warmup} warm-up)`;
 }
 
 function renderHeadline(r) {
@@ -175,11 +176,41 @@ function renderProtobuf(r) {
   return rows;
 }
 
+function renderNative(r) {
+  const o = r.observe;
+  if (!o) return ['This run did not measure the cost of an observation (`bench/lib/observe-cost.mjs` came later).'];
+  const ns = (x) => `${num(x.median, 1)} ns (${num(x.min, 1)}–${num(x.max, 1)})`;
+  const n = o.ns_per_observation;
+  const lines = [
+    `| one observation on a histogram of ${int(o.series)} series (${o.native_buckets_per_series} native buckets each) | ns, median of ${o.rounds} rounds (range) |`,
+    '|---|---|',
+    `| classic buckets only | ${ns(n.classic)} |`,
+    `| classic and native buckets (factor 1.1, ≤ 160 buckets) | ${ns(n.native)} |`,
+    `| **cost of a native observation** (native − classic, same round) | **${ns(o.native_cost_ns)}** |`,
+    `| a request's RED recording (duration and counter), \`EXEMPLARS=false\` | ${ns(n['red-exemplars-off'])} |`,
+    `| the same with \`EXEMPLARS=true\`, a \`traceparent\` on every request, one in eight sampled | ${ns(n['red-exemplars-on'])} |`,
+    `| **cost of exemplars per request** (on − off, same round) | **${ns(o.exemplars_cost_ns_per_request)}** |`,
+  ];
+  const base = r.settings?.baseline;
+  if (base) {
+    const f = r.ratios.flat;
+    const h = r.ratios.histogram;
+    lines.push(
+      '',
+      `Heap per classic-only series against the store of \`${base}\` (before native histograms and exemplars), same run: ` +
+        `flat ${r.results.flat.ours.heap.bytes_per_stored_series} B vs ${r.results.flat.ours_baseline.heap.bytes_per_stored_series} B (${times(f.heap_ours_over_baseline, 3)}), ` +
+        `histograms ${r.results.histogram.ours.heap.bytes_per_stored_series} B vs ${r.results.histogram.ours_baseline.heap.bytes_per_stored_series} B per histogram (${times(h.heap_ours_over_baseline, 3)}); ` +
+        `target ≤ ${r.targets.heap_over_baseline_max}×: ${r.verdicts.flat.heap_ours_over_baseline}, ${r.verdicts.histogram.heap_ours_over_baseline}.`,
+    );
+  }
+  return lines;
+}
+
 /** Figure id (after the file part) → [command line, lines]. */
 export const FIGURES = {
   proxy: { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
   'proxy-mix': { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
-  render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf } },
+  render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf, native: renderNative } },
 };
 
 // ------------------------------------------------------------------------------------------------
