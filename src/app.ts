@@ -13,20 +13,20 @@ import { Forwarder } from './proxy/forwarder';
 import { createEndpointsApp } from './server/endpoints-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
-import { ListenError, listening } from './server/listen';
+import { ListenError, listening } from './runtime/listen';
 import { AccessGate } from './access/gate';
 import { Mapper } from './ingest/statsd/mapper';
 import { StatsdRecorder } from './ingest/statsd/recorder';
 import { StatsdServer } from './ingest/statsd/server';
 import type { Merger } from './ingest/merge/merger';
-import { startupFields } from './log/startup';
+import { startupFields } from './server/startup-fields';
 import { rateLimited, type RateLimitedLogger } from './log/rate-limit';
 import { accessLog } from './log/access';
 import { Contract } from './metrics/contract';
-import { AppHealth } from './server/app-health';
+import { AppHealth } from './proxy/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
-import { HelperThreadPriority } from './server/thread-priority';
+import { HelperThreadPriority } from './runtime/thread-priority';
 import { HandedOverSockets } from './proxy/upgrade';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */

@@ -4,9 +4,8 @@
  * `process_*` families of an application merged in later.
  */
 import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
-import { Counter, escapeHelp, escapeLabelValue, formatLe, formatNumber, Gauge, Registry } from './registry';
+import { Counter, escapeHelp, escapeLabelValue, formatLe, formatNumber, Gauge, Registry, type RegistryLimits } from './registry';
 import { SIDECAR_PREFIX, stripTotal } from './contract';
-import type { Config } from '../config';
 import { VERSION } from '../version';
 
 export interface SidecarMetrics {
@@ -16,7 +15,14 @@ export interface SidecarMetrics {
   inflight: Gauge;
 }
 
-export function createSidecarMetrics(config: Config): SidecarMetrics {
+/** What the sidecar's families are made from: the parts of the Config they read (the store sits below the config). */
+export interface SidecarIdentity {
+  appName: string;
+  role: string;
+  limits: RegistryLimits;
+}
+
+export function createSidecarMetrics(config: SidecarIdentity): SidecarMetrics {
   const registry = new Registry({
     maxSeriesTotal: config.limits.maxSeriesTotal,
     maxLabelBytesTotal: config.limits.maxLabelBytesTotal,

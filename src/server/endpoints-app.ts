@@ -4,12 +4,12 @@
  * - on the main port, for the reserved `/debug/` tree only: `METRICS_PATH` (when
  *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`, `/debug/app-health`;
  *   everything else there is 404.
- * Routing is on the normalised canonical path (see proxy/target and proxy/reserved), so every
+ * Routing is on the normalised canonical path (see proxy/target and formats/request-path), so every
  * spelling that was reserved is answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
  */
 import Koa from 'koa';
 import Router from '@koa/router';
-import { normalizePath } from '../proxy/reserved';
+import { normalizePath } from '../formats/request-path';
 import { targetOf } from '../proxy/target';
 import { exposition } from '../exposition/handler';
 import type { Config } from '../config';
@@ -17,19 +17,11 @@ import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate, Listener } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
 import type { Logger } from '../log/logger';
-import type { AppHealth } from './app-health';
+import type { AppHealth } from '../proxy/app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
 import { statusHostCheck } from '../status/host-check';
-
-export interface AppState {
-  /** False once draining has begun: readiness answers 503. */
-  ready(): boolean;
-  /** Marks responses `Connection: close` while draining. */
-  draining(): boolean;
-  /** Every response passes here: the lifecycle counts in-flight requests. */
-  track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
-}
+import type { AppState } from './lifecycle';
 
 export function createEndpointsApp(
   listener: Listener,

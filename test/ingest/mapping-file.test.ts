@@ -2,9 +2,9 @@
  * STATSD_MAPPING_FILE speaks prometheus/statsd_exporter's mapping format: its README's examples
  * load unchanged and map the way that README says they do.
  */
-import { Mapper, parseMappingFile, type Mapping } from '../../src/ingest/statsd/mapper';
+import { Mapper, type Mapping } from '../../src/ingest/statsd/mapper';
 import type { StoredType } from '../../src/metrics/contract';
-import { duration } from '../../src/ingest/statsd/mapping-file';
+import { duration, parseMappingFile } from '../../src/config/statsd-mapping';
 import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { Histogram, Registry } from '../../src/metrics/registry';
 

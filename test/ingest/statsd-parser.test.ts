@@ -1,5 +1,6 @@
 import { parseLine, parseTags, sanitizeLabelName, sanitizeMetricName, StatsdParseError } from '../../src/ingest/statsd/parser';
-import { Mapper, parseMappingFile } from '../../src/ingest/statsd/mapper';
+import { Mapper } from '../../src/ingest/statsd/mapper';
+import { parseMappingFile } from '../../src/config/statsd-mapping';
 import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { Registry } from '../../src/metrics/registry';
 

@@ -4,7 +4,8 @@
  * and the route cache are bounded, and the warn log's `route` is the template.
  */
 import crypto from 'node:crypto';
-import { isIdLike, RouteTemplater } from '../../src/proxy/routes';
+import { RouteTemplater } from '../../src/proxy/routes';
+import { isIdLike } from '../../src/formats/path-segment';
 import { RedRecorder, Route, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
 import { Registry } from '../../src/metrics/registry';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';

@@ -1,15 +1,11 @@
 /**
  * From a StatsD name to a Prometheus family: the operator's mapping rules first
- * (STATSD_MAPPING_FILE, statsd_exporter's format: see ./mapping-file.ts), then the built-in rules
- * for the maintained application families, then a sanitised version of the name itself.
+ * (STATSD_MAPPING_FILE, statsd_exporter's format: see config/statsd-mapping.ts), then the
+ * built-in rules for the maintained application families, then a sanitised version of the name
+ * itself.
  */
-import fs from 'node:fs';
 import { sanitizeLabelName, sanitizeMetricName } from './parser';
-import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
-
-export type { MappingFile } from './mapping-file';
-import type { NativeRuleOptions } from './mapping-file';
-export { parseMappingFile } from './mapping-file';
+import { findRule, type MappingFile, type NativeRuleOptions } from '../../config/statsd-mapping';
 import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
 
 export interface Mapping {
@@ -37,10 +33,6 @@ const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntri
     [f.name, stripTotal(f.name), f.name.replace(/_seconds$/, '')].map((alias) => [alias, { name: f.name, db: f.db === true }]),
   ),
 );
-
-export function loadMappingFile(path: string): MappingFile {
-  return parseMappingFile(fs.readFileSync(path, 'utf8'));
-}
 
 export class Mapper {
   constructor(

@@ -17,7 +17,7 @@ import { Contract, maintainedHelp, OVERFLOW_LABEL, stripTotal, type StoredType }
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
 import { labelKey, type Mapper } from './mapper';
 import type { NativeHistogramOptions } from '../../metrics/native-histogram';
-import type { NativeRuleOptions } from './mapping-file';
+import type { NativeRuleOptions } from '../../config/statsd-mapping';
 
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];
