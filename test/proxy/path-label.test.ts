@@ -8,6 +8,7 @@ import { RouteTemplater } from '../../src/proxy/routes';
 import { isIdLike } from '../../src/formats/path-segment';
 import { RedRecorder, Route, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
 import { Registry } from '../../src/metrics/registry';
+import { familyPieces } from '../helpers/text-oracle';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { freePort, request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
@@ -194,9 +195,7 @@ describe('RedRecorder path admission', () => {
   });
 
   function renderOf(red: RedRecorder): string {
-    const out: string[] = [];
-    red.templatesRefused.render(out, false);
-    return out.join('');
+    return [...familyPieces(red.templatesRefused, false)].join('');
   }
 });
 

@@ -6,7 +6,8 @@
  */
 import { sanitizeLabelName, sanitizeMetricName } from './parser';
 import { findRule, type MappingFile, type NativeRuleOptions } from '../../config/statsd-mapping';
-import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
+import { MAINTAINED_FAMILIES, type StoredType } from '../../metrics/contract';
+import { stripTotal } from '../../formats/exposition';
 
 export interface Mapping {
   name: string;
