@@ -121,8 +121,9 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number; variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' }[] = [];
   // Upgrades and CONNECTs taken out of the main listener: the stop ends those still open.
   const handedOver = new HandedOverSockets();
+  const endpoints = { config, metrics, state: lifecycle, gate, merger, appHealth, status, logger };
   if (config.listenPort !== 0) {
-    const debugApp = createEndpointsApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const debugApp = createEndpointsApp({ ...endpoints, listener: 'main' });
     const server = createMainServer({
       forwarder,
       debugApp,
@@ -138,7 +139,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }
   if (config.prometheusPort !== 0) {
-    const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const app = createEndpointsApp({ ...endpoints, listener: 'metrics' });
     servers.push({
       name: 'metrics',
       server: http.createServer(app.callback()),

@@ -23,17 +23,26 @@ import { statusHandlers } from '../status/page';
 import { statusHostCheck } from '../status/host-check';
 import type { AppState } from './lifecycle';
 
-export function createEndpointsApp(
-  listener: Listener,
-  config: Config,
-  metrics: SidecarMetrics,
-  state: AppState,
-  gate: AccessGate,
-  merger?: Merger,
-  appHealth?: AppHealth,
-  status?: StatusService,
-  logger?: Logger,
-): Koa {
+export interface EndpointsOptions {
+  /** Which port the app answers on: the main port's `/debug/` tree, or the metrics port. */
+  listener: Listener;
+  config: Config;
+  metrics: SidecarMetrics;
+  /** Readiness, draining and the in-flight count (the Lifecycle). */
+  state: AppState;
+  gate: AccessGate;
+  /** Merge targets, when MERGE_TARGETS is set. */
+  merger?: Merger;
+  /** `/app-health` and readiness, when UPSTREAM_HEALTH_PATH is set. */
+  appHealth?: AppHealth;
+  /** The status page; without it the page's paths are 404. */
+  status?: StatusService;
+  /** Where endpoint failures (500s) are logged. */
+  logger?: Logger;
+}
+
+export function createEndpointsApp(opts: EndpointsOptions): Koa {
+  const { listener, config, metrics, state, gate, merger, appHealth, status, logger } = opts;
   const app = new Koa();
   app.silent = true;
   // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.

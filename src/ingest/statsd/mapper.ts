@@ -51,7 +51,7 @@ export class Mapper {
         if (r.drop) return 'drop';
         const name = sanitizeMetricName(r.name ? hit.expand(r.name) : statsdName);
         return {
-          name: kind === 'counter' && !name.endsWith('_total') ? `${name}_total` : name,
+          name: familyNameOf(name, kind),
           labels: r.labels.map(([k, v]) => [k, hit.expand(v)]),
           buckets: r.buckets ?? f.buckets ?? this.defaultBuckets,
           ttlMs: r.ttlMs || f.ttlMs, // statsd_exporter: a rule's ttl of 0 takes the default's
@@ -66,7 +66,7 @@ export class Mapper {
     const builtIn = Object.hasOwn(BUILT_IN, sanitized) ? BUILT_IN[sanitized] : undefined;
     if (builtIn) return { name: builtIn.name, labels: [], buckets: LATENCY_BUCKETS, ttlMs: f?.ttlMs ?? 0, db: builtIn.db === true };
     return {
-      name: kind === 'counter' && !sanitized.endsWith('_total') ? `${sanitized}_total` : sanitized,
+      name: familyNameOf(sanitized, kind),
       labels: [],
       buckets: f?.buckets ?? this.defaultBuckets,
       ttlMs: f?.ttlMs ?? 0,
@@ -74,6 +74,11 @@ export class Mapper {
       ...(f?.native !== undefined ? { native: f.native } : {}),
     };
   }
+}
+
+/** A counter's family ends in `_total` (OpenMetrics), added when the mapped name lacks it. */
+function familyNameOf(name: string, kind: StoredType): string {
+  return kind === 'counter' && !name.endsWith('_total') ? `${name}_total` : name;
 }
 
 /** Label pairs merged (mapping labels win over tags), sanitised and sorted, rendered. */
