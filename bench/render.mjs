@@ -5,9 +5,9 @@
  * Pushgateway? Run with `npm run bench:render` (builds first).
  *
  * The same series (bench/lib/series.mjs: identical families, label sets, values and order) go to:
- *   ours         dist/metrics/registry.js: Registry.render() (the synchronous string renderer, for
- *                reference) and dist/exposition/render.js (what the sidecar serves: the families
- *                rendered straight into pooled 64 KB buffers, streamed in ~1 ms slices)
+ *   ours         dist/metrics/registry.js (the store) and dist/exposition/render.js (what the
+ *                sidecar serves: the families rendered straight into pooled 64 KB buffers, streamed
+ *                in ~1 ms slices)
  *   prom-client  a prom-client Registry, `await registry.metrics()`
  *   pushgateway  /usr/bin/prometheus-pushgateway (Debian), the text exposition PUT to it, then
  *                GET /metrics; only when installed (skipped otherwise)
@@ -112,7 +112,6 @@ async function worker() {
   const before = mem();
   const tBuild = performance.now();
 
-  let render;
   let renderAsync;
   let renderProto;
   let renderProtobufjs;
@@ -132,7 +131,6 @@ async function worker() {
       else if (type === 'gauge') fam.set(values, v);
       else for (const o of v) fam.observe(values, o);
     });
-    render = () => registry.render(false);
     // What a scrape costs the sidecar, short of the socket: every chunk rendered, then handed back.
     renderAsync = () => {
       const w = new bytes.ExpositionWriter(registry.all(), false, '');
@@ -231,8 +229,8 @@ async function worker() {
       bytes_per_exposed_series: Math.round(heapDelta / counts.exposed),
     },
   };
-  const fns = [renderAsync, render, renderProto, renderProtobufjs];
-  const [asyncRes, sync, proto, pbjs] = await timed(fns.filter(Boolean)).then((res) => fns.map((f) => (f ? res.shift() : undefined)));
+  const fns = [renderAsync, renderProto, renderProtobufjs];
+  const [asyncRes, proto, pbjs] = await timed(fns.filter(Boolean)).then((res) => fns.map((f) => (f ? res.shift() : undefined)));
   result.render_async_ms = asyncRes.ms;
   if (proto) {
     result.render_protobuf_ms = proto.ms;
@@ -243,11 +241,7 @@ async function worker() {
   const text = ours ? new bytes.ExpositionWriter(registry.all(), false, '').all().toString('utf8') : asyncRes.out;
   result.exposition_bytes = Buffer.byteLength(text);
   result.samples = countSamples(text);
-  if (sync) {
-    result.render_sync_ms = sync.ms;
-    if (sync.out !== text) throw new Error('the byte renderer and Registry.render() gave different expositions');
-    if (opts.dump) fs.writeFileSync(opts.dump, sync.out);
-  }
+  if (impl === 'ours' && opts.dump) fs.writeFileSync(opts.dump, text);
 
   // Serve the exposition, rendered on every request as the sidecar does (no gzip): ours streamed
   // chunk by chunk with backpressure, prom-client's string whole.
@@ -450,7 +444,6 @@ async function orchestrate() {
     const g = r.pushgateway;
     const q = {
       render_prom_client_over_ours_async: round(p.render_async_ms.median / o.render_async_ms.median, 2),
-      render_prom_client_over_ours_sync: round(p.render_async_ms.median / o.render_sync_ms.median, 2),
       http_scrape_prom_client_over_ours: round(p.http_scrape.ms.median / o.http_scrape.ms.median, 2),
       http_scrape_pushgateway_over_ours: g ? round(g.http_scrape.ms.median / o.http_scrape.ms.median, 2) : null,
       heap_prom_client_over_ours: round(p.heap.delta_bytes / o.heap.delta_bytes, 2),
@@ -486,16 +479,8 @@ async function orchestrate() {
     const head = ['implementation', perSeries, 'render ms', 'HTTP scrape ms', 'body MB', 'samples'];
     const rows = [
       [
-        'ours render() (sync)',
-        R.fmtInt(r.ours.heap.bytes_per_stored_series),
-        R.fmt(r.ours.render_sync_ms.median, 1),
-        '',
-        R.fmt(r.ours.exposition_bytes / 1e6, 2),
-        R.fmtInt(r.ours.samples),
-      ],
-      [
         'ours byte renderer (served)',
-        '',
+        R.fmtInt(r.ours.heap.bytes_per_stored_series),
         R.fmt(r.ours.render_async_ms.median, 1),
         R.fmt(r.ours.http_scrape.ms.median, 1),
         R.fmt(r.ours.http_scrape.bytes / 1e6, 2),

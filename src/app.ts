@@ -13,20 +13,20 @@ import { Forwarder } from './proxy/forwarder';
 import { createEndpointsApp } from './server/endpoints-app';
 import { createMainServer } from './server/main-listener';
 import { Lifecycle } from './server/lifecycle';
-import { ListenError, listening } from './server/listen';
+import { ListenError, listening } from './runtime/listen';
 import { AccessGate } from './access/gate';
 import { Mapper } from './ingest/statsd/mapper';
 import { StatsdRecorder } from './ingest/statsd/recorder';
 import { StatsdServer } from './ingest/statsd/server';
 import type { Merger } from './ingest/merge/merger';
-import { startupFields } from './log/startup';
+import { startupFields } from './server/startup-fields';
 import { rateLimited, type RateLimitedLogger } from './log/rate-limit';
 import { accessLog } from './log/access';
 import { Contract } from './metrics/contract';
-import { AppHealth } from './server/app-health';
+import { AppHealth } from './proxy/app-health';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
-import { HelperThreadPriority } from './server/thread-priority';
+import { HelperThreadPriority } from './runtime/thread-priority';
 import { HandedOverSockets } from './proxy/upgrade';
 
 /** Node's default is 5 s, below most load balancers' idle timeouts (ALB: 60 s); stay above them. */
@@ -121,8 +121,9 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const servers: { name: 'main' | 'metrics'; server: http.Server; port: number; variable: 'LISTEN_PORT' | 'PROMETHEUS_PORT' }[] = [];
   // Upgrades and CONNECTs taken out of the main listener: the stop ends those still open.
   const handedOver = new HandedOverSockets();
+  const endpoints = { config, metrics, state: lifecycle, gate, merger, appHealth, status, logger };
   if (config.listenPort !== 0) {
-    const debugApp = createEndpointsApp('main', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const debugApp = createEndpointsApp({ ...endpoints, listener: 'main' });
     const server = createMainServer({
       forwarder,
       debugApp,
@@ -138,7 +139,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     servers.push({ name: 'main', server, port: overrides.mainPort ?? config.listenPort, variable: 'LISTEN_PORT' });
   }
   if (config.prometheusPort !== 0) {
-    const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, merger, appHealth, status, logger);
+    const app = createEndpointsApp({ ...endpoints, listener: 'metrics' });
     servers.push({
       name: 'metrics',
       server: http.createServer(app.callback()),

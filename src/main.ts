@@ -13,7 +13,7 @@ import { ConfigError, readConfig, type Loaded } from './config';
 import { effectiveSettings, helpText } from './config/variables';
 import { createLogger, flushLogs, stripUrlCredentials } from './log/logger';
 import { createSidecar } from './app';
-import { ListenError } from './server/listen';
+import { ListenError } from './runtime/listen';
 import { KubernetesSetupError } from './access/kubernetes';
 import { VERSION } from './version';
 

@@ -15,9 +15,11 @@ import type { Config } from '../config';
 import type { Logger } from '../log/logger';
 import { Counter, Histogram, type Registry } from '../metrics/registry';
 import { clientAddressOf, inAny } from './client-address';
-import { BasicCredentials, findApiKey, parseApiKeys, presentedCredentials, type ApiKey } from './credentials';
+import { BasicCredentials, findApiKey, presentedCredentials } from './credentials';
 import { KubernetesAuthorizer } from './kubernetes';
-import { parsePassword, SecretFile } from './secret-file';
+import { SecretFile } from './secret-file';
+import { parseApiKeys, type ApiKey } from '../formats/api-keys';
+import { parsePassword } from '../formats/password-file';
 
 export type Listener = 'main' | 'metrics';
 export type Reason = 'cidr' | 'missing' | 'malformed' | 'bad_credentials' | 'scope' | 'k8s_unauthenticated' | 'k8s_denied' | 'k8s_unavailable';

@@ -35,7 +35,7 @@ import fs from 'node:fs';
 import type https from 'node:https';
 import type { KubernetesAuthConfig } from '../config';
 import type { Logger } from '../log/logger';
-import { sha256 } from './credentials';
+import { sha256 } from '../formats/api-keys';
 
 export type KubeDecision = 'allow' | 'deny' | 'unauthenticated' | 'unavailable';
 export type CacheOutcome = 'hit' | 'miss' | 'stale';

@@ -57,10 +57,3 @@ export class SecretFile<T> {
     clearInterval(this.timer);
   }
 }
-
-/** A password file: its content without the trailing newline editors and `kubectl create secret` leave. */
-export function parsePassword(text: string): string {
-  const v = text.replace(/\r?\n$/, '');
-  if (v === '') throw new Error('the file is empty');
-  return v;
-}

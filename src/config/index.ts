@@ -11,11 +11,11 @@ import net from 'node:net';
 import type * as YamlModule from 'yaml';
 import { EnvReader, shownUrl, type Cidr, type Env, type Problem } from './parse';
 import { VARIABLE_NAMES, readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
-import { normalizePath } from '../proxy/reserved';
-import { parseApiKeys } from '../access/credentials';
-import { parsePassword } from '../access/secret-file';
-import { parseMappingFile, type MappingFile } from '../ingest/statsd/mapping-file';
-import { MAX_TCP_LINE_BYTES } from '../ingest/statsd/server';
+import { normalizePath } from '../formats/request-path';
+import { parseApiKeys } from '../formats/api-keys';
+import { parsePassword } from '../formats/password-file';
+import { parseMappingFile, type MappingFile } from './statsd-mapping';
+import { MAX_TCP_LINE_BYTES } from '../formats/statsd-line';
 
 export type { Cidr, Problem } from './parse';
 
@@ -61,7 +61,7 @@ export interface Config {
   upstreamAllowedMethods: readonly string[];
   serveOnMainPort: boolean;
   prometheusPort: number;
-  /** Normalised (see proxy/reserved), so both listeners compare normalised request paths to it. */
+  /** Normalised (see formats/request-path), so both listeners compare normalised request paths to it. */
   metricsPath: string;
   enableDbMetrics: boolean;
   http: {

@@ -1,39 +1,30 @@
 /**
  * The exposition rendered straight into byte buffers, for scrapes that cost the proxy nothing.
  *
- * The registry's own renderer (`Registry.render`, `Family.pieces`) builds one template string per
- * series and joins them: on 100k series that is ~200k short-lived strings and several MB of
- * flattened text per scrape, and the garbage it leaves is what stalled forwarded requests (a
- * back-to-back scrape put the proxy's p99 at ~60 ms). This writer produces the same bytes without
- * a string per series: names and `le` pieces are encoded once per family and copied, label text
- * (stored once per series) is copied into the buffer with `Buffer#write`, integers are written
- * digit by digit, and histogram lines after the first copy their label bytes from the first.
+ * The plain way to render (one template string per series, joined; the tests keep it as their
+ * oracle, test/helpers/text-oracle.ts) makes, on 100k series, ~200k short-lived strings and
+ * several MB of flattened text per scrape, and the garbage it leaves is what stalled forwarded
+ * requests (a back-to-back scrape put the proxy's p99 at ~60 ms). This writer produces the same
+ * bytes without a string per series: names and `le` pieces are encoded once per family and
+ * copied, label text (stored once per series) is copied into the buffer with `Buffer#write`,
+ * integers are written digit by digit, and histogram lines after the first copy their label bytes
+ * from the first.
  * Buffers are 64 KB and come from a small free list, so a scrape allocates almost nothing.
  *
  * `ExpositionWriter` is synchronous and knows nothing about time; `streamExposition` drives it in
  * slices of about a millisecond with `setImmediate` between them, writing each chunk to the
  * response (or to a gzip stream, whose compression runs on libuv's thread pool) with backpressure.
- * Output is byte-identical to `Registry.render` in both formats (test/exposition/render.test.ts).
+ * Output is byte-identical to that oracle in both formats (test/exposition/render.test.ts). The
+ * format's rules (names, numbers, `le`, escaping, exemplars) are formats/exposition.ts's.
  */
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import {
-  EXEMPLAR_MAX_BYTES,
-  escapeHelp,
-  exemplarText,
-  formatLe,
-  numberText,
-  type AnyFamily,
-  type HistogramSeries,
-  type ValueSeries,
-} from '../metrics/registry';
-import { stripTotal } from '../metrics/contract';
+import type { AnyFamily, HistogramSeries, ValueSeries } from '../metrics/registry';
+import { asciiWrite, EXEMPLAR_MAX_BYTES, exemplarText, familyHeader, familyName, formatLe, NUMBER_MAX_BYTES, writeNumber } from '../formats/exposition';
 import type { ChunkWriter } from './protobuf';
 
 /** Size of one output chunk: what a socket or zlib takes in one write. */
 export const CHUNK_BYTES = 64 * 1024;
-/** Upper bound of a number's text (`-1.2345678901234567e-308` is 24 bytes). */
-const NUMBER_MAX_BYTES = 32;
 /** Buffers kept for reuse between writes and scrapes (4 MB of 64 KB chunks at most). */
 const POOL_MAX = 64;
 
@@ -243,7 +234,7 @@ export class ExpositionWriter implements ChunkWriter {
       }
       if (this.stage === 'eof') {
         if (p + 6 > end) return this.stop(p, 6);
-        p += latin1Write(buf, '# EOF\n', p);
+        p += asciiWrite(buf, '# EOF\n', p);
         this.stage = 'done';
         continue;
       }
@@ -272,9 +263,7 @@ function maxLength(bufs: Buffer[]): number {
 
 function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
   const name = family.name;
-  // OpenMetrics names a counter family without the _total suffix its samples carry.
-  const familyName = family.type === 'counter' && openMetrics ? stripTotal(name) : name;
-  const header = `# HELP ${familyName} ${escapeHelp(family.help)}\n# TYPE ${familyName} ${family.type}\n`;
+  const header = familyHeader(familyName(name, family.type, openMetrics), family.type, family.help);
   if (family.type !== 'histogram') return { family, header, open: Buffer.from(`${name}{`), bare: Buffer.from(`${name} `) };
   const le = [...family.buckets.map((b) => formatLe(b, openMetrics)), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));
   return {
@@ -371,89 +360,6 @@ function writeText(buf: Buffer, p: number, text: string): number {
     return p + n;
   }
   return p + buf.write(text, p);
-}
-
-/**
- * Writes `formatNumber(v)` at p and returns the new offset, without a string in the common cases:
- * integers (counters, bucket counts) digit by digit, and short decimals (`12.5`, `0.125`: StatsD
- * gauges, sums of seconds) as an integer with a point. Anything else goes through numberText,
- * which is what formatNumber does.
- */
-export function writeNumber(buf: Buffer, p: number, v: number): number {
-  if (Number.isSafeInteger(v)) {
-    // -0 is an integer and String(-0) is "0": `v < 0` is false for it, so it prints as 0.
-    if (v < 0) {
-      buf[p++] = 45; // -
-      v = -v;
-    }
-    return writeDigits(buf, p, v, 0);
-  }
-  if (v !== v) return p + latin1Write(buf, 'NaN', p);
-  if (v === Infinity) return p + latin1Write(buf, '+Inf', p);
-  if (v === -Infinity) return p + latin1Write(buf, '-Inf', p);
-  const a = v < 0 ? -v : v;
-  if (a >= 1e-6 && a < DECIMAL_MAX) {
-    for (let d = 1; d <= 6; d++) {
-      const n = a * POW10[d];
-      if (Number.isInteger(n)) {
-        // n / 10^d is correctly rounded, so when it gives back a, the decimal n·10^-d is a's
-        // nearest: it round-trips. With n ≤ 2^50 the double's spacing is under a quarter of
-        // 10^-d, so no other string with d or fewer decimals round-trips, and without a trailing
-        // zero it is the shortest one: exactly what String(v) prints (fixed notation from 1e-6).
-        if (n % 10 === 0 || n / POW10[d] !== a) break;
-        if (v < 0) buf[p++] = 45;
-        return writeDigits(buf, p, n, d);
-      }
-    }
-  }
-  return p + latin1Write(buf, numberText(v), p);
-}
-
-const POW10 = [1, 10, 100, 1000, 10000, 100000, 1000000];
-/** Decimals are written by the fast path only while n = a·10^d stays ≤ 2^50 (see writeNumber). */
-const DECIMAL_MAX = 2 ** 50 / 1e6;
-
-/** Writes the non-negative integer n with a decimal point `decimals` digits from the right. */
-function writeDigits(buf: Buffer, p: number, n: number, decimals: number): number {
-  let digits = n < 2147483648 ? smallDigits(n) : 10;
-  for (let m = n / 1e10; m >= 1; m /= 10) digits++;
-  // Leading zeros of a fraction (0.05 = 5 with 2 decimals) and the integer part's 0.
-  if (digits <= decimals) digits = decimals + 1;
-  const endAt = p + digits + (decimals > 0 ? 1 : 0);
-  let i = endAt - 1;
-  // Above 2^31 the digits come from float division (exact for safe integers); below, int32 maths.
-  while (n >= 2147483648) {
-    const q = Math.floor(n / 10);
-    buf[i--] = 48 + (n - q * 10);
-    n = q;
-    if (--decimals === 0) buf[i--] = 46; // .
-  }
-  let m = n | 0;
-  while (i >= p) {
-    const q = (m / 10) | 0;
-    buf[i--] = 48 + (m - q * 10);
-    m = q;
-    if (--decimals === 0) buf[i--] = 46; // .
-  }
-  return endAt;
-}
-
-function smallDigits(n: number): number {
-  if (n < 10) return 1;
-  if (n < 100) return 2;
-  if (n < 1000) return 3;
-  if (n < 10000) return 4;
-  if (n < 100000) return 5;
-  if (n < 1000000) return 6;
-  if (n < 10000000) return 7;
-  if (n < 100000000) return 8;
-  if (n < 1000000000) return 9;
-  return 10;
-}
-
-/** Buffer#latin1Write: ASCII text without the argument checks of Buffer#write (not in @types/node). */
-function latin1Write(buf: Buffer, text: string, p: number): number {
-  return (buf as unknown as { latin1Write(t: string, o: number): number }).latin1Write(text, p);
 }
 
 export interface StreamOptions {

@@ -8,7 +8,7 @@
 import type http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from './logger';
-import { isIdLike } from '../proxy/routes';
+import { isIdLike } from '../formats/path-segment';
 
 const MAX_PATH = 200;
 

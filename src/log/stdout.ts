@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 
-/** Past this many queued bytes (stdout stalled), new lines are dropped and counted, not buffered. */
+/** Past this many queued bytes (stdout stalled), new lines are dropped, not buffered. */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 const EAGAIN_RETRIES = 200;
 
@@ -19,8 +19,6 @@ export class StdoutWriter {
   private queued = 0;
   private writing = false;
   private broken = false;
-  /** Lines dropped because stdout stalled past MAX_QUEUED_BYTES or broke. */
-  dropped = 0;
   private waiters: (() => void)[] = [];
 
   constructor(private readonly fd = 1) {
@@ -29,10 +27,8 @@ export class StdoutWriter {
 
   /** pino calls this once per line. */
   write(line: string): boolean {
-    if (this.broken || this.queued > MAX_QUEUED_BYTES) {
-      this.dropped++;
-      return true;
-    }
+    // Dropped: stdout stalled past MAX_QUEUED_BYTES or broke.
+    if (this.broken || this.queued > MAX_QUEUED_BYTES) return true;
     const b = Buffer.from(line, 'utf8');
     this.queue.push(b);
     this.queued += b.length;

@@ -9,6 +9,7 @@
  * counter in OpenMetrics, `x_info` one info family). Two families collide when those name sets
  * meet; Prometheus then refuses the exposition ("second TYPE line").
  */
+import { stripTotal } from '../formats/exposition';
 
 /** The types the sidecar's own store holds (StatsD and RED series). */
 export type StoredType = 'counter' | 'gauge' | 'histogram';
@@ -138,11 +139,6 @@ const MAINTAINED_HELP = new Map(MAINTAINED_FAMILIES.map((f) => [f.name, f.help])
 /** The contract's help text of a maintained family (by its text-format name), or undefined for any other name. */
 export function maintainedHelp(name: string): string | undefined {
   return MAINTAINED_HELP.get(name);
-}
-
-/** `x_total` → `x`: the name a counter has in OpenMetrics (and the one its spellings hang off). */
-export function stripTotal(name: string): string {
-  return name.endsWith('_total') ? name.slice(0, -'_total'.length) : name;
 }
 
 /** The sample names a family of this type puts in the exposition (and the family name itself). */

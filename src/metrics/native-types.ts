@@ -23,11 +23,4 @@ export interface NativeSnapshot {
   negativeDeltas: number[];
 }
 
-/** One exemplar: a trace's ids beside an observed value, with when it was observed. */
-export interface Exemplar {
-  /** Label pairs, e.g. [['trace_id', '4bf9…'], ['span_id', '00f0…']]; at most 128 UTF-8 characters in all. */
-  labels: ReadonlyArray<readonly [string, string]>;
-  value: number;
-  /** Milliseconds since the epoch. */
-  timestampMs: number;
-}
+export type { Exemplar } from '../formats/exposition';

@@ -1,8 +1,10 @@
 /**
  * A small metric store built for the proxy's hot path and for cheap scrapes.
  *
- * Each series keeps its label pairs pre-rendered (`method="GET",status="200"`), so recording is a
- * number update and rendering is string concatenation.
+ * Each series keeps its label pairs pre-rendered (`method="GET",status="200"`, escaped by the
+ * exposition format's rules), so recording is a number update and a scrape copies that text as it
+ * is. The store renders none of its families: exposition/render.ts writes the text formats straight
+ * into byte buffers and exposition/protobuf.ts the protobuf one, both reading the families' series.
  *
  * Memory is a budget: a family caps its series count, the registry caps the series (and the bytes
  * of label text) of all budgeted families together, and a label value past its byte limit never
@@ -11,7 +13,8 @@
  * convention), so totals stay right, and the refusal is reported to the registry's drop hook.
  */
 
-import { exposedNames, isSidecarFamily, OVERFLOW_LABEL, stripTotal, type MetricType, type StoredType } from './contract';
+import { exposedNames, isSidecarFamily, OVERFLOW_LABEL, type MetricType, type StoredType } from './contract';
+import { escapeLabelValue } from '../formats/exposition';
 import type { Exemplar } from './native-types';
 import { NativeHistogramBuckets, type NativeHistogramOptions } from './native-histogram';
 
@@ -186,16 +189,6 @@ abstract class Family<S extends { labels: string }> {
   }
 
   protected abstract create(labels: string): S;
-  /** The exposition of this family: its header, then one piece per series. */
-  abstract pieces(openMetrics: boolean): Generator<string>;
-
-  render(out: string[], openMetrics: boolean): void {
-    for (const p of this.pieces(openMetrics)) out.push(p);
-  }
-
-  protected header(familyName: string, type: string): string {
-    return `# HELP ${familyName} ${escapeHelp(this.help)}\n# TYPE ${familyName} ${type}\n`;
-  }
 }
 
 export interface ValueSeries {
@@ -229,12 +222,6 @@ export class Counter extends Family<ValueSeries> {
   protected create(labels: string): ValueSeries {
     return { labels, value: 0 };
   }
-
-  *pieces(openMetrics: boolean): Generator<string> {
-    // OpenMetrics names the family without the _total suffix its samples carry.
-    yield this.header(openMetrics ? stripTotal(this.name) : this.name, 'counter');
-    yield* valuePieces(this.name, this.allSeries(), openMetrics);
-  }
 }
 
 export class Gauge extends Family<ValueSeries> {
@@ -247,11 +234,6 @@ export class Gauge extends Family<ValueSeries> {
 
   protected create(labels: string): ValueSeries {
     return { labels, value: 0 };
-  }
-
-  *pieces(): Generator<string> {
-    yield this.header(this.name, 'gauge');
-    yield* valuePieces(this.name, this.allSeries());
   }
 }
 
@@ -274,8 +256,6 @@ export interface HistogramSeries {
 export class Histogram extends Family<HistogramSeries> {
   readonly type = 'histogram';
   readonly buckets: readonly number[];
-  private readonly leText: string[];
-  private readonly leOpenMetrics: string[];
 
   /** Native buckets beside the classic ones (carried only by the protobuf exposition); undefined = classic only. */
   readonly native: NativeHistogramOptions | undefined;
@@ -287,8 +267,6 @@ export class Histogram extends Family<HistogramSeries> {
     this.native = opts.native;
     // Fails here, at registration, on a factor the native buckets refuse.
     if (opts.native !== undefined) new NativeHistogramBuckets(opts.native);
-    this.leText = [...opts.buckets.map((b) => formatLe(b, false)), '+Inf'];
-    this.leOpenMetrics = [...opts.buckets.map((b) => formatLe(b, true)), '+Inf'];
   }
 
   protected create(labels: string): HistogramSeries {
@@ -332,25 +310,6 @@ export class Histogram extends Family<HistogramSeries> {
   observe(values: readonly string[], v: number): void {
     const s = this.child(values);
     if (s) this.observeOn(s, v);
-  }
-
-  *pieces(openMetrics: boolean): Generator<string> {
-    yield this.header(this.name, 'histogram');
-    const le = openMetrics ? this.leOpenMetrics : this.leText;
-    const bucket = `${this.name}_bucket{`;
-    for (const s of this.allSeries()) {
-      const sep = s.labels === '' ? '' : ',';
-      let acc = 0;
-      let text = '';
-      for (let i = 0; i < le.length; i++) {
-        acc += s.counts[i];
-        const ex = openMetrics ? s.ex?.[i] : undefined;
-        text += `${bucket}${s.labels}${sep}le="${le[i]}"} ${formatNumber(acc)}${ex === undefined ? '' : exemplarText(ex)}\n`;
-      }
-      const braces = s.labels === '' ? '' : `{${s.labels}}`;
-      text += `${this.name}_sum${braces} ${formatNumber(s.sum)}\n${this.name}_count${braces} ${formatNumber(s.count)}\n`;
-      yield text;
-    }
   }
 }
 
@@ -433,35 +392,6 @@ export class Registry {
     for (const render of this.externals) out += await render(openMetrics);
     return out;
   }
-
-  /** The exposition at once, synchronously (tests, benchmarks); externals are left out: they render asynchronously. */
-  render(openMetrics: boolean): string {
-    for (const c of this.collectors) c();
-    const out: string[] = [];
-    for (const f of this.families.values()) f.render(out, openMetrics);
-    if (openMetrics) out.push('# EOF\n');
-    return out.join('');
-  }
-}
-
-function* valuePieces(name: string, series: Iterable<ValueSeries>, openMetrics = false): Generator<string> {
-  for (const s of series) {
-    const ex = openMetrics && s.ex !== undefined ? exemplarText(s.ex) : '';
-    yield s.labels === '' ? `${name} ${formatNumber(s.value)}${ex}\n` : `${name}{${s.labels}} ${formatNumber(s.value)}${ex}\n`;
-  }
-}
-
-/** Bytes an exemplar's text may take at most: 128 characters of labels (OpenMetrics' limit), value and timestamp. */
-export const EXEMPLAR_MAX_BYTES = 3 * 128 + 128;
-
-/**
- * An exemplar as OpenMetrics writes it after a sample: ` # {trace_id="…",span_id="…"} value timestamp`
- * (the timestamp in seconds). Label values are escaped as label values are.
- */
-export function exemplarText(ex: Exemplar): string {
-  let labels = '';
-  for (const [k, v] of ex.labels) labels += `${labels === '' ? '' : ','}${k}="${escapeLabelValue(v)}"`;
-  return ` # {${labels}} ${formatNumber(ex.value)} ${numberText(ex.timestampMs / 1000)}`;
 }
 
 export function renderLabelPairs(names: readonly string[], values: readonly string[]): string {
@@ -480,38 +410,4 @@ export function renderLabelPairs(names: readonly string[], values: readonly stri
  */
 export function exceedsBytes(v: string, max: number): boolean {
   return v.length > max || (v.length * 3 > max && Buffer.byteLength(v) > max);
-}
-
-export function escapeLabelValue(v: string): string {
-  return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
-}
-
-export function escapeHelp(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-
-export function formatNumber(v: number): string {
-  if (Number.isFinite(v)) return numberText(v);
-  if (Number.isNaN(v)) return 'NaN';
-  return v > 0 ? '+Inf' : '-Inf';
-}
-
-/**
- * The text of a finite number, exactly String(v) (both are ECMAScript's Number::toString), but
- * made the way JSON.stringify makes it: String(v) of a non-integer puts its result in V8's
- * number-string cache, and strings the cache holds are allocated straight in the old generation.
- * A scrape formats up to one such number per series (histogram sums, gauges), so String(v) left
- * ~2.4 MB of old-space garbage per 100k values, scrape after scrape, for a major GC to collect
- * while the proxy waits; these strings die young instead (test/exposition/number-text.test.ts).
- */
-export function numberText(v: number): string {
-  return JSON.stringify(v);
-}
-
-/**
- * A bucket bound as the `le` label value: OpenMetrics wants a float spelling for integers (`1.0`);
- * from 1e21 on String() already writes an exponent (`1e+21`), to which `.0` must not be added.
- */
-export function formatLe(bound: number, openMetrics: boolean): string {
-  return openMetrics && Number.isInteger(bound) && Math.abs(bound) < 1e21 ? `${bound}.0` : formatNumber(bound);
 }

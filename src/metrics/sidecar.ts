@@ -4,9 +4,9 @@
  * `process_*` families of an application merged in later.
  */
 import { collectDefaultMetrics, Registry as PromRegistry } from 'prom-client';
-import { Counter, escapeHelp, escapeLabelValue, formatLe, formatNumber, Gauge, Registry } from './registry';
-import { SIDECAR_PREFIX, stripTotal } from './contract';
-import type { Config } from '../config';
+import { Counter, Gauge, Registry, type RegistryLimits } from './registry';
+import { SIDECAR_PREFIX } from './contract';
+import { escapeLabelValue, familyHeader, familyName, formatLe, formatNumber } from '../formats/exposition';
 import { VERSION } from '../version';
 
 export interface SidecarMetrics {
@@ -16,7 +16,14 @@ export interface SidecarMetrics {
   inflight: Gauge;
 }
 
-export function createSidecarMetrics(config: Config): SidecarMetrics {
+/** What the sidecar's families are made from: the parts of the Config they read (the store sits below the config). */
+export interface SidecarIdentity {
+  appName: string;
+  role: string;
+  limits: RegistryLimits;
+}
+
+export function createSidecarMetrics(config: SidecarIdentity): SidecarMetrics {
   const registry = new Registry({
     maxSeriesTotal: config.limits.maxSeriesTotal,
     maxLabelBytesTotal: config.limits.maxLabelBytesTotal,
@@ -85,8 +92,7 @@ export function renderPromClient(metrics: PromJson, openMetrics: boolean): strin
     const values = m.values as { value: number | null; labels: Record<string, string | number>; metricName?: string }[];
     if (values.length === 0) continue;
     const type = String(m.type);
-    const family = openMetrics && type === 'counter' ? stripTotal(m.name) : m.name;
-    out.push(`# HELP ${family} ${escapeHelp(m.help)}\n# TYPE ${family} ${type}\n`);
+    out.push(familyHeader(familyName(m.name, type, openMetrics), type, m.help));
     for (const v of values) {
       const pairs: string[] = [];
       for (const [k, raw] of Object.entries(v.labels)) {

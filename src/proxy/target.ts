@@ -22,12 +22,12 @@
  *    decodable after that → 400, invalid UTF-8 in any round → 400), NFKC-folded and split on `/`,
  *    `\` and `;`: a piece made only of dots (ignoring white space and control characters) → 400.
  *    This refuses `.`, `..`, `%2e%2e`, `..;x` (Tomcat), `%252e%252e`, full-width `．．` and `...`.
- * 6. reserved (`/debug` or under `/debug/`) is decided by proxy/reserved's aggressive normaliser
+ * 6. reserved (`/debug` or under `/debug/`) is decided by formats/request-path's aggressive normaliser
  *    applied to the canonical path (over-reserving is harmless).
  */
 import type http from 'node:http';
-import { isReservedPath, normalizePath } from './reserved';
-import { hexValue, MAX_DECODE_ROUNDS, percentDecodeOnce } from './percent';
+import { isReservedPath, normalizePath } from '../formats/request-path';
+import { hexValue, MAX_DECODE_ROUNDS, percentDecodeOnce } from '../formats/percent';
 
 /** nginx's default `large_client_header_buffers` line size; Node's own bound is the 16 KiB header limit. */
 export const MAX_TARGET_LENGTH = 8192;

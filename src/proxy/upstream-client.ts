@@ -24,8 +24,10 @@
  *   another owner's socket idles;
  * - timeouts run on one coarse timer per client instead of a timer per request;
  * - an idempotent request without a body (or with one read whole) that fails on a reused socket
- *   before any byte of answer (the app closed it while idle) is sent once more, on a new
- *   connection of the same owner.
+ *   before any byte of answer (the app closed it while idle) is sent once more, and only once:
+ *   on a new connection of the same owner, or, when `maxConnections` makes it wait in the queue,
+ *   on the first connection that serves the queue then, which may be another reused one (a
+ *   second failure is then the request's answer).
  */
 import http from 'node:http';
 import { UPSTREAM_CLOSED, UPSTREAM_HEADERS_TIMEOUT, upstreamError, type UpstreamHandler, type UpstreamRequest } from './upstream-api';
@@ -125,7 +127,8 @@ export class UpstreamClient implements Pool {
 
   /**
    * Runs `ex` on an idle socket of its owner, a new one, or queues it. At the cap, another owner's
-   * longest-idle socket is closed to make room. `fresh` skips idle sockets (a retry).
+   * longest-idle socket is closed to make room. `fresh` skips idle sockets (a retry); a queued
+   * exchange loses that preference and runs on whichever connection serves the queue.
    */
   dispatchExchange(ex: Exchange, fresh: boolean): void {
     const lane = this.laneOf(this.ownerOf(ex));

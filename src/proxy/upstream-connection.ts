@@ -44,7 +44,7 @@ export interface Pool {
   /** The connection is gone. */
   forget(conn: Connection): void;
   dequeue(ex: Exchange): void;
-  /** Runs `ex` again (a retry on a fresh connection). */
+  /** Runs `ex` again (a retry: on a new connection, unless it has to queue; see UpstreamClient.dispatchExchange). */
   dispatchExchange(ex: Exchange, fresh: boolean): void;
 }
 
@@ -55,9 +55,8 @@ const CRLF = Buffer.from('\r\n');
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
-/** Body framing of the response being read. */
+/** Body framing of the response being read (a bodyless answer is Length with nothing remaining). */
 const enum Framing {
-  None,
   Length,
   Chunked,
   Close,
@@ -148,7 +147,7 @@ export class Connection {
   private headBytes = 0;
   /** 1xx heads received before the final one of the current exchange. */
   private informational = 0;
-  private framing = Framing.None;
+  private framing = Framing.Length;
   private remaining = 0;
   private readonly chunked = new ChunkedDecoder();
   private keepAliveHintMs = 0;
@@ -344,8 +343,6 @@ export class Connection {
           off = this.chunked.decode(buf, off, this.onChunkData, this.isDestroyed);
           if (this.chunked.done) this.finish(ex);
           break;
-        default:
-          this.finish(ex);
       }
     }
   }
@@ -407,7 +404,8 @@ export class Connection {
     if (method === 'HEAD' || status === 204 || status === 304) {
       // Bodyless by rule, and the answers apps most often get wrong (a body for HEAD, a body
       // after 204 or 304): whatever follows on this socket is not trusted with another request.
-      this.framing = Framing.None;
+      this.framing = Framing.Length;
+      this.remaining = 0;
       this.reusable = false;
     } else if (head.chunked) {
       this.framing = Framing.Chunked;
@@ -422,7 +420,7 @@ export class Connection {
     this.phase = Phase.Body;
     ex.handler.onResponseStart(ex, status, head.headers, head.reason);
     if (this.destroyed) return;
-    if (this.framing === Framing.None || (this.framing === Framing.Length && this.remaining === 0)) this.finish(ex);
+    if (this.framing === Framing.Length && this.remaining === 0) this.finish(ex);
   }
 
   private readonly onChunkData = (chunk: Buffer): void => {

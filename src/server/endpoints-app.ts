@@ -4,12 +4,12 @@
  * - on the main port, for the reserved `/debug/` tree only: `METRICS_PATH` (when
  *   SERVE_PROMETHEUS_ENDPOINT=true), `/debug/healthz`, `/debug/readyz`, `/debug/app-health`;
  *   everything else there is 404.
- * Routing is on the normalised canonical path (see proxy/target and proxy/reserved), so every
+ * Routing is on the normalised canonical path (see proxy/target and formats/request-path), so every
  * spelling that was reserved is answered here by the same rules. The factories never listen: tests can drive `app.callback()`.
  */
 import Koa from 'koa';
 import Router from '@koa/router';
-import { normalizePath } from '../proxy/reserved';
+import { normalizePath } from '../formats/request-path';
 import { targetOf } from '../proxy/target';
 import { exposition } from '../exposition/handler';
 import type { Config } from '../config';
@@ -17,31 +17,32 @@ import type { SidecarMetrics } from '../metrics/sidecar';
 import type { AccessGate, Listener } from '../access/gate';
 import type { Merger } from '../ingest/merge/merger';
 import type { Logger } from '../log/logger';
-import type { AppHealth } from './app-health';
+import type { AppHealth } from '../proxy/app-health';
 import type { StatusService } from '../status/service';
 import { statusHandlers } from '../status/page';
 import { statusHostCheck } from '../status/host-check';
+import type { AppState } from './lifecycle';
 
-export interface AppState {
-  /** False once draining has begun: readiness answers 503. */
-  ready(): boolean;
-  /** Marks responses `Connection: close` while draining. */
-  draining(): boolean;
-  /** Every response passes here: the lifecycle counts in-flight requests. */
-  track(res: import('node:http').ServerResponse, forwarded?: boolean): void;
+export interface EndpointsOptions {
+  /** Which port the app answers on: the main port's `/debug/` tree, or the metrics port. */
+  listener: Listener;
+  config: Config;
+  metrics: SidecarMetrics;
+  /** Readiness, draining and the in-flight count (the Lifecycle). */
+  state: AppState;
+  gate: AccessGate;
+  /** Merge targets, when MERGE_TARGETS is set. */
+  merger?: Merger;
+  /** `/app-health` and readiness, when UPSTREAM_HEALTH_PATH is set. */
+  appHealth?: AppHealth;
+  /** The status page; without it the page's paths are 404. */
+  status?: StatusService;
+  /** Where endpoint failures (500s) are logged. */
+  logger?: Logger;
 }
 
-export function createEndpointsApp(
-  listener: Listener,
-  config: Config,
-  metrics: SidecarMetrics,
-  state: AppState,
-  gate: AccessGate,
-  merger?: Merger,
-  appHealth?: AppHealth,
-  status?: StatusService,
-  logger?: Logger,
-): Koa {
+export function createEndpointsApp(opts: EndpointsOptions): Koa {
+  const { listener, config, metrics, state, gate, merger, appHealth, status, logger } = opts;
   const app = new Koa();
   app.silent = true;
   // Koa answers 500 by itself; without this listener (and with `silent`) the failure would go unlogged.

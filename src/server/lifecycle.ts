@@ -6,7 +6,6 @@
 import type http from 'node:http';
 import type { Logger } from '../log/logger';
 import type { ValueSeries } from '../metrics/registry';
-import type { AppState } from './endpoints-app';
 
 export interface DrainOptions {
   delayMs: number;
@@ -14,6 +13,16 @@ export interface DrainOptions {
 }
 
 const POLL_MS = 25;
+
+/** What the endpoints and the main listener ask of the lifecycle (Lifecycle is the one implementation). */
+export interface AppState {
+  /** False once draining has begun: readiness answers 503. */
+  ready(): boolean;
+  /** Marks responses `Connection: close` while draining. */
+  draining(): boolean;
+  /** Every response passes here: the lifecycle counts in-flight requests. */
+  track(res: http.ServerResponse, forwarded?: boolean): void;
+}
 
 export class Lifecycle implements AppState {
   private phase: 'running' | 'draining' | 'closed' = 'running';

@@ -78,6 +78,7 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     },
     (req, res) => {
       const start = performance.now();
+      noteResponse(req.socket, res);
       const t = targetOf(req);
       const reason = !t.ok
         ? t.reason
@@ -163,14 +164,41 @@ export function createMainServer(opts: MainServerOptions): http.Server {
     clientErrors.inc([reason]);
     logger.debug('client error', { reason, code: err.code });
     // Answer only when nothing of a response is on the wire yet (a keep-alive request may be mid-response).
-    const inflight = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
-    if (status === 0 || !socket.writable || inflight?.headersSent === true) {
+    if (status === 0 || !socket.writable || attachedResponse(socket)?.headersSent === true) {
       socket.destroy();
       return;
     }
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
   });
   return server;
+}
+
+/**
+ * The responses of a client connection not finished yet, oldest first, on the connection itself:
+ * Node writes pipelined responses in that order, each once the one before it has finished. Kept
+ * here because Node has no public way from a socket to the response it is writing (its own
+ * `clientError` default reads the internal `socket._httpMessage`).
+ */
+const RESPONSES = Symbol('responses');
+type TrackedSocket = Duplex & { [RESPONSES]?: http.ServerResponse[] };
+
+/** Notes `res` as its connection's newest response (and forgets the finished ones before it). */
+function noteResponse(socket: Duplex, res: http.ServerResponse): void {
+  const s = socket as TrackedSocket;
+  const list = s[RESPONSES];
+  if (list === undefined) {
+    s[RESPONSES] = [res];
+    return;
+  }
+  while (list.length > 0 && list[0].writableFinished) list.shift();
+  list.push(res);
+}
+
+/** The response the connection is writing now, if any: the oldest one not finished. */
+function attachedResponse(socket: Duplex): http.ServerResponse | undefined {
+  const list = (socket as TrackedSocket)[RESPONSES];
+  if (list !== undefined) for (const res of list) if (!res.writableFinished) return res;
+  return undefined;
 }
 
 function destroyOnError(this: Duplex): void {

@@ -1,11 +1,14 @@
 /**
- * Builds `status.json` from the registry's families (read through `registry.all()` / `get()`,
- * never written), the sampler's snapshots and a few objects handed over at wiring time.
+ * Builds `status.json` from the registry's families (read through `registry.all()` / `get()`),
+ * the sampler's snapshots and a few objects handed over at wiring time. Its one write to the
+ * registry is hostRefused's increment of `metrics_sidecar_auth_failures_total`.
  *
- * Cost: one snapshot of the RED duration histogram (at most its series cap), a pass over the
- * family list (sizes are O(1)), and percentiles and sparklines only for the routes shown. No
- * series of other families is visited, except a capped family's, once, to find its overflow
- * series. bench/status.mjs measures it at 10k and 100k series.
+ * Cost: one snapshot (sampler.ts) of the RED duration histogram (at most its series cap) and of
+ * the watched counters (WATCHED_COUNTERS: StatsD lines, auth failures, series dropped); the
+ * series of `metrics_sidecar_merge_families_dropped_total` (a few per merge target); a pass over
+ * the family list (a family's size and overflow series are O(1)); and percentiles and sparklines
+ * only for the routes shown. No other family's series is visited. bench/status.mjs measures it
+ * at 10k and 100k series.
  */
 import type dgram from 'node:dgram';
 import type { Config } from '../config';

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { findApiKey, parseApiKeys, presentedCredentials, BasicCredentials } from '../../src/access/credentials';
+import { findApiKey, presentedCredentials, BasicCredentials } from '../../src/access/credentials';
+import { parseApiKeys } from '../../src/formats/api-keys';
 import { clientAddressOf, parseAddress } from '../../src/access/client-address';
 import { parseCidr } from '../../src/config/parse';
 

@@ -11,7 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { loadConfig, type Config } from '../../src/config';
-import { findApiKey, parseApiKeys } from '../../src/access/credentials';
+import { findApiKey } from '../../src/access/credentials';
+import { parseApiKeys } from '../../src/formats/api-keys';
 import {
   CHART,
   FULLNAME,

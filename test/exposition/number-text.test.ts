@@ -7,8 +7,7 @@
  */
 import v8 from 'node:v8';
 import fc from 'fast-check';
-import { formatNumber, numberText } from '../../src/metrics/registry';
-import { writeNumber } from '../../src/exposition/render';
+import { formatNumber, numberText, writeNumber } from '../../src/formats/exposition';
 
 const oldSpaceUsed = (): number => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space')!.space_used_size;
 

@@ -24,7 +24,7 @@ const TEST_DEFAULTS: Env = { STATSD_PORT: '0', SHUTDOWN_TIMEOUT_MS: '2000', LOG_
 
 /** Runs a sidecar in this process on ephemeral ports, configured from `env` like the real one. */
 export async function startSidecar(env: Env = {}): Promise<Running> {
-  // In-process sidecars leave the test runner's own threads at their priority (the spawned ones do not: test/server/thread-priority.test.ts).
+  // In-process sidecars leave the test runner's own threads at their priority (the spawned ones do not: test/runtime/thread-priority.test.ts).
   const config = loadConfig({ ...TEST_DEFAULTS, HELPER_THREADS_NICE: '0', LISTEN_PORT: '1', PROMETHEUS_PORT: '2', ...env });
   const logs: Record<string, unknown>[] = [];
   const waiting: (() => void)[] = [];

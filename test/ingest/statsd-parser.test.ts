@@ -1,7 +1,9 @@
 import { parseLine, parseTags, sanitizeLabelName, sanitizeMetricName, StatsdParseError } from '../../src/ingest/statsd/parser';
-import { Mapper, parseMappingFile } from '../../src/ingest/statsd/mapper';
+import { Mapper } from '../../src/ingest/statsd/mapper';
+import { parseMappingFile } from '../../src/config/statsd-mapping';
 import { StatsdRecorder } from '../../src/ingest/statsd/recorder';
 import { Registry } from '../../src/metrics/registry';
+import { renderText } from '../helpers/text-oracle';
 
 describe('parseLine', () => {
   it.each([
@@ -167,7 +169,7 @@ describe('DogStatsD per-line fields and the recorder cache', () => {
     const recorder = new StatsdRecorder(registry, new CountingMapper(undefined, [1]), { enableDbMetrics: false, maxSeriesPerFamily: 100, maxFamilies: 100 });
     for (let t = 0; t < 50; t++) expect(recorder.handleLine(`jobs:1|c|#queue:a|T${1700000000 + t}`)).toBe('accepted');
     expect(maps).toBe(1);
-    expect(registry.render(false)).toContain('jobs_total{queue="a"} 50\n');
+    expect(renderText(registry, false)).toContain('jobs_total{queue="a"} 50\n');
   });
 });
 

@@ -29,7 +29,7 @@ describe('errors on the sidecar endpoints', () => {
         throw new Error('merge exploded', { cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }) });
       },
     } as unknown as Merger;
-    const app = createEndpointsApp('metrics', config, metrics, lifecycle, gate, failing, undefined, undefined, logger);
+    const app = createEndpointsApp({ listener: 'metrics', config, metrics, state: lifecycle, gate, merger: failing, logger });
     const server = http.createServer(app.callback());
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {

@@ -1,5 +1,7 @@
 import fc from 'fast-check';
-import { Counter, Gauge, Histogram, Registry, formatLe, formatNumber } from '../../src/metrics/registry';
+import { Counter, Gauge, Histogram, Registry } from '../../src/metrics/registry';
+import { formatLe, formatNumber } from '../../src/formats/exposition';
+import { renderText } from '../helpers/text-oracle';
 import { ExpositionWriter } from '../../src/exposition/render';
 
 describe('Registry', () => {
@@ -14,7 +16,7 @@ describe('Registry', () => {
     h.observe(['x'], 0.05);
     h.observe(['x'], 0.1);
     h.observe(['x'], 3);
-    expect(r.render(false)).toBe(
+    expect(renderText(r, false)).toBe(
       [
         '# HELP jobs_total Jobs.',
         '# TYPE jobs_total counter',
@@ -38,7 +40,7 @@ describe('Registry', () => {
     const r = new Registry();
     r.register(new Counter({ name: 'jobs_total', help: 'Jobs.' })).inc();
     r.register(new Histogram({ name: 'wait_seconds', help: 'Wait.', buckets: [1] })).observe([], 2);
-    const om = r.render(true);
+    const om = renderText(r, true);
     expect(om).toContain('# TYPE jobs counter\njobs_total 1\n');
     expect(om).toContain('wait_seconds_bucket{le="1.0"} 0\nwait_seconds_bucket{le="+Inf"} 1\n');
     expect(om.endsWith('# EOF\n')).toBe(true);
@@ -47,7 +49,7 @@ describe('Registry', () => {
   it('should escape label values and help text', () => {
     const r = new Registry();
     r.register(new Counter({ name: 'x_total', help: 'a \\ b\nc', labelNames: ['v'] })).inc(['q"uo\\te\nnl']);
-    const text = r.render(false);
+    const text = renderText(r, false);
     expect(text).toContain('# HELP x_total a \\\\ b\\nc\n');
     expect(text).toContain('x_total{v="q\\"uo\\\\te\\nnl"} 1\n');
   });
@@ -61,7 +63,7 @@ describe('Registry', () => {
     expect(c.size).toBe(2);
     expect(c.hasOverflow).toBe(true);
     expect(dropped).toEqual(['c_total family_cap', 'c_total family_cap']);
-    const text = r.render(false);
+    const text = renderText(r, false);
     expect(text).toContain('c_total{k="a"} 2\n');
     expect(text).toContain('c_total{otel_metric_overflow="true"} 2\n');
   });
@@ -98,8 +100,8 @@ describe('le values', () => {
     ]);
     const r = new Registry();
     r.register(new Histogram({ name: 'big_bounds', help: 'h', buckets: [1, 1e21] })).observe([], 5);
-    expect(r.render(true)).toContain('big_bounds_bucket{le="1e+21"} 1\n');
-    expect(new ExpositionWriter(r.all(), true).all().toString('utf8')).toBe(r.render(true));
+    expect(renderText(r, true)).toContain('big_bounds_bucket{le="1e+21"} 1\n');
+    expect(new ExpositionWriter(r.all(), true).all().toString('utf8')).toBe(renderText(r, true));
   });
 });
 

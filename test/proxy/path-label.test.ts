@@ -4,9 +4,11 @@
  * and the route cache are bounded, and the warn log's `route` is the template.
  */
 import crypto from 'node:crypto';
-import { isIdLike, RouteTemplater } from '../../src/proxy/routes';
+import { RouteTemplater } from '../../src/proxy/routes';
+import { isIdLike } from '../../src/formats/path-segment';
 import { RedRecorder, Route, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
 import { Registry } from '../../src/metrics/registry';
+import { familyPieces } from '../helpers/text-oracle';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { freePort, request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
@@ -193,9 +195,7 @@ describe('RedRecorder path admission', () => {
   });
 
   function renderOf(red: RedRecorder): string {
-    const out: string[] = [];
-    red.templatesRefused.render(out, false);
-    return out.join('');
+    return [...familyPieces(red.templatesRefused, false)].join('');
   }
 });
 

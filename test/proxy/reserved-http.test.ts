@@ -5,7 +5,7 @@
 import { rawRequest, statusOf } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { startSidecar, type Running } from '../helpers/sidecar';
-import { normalizePath } from '../../src/proxy/reserved';
+import { normalizePath } from '../../src/formats/request-path';
 import { canonicalize } from '../../src/proxy/target';
 import { PUBLIC_TARGETS, RESERVED_SPELLINGS } from './reserved.test';
 

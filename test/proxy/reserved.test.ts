@@ -1,4 +1,7 @@
-import { isReservedTarget, normalizePath, originFormPath } from '../../src/proxy/reserved';
+import { isReservedPath, normalizePath, originFormPath } from '../../src/formats/request-path';
+
+/** The reservation decision on a raw request target, as proxy/target.ts makes it. */
+const isReservedTarget = (target: string): boolean => isReservedPath(normalizePath(target));
 
 /**
  * Spellings of the reserved tree. Each must be recognised as reserved, whatever a server,

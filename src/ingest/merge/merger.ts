@@ -21,8 +21,9 @@
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { Counter, escapeHelp, Gauge, type Registry } from '../../metrics/registry';
-import { Contract, exposedNames, maintainedHelp, stripTotal } from '../../metrics/contract';
+import { Counter, Gauge, type Registry } from '../../metrics/registry';
+import { Contract, exposedNames, maintainedHelp } from '../../metrics/contract';
+import { escapeHelp, familyName } from '../../formats/exposition';
 import { safeUrl as label, type Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
@@ -290,12 +291,10 @@ function fetchText(url: URL, budgetMs: number, maxBytes: number, agent: http.Age
 function render(families: MergedFamily[], openMetrics: boolean): string {
   const out: string[] = [];
   for (const f of families) {
-    let name = f.name;
+    const name = familyName(f.name, f.type, openMetrics);
     let type: string = f.type;
-    if (openMetrics) {
-      if (type === 'counter' && name.endsWith('_total')) name = stripTotal(name);
-      else if (type === 'counter' || type === 'untyped') type = 'unknown';
-    }
+    // OpenMetrics has no untyped, and a counter whose samples lack `_total` cannot be one there.
+    if (openMetrics && (type === 'untyped' || (type === 'counter' && name === f.name))) type = 'unknown';
     // Every family gets a HELP line: one without fails `promtool check metrics` ("no help text").
     const help = escapeHelp(f.help ?? maintainedHelp(f.name) ?? MERGED_HELP);
     out.push(`# HELP ${name} ${openMetrics ? help.replace(/"/g, '\\"') : help}\n# TYPE ${name} ${type}\n`);

@@ -324,36 +324,36 @@ function isNameChar(c: number): boolean {
   return isNameStart(c) || (c >= 48 && c <= 57);
 }
 
-/** Parses a whole exposition at once (tests, small bodies). */
-export function parseExposition(text: string, limits: ParseLimits = NO_LIMITS): ParseResult {
-  const p = new Parser(limits);
-  let start = 0;
-  while (start <= text.length) {
+/**
+ * Feeds the lines of `text` from offset `start` to the parser, `max` at most, and returns where it
+ * stopped (past the end once every line is read). Lines end at LF; the last one needs none.
+ */
+function feed(p: Parser, text: string, start: number, max: number): number {
+  for (let n = 0; n < max && start <= text.length; n++) {
     let end = text.indexOf('\n', start);
     if (end === -1) end = text.length;
     p.line(text.slice(start, end));
     start = end + 1;
   }
+  return start;
+}
+
+/** Parses a whole exposition at once (the protobuf writer's text part, small bodies). */
+export function parseExposition(text: string, limits: ParseLimits = NO_LIMITS): ParseResult {
+  const p = new Parser(limits);
+  feed(p, text, 0, Infinity);
   return p.result();
 }
 
 /** Parses in slices of about `sliceMs`, letting the event loop through between them. */
 export async function parseExpositionAsync(text: string, limits: ParseLimits = NO_LIMITS, sliceMs = 4): Promise<ParseResult> {
   const p = new Parser(limits);
-  let start = 0;
   let deadline = performance.now() + sliceMs;
-  let n = 0;
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start);
-    if (end === -1) end = text.length;
-    p.line(text.slice(start, end));
-    start = end + 1;
-    if (++n === 256) {
-      n = 0;
-      if (performance.now() > deadline) {
-        await new Promise((resolve) => setImmediate(resolve));
-        deadline = performance.now() + sliceMs;
-      }
+  for (let start = 0; start <= text.length;) {
+    start = feed(p, text, start, 256);
+    if (start <= text.length && performance.now() > deadline) {
+      await new Promise((resolve) => setImmediate(resolve));
+      deadline = performance.now() + sliceMs;
     }
   }
   return p.result();

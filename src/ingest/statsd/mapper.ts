@@ -1,16 +1,13 @@
 /**
  * From a StatsD name to a Prometheus family: the operator's mapping rules first
- * (STATSD_MAPPING_FILE, statsd_exporter's format: see ./mapping-file.ts), then the built-in rules
- * for the maintained application families, then a sanitised version of the name itself.
+ * (STATSD_MAPPING_FILE, statsd_exporter's format: see config/statsd-mapping.ts), then the
+ * built-in rules for the maintained application families, then a sanitised version of the name
+ * itself.
  */
-import fs from 'node:fs';
 import { sanitizeLabelName, sanitizeMetricName } from './parser';
-import { findRule, parseMappingFile, type MappingFile } from './mapping-file';
-
-export type { MappingFile } from './mapping-file';
-import type { NativeRuleOptions } from './mapping-file';
-export { parseMappingFile } from './mapping-file';
-import { MAINTAINED_FAMILIES, stripTotal, type StoredType } from '../../metrics/contract';
+import { findRule, type MappingFile, type NativeRuleOptions } from '../../config/statsd-mapping';
+import { MAINTAINED_FAMILIES, type StoredType } from '../../metrics/contract';
+import { stripTotal } from '../../formats/exposition';
 
 export interface Mapping {
   name: string;
@@ -38,10 +35,6 @@ const BUILT_IN: Record<string, { name: string; db: boolean }> = Object.fromEntri
   ),
 );
 
-export function loadMappingFile(path: string): MappingFile {
-  return parseMappingFile(fs.readFileSync(path, 'utf8'));
-}
-
 export class Mapper {
   constructor(
     private readonly file: MappingFile | undefined,
@@ -58,7 +51,7 @@ export class Mapper {
         if (r.drop) return 'drop';
         const name = sanitizeMetricName(r.name ? hit.expand(r.name) : statsdName);
         return {
-          name: kind === 'counter' && !name.endsWith('_total') ? `${name}_total` : name,
+          name: familyNameOf(name, kind),
           labels: r.labels.map(([k, v]) => [k, hit.expand(v)]),
           buckets: r.buckets ?? f.buckets ?? this.defaultBuckets,
           ttlMs: r.ttlMs || f.ttlMs, // statsd_exporter: a rule's ttl of 0 takes the default's
@@ -73,7 +66,7 @@ export class Mapper {
     const builtIn = Object.hasOwn(BUILT_IN, sanitized) ? BUILT_IN[sanitized] : undefined;
     if (builtIn) return { name: builtIn.name, labels: [], buckets: LATENCY_BUCKETS, ttlMs: f?.ttlMs ?? 0, db: builtIn.db === true };
     return {
-      name: kind === 'counter' && !sanitized.endsWith('_total') ? `${sanitized}_total` : sanitized,
+      name: familyNameOf(sanitized, kind),
       labels: [],
       buckets: f?.buckets ?? this.defaultBuckets,
       ttlMs: f?.ttlMs ?? 0,
@@ -81,6 +74,11 @@ export class Mapper {
       ...(f?.native !== undefined ? { native: f.native } : {}),
     };
   }
+}
+
+/** A counter's family ends in `_total` (OpenMetrics), added when the mapped name lacks it. */
+function familyNameOf(name: string, kind: StoredType): string {
+  return kind === 'counter' && !name.endsWith('_total') ? `${name}_total` : name;
 }
 
 /** Label pairs merged (mapping labels win over tags), sanitised and sorted, rendered. */

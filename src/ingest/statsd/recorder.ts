@@ -13,11 +13,12 @@
  * cache of resolved lines is bounded in characters.
  */
 import { Counter, exceedsBytes, Gauge, Histogram, renderLabelPairs, type HistogramSeries, type Registry, type ValueSeries } from '../../metrics/registry';
-import { Contract, maintainedHelp, OVERFLOW_LABEL, stripTotal, type StoredType } from '../../metrics/contract';
+import { Contract, maintainedHelp, OVERFLOW_LABEL, type StoredType } from '../../metrics/contract';
+import { stripTotal } from '../../formats/exposition';
 import { parseLine, parseTags, StatsdParseError, type StatsdLine } from './parser';
 import { labelKey, type Mapper } from './mapper';
 import type { NativeHistogramOptions } from '../../metrics/native-histogram';
-import type { NativeRuleOptions } from './mapping-file';
+import type { NativeRuleOptions } from '../../config/statsd-mapping';
 
 export type Outcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict' | 'limited';
 export const OUTCOMES: readonly Outcome[] = ['accepted', 'malformed', 'dropped', 'type_conflict', 'limited'];

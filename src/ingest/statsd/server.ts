@@ -15,10 +15,8 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../../log/logger';
 import type { StatsdRecorder, TcpCloseReason, TcpSeries } from './recorder';
-import { ListenError, listening } from '../../server/listen';
-
-/** Bytes of a TCP line at most, without its newline (LF, or CR LF): a longer line is malformed. */
-export const MAX_TCP_LINE_BYTES = 64 * 1024;
+import { ListenError, listening } from '../../runtime/listen';
+import { MAX_TCP_LINE_BYTES } from '../../formats/statsd-line';
 /** Default SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max and doubles it). */
 export const DEFAULT_RECV_BUFFER = 8 * 1024 * 1024;
 const TICK_MS = 1000;

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { ConfigError, loadConfig } from '../../src/config';
 import { createLogger } from '../../src/log/logger';
 import { Registry } from '../../src/metrics/registry';
-import { AppHealth, RELAY_MAX_BODY, type CheckOutcome } from '../../src/server/app-health';
+import { AppHealth, RELAY_MAX_BODY, type CheckOutcome } from '../../src/proxy/app-health';
 import { freePort, request } from '../helpers/net';
 import { startSidecar, type Running } from '../helpers/sidecar';
 

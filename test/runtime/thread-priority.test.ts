@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { spawnSidecar, type Child } from '../helpers/sidecar';
 import { request } from '../helpers/net';
-import { HelperThreadPriority } from '../../src/server/thread-priority';
+import { HelperThreadPriority } from '../../src/runtime/thread-priority';
 
 /** Nice value of each thread of a process (field 19 of /proc/<pid>/task/<tid>/stat). */
 function niceByThread(pid: number): Map<number, number> {
@@ -84,7 +84,7 @@ describe('HelperThreadPriority', () => {
   });
 
   it('should change nothing from a worker thread (its thread id is not the process id)', async () => {
-    const built = path.join(__dirname, '..', '..', 'dist', 'server', 'thread-priority.js');
+    const built = path.join(__dirname, '..', '..', 'dist', 'runtime', 'thread-priority.js');
     const w = new Worker(
       `const { HelperThreadPriority } = require(${JSON.stringify(built)}); require('node:worker_threads').parentPort.postMessage(new HelperThreadPriority(10).apply());`,
       { eval: true },

@@ -10,21 +10,6 @@
 import { MAX_DECODE_ROUNDS, percentDecodeOnce } from './percent';
 
 const RESERVED_ROOT = 'debug';
-/** Percent-decoding is repeated until stable, bounded so hostile input cannot loop. */
-
-/**
- * Cheap pre-check for the hot path: a target can only normalise into `/debug` if it spells the
- * word, or hides it behind percent-encoding or non-ASCII look-alikes (full-width letters fold to
- * ASCII under NFKC).
- */
-// eslint-disable-next-line no-control-regex
-const MIGHT_BE_RESERVED = /debug|%|[^\x00-\x7f]/i;
-
-/** True when the request target (as received, `req.url`) is `/debug` or lies under `/debug/`. */
-export function isReservedTarget(target: string): boolean {
-  if (!MIGHT_BE_RESERVED.test(target)) return false;
-  return isReservedPath(normalizePath(target));
-}
 
 /** True for an already normalised path. */
 export function isReservedPath(normalized: string): boolean {

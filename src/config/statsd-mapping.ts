@@ -42,7 +42,7 @@
  * summaries are histograms, and a rule's labels win over the line's tags.
  */
 import type * as YamlModule from 'yaml';
-import type { StoredType } from '../../metrics/contract';
+import type { StoredType } from '../metrics/contract';
 
 export interface Rule {
   /** The match text, for messages. */

@@ -14,7 +14,7 @@
  * request reaches the app at a time whatever the number of callers, and a flood of callers cannot
  * crowd out the kubelet's probe (a fixed cap would answer it 503 and get the app restarted).
  */
-import { UpstreamClient, isTimeout, type Controller } from '../proxy/upstream-client';
+import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
 import type { AppHealthConfig } from '../config';
 import type { Logger } from '../log/logger';
 import { Counter, Gauge, type Registry } from '../metrics/registry';

@@ -4,7 +4,7 @@
  */
 import type { Config } from '../config';
 import { VERSION } from '../version';
-import { safeUrl } from './logger';
+import { safeUrl } from '../log/logger';
 
 export function startupFields(
   config: Config,
