@@ -116,7 +116,7 @@ export interface Config {
       bufferBytesTotal: number;
     };
   };
-  /** Memory budgets of the metric store (see the README's "Limits"). */
+  /** Memory budgets of the metric store (docs/limits.md, "Limits"). */
   limits: {
     /** Series stored across all sources (the sidecar's own families aside); merged series take what is left. */
     maxSeriesTotal: number;

@@ -9,7 +9,7 @@
 import { type Cidr, type EnvReader } from './parse';
 
 export interface VariableSpec<T> {
-  /** The default as an operator reads it in --help and the README. */
+  /** The default as an operator reads it in --help and docs/configuration.md. */
   default: string;
   /** What it does (markdown: backticks are kept in --help). */
   doc: string;

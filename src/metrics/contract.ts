@@ -20,7 +20,7 @@ export interface ContractFamily {
   name: string;
   type: MetricType;
   labels: readonly string[];
-  /** Where it comes from (the README's "source" column). */
+  /** Where it comes from (the "source" column of docs/metrics.md). */
   source: string;
 }
 

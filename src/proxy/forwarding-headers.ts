@@ -32,7 +32,8 @@ export const FORWARDING_OTHER = 4;
 
 /**
  * Headers, besides every `X-Forwarded-*` one, that proxies set to tell the app about the client
- * and that some app, framework or server believes (lower case). The README lists them.
+ * and that some app, framework or server believes (lower case). docs/endpoints.md ("Behind an ingress
+ * controller or load balancer") lists them.
  */
 export const FORWARDING_HEADERS: readonly string[] = [
   // RFC 7239, and the draft it replaced.

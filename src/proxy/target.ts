@@ -7,7 +7,7 @@
  * `path_with_escaped_slashes_action: REJECT_REQUEST`, made stricter where two servers could still
  * read one target differently: such targets are refused with 400 and never forwarded.
  *
- * Rules, in order (README "Request targets" says the same):
+ * Rules, in order (docs/limits.md, "Request targets", says the same):
  * 1. longer than MAX_TARGET_LENGTH → 414; `*` (OPTIONS * / GET *) → 400; any `#` → 400.
  * 2. absolute-form `http(s)://authority/p?q` → origin-form `/p?q` (`/` when the path is empty);
  *    another scheme, or a target not starting with `/` → 400.

@@ -1,6 +1,6 @@
 /**
  * The shape of `status.json` (schema 1), the document the status page is a view of. Stable:
- * fields are only ever added; a change of meaning bumps `schema`. Documented in the README
+ * fields are only ever added; a change of meaning bumps `schema`. Documented in docs/status-page.md
  * ("Status page") and pinned by test/status/status-json.test.ts.
  *
  * Conventions: rates per second, durations in seconds, times as ISO 8601 strings; `null` when a
