@@ -6,9 +6,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { anchors, links as linksWithLines, prose, slug } from '../helpers/markdown';
 
 const ROOT = path.join(__dirname, '..', '..');
 const README = 'README.md';
+
+/** A text's relative link targets. */
+const links = (text: string) => linksWithLines(text).map((l) => l.target);
 
 const read = (rel: string) => fs.readFileSync(path.join(ROOT, rel), 'utf8');
 
@@ -30,53 +34,6 @@ function linkedFiles(): string[] {
     .filter((n) => n.endsWith('.md'))
     .map((n) => `docs/adr/${n}`);
   return [...pages(), ...adr, 'bench/README.md'];
-}
-
-/** The text outside fenced code blocks, line by line (fenced lines blanked, so numbering stays). */
-function prose(text: string): string[] {
-  let fence = false;
-  return text.split('\n').map((l) => {
-    if (/^\s*```/.test(l)) {
-      fence = !fence;
-      return '';
-    }
-    return fence ? '' : l;
-  });
-}
-
-/** GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens; repeats get -1, -2. */
-function slug(heading: string): string {
-  return heading
-    .trim()
-    .toLowerCase()
-    .replace(/[^\p{L}\p{M}\p{N}\p{Pc}\- ]/gu, '')
-    .replace(/ /g, '-');
-}
-
-function anchors(text: string): Set<string> {
-  const seen = new Map<string, number>();
-  const out = new Set<string>();
-  for (const l of prose(text)) {
-    const m = /^#{1,6} +(.*?) *#*$/.exec(l);
-    if (!m) continue;
-    const base = slug(m[1]);
-    const n = seen.get(base) ?? 0;
-    seen.set(base, n + 1);
-    out.add(n === 0 ? base : `${base}-${n}`);
-  }
-  return out;
-}
-
-/** Relative links of a file: `[text](target)` and `![alt](target)` outside code. */
-function links(text: string): string[] {
-  const out: string[] = [];
-  for (const l of prose(text)) {
-    const noCode = l.replace(/`[^`]*`/g, '');
-    for (const m of noCode.matchAll(/\]\(([^)\s]+)(?: "[^"]*")?\)/g)) {
-      if (!/^[a-z][a-z0-9+.-]*:/i.test(m[1])) out.push(m[1]);
-    }
-  }
-  return out;
 }
 
 /** Whitespace-collapsed text without generated figure blocks (one source: the results files). */

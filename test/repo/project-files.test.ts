@@ -9,6 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { anchors, links as markdownLinks } from '../helpers/markdown';
 
 const ROOT = path.join(__dirname, '..', '..');
 const read = (p: string): string => fs.readFileSync(path.join(ROOT, p), 'utf8');
@@ -25,44 +26,8 @@ const FILES = ['LICENSE', 'CHANGELOG.md', 'SECURITY.md', 'CONTRIBUTING.md'];
 /** sha256 of https://www.apache.org/licenses/LICENSE-2.0.txt, the canonical text, byte for byte. */
 const APACHE_2_0_SHA256 = 'cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30';
 
-/** Markdown links `[text](target)` outside code, with their line numbers. */
-function links(markdown: string): { target: string; line: number }[] {
-  const out: { target: string; line: number }[] = [];
-  let fenced = false;
-  markdown.split('\n').forEach((text, i) => {
-    if (/^\s*```/.test(text)) fenced = !fenced;
-    if (fenced) return;
-    const prose = text.replace(/`[^`]*`/g, '');
-    for (const m of prose.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) out.push({ target: m[1], line: i + 1 });
-    for (const m of prose.matchAll(/^\[[^\]]+\]:\s+(\S+)/g)) out.push({ target: m[1], line: i + 1 });
-  });
-  return out;
-}
-
-/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
-function slug(heading: string): string {
-  return heading
-    .trim()
-    .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-    .replace(/\s/g, '-');
-}
-
-function anchors(markdown: string): Set<string> {
-  const out = new Set<string>();
-  const seen = new Map<string, number>();
-  let fenced = false;
-  for (const line of markdown.split('\n')) {
-    if (/^\s*```/.test(line)) fenced = !fenced;
-    const m = fenced ? null : /^#{1,6}\s+(.*)$/.exec(line);
-    if (!m) continue;
-    const base = slug(m[1]);
-    const n = seen.get(base) ?? 0;
-    seen.set(base, n + 1);
-    out.add(n === 0 ? base : `${base}-${n}`);
-  }
-  return out;
-}
+/** Every link of a text with its line, external ones too (the test skips those itself). */
+const links = (text: string) => markdownLinks(text, false);
 
 /** `## ...` sections of a Markdown text, by heading. */
 function sections(markdown: string): Map<string, string> {
