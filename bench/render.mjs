@@ -529,7 +529,6 @@ async function orchestrate() {
         v.render_prom_client_over_ours_async,
       ),
     );
-    out.push(R.targetLine('render prom-client / ours render() (sync):', `${R.fmt(q.render_prom_client_over_ours_sync, 1)}x`));
     out.push(R.targetLine('HTTP scrape prom-client / ours:', `${R.fmt(q.http_scrape_prom_client_over_ours, 1)}x`));
     out.push(
       q.http_scrape_pushgateway_over_ours !== null
