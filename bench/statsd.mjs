@@ -57,7 +57,8 @@ async function ingestWorker() {
   const require = createRequire(import.meta.url);
   const dist = path.join(BENCH, '..', 'dist');
   const { Registry } = require(path.join(dist, 'metrics', 'registry.js'));
-  const { StatsdRecorder } = require(path.join(dist, 'ingest', 'statsd', 'store.js'));
+  const { ExpositionWriter } = require(path.join(dist, 'exposition', 'render.js'));
+  const { StatsdRecorder } = require(path.join(dist, 'ingest', 'statsd', 'recorder.js'));
   const { Mapper } = require(path.join(dist, 'ingest', 'statsd', 'mapper.js'));
   const registry = new Registry();
   const store = new StatsdRecorder(registry, new Mapper(undefined, [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]), {
@@ -102,7 +103,7 @@ async function ingestWorker() {
     session.disconnect();
     profile = summariseProfile(opts.profile, { top: 12, root: path.resolve(BENCH, '..') });
   }
-  const text = registry.render(false);
+  const text = new ExpositionWriter(registry.all(), false, '').all().toString('utf8');
   const accepted = Number(/metrics_sidecar_statsd_lines_total\{outcome="accepted"\} (\S+)/.exec(text)?.[1]);
   const rejected = ['malformed', 'dropped', 'type_conflict'].reduce((a, o) => a + Number(new RegExp(`outcome="${o}"\\} (\\S+)`).exec(text)?.[1] ?? 0), 0);
   process.stdout.write(`${JSON.stringify({ lines_per_s_string: parse, lines_per_s_decode: decode, accepted, rejected, profile })}\n`);
