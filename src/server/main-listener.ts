@@ -177,21 +177,31 @@ export function createMainServer(opts: MainServerOptions): http.Server {
  * The responses of a client connection not finished yet, oldest first, on the connection itself:
  * Node writes pipelined responses in that order, each once the one before it has finished. Kept
  * here because Node has no public way from a socket to the response it is writing (its own
- * `clientError` default reads the internal `socket._httpMessage`).
+ * `clientError` default reads the internal `socket._httpMessage`). A response leaves its list when
+ * it closes (Node emits 'close' after 'finish', and on an abort), so an idle keep-alive connection
+ * holds none; the list's length is that of Node's own queue of pipelined responses.
  */
 const RESPONSES = Symbol('responses');
+const LIST = Symbol('responseList');
 type TrackedSocket = Duplex & { [RESPONSES]?: http.ServerResponse[] };
+type TrackedResponse = http.ServerResponse & { [LIST]?: http.ServerResponse[] };
 
-/** Notes `res` as its connection's newest response (and forgets the finished ones before it). */
+/** Notes `res` as its connection's newest response, until it closes. */
 function noteResponse(socket: Duplex, res: http.ServerResponse): void {
   const s = socket as TrackedSocket;
-  const list = s[RESPONSES];
-  if (list === undefined) {
-    s[RESPONSES] = [res];
-    return;
-  }
-  while (list.length > 0 && list[0].writableFinished) list.shift();
+  const list = (s[RESPONSES] ??= []);
   list.push(res);
+  (res as TrackedResponse)[LIST] = list;
+  // One module-level listener, no closure per request: `this` is the response.
+  res.on('close', forgetResponse);
+}
+
+function forgetResponse(this: TrackedResponse): void {
+  const list = this[LIST];
+  if (list === undefined) return;
+  const i = list.indexOf(this);
+  if (i !== -1) list.splice(i, 1);
+  this[LIST] = undefined;
 }
 
 /** The response the connection is writing now, if any: the oldest one not finished. */
