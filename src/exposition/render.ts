@@ -263,7 +263,7 @@ function maxLength(bufs: Buffer[]): number {
 
 function makePlan(family: AnyFamily, openMetrics: boolean): Plan {
   const name = family.name;
-  const header = familyHeader(familyName(name, family.type, openMetrics), family.type, family.help);
+  const header = familyHeader(familyName(name, family.type, openMetrics), family.type, family.help, openMetrics);
   if (family.type !== 'histogram') return { family, header, open: Buffer.from(`${name}{`), bare: Buffer.from(`${name} `) };
   const le = [...family.buckets.map((b) => formatLe(b, openMetrics)), '+Inf'].map((t) => Buffer.from(`le="${t}"} `));
   return {

@@ -39,9 +39,13 @@ export function familyName(name: string, type: string, openMetrics: boolean): st
   return openMetrics && type === 'counter' ? stripTotal(name) : name;
 }
 
-/** A family's `# HELP` and `# TYPE` lines (the name already as familyName gives it). */
-export function familyHeader(name: string, type: string, help: string): string {
-  return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
+/**
+ * A family's `# HELP` and `# TYPE` lines (the name already as familyName gives it). The text
+ * format escapes `\` and line feeds in HELP; OpenMetrics escapes HELP as it escapes label values,
+ * `"` too.
+ */
+export function familyHeader(name: string, type: string, help: string, openMetrics: boolean): string {
+  return `# HELP ${name} ${openMetrics ? escapeLabelValue(help) : escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
 }
 
 export function escapeLabelValue(v: string): string {

@@ -92,7 +92,7 @@ export function renderPromClient(metrics: PromJson, openMetrics: boolean): strin
     const values = m.values as { value: number | null; labels: Record<string, string | number>; metricName?: string }[];
     if (values.length === 0) continue;
     const type = String(m.type);
-    out.push(familyHeader(familyName(m.name, type, openMetrics), type, m.help));
+    out.push(familyHeader(familyName(m.name, type, openMetrics), type, m.help, openMetrics));
     for (const v of values) {
       const pairs: string[] = [];
       for (const [k, raw] of Object.entries(v.labels)) {

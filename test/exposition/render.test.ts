@@ -90,6 +90,13 @@ describe('ExpositionWriter', () => {
     expect(text.endsWith('# EOF\n')).toBe(true);
   });
 
+  it('should escape a double quote in HELP for OpenMetrics only (its HELP is escaped as label values are)', () => {
+    const r = new Registry();
+    r.register(new Gauge({ name: 'quoted', help: 'Says "hi" \\ twice\nthen stops.' })).set([], 1);
+    expect(rendered(r, true)).toContain('# HELP quoted Says \\"hi\\" \\\\ twice\\nthen stops.\n');
+    expect(rendered(r, false)).toContain('# HELP quoted Says "hi" \\\\ twice\\nthen stops.\n');
+  });
+
   it('should give the same bytes whatever the chunk size, items larger than a chunk included', () => {
     const r = sample();
     r.register(new Gauge({ name: 'long_labels', help: 'x'.repeat(600), labelNames: ['v'] })).set(['é'.repeat(700)], 1);

@@ -19,7 +19,7 @@ export function renderText(registry: Registry, openMetrics: boolean): string {
 
 /** One family's exposition: its header, then one piece per series. */
 export function* familyPieces(f: AnyFamily, openMetrics: boolean): Generator<string> {
-  yield familyHeader(familyName(f.name, f.type, openMetrics), f.type, f.help);
+  yield familyHeader(familyName(f.name, f.type, openMetrics), f.type, f.help, openMetrics);
   if (f.type === 'counter') yield* valuePieces(f.name, f.allSeries(), openMetrics);
   else if (f.type === 'gauge') yield* valuePieces(f.name, f.allSeries(), false);
   else {

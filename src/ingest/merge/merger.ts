@@ -23,7 +23,7 @@ import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, type Registry } from '../../metrics/registry';
 import { Contract, exposedNames, maintainedHelp } from '../../metrics/contract';
-import { escapeHelp, familyName } from '../../formats/exposition';
+import { familyHeader, familyName } from '../../formats/exposition';
 import { safeUrl as label, type Logger } from '../../log/logger';
 import { parseExpositionAsync, type MergedType, type ParsedFamily, type ParseLimits, type ParseResult } from './parse';
 
@@ -296,8 +296,7 @@ function render(families: MergedFamily[], openMetrics: boolean): string {
     // OpenMetrics has no untyped, and a counter whose samples lack `_total` cannot be one there.
     if (openMetrics && (type === 'untyped' || (type === 'counter' && name === f.name))) type = 'unknown';
     // Every family gets a HELP line: one without fails `promtool check metrics` ("no help text").
-    const help = escapeHelp(f.help ?? maintainedHelp(f.name) ?? MERGED_HELP);
-    out.push(`# HELP ${name} ${openMetrics ? help.replace(/"/g, '\\"') : help}\n# TYPE ${name} ${type}\n`);
+    out.push(familyHeader(name, type, f.help ?? maintainedHelp(f.name) ?? MERGED_HELP, openMetrics));
     // Joined in slices: one family of a large target must not become one huge string.
     if (f.samples.length > 0) out.push(f.samples.join('\n'), '\n');
   }
