@@ -2,7 +2,8 @@
  * SLOs from values (slo.*): the rules that `helm template` renders pass `promtool check rules`,
  * follow Sloth's names and labels, and do what they are for — proven with `promtool test rules`
  * on synthetic series of the RED histogram, run against the rule file taken from the chart's real
- * render of ci/slo-values.yaml (never a copy): a 2 % error rate against a 99.9 % objective pages
+ * render of ci/slo-values.yaml (never a copy; test/e2e/chart-rules.mjs writes it, as for users
+ * without the Prometheus Operator): a 2 % error rate against a 99.9 % objective pages
  * within the hour, a 0.05 % error rate never pages, no traffic never pages, and a latency
  * regression pages on the latency SLO.
  */
@@ -12,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
-import { FULLNAME, NAMESPACE, get, parseManifests, render, renderValues, scenarioFile, scenarioValues, type Manifest } from './helm';
+import { FULLNAME, NAMESPACE, RELEASE, ROOT, get, parseManifests, render, renderValues, scenarioFile, scenarioValues, type Manifest } from './helm';
 import { parsePromQL } from './promql';
 
 interface Rule {
@@ -62,8 +63,12 @@ function checkRules(g: Group[], name: string) {
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-slo-'));
   groups = groupsOf(get(render([scenarioFile('slo')]), 'PrometheusRule', FULLNAME));
+  // The rule file under test is the one a user without the Prometheus Operator gets from the
+  // chart: test/e2e/chart-rules.mjs prints the PrometheusRule's groups (checked equal below).
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'test', 'e2e', 'chart-rules.mjs'), RELEASE, NAMESPACE, scenarioFile('slo')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`chart-rules.mjs failed: ${r.stderr}`);
   rulesFile = path.join(tmp, 'rules.yaml');
-  fs.writeFileSync(rulesFile, YAML.stringify({ groups }));
+  fs.writeFileSync(rulesFile, r.stdout);
 });
 
 afterAll(() => {
@@ -87,6 +92,10 @@ describe('SLO rules', () => {
     }
     // The other alerts keep their groups, before the SLOs'.
     expect(variants[3][1].map((g) => g.name).slice(0, 2)).toEqual(['metrics-sidecar', 'metrics-sidecar-ingest']);
+  });
+
+  it('should be in the plain rule file for Prometheus without the operator (test/e2e/chart-rules.mjs)', () => {
+    expect((YAML.parse(fs.readFileSync(rulesFile, 'utf8')) as { groups: Group[] }).groups).toEqual(groups);
   });
 
   it('should render no PrometheusRule while both prometheusRule and slo are off', () => {
