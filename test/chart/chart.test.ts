@@ -80,6 +80,8 @@ const SCENARIOS: Record<string, Expected> = {
   full: { ...BASE, webMetricsPort: 'http', podDisruptionBudget: true, discoveryAnnotations: true },
   'worker-only': { ...BASE, web: false, serviceMonitor: 'basicAuth', networkPolicy: true },
   'app-health': BASE,
+  // SLO rules only (prometheusRule.enabled stays false): the PrometheusRule exists for them. test/chart/slo.test.ts runs promtool's rule tests on it.
+  slo: { ...BASE, prometheusRule: true },
 };
 
 const WEB = `${FULLNAME}-web`;

@@ -2,8 +2,9 @@
  * Every PromQL expression the chart ships — the PrometheusRule's alerts and the Grafana
  * dashboard's panels and variables — parses with Prometheus's grammar and selects only metrics
  * the sidecar exports: the names are taken from a scrape of the built sidecar (`node
- * dist/main.js`, as the image runs it, with StatsD, DB metrics and a merge target on).
- * `promtool check rules` accepts the rules.
+ * dist/main.js`, as the image runs it, with StatsD, DB metrics and a merge target on), and, for the
+ * dashboard's SLO panels, from the names the chart's SLO rules record (slo.enabled; test/chart/slo.test.ts
+ * tests those rules). `promtool check rules` accepts the rules.
  */
 import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -27,6 +28,8 @@ const STABLE_GROUP = 'metrics-sidecar';
 const INGEST_GROUP = 'metrics-sidecar-ingest';
 
 let exported: Set<string>;
+/** Series the chart's SLO rules record (slo.enabled). */
+let recorded: Set<string>;
 let tmp: string;
 let rule: Manifest;
 let dashboardCm: Manifest;
@@ -100,6 +103,9 @@ beforeAll(async () => {
   const docs = render([scenarioFile('rules-dashboard')]);
   rule = get(docs, 'PrometheusRule', FULLNAME);
   dashboardCm = get(docs, 'ConfigMap', `${FULLNAME}-dashboard`);
+  const slo = renderValues({ slo: { enabled: true } });
+  expect(slo.status).toBe(0);
+  recorded = new Set(groups(get(parseManifests(slo.stdout), 'PrometheusRule', FULLNAME)).flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
 });
 
 afterAll(() => {
@@ -316,14 +322,22 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  it('should select only metrics the sidecar exports', () => {
+  it('should select only metrics the sidecar exports, or that the chart’s SLO rules record', () => {
     for (const { panel, expr } of exprs) {
       const metrics = parsePromQL(expandGrafanaVariables(expr)).metrics;
       expect([panel, metrics.length > 0]).toEqual([panel, true]);
-      expect([panel, known(metrics, [exported, PROMETHEUS_GENERATED])]).toEqual([panel, []]);
+      expect([panel, known(metrics, [exported, PROMETHEUS_GENERATED, recorded])]).toEqual([panel, []]);
     }
     for (const { variable, query } of variableQueries) {
-      expect([variable, known(parsePromQL(labelValuesSelector(query)!).metrics, [exported])]).toEqual([variable, []]);
+      expect([variable, known(parsePromQL(labelValuesSelector(query)!).metrics, [exported, recorded])]).toEqual([variable, []]);
     }
+  });
+
+  it('should show each SLO’s error budget remaining and burn rate from the recorded series', () => {
+    const slo = exprs.filter((e) => parsePromQL(expandGrafanaVariables(e.expr)).metrics.some((m) => recorded.has(m)));
+    const all = slo.map((e) => e.expr).join('\n');
+    expect(all).toContain('slo:period_error_budget_remaining:ratio{');
+    expect(all).toContain('slo:current_burn_rate:ratio{');
+    for (const { panel, expr } of slo) expect([panel, expr]).toEqual([panel, expect.stringContaining('sloth_service=~"$slo_service"')]);
   });
 });
