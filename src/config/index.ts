@@ -80,6 +80,8 @@ export interface Config {
     routeTemplateMaxLength: number;
     /** Segments of a template at most (the rest becomes `/:rest`). */
     routeTemplateMaxSegments: number;
+    /** Distinct literal values a path position may hold under one prefix before it collapses to `:id`; 0 = off. */
+    routeSegmentMaxValues: number;
   };
   access: {
     basicAuth: { username: string; password: SecretSource } | undefined;
@@ -421,6 +423,7 @@ export function readConfig(env: Env = process.env): Loaded {
       maxRouteTemplates: v('ROUTE_TEMPLATES_MAX'),
       routeTemplateMaxLength: v('ROUTE_TEMPLATE_MAX_LENGTH'),
       routeTemplateMaxSegments: v('ROUTE_TEMPLATE_MAX_SEGMENTS'),
+      routeSegmentMaxValues: v('ROUTE_SEGMENT_MAX_VALUES'),
     },
     access: {
       basicAuth,

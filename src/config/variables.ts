@@ -116,6 +116,12 @@ export const VARIABLES = {
   ),
   ROUTE_TEMPLATE_MAX_LENGTH: int(128, 16, 4096, 'a template longer than this is cut at a segment boundary and ends in `/:rest`'),
   ROUTE_TEMPLATE_MAX_SEGMENTS: int(12, 1, 256, 'segments of a template at most; the remainder becomes `/:rest`'),
+  ROUTE_SEGMENT_MAX_VALUES: int(
+    10,
+    0,
+    1000,
+    'learned cap: a path position (after the first) that holds more than this many distinct literal values under one prefix collapses to `:id` there (`/tags/kubernetes`, `/tags/prometheus`, … → `/tags/:id`); `0` = off',
+  ),
   METRICS_MAX_SERIES_PER_FAMILY: int(
     2000,
     1,

@@ -14,7 +14,7 @@
  * methods cannot fill the families; the app still receives the real method.
  */
 import { Counter, Histogram, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
-import { RouteTemplater } from './routes';
+import { RouteTemplater, SegmentLearner } from './routes';
 import type { Config } from '../config';
 
 interface SeriesSet {
@@ -69,7 +69,10 @@ export const UNROUTED_STATUSES: ReadonlySet<number> = new Set([400, 404, 405, 41
 export const DEFAULT_MAX_TEMPLATES = 1000;
 
 type RedHttpConfig = Pick<Config['http'], 'prefix' | 'buckets' | 'routePatterns' | 'excludePaths' | 'maxSeriesPerFamily'> &
-  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'exemplars' | 'native'>>;
+  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'routeSegmentMaxValues' | 'exemplars' | 'native'>>;
+
+/** ROUTE_SEGMENT_MAX_VALUES' default: OpenTelemetry eBPF instrumentation's `max_path_segment_cardinality`. */
+export const DEFAULT_SEGMENT_MAX_VALUES = 10;
 
 /** The ids of a sampled trace a request belongs to (from its `traceparent`). */
 export interface TraceIds {
@@ -83,7 +86,11 @@ export class RedRecorder {
   readonly exceptions: Counter;
   readonly templatesRefused: Counter;
   readonly routeCacheResets: Counter;
+  readonly positionsLearned: Counter;
+  readonly learningRefused: Counter;
   private readonly routes: RouteTemplater;
+  /** Learned per-position caps (ROUTE_SEGMENT_MAX_VALUES), undefined when off. */
+  readonly learner: SegmentLearner | undefined;
   /** Admitted templates (configured ones and the two fixed values included) → their Route. */
   private readonly known = new Map<string, Route>();
   private readonly unmatched = new Route(UNMATCHED_ROUTE);
@@ -130,10 +137,37 @@ export class RedRecorder {
         help: 'Times the path-to-template cache was emptied because it reached its entry or byte bound.',
       }),
     );
+    this.positionsLearned = registry.register(
+      new Counter({
+        name: 'metrics_sidecar_route_positions_learned_total',
+        help: 'Path positions collapsed to :id under a prefix because they held more than ROUTE_SEGMENT_MAX_VALUES distinct values.',
+      }),
+    );
+    this.learningRefused = registry.register(
+      new Counter({
+        name: 'metrics_sidecar_route_learning_refused_total',
+        help: 'Path segment values the learned caps did not remember because their bound was reached (prefixes tracked, values remembered).',
+        labelNames: ['reason'],
+      }),
+    );
+    const maxValues = http.routeSegmentMaxValues ?? DEFAULT_SEGMENT_MAX_VALUES;
+    this.learner =
+      maxValues > 0
+        ? new SegmentLearner({
+            maxValues,
+            onLearned: () => {
+              this.positionsLearned.inc();
+              // Cached literal templates under the prefix must be computed again.
+              this.routes.invalidate();
+            },
+            onRefused: (reason) => this.learningRefused.inc([reason]),
+          })
+        : undefined;
     this.routes = new RouteTemplater(http.routePatterns, http.excludePaths, {
       maxLength: http.routeTemplateMaxLength,
       maxSegments: http.routeTemplateMaxSegments,
       onCacheReset: () => this.routeCacheResets.inc(),
+      learner: this.learner,
     });
     this.maxTemplates = http.maxRouteTemplates ?? DEFAULT_MAX_TEMPLATES;
     this.known.set(UNMATCHED_ROUTE, this.unmatched).set(OVERFLOW_ROUTE, this.overflowed);
@@ -209,6 +243,15 @@ export class RedRecorder {
     if (UNROUTED_STATUSES.has(status)) {
       this.templatesRefused.inc(['unrouted_status']);
       return this.unmatched;
+    }
+    if (this.learner !== undefined) {
+      // A routed status teaches the learned caps; the value one too many is recorded collapsed already.
+      const learned = this.learner.observe(template);
+      if (learned !== template) {
+        const r = this.known.get(learned);
+        if (r !== undefined) return r;
+        template = learned;
+      }
     }
     if (this.known.size >= this.maxTemplates + 2) {
       this.templatesRefused.inc(['limit']);

@@ -29,6 +29,8 @@ export interface RouteTemplaterOptions {
   maxSegments?: number;
   /** Called when the cache is reset because it is full (counted by the caller). */
   onCacheReset?: () => void;
+  /** The learned per-position caps consulted by the heuristics (ROUTE_SEGMENT_MAX_VALUES); none = off. */
+  learner?: SegmentLearner;
 }
 
 export const DEFAULT_TEMPLATE_MAX_LENGTH = 128;
@@ -91,6 +93,15 @@ export class RouteTemplater {
     return t;
   }
 
+  /**
+   * Forgets every cached template: called when a position is learned, so that a path cached with
+   * its literal template (`/tags/kubernetes`) is templated again (`/tags/:id`).
+   */
+  invalidate(): void {
+    this.cache.clear();
+    this.bytes = 0;
+  }
+
   /** Bytes the cache holds (approximate: keys, values and a per-entry overhead). */
   get cachedBytes(): number {
     return this.bytes;
@@ -106,9 +117,10 @@ export class RouteTemplater {
     for (const p of this.patterns) if (matches(p, segments)) return p.template;
     let out = '';
     const n = Math.min(segments.length, this.maxSegments);
+    const learner = this.opts.learner !== undefined && this.opts.learner.learnedCount > 0 ? this.opts.learner : undefined;
     for (let i = 0; i < n; i++) {
       const seg = segments[i];
-      const piece = `/${isIdLike(seg) ? ':id' : seg}`;
+      const piece = `/${isIdLike(seg) || (i > 0 && learner?.isLearned(out) === true) ? ':id' : seg}`;
       if (out.length + piece.length > this.maxLength - REST_SEGMENT.length - 1) return `${out}/${REST_SEGMENT}`;
       out += piece;
     }
@@ -130,4 +142,111 @@ function matches(p: CompiledPattern, segments: readonly string[]): boolean {
     if (want.startsWith(':') ? segments[i] === '' : want !== segments[i]) return false;
   }
   return true;
+}
+
+/** Why the learner did not remember a value (counted by the caller). */
+export type LearnRefusal = 'prefixes' | 'values';
+
+export interface SegmentLearnerOptions {
+  /** Distinct literal values a position may hold; one more collapses it to `:id` (ROUTE_SEGMENT_MAX_VALUES, above 0). */
+  maxValues: number;
+  /** Prefixes tracked at most (learned ones included); values under further prefixes are not remembered. */
+  maxPrefixes?: number;
+  /** Values remembered at most over all prefixes. */
+  maxTotalValues?: number;
+  /** A position was learned: `${prefix}/:id` is now a template. */
+  onLearned?: (prefix: string) => void;
+  onRefused?: (reason: LearnRefusal) => void;
+}
+
+export const DEFAULT_LEARNER_MAX_PREFIXES = 1000;
+export const DEFAULT_LEARNER_MAX_TOTAL_VALUES = 10_000;
+
+/**
+ * Learned per-position caps (OpenTelemetry eBPF instrumentation's `max_path_segment_cardinality`):
+ * for each prefix (the template before a position, `/tags` for `/tags/kubernetes`), the distinct
+ * literal values the heuristics kept at the next position. When one more than `maxValues` arrives,
+ * the position collapses to `:id` under that prefix from then on, and its values are forgotten.
+ * The first segment is never learned: an app's top-level names are its namespace, and a catch-all
+ * route answering 200 to scanners must not turn every path into `/:id/...`.
+ *
+ * Fed with the templates RedRecorder admits (so only statuses the app routed teach it), never on
+ * the request path of a cached template. Memory is bounded: `maxPrefixes` prefixes and
+ * `maxTotalValues` values; what does not fit is not remembered, and counted.
+ */
+export class SegmentLearner {
+  /** Prefix → its position's literal values, or null once learned. */
+  private readonly seen = new Map<string, Set<string> | null>();
+  private readonly learned: string[] = [];
+  private values = 0;
+  private readonly maxPrefixes: number;
+  private readonly maxTotalValues: number;
+
+  constructor(private readonly opts: SegmentLearnerOptions) {
+    this.maxPrefixes = opts.maxPrefixes ?? DEFAULT_LEARNER_MAX_PREFIXES;
+    this.maxTotalValues = opts.maxTotalValues ?? DEFAULT_LEARNER_MAX_TOTAL_VALUES;
+  }
+
+  get learnedCount(): number {
+    return this.learned.length;
+  }
+
+  /** Whether the position after `prefix` has been learned (collapses to `:id`). */
+  isLearned(prefix: string): boolean {
+    return this.seen.get(prefix) === null;
+  }
+
+  /** The learned templates (`/tags/:id`), in the order they were learned. */
+  get learnedTemplates(): string[] {
+    return this.learned.map((p) => `${p}/:id`);
+  }
+
+  /** Prefixes tracked and values remembered (bounded; for tests and the status page). */
+  get size(): { prefixes: number; values: number } {
+    return { prefixes: this.seen.size, values: this.values };
+  }
+
+  /**
+   * Remembers the literal segments of a template the heuristics produced and returns it with the
+   * learned positions collapsed: itself when nothing is learned, `/tags/:id` for `/tags/kubernetes`
+   * when `kubernetes` is one value too many (or `/tags` was learned already).
+   */
+  observe(template: string): string {
+    const segments = template.split('/').slice(1);
+    if (segments.length < 2) return template;
+    let out = `/${segments[0]}`;
+    let changed = false;
+    for (let i = 1; i < segments.length; i++) {
+      let seg = segments[i];
+      if (!seg.startsWith(':')) {
+        const values = this.seen.get(out);
+        if (values === null) {
+          seg = ':id';
+          changed = true;
+        } else if (values === undefined) {
+          if (this.seen.size >= this.maxPrefixes) this.opts.onRefused?.('prefixes');
+          else if (this.values >= this.maxTotalValues) this.opts.onRefused?.('values');
+          else {
+            this.seen.set(out, new Set([seg]));
+            this.values++;
+          }
+        } else if (!values.has(seg)) {
+          if (values.size >= this.opts.maxValues) {
+            this.values -= values.size;
+            this.seen.set(out, null);
+            this.learned.push(out);
+            this.opts.onLearned?.(out);
+            seg = ':id';
+            changed = true;
+          } else if (this.values >= this.maxTotalValues) this.opts.onRefused?.('values');
+          else {
+            values.add(seg);
+            this.values++;
+          }
+        }
+      }
+      out += `/${seg}`;
+    }
+    return changed ? out : template;
+  }
 }
