@@ -55,6 +55,8 @@ export const SIDECAR_FAMILIES: readonly ContractFamily[] = [
   { name: 'metrics_sidecar_route_cache_resets_total', type: 'counter', labels: [], source: 'RED recorder' },
   { name: 'metrics_sidecar_route_positions_learned_total', type: 'counter', labels: [], source: 'RED recorder' },
   { name: 'metrics_sidecar_route_learning_refused_total', type: 'counter', labels: ['reason'], source: 'RED recorder' },
+  { name: 'metrics_sidecar_route_openapi_loads_total', type: 'counter', labels: ['outcome'], source: 'OpenAPI source' },
+  { name: 'metrics_sidecar_route_openapi_templates', type: 'gauge', labels: [], source: 'OpenAPI source' },
   { name: 'metrics_sidecar_auth_failures_total', type: 'counter', labels: ['listener', 'reason'], source: 'access gate' },
   { name: 'metrics_sidecar_auth_duration_seconds', type: 'histogram', labels: ['listener'], source: 'access gate' },
   { name: 'metrics_sidecar_kubernetes_auth_cache_total', type: 'counter', labels: ['result'], source: 'access gate' },

@@ -15,6 +15,7 @@
  */
 import { Counter, Histogram, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
 import { RouteTemplater, SegmentLearner } from './routes';
+import type { OpenApiRoute } from '../formats/openapi';
 import type { Config } from '../config';
 
 interface SeriesSet {
@@ -96,6 +97,8 @@ export class RedRecorder {
   private readonly unmatched = new Route(UNMATCHED_ROUTE);
   private readonly overflowed = new Route(OVERFLOW_ROUTE);
   private cachedSets = 0;
+  /** Templates the configuration or the OpenAPI document declare: they never teach the learned caps. */
+  private declared: ReadonlySet<string>;
   private readonly maxTemplates: number;
   /** Exemplars are recorded (EXEMPLARS); off, a trace is ignored. */
   readonly exemplars: boolean;
@@ -170,6 +173,7 @@ export class RedRecorder {
       learner: this.learner,
     });
     this.maxTemplates = http.maxRouteTemplates ?? DEFAULT_MAX_TEMPLATES;
+    this.declared = new Set(this.routes.patternTemplates);
     this.known.set(UNMATCHED_ROUTE, this.unmatched).set(OVERFLOW_ROUTE, this.overflowed);
     for (const t of this.routes.patternTemplates) if (!this.known.has(t)) this.known.set(t, new Route(t));
   }
@@ -182,6 +186,31 @@ export class RedRecorder {
   route(target: string): Route | string | null {
     const t = this.routes.template(target);
     return t === null ? null : (this.known.get(t) ?? t);
+  }
+
+  /**
+   * Uses the templates of the app's OpenAPI document from now on (replacing the previous set):
+   * matched after the configured patterns, before the heuristics, and admitted as `path` values at
+   * once while the known-template bound allows (past it they are admitted as any template is).
+   */
+  setOpenApi(routes: readonly OpenApiRoute[]): void {
+    this.routes.setOpenApi(routes);
+    this.declared = new Set([...this.routes.patternTemplates, ...routes.map((r) => r.template)]);
+    for (const r of routes) {
+      if (this.known.has(r.template)) continue;
+      if (this.known.size >= this.maxTemplates + 2) break;
+      this.known.set(r.template, new Route(r.template));
+    }
+  }
+
+  /** The OpenAPI document's templates in use, most specific first. */
+  get openApiTemplates(): readonly string[] {
+    return this.routes.openApiPatternTemplates;
+  }
+
+  /** The configured patterns' templates (ROUTE_PATTERNS). */
+  get configuredTemplates(): readonly string[] {
+    return this.routes.patternTemplates;
   }
 
   /** Templates admitted as `path` values so far (configured ones and the two fixed values included). */
@@ -244,7 +273,7 @@ export class RedRecorder {
       this.templatesRefused.inc(['unrouted_status']);
       return this.unmatched;
     }
-    if (this.learner !== undefined) {
+    if (this.learner !== undefined && !this.declared.has(template)) {
       // A routed status teaches the learned caps; the value one too many is recorded collapsed already.
       const learned = this.learner.observe(template);
       if (learned !== template) {

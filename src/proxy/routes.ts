@@ -10,6 +10,13 @@
  * never cached (hostile 15 KB paths must not be kept).
  */
 import { isIdLike } from '../formats/path-segment';
+import { matchMixed, segmentMatcher, type OpenApiRoute } from '../formats/openapi';
+
+/** A template of the app's OpenAPI document, compiled: per segment its text, null (a parameter) or the texts of a mixed segment. */
+interface CompiledOpenApi {
+  template: string;
+  segments: (string | null | string[])[];
+}
 
 interface CompiledPattern {
   template: string;
@@ -42,6 +49,9 @@ const MAX_CACHED_PATH = 256;
 
 export class RouteTemplater {
   private readonly patterns: CompiledPattern[];
+  /** The OpenAPI document's templates by segment count, most specific first in each. */
+  private openApi = new Map<number, CompiledOpenApi[]>();
+  private openApiTemplates: string[] = [];
   private readonly exact = new Set<string>();
   private readonly prefixes: string[] = [];
   private readonly cache = new Map<string, string | null>();
@@ -70,6 +80,29 @@ export class RouteTemplater {
   /** The configured patterns' templates (always valid label values). */
   get patternTemplates(): string[] {
     return this.patterns.map((p) => p.template);
+  }
+
+  /**
+   * Replaces the OpenAPI document's templates (most specific first, as parseOpenApi orders them),
+   * matched after the configured patterns and before the heuristics. The cache is emptied: paths
+   * cached under another template are templated again.
+   */
+  setOpenApi(routes: readonly OpenApiRoute[]): void {
+    const bySegments = new Map<number, CompiledOpenApi[]>();
+    for (const r of routes) {
+      const segments = r.path.split('/').slice(1).map(segmentMatcher);
+      let list = bySegments.get(segments.length);
+      if (list === undefined) bySegments.set(segments.length, (list = []));
+      list.push({ template: r.template, segments });
+    }
+    this.openApi = bySegments;
+    this.openApiTemplates = routes.map((r) => r.template);
+    this.invalidate();
+  }
+
+  /** The OpenAPI document's templates in use, most specific first. */
+  get openApiPatternTemplates(): readonly string[] {
+    return this.openApiTemplates;
   }
 
   /** The template for a path (`/users/42?x=1` → `/users/:id`), or null when excluded. */
@@ -115,6 +148,8 @@ export class RouteTemplater {
     if (this.exact.has(path) || this.prefixes.some((p) => path.startsWith(p))) return null;
     const segments = path.split('/').slice(1);
     for (const p of this.patterns) if (matches(p, segments)) return p.template;
+    const candidates = this.openApi.get(segments.length);
+    if (candidates !== undefined) for (const c of candidates) if (matchesOpenApi(c, segments)) return c.template;
     let out = '';
     const n = Math.min(segments.length, this.maxSegments);
     const learner = this.opts.learner !== undefined && this.opts.learner.learnedCount > 0 ? this.opts.learner : undefined;
@@ -127,6 +162,19 @@ export class RouteTemplater {
     if (segments.length > n) out += `/${REST_SEGMENT}`;
     return out === '' ? '/' : out;
   }
+}
+
+function matchesOpenApi(c: CompiledOpenApi, segments: readonly string[]): boolean {
+  for (let i = 0; i < segments.length; i++) {
+    const want = c.segments[i];
+    const seg = segments[i];
+    if (want === null) {
+      if (seg === '') return false;
+    } else if (typeof want === 'string') {
+      if (want !== seg) return false;
+    } else if (!matchMixed(want, seg)) return false;
+  }
+  return true;
 }
 
 function compile(template: string): CompiledPattern {
