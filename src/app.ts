@@ -86,6 +86,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
           return { healthy, detail: healthy ? undefined : appHealth.reason() };
         }
       : undefined,
+    templates: () => red.templateSources(),
+    openApi: openApi ? () => openApi.state : undefined,
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
   gate.onCidrRefused = (address, listener) => status.cidrRefused(address, listener);

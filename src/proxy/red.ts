@@ -81,6 +81,19 @@ export interface TraceIds {
   spanId: string;
 }
 
+/** The templates by source (RedRecorder.templateSources). */
+export interface TemplateSources {
+  configured: readonly string[];
+  openapi: readonly string[];
+  learned: readonly string[];
+  heuristic: readonly string[];
+  /** Templates admitted as `path` values (the two fixed values aside), and their bound. */
+  admitted: number;
+  max: number;
+  /** ROUTE_SEGMENT_MAX_VALUES; 0 = learned caps off. */
+  segmentMaxValues: number;
+}
+
 export class RedRecorder {
   readonly duration: Histogram;
   readonly total: Counter;
@@ -100,6 +113,7 @@ export class RedRecorder {
   /** Templates the configuration or the OpenAPI document declare: they never teach the learned caps. */
   private declared: ReadonlySet<string>;
   private readonly maxTemplates: number;
+  private readonly segmentMaxValues: number;
   /** Exemplars are recorded (EXEMPLARS); off, a trace is ignored. */
   readonly exemplars: boolean;
 
@@ -154,6 +168,7 @@ export class RedRecorder {
       }),
     );
     const maxValues = http.routeSegmentMaxValues ?? DEFAULT_SEGMENT_MAX_VALUES;
+    this.segmentMaxValues = maxValues;
     this.learner =
       maxValues > 0
         ? new SegmentLearner({
@@ -211,6 +226,30 @@ export class RedRecorder {
   /** The configured patterns' templates (ROUTE_PATTERNS). */
   get configuredTemplates(): readonly string[] {
     return this.routes.patternTemplates;
+  }
+
+  /**
+   * The templates by source, for the status page: configured (ROUTE_PATTERNS), the OpenAPI
+   * document's, learned positions (`/tags/:id`), and those the heuristics admitted (every other
+   * admitted template but the two fixed values). O(admitted templates).
+   */
+  templateSources(): TemplateSources {
+    const learned = this.learner?.learnedTemplates ?? [];
+    const learnedSet = new Set(learned);
+    const heuristic: string[] = [];
+    for (const t of this.known.keys()) {
+      if (t === UNMATCHED_ROUTE || t === OVERFLOW_ROUTE || this.declared.has(t) || learnedSet.has(t)) continue;
+      heuristic.push(t);
+    }
+    return {
+      configured: this.routes.patternTemplates,
+      openapi: this.routes.openApiPatternTemplates,
+      learned,
+      heuristic,
+      admitted: this.known.size - 2,
+      max: this.maxTemplates,
+      segmentMaxValues: this.learner === undefined ? 0 : this.segmentMaxValues,
+    };
   }
 
   /** Templates admitted as `path` values so far (configured ones and the two fixed values included). */
