@@ -24,6 +24,7 @@ import { rateLimited, type RateLimitedLogger } from './log/rate-limit';
 import { accessLog } from './log/access';
 import { Contract } from './metrics/contract';
 import { AppHealth } from './proxy/app-health';
+import { OpenApiSource } from './proxy/openapi-source';
 import { registerUdpDropsMetric, UdpDropReader } from './ingest/statsd/udp-drops';
 import { StatusService } from './status/service';
 import { HelperThreadPriority } from './runtime/thread-priority';
@@ -56,6 +57,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
   const inflight = metrics.inflight.child([]);
   const lifecycle = new Lifecycle(logger, inflight);
   const red = new RedRecorder(metrics.registry, config.http);
+  const openApi = config.http.openApi ? new OpenApiSource(config.http.openApi, red, metrics.registry, logger) : undefined;
   // Closed by stop(): each holds a timer while it holds lines back.
   const limiters: RateLimitedLogger[] = [];
   const limited = (): RateLimitedLogger => {
@@ -84,6 +86,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
           return { healthy, detail: healthy ? undefined : appHealth.reason() };
         }
       : undefined,
+    templates: () => red.templateSources(),
+    openApi: openApi ? () => openApi.state : undefined,
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
   gate.onCidrRefused = (address, listener) => status.cidrRefused(address, listener);
@@ -157,6 +161,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     handedOver.destroyAll();
     merger?.close();
     appHealth?.stop();
+    openApi?.stop();
     gate.close();
     statsd?.close();
     status.stop();
@@ -171,6 +176,8 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
     status,
     async start() {
       await gate.init();
+      // A file's templates are in use before the first request; a URL's are fetched in the background.
+      openApi?.start();
       const bound: Record<string, number> = {};
       try {
         // Its own failure is a ListenError already (naming UDP or TCP).

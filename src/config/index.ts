@@ -9,7 +9,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type * as YamlModule from 'yaml';
-import { EnvReader, shownUrl, type Cidr, type Env, type Problem } from './parse';
+import { EnvReader, readBoundedFile, shownUrl, type Cidr, type Env, type Problem } from './parse';
+import { MAX_OPENAPI_BYTES, parseOpenApi } from '../formats/openapi';
 import { VARIABLE_NAMES, readVariable, unknownVariables, type VariableName, type ValueOf } from './variables';
 import { normalizePath } from '../formats/request-path';
 import { parseApiKeys } from '../formats/api-keys';
@@ -80,6 +81,10 @@ export interface Config {
     routeTemplateMaxLength: number;
     /** Segments of a template at most (the rest becomes `/:rest`). */
     routeTemplateMaxSegments: number;
+    /** Distinct literal values a path position may hold under one prefix before it collapses to `:id`; 0 = off. */
+    routeSegmentMaxValues: number;
+    /** Where the app's OpenAPI document is read (ROUTE_OPENAPI_FILE / ROUTE_OPENAPI_URL); undefined = none. */
+    openApi?: OpenApiSourceConfig;
   };
   access: {
     basicAuth: { username: string; password: SecretSource } | undefined;
@@ -135,6 +140,13 @@ export interface Config {
   shutdown: { timeoutMs: number; delayMs: number };
   /** App-aware health (UPSTREAM_HEALTH_PATH); undefined = readiness is the sidecar's own only. */
   appHealth: AppHealthConfig | undefined;
+}
+
+export interface OpenApiSourceConfig {
+  /** A mounted file, or the document's URL on the app (UPSTREAM_URL with ROUTE_OPENAPI_URL). */
+  source: { file: string } | { url: URL };
+  /** Between two reads once one has loaded; 0 = read once. */
+  refreshMs: number;
 }
 
 export interface AppHealthConfig {
@@ -363,6 +375,30 @@ export function readConfig(env: Env = process.env): Loaded {
     };
   }
 
+  // The app's OpenAPI document: a mounted file (validated now, as a start would read it) or a path on the app.
+  const openApiFile = v('ROUTE_OPENAPI_FILE');
+  const openApiPath = v('ROUTE_OPENAPI_URL');
+  let openApi: OpenApiSourceConfig | undefined;
+  const refreshMs = v('ROUTE_OPENAPI_REFRESH_S') * 1000;
+  if (openApiFile !== undefined && openApiPath !== undefined) {
+    r.problem('ROUTE_OPENAPI_URL', 'and ROUTE_OPENAPI_FILE are both set; use one');
+  } else if (openApiFile !== undefined) {
+    try {
+      parseOpenApi(readBoundedFile(openApiFile, MAX_OPENAPI_BYTES));
+      openApi = { source: { file: openApiFile }, refreshMs };
+    } catch (err) {
+      r.problem('ROUTE_OPENAPI_FILE', `${JSON.stringify(openApiFile)}: ${(err as Error).message}`);
+    }
+  } else if (openApiPath !== undefined) {
+    if (!openApiPath.startsWith('/') || openApiPath.startsWith('//') || /[\s#]/.test(openApiPath)) {
+      r.problem('ROUTE_OPENAPI_URL', `${shownUrl(openApiPath)} must be a path on the app starting with "/", like /openapi.json (a query is allowed)`);
+    } else if (upstream === undefined) {
+      r.problem('ROUTE_OPENAPI_URL', 'needs UPSTREAM_URL: the document is fetched from the app');
+    } else {
+      openApi = { source: { url: new URL(openApiPath, upstream) }, refreshMs };
+    }
+  }
+
   // App-aware health: the path is checked on UPSTREAM_URL, so it needs one.
   const healthPath = v('UPSTREAM_HEALTH_PATH');
   let appHealth: AppHealthConfig | undefined;
@@ -421,6 +457,8 @@ export function readConfig(env: Env = process.env): Loaded {
       maxRouteTemplates: v('ROUTE_TEMPLATES_MAX'),
       routeTemplateMaxLength: v('ROUTE_TEMPLATE_MAX_LENGTH'),
       routeTemplateMaxSegments: v('ROUTE_TEMPLATE_MAX_SEGMENTS'),
+      routeSegmentMaxValues: v('ROUTE_SEGMENT_MAX_VALUES'),
+      openApi,
     },
     access: {
       basicAuth,

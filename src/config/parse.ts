@@ -247,3 +247,23 @@ export const MAX_FILE_BYTES = 1024 * 1024;
 export function quote(v: string): string {
   return JSON.stringify(v.length > 200 ? `${v.slice(0, 200)}…` : v);
 }
+
+/** A file's text, refused (an Error saying so) when it is not a regular file or is larger than `maxBytes`. */
+export function readBoundedFile(file: string, maxBytes: number): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > maxBytes) throw new Error(`document is ${st.size} bytes; at most ${maxBytes}`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < st.size) {
+      const n = fs.readSync(fd, buf, off, st.size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}

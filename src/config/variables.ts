@@ -107,6 +107,13 @@ export const VARIABLES = {
     'attach an exemplar (`trace_id`, `span_id` of a sampled W3C `traceparent`, the duration, the time) to the RED duration bucket and `_total` series a request lands in; served in OpenMetrics and protobuf only',
   ),
   ROUTE_PATTERNS: list('comma list of route templates for the `path` label, first match wins: `/users/:id,/static/*`'),
+  ROUTE_OPENAPI_FILE: optional(
+    "the app's OpenAPI 3.x or Swagger 2.0 document (JSON or YAML, a mounted file, at most 4 MiB and 2,000 operations): each operation's path becomes a template (`/users/{userId}` → `/users/:userId`), matched after `ROUTE_PATTERNS`, most specific first; read at start (a bad file stops the start) and again every `ROUTE_OPENAPI_REFRESH_S`",
+  ),
+  ROUTE_OPENAPI_URL: optional(
+    'a path on the app serving its OpenAPI document, e.g. `/openapi.json` (needs `UPSTREAM_URL`; not with `ROUTE_OPENAPI_FILE`): fetched from the app in the background at start, retried with backoff until it loads, then every `ROUTE_OPENAPI_REFRESH_S`; a refused document keeps the previous one in use',
+  ),
+  ROUTE_OPENAPI_REFRESH_S: int(300, 0, 86_400, 'seconds between two reads of the OpenAPI document once one has loaded; `0` = read once'),
   METRICS_EXCLUDE_PATHS: list('comma list of paths forwarded but not recorded (`/healthz`, or a prefix `/internal/*`)'),
   ROUTE_TEMPLATES_MAX: int(
     1000,
@@ -116,6 +123,12 @@ export const VARIABLES = {
   ),
   ROUTE_TEMPLATE_MAX_LENGTH: int(128, 16, 4096, 'a template longer than this is cut at a segment boundary and ends in `/:rest`'),
   ROUTE_TEMPLATE_MAX_SEGMENTS: int(12, 1, 256, 'segments of a template at most; the remainder becomes `/:rest`'),
+  ROUTE_SEGMENT_MAX_VALUES: int(
+    10,
+    0,
+    1000,
+    'learned cap: a path position (after the first) that holds more than this many distinct literal values under one prefix collapses to `:id` there (`/tags/kubernetes`, `/tags/prometheus`, … → `/tags/:id`); `0` = off',
+  ),
   METRICS_MAX_SERIES_PER_FAMILY: int(
     2000,
     1,

@@ -14,7 +14,8 @@
  * methods cannot fill the families; the app still receives the real method.
  */
 import { Counter, Histogram, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
-import { RouteTemplater } from './routes';
+import { RouteTemplater, SegmentLearner } from './routes';
+import type { OpenApiRoute } from '../formats/openapi';
 import type { Config } from '../config';
 
 interface SeriesSet {
@@ -69,12 +70,28 @@ export const UNROUTED_STATUSES: ReadonlySet<number> = new Set([400, 404, 405, 41
 export const DEFAULT_MAX_TEMPLATES = 1000;
 
 type RedHttpConfig = Pick<Config['http'], 'prefix' | 'buckets' | 'routePatterns' | 'excludePaths' | 'maxSeriesPerFamily'> &
-  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'exemplars' | 'native'>>;
+  Partial<Pick<Config['http'], 'maxRouteTemplates' | 'routeTemplateMaxLength' | 'routeTemplateMaxSegments' | 'routeSegmentMaxValues' | 'exemplars' | 'native'>>;
+
+/** ROUTE_SEGMENT_MAX_VALUES' default: OpenTelemetry eBPF instrumentation's `max_path_segment_cardinality`. */
+export const DEFAULT_SEGMENT_MAX_VALUES = 10;
 
 /** The ids of a sampled trace a request belongs to (from its `traceparent`). */
 export interface TraceIds {
   traceId: string;
   spanId: string;
+}
+
+/** The templates by source (RedRecorder.templateSources). */
+export interface TemplateSources {
+  configured: readonly string[];
+  openapi: readonly string[];
+  learned: readonly string[];
+  heuristic: readonly string[];
+  /** Templates admitted as `path` values (the two fixed values aside), and their bound. */
+  admitted: number;
+  max: number;
+  /** ROUTE_SEGMENT_MAX_VALUES; 0 = learned caps off. */
+  segmentMaxValues: number;
 }
 
 export class RedRecorder {
@@ -83,13 +100,20 @@ export class RedRecorder {
   readonly exceptions: Counter;
   readonly templatesRefused: Counter;
   readonly routeCacheResets: Counter;
+  readonly positionsLearned: Counter;
+  readonly learningRefused: Counter;
   private readonly routes: RouteTemplater;
+  /** Learned per-position caps (ROUTE_SEGMENT_MAX_VALUES), undefined when off. */
+  readonly learner: SegmentLearner | undefined;
   /** Admitted templates (configured ones and the two fixed values included) → their Route. */
   private readonly known = new Map<string, Route>();
   private readonly unmatched = new Route(UNMATCHED_ROUTE);
   private readonly overflowed = new Route(OVERFLOW_ROUTE);
   private cachedSets = 0;
+  /** Templates the configuration or the OpenAPI document declare: they never teach the learned caps. */
+  private declared: ReadonlySet<string>;
   private readonly maxTemplates: number;
+  private readonly segmentMaxValues: number;
   /** Exemplars are recorded (EXEMPLARS); off, a trace is ignored. */
   readonly exemplars: boolean;
 
@@ -130,12 +154,41 @@ export class RedRecorder {
         help: 'Times the path-to-template cache was emptied because it reached its entry or byte bound.',
       }),
     );
+    this.positionsLearned = registry.register(
+      new Counter({
+        name: 'metrics_sidecar_route_positions_learned_total',
+        help: 'Path positions collapsed to :id under a prefix because they held more than ROUTE_SEGMENT_MAX_VALUES distinct values.',
+      }),
+    );
+    this.learningRefused = registry.register(
+      new Counter({
+        name: 'metrics_sidecar_route_learning_refused_total',
+        help: 'Path segment values the learned caps did not remember because their bound was reached (prefixes tracked, values remembered).',
+        labelNames: ['reason'],
+      }),
+    );
+    const maxValues = http.routeSegmentMaxValues ?? DEFAULT_SEGMENT_MAX_VALUES;
+    this.segmentMaxValues = maxValues;
+    this.learner =
+      maxValues > 0
+        ? new SegmentLearner({
+            maxValues,
+            onLearned: () => {
+              this.positionsLearned.inc();
+              // Cached literal templates under the prefix must be computed again.
+              this.routes.invalidate();
+            },
+            onRefused: (reason) => this.learningRefused.inc([reason]),
+          })
+        : undefined;
     this.routes = new RouteTemplater(http.routePatterns, http.excludePaths, {
       maxLength: http.routeTemplateMaxLength,
       maxSegments: http.routeTemplateMaxSegments,
       onCacheReset: () => this.routeCacheResets.inc(),
+      learner: this.learner,
     });
     this.maxTemplates = http.maxRouteTemplates ?? DEFAULT_MAX_TEMPLATES;
+    this.declared = new Set(this.routes.patternTemplates);
     this.known.set(UNMATCHED_ROUTE, this.unmatched).set(OVERFLOW_ROUTE, this.overflowed);
     for (const t of this.routes.patternTemplates) if (!this.known.has(t)) this.known.set(t, new Route(t));
   }
@@ -148,6 +201,55 @@ export class RedRecorder {
   route(target: string): Route | string | null {
     const t = this.routes.template(target);
     return t === null ? null : (this.known.get(t) ?? t);
+  }
+
+  /**
+   * Uses the templates of the app's OpenAPI document from now on (replacing the previous set):
+   * matched after the configured patterns, before the heuristics, and admitted as `path` values at
+   * once while the known-template bound allows (past it they are admitted as any template is).
+   */
+  setOpenApi(routes: readonly OpenApiRoute[]): void {
+    this.routes.setOpenApi(routes);
+    this.declared = new Set([...this.routes.patternTemplates, ...routes.map((r) => r.template)]);
+    for (const r of routes) {
+      if (this.known.has(r.template)) continue;
+      if (this.known.size >= this.maxTemplates + 2) break;
+      this.known.set(r.template, new Route(r.template));
+    }
+  }
+
+  /** The OpenAPI document's templates in use, most specific first. */
+  get openApiTemplates(): readonly string[] {
+    return this.routes.openApiPatternTemplates;
+  }
+
+  /** The configured patterns' templates (ROUTE_PATTERNS). */
+  get configuredTemplates(): readonly string[] {
+    return this.routes.patternTemplates;
+  }
+
+  /**
+   * The templates by source, for the status page: configured (ROUTE_PATTERNS), the OpenAPI
+   * document's, learned positions (`/tags/:id`), and those the heuristics admitted (every other
+   * admitted template but the two fixed values). O(admitted templates).
+   */
+  templateSources(): TemplateSources {
+    const learned = this.learner?.learnedTemplates ?? [];
+    const learnedSet = new Set(learned);
+    const heuristic: string[] = [];
+    for (const t of this.known.keys()) {
+      if (t === UNMATCHED_ROUTE || t === OVERFLOW_ROUTE || this.declared.has(t) || learnedSet.has(t)) continue;
+      heuristic.push(t);
+    }
+    return {
+      configured: this.routes.patternTemplates,
+      openapi: this.routes.openApiPatternTemplates,
+      learned,
+      heuristic,
+      admitted: this.known.size - 2,
+      max: this.maxTemplates,
+      segmentMaxValues: this.learner === undefined ? 0 : this.segmentMaxValues,
+    };
   }
 
   /** Templates admitted as `path` values so far (configured ones and the two fixed values included). */
@@ -209,6 +311,15 @@ export class RedRecorder {
     if (UNROUTED_STATUSES.has(status)) {
       this.templatesRefused.inc(['unrouted_status']);
       return this.unmatched;
+    }
+    if (this.learner !== undefined && !this.declared.has(template)) {
+      // A routed status teaches the learned caps; the value one too many is recorded collapsed already.
+      const learned = this.learner.observe(template);
+      if (learned !== template) {
+        const r = this.known.get(learned);
+        if (r !== undefined) return r;
+        template = learned;
+      }
     }
     if (this.known.size >= this.maxTemplates + 2) {
       this.templatesRefused.inc(['limit']);

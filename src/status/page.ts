@@ -26,6 +26,7 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,30rem),1
 .card.wide{grid-column:1/-1}
 h2{font-size:1rem;margin:.1rem 0 .5rem}h3{font-size:.9rem;margin:.75rem 0 .35rem}
 .kv{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,9rem),1fr));gap:.5rem 1rem;margin:0}
+.template-sources{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,16rem),1fr));gap:.5rem 1rem}.templates{margin:0;padding-left:1.2rem;overflow-wrap:anywhere}
 @media (min-width:40rem){.kv .span2{grid-column:span 2}}.kv dt{color:var(--muted);font-size:.8rem}.kv dd{margin:0;overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}

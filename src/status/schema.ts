@@ -70,6 +70,41 @@ export interface Traffic {
   routes: Route[];
   routes_total: number;
   totals: { m1: Window; m15: Window };
+  /** The `path` templates by source, in matching order; null when the sidecar records no RED metrics (nothing wired). */
+  templates: RouteTemplates | null;
+}
+
+/** Some templates of one source (at most 100, in the source's order) and how many it has. */
+export interface TemplateList {
+  templates: string[];
+  total: number;
+}
+
+/** Where the `path` label's templates come from, in the order a path is matched (docs/metrics.md). */
+export interface RouteTemplates {
+  /** ROUTE_PATTERNS. */
+  configured: TemplateList;
+  /** The app's OpenAPI document (most specific first); null when none is configured. */
+  openapi:
+    | (TemplateList & {
+        /** The file, or the path on the app. */
+        source: string;
+        /** The document's `openapi` / `swagger` version; null until one has loaded. */
+        version: string | null;
+        operations: number;
+        loaded_at: string | null;
+        /** The last read's outcome (`loaded`, `unchanged`, `unreachable`, `bad_status`, `refused`) and why it failed. */
+        last_outcome: string | null;
+        last_error: string | null;
+      })
+    | null;
+  /** Positions collapsed by the learned caps (`/tags/:id`), in the order they were learned. */
+  learned: TemplateList & { max_values: number };
+  /** Templates the heuristics admitted, in the order they were. */
+  heuristic: TemplateList;
+  /** Templates admitted as `path` values (all sources; `/:unmatched` and `/:overflow` aside) and their bound, ROUTE_TEMPLATES_MAX. */
+  admitted: number;
+  max: number;
 }
 
 export type StatsdOutcome = 'accepted' | 'malformed' | 'dropped' | 'type_conflict';

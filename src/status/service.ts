@@ -15,6 +15,8 @@ import type { Config } from '../config';
 import { Counter, type HistogramSeries, type Registry, type ValueSeries } from '../metrics/registry';
 import type { MergeFetch } from '../ingest/merge/merger';
 import type { UdpSocketStats } from '../ingest/statsd/udp-drops';
+import type { TemplateSources } from '../proxy/red';
+import type { OpenApiState } from '../proxy/openapi-source';
 import { VERSION } from '../version';
 import { Sampler, parseLabels, TICK_MS, type Snapshot } from './sampler';
 import { redactedConfig, safeUrl, scrub, secretsOf, type Printable } from './redact';
@@ -25,7 +27,9 @@ import {
   type FamilyCardinality,
   type MergeTarget,
   type Route,
+  type RouteTemplates,
   type Sources,
+  type TemplateList,
   type StatsdOutcome,
   type StatusDocument,
   type Window,
@@ -33,6 +37,8 @@ import {
 
 /** Route rows in the document at most (the busiest over 15 minutes); the rest are counted. */
 export const MAX_ROUTES = 50;
+/** Templates listed per source at most (the rest are counted). */
+export const MAX_TEMPLATES_SHOWN = 100;
 const MAX_FAMILIES = 25;
 const MAX_CIDR_ADDRESSES = 64;
 const SHOWN_CIDR_ADDRESSES = 20;
@@ -53,6 +59,10 @@ export interface StatusSources {
   udpStats?: () => UdpSocketStats | undefined;
   /** The app's health as the readiness check sees it, when UPSTREAM_HEALTH_PATH is configured. */
   upstreamHealth?: () => { healthy: boolean; detail?: string } | undefined;
+  /** The `path` templates by source (RedRecorder.templateSources). */
+  templates?: () => TemplateSources;
+  /** The OpenAPI document's state, when ROUTE_OPENAPI_FILE or ROUTE_OPENAPI_URL is set. */
+  openApi?: () => OpenApiState;
   now?: () => number;
 }
 
@@ -208,6 +218,33 @@ export class StatusService {
       routes,
       routes_total: ranked.length,
       totals: { m1: this.window(total1, b1.seconds), m15: this.window(total15, b15.seconds) },
+      templates: this.templates(),
+    };
+  }
+
+  private templates(): RouteTemplates | null {
+    const t = this.src.templates?.();
+    if (t === undefined) return null;
+    const list = (all: readonly string[]): TemplateList => ({ templates: all.slice(0, MAX_TEMPLATES_SHOWN), total: all.length });
+    const o = this.src.openApi?.();
+    return {
+      configured: list(t.configured),
+      openapi:
+        o === undefined
+          ? null
+          : {
+              ...list(t.openapi),
+              source: o.source,
+              version: o.version ?? null,
+              operations: o.operations,
+              loaded_at: o.loadedAt === undefined ? null : new Date(o.loadedAt).toISOString(),
+              last_outcome: o.lastOutcome ?? null,
+              last_error: o.lastError ?? null,
+            },
+      learned: { ...list(t.learned), max_values: t.segmentMaxValues },
+      heuristic: list(t.heuristic),
+      admitted: t.admitted,
+      max: t.max,
     };
   }
 

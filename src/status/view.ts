@@ -186,6 +186,38 @@ export function createView(): View {
     );
   };
 
+  const templates = (doc: StatusDocument): string => {
+    const t = doc.traffic.templates;
+    if (t === null || t === undefined) return '';
+    const list = (l: { templates: string[]; total: number }, none: string): string =>
+      l.total === 0
+        ? `<p class="muted">${esc(none)}</p>`
+        : `<ul class="templates">${l.templates.map((x) => `<li><code>${esc(x)}</code></li>`).join('')}</ul>` +
+          (l.total > l.templates.length ? `<p class="muted">${int(l.total - l.templates.length)} more not shown.</p>` : '');
+    const o = t.openapi;
+    const openapi =
+      o === null
+        ? `<p class="muted">None (ROUTE_OPENAPI_FILE and ROUTE_OPENAPI_URL unset).</p>`
+        : `<p>From <code>${esc(o.source)}</code>: ${o.version === null ? 'not loaded yet' : `OpenAPI ${esc(o.version)}, ${int(o.operations)} operations`}` +
+          `${o.loaded_at ? ` <span class="muted">(loaded ${esc(o.loaded_at)})</span>` : ''}` +
+          `${o.last_error ? `; last read <span class="bad-text">${esc(o.last_outcome)}: ${esc(o.last_error)}</span>` : ''}.</p>` +
+          list(o, 'No template.');
+    const learned =
+      t.learned.max_values === 0
+        ? '<p class="muted">Off (ROUTE_SEGMENT_MAX_VALUES=0).</p>'
+        : list(t.learned, 'No position has more than ' + t.learned.max_values + ' values yet.');
+    return (
+      `<section aria-labelledby="h-templates" class="card wide"><h2 id="h-templates">Route templates</h2>` +
+      `<p class="summary"><strong>${int(t.admitted)}</strong> templates admitted as <code>path</code> values, of at most ${int(t.max)}. A path is matched in this order:</p>` +
+      `<div class="template-sources">` +
+      `<div class="source-configured"><h3>Configured</h3>${list(t.configured, 'None (ROUTE_PATTERNS unset).')}</div>` +
+      `<div class="source-openapi"><h3>OpenAPI</h3>${openapi}</div>` +
+      `<div class="source-learned"><h3>Learned</h3>${learned}</div>` +
+      `<div class="source-heuristic"><h3>Heuristic</h3>${list(t.heuristic, 'None yet.')}</div>` +
+      `</div></section>`
+    );
+  };
+
   const sources = (doc: StatusDocument): string => {
     const s = doc.sources.statsd;
     let statsd = `<h3>StatsD</h3><p class="muted">Off (STATSD_PORT=0).</p>`;
@@ -287,7 +319,7 @@ export function createView(): View {
   };
 
   return {
-    main: (doc, sort) => `${header(doc)}${traffic(doc, sort)}${sources(doc)}${access(doc)}${config(doc)}${cardinality(doc)}`,
+    main: (doc, sort) => `${header(doc)}${traffic(doc, sort)}${templates(doc)}${sources(doc)}${access(doc)}${config(doc)}${cardinality(doc)}`,
     title: (doc) => `${doc.identity.app_name} (${doc.identity.role}): metrics-sidecar status`,
     parseSort,
   };

@@ -118,3 +118,53 @@ def export():
 @app.route("/upload", methods=["POST"])
 def upload():
     return f"{len(request.get_data())} bytes\n"
+
+
+# Route templates from the app's own description (issue 22): a small API under /v1 with literal,
+# parameter and mixed segments, and its OpenAPI document at /openapi.json (servers' base path /v1),
+# which the sidecar reads with ROUTE_OPENAPI_URL=/openapi.json (test/proxy/openapi-flask.test.ts).
+@app.route("/v1/users/me")
+def users_me():
+    return "me\n"
+
+
+@app.route("/v1/users/<name>")
+def users_one(name):
+    return f"user {name}\n"
+
+
+@app.route("/v1/users/<name>/repos/<repo>")
+def users_repo(name, repo):
+    return f"repo {name}/{repo}\n"
+
+
+@app.route("/v1/tags/<tag>")
+def tags_one(tag):
+    return f"tag {tag}\n"
+
+
+@app.route("/v1/files/<name>.<ext>")
+def files_one(name, ext):
+    return f"file {name}.{ext}\n"
+
+
+OPENAPI = {
+    "openapi": "3.0.3",
+    "info": {"title": "adversarial test app", "version": "1"},
+    "servers": [{"url": "/v1"}],
+    "paths": {
+        "/users/me": {"get": {"operationId": "getMe", "responses": {"200": {"description": "me"}}}},
+        "/users/{userName}": {
+            "get": {"operationId": "getUser", "responses": {"200": {"description": "a user"}}},
+            "parameters": [{"name": "userName", "in": "path", "required": True, "schema": {"type": "string"}}],
+        },
+        "/users/{userName}/repos/{repoName}": {"get": {"operationId": "getRepo", "responses": {"200": {"description": "a repo"}}}},
+        "/tags/{tag}": {"get": {"operationId": "getTag", "responses": {"200": {"description": "a tag"}}}},
+        "/files/{name}.{ext}": {"get": {"operationId": "getFile", "responses": {"200": {"description": "a file"}}}},
+    },
+}
+
+
+@app.route("/openapi.json")
+def openapi():
+    return jsonify(OPENAPI)

@@ -153,6 +153,12 @@ describe('loadConfig', () => {
     ['HTTP_METRICS_PREFIX', { HTTP_METRICS_PREFIX: 'flask-http' }, /not a valid metric name/],
     ['ROUTE_PATTERNS', { ROUTE_PATTERNS: 'users/:id' }, /not a path pattern/],
     ['METRICS_EXCLUDE_PATHS', { METRICS_EXCLUDE_PATHS: 'healthz' }, /must start with/],
+    ['ROUTE_SEGMENT_MAX_VALUES', { ROUTE_SEGMENT_MAX_VALUES: '-1' }, /not an integer/],
+    ['ROUTE_OPENAPI_URL', { ROUTE_OPENAPI_URL: 'openapi.json', UPSTREAM_URL: 'http://127.0.0.1:8000' }, /must be a path on the app/],
+    ['ROUTE_OPENAPI_URL', { ROUTE_OPENAPI_URL: '/openapi.json' }, /needs UPSTREAM_URL/],
+    ['ROUTE_OPENAPI_URL', { ROUTE_OPENAPI_URL: '/openapi.json', ROUTE_OPENAPI_FILE: '/nonexistent/openapi.yaml' }, /both set/],
+    ['ROUTE_OPENAPI_FILE', { ROUTE_OPENAPI_FILE: '/nonexistent/openapi.yaml' }, /ENOENT/],
+    ['ROUTE_OPENAPI_REFRESH_S', { ROUTE_OPENAPI_REFRESH_S: '5m' }, /not an integer/],
     ['HTTP_DURATION_BUCKETS', { HTTP_DURATION_BUCKETS: '1,0.5' }, /ascending/],
     ['METRICS_MAX_SERIES_PER_FAMILY', { METRICS_MAX_SERIES_PER_FAMILY: '0' }, /not an integer/],
     ['UPSTREAM_TIMEOUT_MS', { UPSTREAM_TIMEOUT_MS: '1s' }, /not an integer/],
@@ -167,6 +173,20 @@ describe('loadConfig', () => {
   ])('should name %s when it is bad (%j)', (variable, env, message) => {
     const problems = problemsOf(env as Record<string, string>);
     expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ variable, message: expect.stringMatching(message) })]));
+  });
+
+  it('should read ROUTE_OPENAPI_FILE at start: a malformed document is named with why, every bad variable at once', () => {
+    const bad = path.join(tmp, 'openapi-bad.yaml');
+    fs.writeFileSync(bad, 'openapi: 3.0.0\npaths:\n  users/{id}:\n    get: {}\n');
+    const problems = problemsOf({ ROUTE_OPENAPI_FILE: bad, ROUTE_SEGMENT_MAX_VALUES: 'ten' });
+    expect(problems).toEqual([
+      expect.objectContaining({ variable: 'ROUTE_OPENAPI_FILE', message: expect.stringMatching(/path "users\/\{id\}" does not start with/) }),
+      expect.objectContaining({ variable: 'ROUTE_SEGMENT_MAX_VALUES' }),
+    ]);
+    const good = path.join(tmp, 'openapi.yaml');
+    fs.writeFileSync(good, 'swagger: "2.0"\nbasePath: /api\npaths:\n  /users/{id}:\n    get: {}\n');
+    expect(loadConfig({ ROUTE_OPENAPI_FILE: good }).http.openApi).toEqual({ source: { file: good }, refreshMs: 300_000 });
+    expect(loadConfig({}).http.openApi).toBeUndefined();
   });
 
   it('should read UPSTREAM_ALLOWED_METHODS in upper case (none by default)', () => {

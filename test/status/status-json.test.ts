@@ -42,6 +42,27 @@ const SCHEMA: Shape = {
     routes: [{ method: 'string', route: 'string', m1: WINDOW, m15: WINDOW, spark: { rps: ['number'], p99: ['number|null'] } }],
     routes_total: 'number',
     totals: { m1: WINDOW, m15: WINDOW },
+    templates: {
+      nullable: {
+        configured: { templates: ['string'], total: 'number' },
+        openapi: {
+          nullable: {
+            templates: ['string'],
+            total: 'number',
+            source: 'string',
+            version: 'string|null',
+            operations: 'number',
+            loaded_at: 'string|null',
+            last_outcome: 'string|null',
+            last_error: 'string|null',
+          },
+        },
+        learned: { templates: ['string'], total: 'number', max_values: 'number' },
+        heuristic: { templates: ['string'], total: 'number' },
+        admitted: 'number',
+        max: 'number',
+      },
+    },
   },
   sources: {
     statsd: {

@@ -1,0 +1,204 @@
+/**
+ * Route templates from the app's OpenAPI document (issue 22, item 1): the converter (3.x and 2.0,
+ * JSON and YAML, base paths), the most-specific-first order, matching before the heuristics and the
+ * learned caps, and the background source: a refused document keeps the previous set, a missing
+ * one is retried until it loads.
+ */
+import { compareSpecificity, matchMixed, MAX_OPENAPI_OPERATIONS, parseOpenApi, toTemplate } from '../../src/formats/openapi';
+import { RouteTemplater } from '../../src/proxy/routes';
+import { RedRecorder } from '../../src/proxy/red';
+import { Registry } from '../../src/metrics/registry';
+import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
+import { request } from '../helpers/net';
+import { startUpstream, type Upstream } from '../helpers/upstream';
+import { startSidecar, type Running } from '../helpers/sidecar';
+import { parseExposition, value } from '../helpers/exposition';
+
+const doc3 = (paths: Record<string, unknown>, extra: Record<string, unknown> = {}) => JSON.stringify({ openapi: '3.1.0', info: {}, paths, ...extra });
+const get = { get: { operationId: 'op', responses: {} } };
+
+describe('parseOpenApi', () => {
+  it('should turn {param} into :param, mixed segments included', () => {
+    expect(toTemplate('/users/{userId}/orders/{orderId}')).toBe('/users/:userId/orders/:orderId');
+    expect(toTemplate('/files/{name}.{ext}')).toBe('/files/:name.:ext');
+    expect(toTemplate('/odd/{a b}')).toBe('/odd/:a_b');
+  });
+
+  it('should read OpenAPI 3.x JSON with servers[].url base paths (variables at their defaults) and path-level servers', () => {
+    const d = parseOpenApi(
+      doc3(
+        { '/users/{id}': { get: { operationId: 'getUser' }, delete: {} }, '/health': { ...get, servers: [{ url: '/' }] }, '/nothing': { parameters: [] } },
+        {
+          servers: [
+            { url: 'https://api.example.com/{version}/', variables: { version: { default: 'v2' } } },
+            { url: '//cdn.example.com/v2' },
+            { url: '/internal/v2' },
+          ],
+        },
+      ),
+    );
+    expect(d.version).toBe('3.1.0');
+    expect(d.operations).toBe(3);
+    expect(d.routes.map((r) => r.template).sort()).toEqual(['/health', '/internal/v2/users/:id', '/v2/users/:id']);
+    expect(d.routes.find((r) => r.template === '/v2/users/:id')!.operations).toEqual(['GET getUser', 'DELETE']);
+  });
+
+  it('should read Swagger 2.0 YAML with basePath', () => {
+    const d = parseOpenApi('swagger: "2.0"\nbasePath: /api/\npaths:\n  /pets/{petId}:\n    get: {operationId: showPet}\n  /pets:\n    post: {}\n');
+    expect(d.version).toBe('2.0');
+    expect(d.routes.map((r) => r.template)).toEqual(['/api/pets', '/api/pets/:petId']);
+  });
+
+  it.each([
+    ['not JSON', '{"openapi": "3.0.0", "paths": {'],
+    ['not YAML', 'openapi: 3.0.0\npaths: [a\n'],
+    ['no version', JSON.stringify({ paths: {} })],
+    ['an unknown version', JSON.stringify({ openapi: '4.0', paths: {} })],
+    ['paths not an object', JSON.stringify({ openapi: '3.0.0', paths: [] })],
+    ['a path without its /', doc3({ users: get })],
+    [
+      'a YAML alias bomb',
+      `openapi: 3.0.0\na: &a ["x","x","x","x","x","x","x","x","x"]\n${Array.from(
+        { length: 12 },
+        (_, i) =>
+          `b${i}: &b${i} [${Array(9)
+            .fill(i === 0 ? '*a' : `*b${i - 1}`)
+            .join(',')}]`,
+      ).join('\n')}\npaths: {}\n`,
+    ],
+  ])('should refuse %s', (why, text) => {
+    expect(() => parseOpenApi(text)).toThrow(why === 'a YAML alias bomb' ? /alias/i : /./);
+  });
+
+  it('should refuse more than 2,000 operations and more than 4 MiB', () => {
+    const paths: Record<string, unknown> = {};
+    for (let i = 0; i <= MAX_OPENAPI_OPERATIONS; i++) paths[`/p${i}`] = get;
+    expect(() => parseOpenApi(doc3(paths))).toThrow(/more than 2000 operations/);
+    expect(() => parseOpenApi(doc3({ '/a': get }, { pad: 'x'.repeat(4 * 1024 * 1024) }))).toThrow(/bytes; at most/);
+  });
+
+  it('should order most specific first: a literal beats a mixed segment, which beats a parameter, at the first position they differ', () => {
+    const d = parseOpenApi(
+      doc3({ '/{a}/b': get, '/users/{id}': get, '/users/me': get, '/users/{id}.json': get, '/users/{id}/x': get, '/a/{b}': get, '/users/me/x': get }),
+    );
+    // By kinds (literal, mixed, parameter) position by position, then length: texts only break ties.
+    expect(d.routes.map((r) => r.path)).toEqual(['/users/me', '/users/me/x', '/users/{id}.json', '/a/{b}', '/users/{id}', '/users/{id}/x', '/{a}/b']);
+    expect(compareSpecificity('/users/me', '/users/{id}')).toBeLessThan(0);
+    expect(compareSpecificity('/{a}/b', '/a/{b}')).toBeGreaterThan(0);
+  });
+
+  it('should match mixed segments by their texts, without backtracking', () => {
+    const texts = ['', '.', ''];
+    expect(matchMixed(texts, 'report.csv')).toBe(true);
+    expect(matchMixed(texts, 'a.b.c')).toBe(true);
+    expect(matchMixed(texts, '.csv')).toBe(false);
+    expect(matchMixed(texts, 'report.')).toBe(false);
+    expect(matchMixed(texts, 'report')).toBe(false);
+    const start = process.hrtime.bigint();
+    expect(matchMixed(['', '.', '.', '.', 'x'], '.'.repeat(100_000))).toBe(false);
+    expect(Number(process.hrtime.bigint() - start) / 1e6).toBeLessThan(100);
+  });
+});
+
+describe('OpenAPI templates in the templater and the RED recorder', () => {
+  const routes = parseOpenApi(
+    doc3({ '/users/me': get, '/users/{userName}': get, '/files/{name}.{ext}': get, '/tags/{tag}': get }, { servers: [{ url: '/v1' }] }),
+  ).routes;
+
+  it('should match after configured patterns and before the heuristics, most specific first', () => {
+    const t = new RouteTemplater(['/v1/tags/:configured']);
+    expect(t.template('/v1/users/alice')).toBe('/v1/users/alice');
+    t.setOpenApi(routes);
+    expect(t.template('/v1/users/alice')).toBe('/v1/users/:userName');
+    expect(t.template('/v1/users/me')).toBe('/v1/users/me');
+    expect(t.template('/v1/users/')).toBe('/v1/users/');
+    expect(t.template('/v1/files/report.csv')).toBe('/v1/files/:name.:ext');
+    expect(t.template('/v1/files/report')).toBe('/v1/files/report');
+    expect(t.template('/v1/tags/x')).toBe('/v1/tags/:configured');
+    expect(t.template('/users/alice')).toBe('/users/alice');
+    expect(t.template('/v1/users/42')).toBe('/v1/users/:userName');
+    t.setOpenApi([]);
+    expect(t.template('/v1/users/alice')).toBe('/v1/users/alice');
+  });
+
+  it('should admit the templates at once, and never feed them to the learned caps', () => {
+    const red = new RedRecorder(new Registry(), {
+      prefix: 'h',
+      buckets: DEFAULT_HTTP_BUCKETS,
+      routePatterns: [],
+      excludePaths: [],
+      maxSeriesPerFamily: 100_000,
+    });
+    red.setOpenApi(routes);
+    expect(red.openApiTemplates).toEqual(routes.map((r) => r.template));
+    for (let i = 0; i < 100; i++) red.record('GET', red.route(`/v1/users/user${'abcdefghij'[i % 10]}${'abcdefghij'[Math.floor(i / 10)]}`)!, 404, 0.01, false);
+    const paths = new Set([...red.duration.allSeries()].map((s) => /path="([^"]*)"/.exec(s.labels)![1]));
+    expect([...paths]).toEqual(['/v1/users/:userName']);
+    expect(red.learner!.learnedCount).toBe(0);
+  });
+});
+
+describe('the OpenAPI source of a real sidecar', () => {
+  let upstream: Upstream;
+  let sc: Running;
+  /** What the app answers on /openapi.json now. */
+  let answer: { status: number; body: string } = { status: 503, body: 'starting' };
+  let fetches = 0;
+  const good = doc3({ '/orders/{orderId}': get, '/orders/recent': get });
+
+  beforeAll(async () => {
+    upstream = await startUpstream((req, res) => {
+      if (req.url === '/openapi.json') {
+        fetches++;
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body);
+      } else res.end('ok');
+    });
+    sc = await startSidecar({
+      UPSTREAM_URL: upstream.url,
+      ROUTE_OPENAPI_URL: '/openapi.json',
+      ROUTE_OPENAPI_REFRESH_S: '1',
+      SERVE_PROMETHEUS_ENDPOINT: 'true',
+    });
+  });
+  afterAll(async () => {
+    await sc.stop();
+    await upstream.close();
+  });
+  const scrape = async () => parseExposition((await request(sc.mainPort, '/debug/metrics')).text);
+
+  it('should retry an app that is not ready yet until the document loads', async () => {
+    await sc.untilLogged((l) => l.msg === 'OpenAPI document not loaded; the previous templates stay in use' && l.outcome === 'bad_status');
+    answer = { status: 200, body: good };
+    await sc.untilLogged((l) => l.msg === 'OpenAPI document loaded');
+    expect(fetches).toBeGreaterThanOrEqual(2);
+    expect((await request(sc.mainPort, '/orders/frobnicate')).status).toBe(200);
+    expect((await request(sc.mainPort, '/orders/recent')).status).toBe(200);
+    const p = await scrape();
+    expect(value(p, 'flask_http_request_duration_seconds_count', { path: '/orders/:orderId' })).toBe(1);
+    expect(value(p, 'flask_http_request_duration_seconds_count', { path: '/orders/recent' })).toBe(1);
+    expect(value(p, 'metrics_sidecar_route_openapi_templates')).toBe(2);
+    expect(value(p, 'metrics_sidecar_route_openapi_loads_total', { outcome: 'bad_status' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('should refuse a malformed document with one log line and a count, keeping the previous templates', async () => {
+    const before = sc.logs.length;
+    answer = { status: 200, body: '{"openapi": "3.0.0", "paths": ' };
+    await sc.untilLogged((l) => l.outcome === 'refused' && String(l.reason).startsWith('not valid JSON'));
+    expect(sc.logs.slice(before).filter((l) => l.outcome === 'refused').length).toBeGreaterThanOrEqual(1);
+    expect((await request(sc.mainPort, '/orders/xyzzy')).status).toBe(200);
+    const p = await scrape();
+    expect(value(p, 'flask_http_request_duration_seconds_count', { path: '/orders/:orderId' })).toBe(2);
+    expect(value(p, 'metrics_sidecar_route_openapi_loads_total', { outcome: 'refused' })).toBeGreaterThanOrEqual(1);
+    expect(value(p, 'metrics_sidecar_route_openapi_templates')).toBe(2);
+  });
+
+  it('should refuse a document over 4 MiB while reading it', async () => {
+    answer = { status: 200, body: doc3({ '/x': get }, { pad: 'y'.repeat(5 * 1024 * 1024) }) };
+    await sc.untilLogged((l) => l.outcome === 'refused' && /larger than/.test(String(l.reason)));
+    const p = await scrape();
+    expect(value(p, 'metrics_sidecar_route_openapi_templates')).toBe(2);
+    answer = { status: 200, body: good };
+    const loaded = sc.logs.filter((l) => l.msg === 'OpenAPI document loaded').length;
+    await sc.untilLogged(() => sc.logs.filter((l) => l.msg === 'OpenAPI document loaded').length > loaded);
+  });
+});
