@@ -76,6 +76,7 @@ import { haproxyConf, caddyConf } from './peers/configs.mjs';
 import { LOADS, mixHeadBytes, writeMixFiles, writeMixJson, writeMixWrkScript } from './lib/mix.mjs';
 import { upstreamMixConf } from './lib/nginx.mjs';
 import { baselineDist, undiciDist } from './lib/builds.mjs';
+import { writeOpenApiDoc } from './lib/openapi.mjs';
 
 const log = logger('proxy');
 
@@ -112,6 +113,7 @@ const ALL = [
   'sidecar-per-request',
   'sidecar-no-exemplars',
   'sidecar-classic',
+  'sidecar-openapi',
   'nginx',
   'haproxy',
   'caddy',
@@ -121,7 +123,7 @@ const ALL = [
   'l4-pipe',
 ];
 /** Other builds of the sidecar: run only when asked for (BENCH_PEERS; sidecar-baseline also by BENCH_BASELINE). */
-const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic'];
+const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic', 'sidecar-openapi'];
 /** Today's build with settings of its own: what a connection per request, exemplars and native buckets cost. */
 const SIDECAR_ENV = {
   'sidecar-per-request': { UPSTREAM_KEEPALIVE: 'false' },
@@ -175,7 +177,8 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
     case 'sidecar-undici':
     case 'sidecar-per-request':
     case 'sidecar-no-exemplars':
-    case 'sidecar-classic': {
+    case 'sidecar-classic':
+    case 'sidecar-openapi': {
       const sc = await startSidecar({
         name,
         cpus,
@@ -183,7 +186,8 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
         upstream: `http://127.0.0.1:${upstreamPort}`,
         tmp,
         dist: dists[name],
-        env: SIDECAR_ENV[name] ?? {},
+        // sidecar-openapi: route templates from a document of 200 operations (what matching them costs).
+        env: name === 'sidecar-openapi' ? { ROUTE_OPENAPI_FILE: writeOpenApiDoc(tmp, 200) } : (SIDECAR_ENV[name] ?? {}),
       });
       await waitForHttp(url, sc.proc, 10000);
       return { name, url, pids: [sc.pid], proc: sc.proc, alive: sc.alive, sidecar: sc, metricsPort };

@@ -61,6 +61,7 @@ const PROXY_CONFIGS = {
   'sidecar-per-request': 'the sidecar, a connection per request (`UPSTREAM_KEEPALIVE=false`)',
   'sidecar-no-exemplars': 'the sidecar, `EXEMPLARS=false`',
   'sidecar-classic': 'the sidecar, classic histograms only (`NATIVE_HISTOGRAM_BUCKET_FACTOR=0`)',
+  'sidecar-openapi': 'the sidecar, route templates from an OpenAPI document of 200 operations (`ROUTE_OPENAPI_FILE`)',
   undici: 'undici (a Node proxy)',
   'http-proxy': 'http-proxy',
   fastify: '@fastify/http-proxy',
@@ -210,6 +211,10 @@ function renderNative(r) {
 export const FIGURES = {
   proxy: { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
   'proxy-mix': { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
+  // Focused runs of the mix, one opt-in configuration against the sidecar (their builds table is the figure):
+  // bench/results/proxy-mix.json renamed after the run, as it is what bench:proxy writes for BENCH_LOAD=mix.
+  'proxy-exemplars': { command: proxyCommand, figures: { builds: proxyBuilds } },
+  'proxy-openapi': { command: proxyCommand, figures: { builds: proxyBuilds } },
   render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf, native: renderNative } },
 };
 
