@@ -207,6 +207,25 @@ function renderNative(r) {
   return lines;
 }
 
+function routesCommand(r) {
+  return `\`npm run bench:routes\` (${r.settings?.rounds} interleaved rounds of ${int(r.settings?.requests)} requests, in process)`;
+}
+
+function routesCost(r) {
+  const ns = (x) => `${num(x.median, 1)} ns (${num(x.min, 1)}–${num(x.max, 1)})`;
+  const rows = ["| paths | without a document | with 200 operations | with ÷ without (rounds' range) |", '|---|---|---|---|'];
+  for (const [label, key, ratio] of [
+    ["the `mix` load's 64 paths (cache hits)", 'mix', 'mix_document_over_none'],
+    ['a new id on every request (templated each time)', 'distinct', 'distinct_document_over_none'],
+  ]) {
+    const q = r.ratios[ratio];
+    rows.push(
+      `| ${label} | ${ns(r.results[`${key}, no document`].ns_per_request)} | ${ns(r.results[`${key}, 200 operations`].ns_per_request)} | ${range(q, (y) => times(y, 3))} |`,
+    );
+  }
+  return rows;
+}
+
 /** Figure id (after the file part) → [command line, lines]. */
 export const FIGURES = {
   proxy: { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
@@ -215,6 +234,7 @@ export const FIGURES = {
   // bench/results/proxy-mix.json renamed after the run, as it is what bench:proxy writes for BENCH_LOAD=mix.
   'proxy-exemplars': { command: proxyCommand, figures: { builds: proxyBuilds } },
   'proxy-openapi': { command: proxyCommand, figures: { builds: proxyBuilds } },
+  routes: { command: routesCommand, figures: { cost: routesCost } },
   render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf, native: renderNative } },
 };
 
