@@ -14,7 +14,9 @@
  * request reaches the app at a time whatever the number of callers, and a flood of callers cannot
  * crowd out the kubelet's probe (a fixed cap would answer it 503 and get the app restarted).
  */
-import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
+import type { UpstreamClient } from './upstream-client';
+import { appClient, getFromApp } from './app-get';
+import { BackgroundLoop } from '../runtime/background-loop';
 import type { AppHealthConfig } from '../config';
 import type { Logger } from '../log/logger';
 import { Counter, Gauge, type Registry } from '../metrics/registry';
@@ -45,75 +47,30 @@ export function healthyStatus(status: number): boolean {
 }
 
 /**
- * One GET of the app's health URL on a fresh connection, bounded in time and in bytes read,
- * through the same strict client the forwarder uses (one connection per check: `keepAlive`
- * false on the client the caller gives). `signal` ends it early (the sidecar stopping): its
- * connection and timer are gone at once.
+ * One GET of the app's health URL (getFromApp: a fresh connection of the strict client, bounded in
+ * time and bytes; `signal` ends it early). With `keepBody`, the start of the body for the relay,
+ * also when the app cuts it short after its status.
  */
-export function checkOnce(client: UpstreamClient, url: URL, timeoutMs: number, keepBody = false, signal?: AbortSignal): Promise<CheckResult> {
-  if (signal?.aborted) return Promise.resolve({ outcome: 'error', reason: 'stopped' });
-  return new Promise((resolve) => {
-    let done = false;
-    let controller: Controller | undefined;
-    let status = 0;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = (r: CheckResult): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (controller !== undefined && !controller.aborted) controller.abort(new Error('health check over'));
-      resolve(r);
-    };
-    const result = (): CheckResult => {
-      const outcome: CheckOutcome = healthyStatus(status) ? 'ok' : 'bad_status';
-      const r: CheckResult = { outcome, status, reason: outcome === 'ok' ? undefined : `status ${status}` };
-      if (keepBody) r.body = Buffer.concat(chunks).subarray(0, RELAY_MAX_BODY);
-      return r;
-    };
-    const onAbort = (): void => finish({ outcome: 'error', reason: 'stopped' });
-    const timer = setTimeout(() => finish({ outcome: 'timeout', reason: `no answer within ${timeoutMs} ms` }), timeoutMs);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    client.dispatch(
-      {
-        method: 'GET',
-        path: `${url.pathname}${url.search}`,
-        headers: ['host', url.host, 'user-agent', 'metrics-sidecar-app-health', 'accept', '*/*'],
-        body: null,
-      },
-      {
-        onRequestStart: (c) => {
-          controller = c;
-        },
-        onResponseStart: (_c, code) => {
-          status = code;
-          if (!keepBody) finish(result());
-        },
-        onResponseData: (_c, chunk) => {
-          chunks.push(Buffer.from(chunk));
-          size += chunk.length;
-          if (size >= RELAY_MAX_BODY) finish(result());
-        },
-        onResponseEnd: () => finish(result()),
-        onResponseError: (_c, err: Error & { code?: string }) => {
-          // A body cut short after the status: the relay gives what came.
-          if (status !== 0 && keepBody) finish(result());
-          else finish({ outcome: isTimeout(err) ? 'timeout' : 'error', reason: err.code ?? err.message });
-        },
-      },
-    );
+export async function checkOnce(client: UpstreamClient, url: URL, timeoutMs: number, keepBody = false, signal?: AbortSignal): Promise<CheckResult> {
+  const r = await getFromApp(client, url, {
+    timeoutMs,
+    signal,
+    userAgent: 'metrics-sidecar-app-health',
+    accept: '*/*',
+    maxBytes: keepBody ? RELAY_MAX_BODY : 0,
+    partial: 'truncate',
   });
+  if (r.failure !== undefined || r.status === undefined) return { outcome: r.failure === 'timeout' ? 'timeout' : 'error', reason: r.reason };
+  const outcome: CheckOutcome = healthyStatus(r.status) ? 'ok' : 'bad_status';
+  const result: CheckResult = { outcome, status: r.status, reason: outcome === 'ok' ? undefined : `status ${r.status}` };
+  if (keepBody) result.body = r.body;
+  return result;
 }
 
-export class AppHealth {
+export class AppHealth extends BackgroundLoop {
   private healthy = false;
   private failures = 0;
   private successes = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = true;
-  /** Aborted by stop(): the check and the relays in flight end with it. */
-  private controller = new AbortController();
   /** The relayed request in flight, shared by every relay that arrives meanwhile. */
   private pendingRelay: Promise<CheckResult> | undefined;
   private lastReason = 'not checked yet';
@@ -128,14 +85,9 @@ export class AppHealth {
     registry: Registry,
     private readonly logger: Logger,
   ) {
+    super();
     const u = config.url;
-    this.client = new UpstreamClient({
-      host: u.hostname.replace(/^\[|\]$/g, ''),
-      port: Number(u.port || 80),
-      timeoutMs: config.timeoutMs,
-      maxConnections: 0,
-      keepAlive: false,
-    });
+    this.client = appClient(u, config.timeoutMs);
     this.checks = registry.register(
       new Counter({
         name: 'metrics_sidecar_app_health_checks_total',
@@ -164,34 +116,13 @@ export class AppHealth {
     return this.lastReason;
   }
 
-  /** Starts the loop: a first check now, then one every interval (never two at once). */
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    if (this.controller.signal.aborted) this.controller = new AbortController();
-    this.tick();
-  }
-
-  /** Stops the loop and ends the check and the relays in flight (their connections close now). */
-  stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.controller.abort();
-  }
-
-  private tick(): void {
+  /** One background check (BackgroundLoop: start() and stop() run them every interval, never two at once). */
+  protected async step(signal: AbortSignal): Promise<number | undefined> {
     const started = Date.now();
-    const signal = this.controller.signal;
-    void checkOnce(this.client, this.config.url, this.config.timeoutMs, false, signal).then((r) => {
-      // Stopped meanwhile (and perhaps started again, with a loop of its own): this one ends here.
-      if (signal.aborted) return;
-      this.record(r);
-      const wait = Math.max(0, this.config.intervalMs - (Date.now() - started));
-      this.timer = setTimeout(() => this.tick(), wait);
-      // A pending check must not keep a drained process alive.
-      this.timer.unref();
-    });
+    const r = await checkOnce(this.client, this.config.url, this.config.timeoutMs, false, signal);
+    if (signal.aborted) return undefined;
+    this.record(r);
+    return Math.max(0, this.config.intervalMs - (Date.now() - started));
   }
 
   /** Applies one check result to the state, with hysteresis. */

@@ -9,7 +9,9 @@
  * an unchanged document is not applied again (the route cache stays warm).
  */
 import crypto from 'node:crypto';
-import { UpstreamClient, isTimeout, type Controller } from './upstream-client';
+import type { UpstreamClient } from './upstream-client';
+import { appClient, getFromApp } from './app-get';
+import { BackgroundLoop } from '../runtime/background-loop';
 import type { RedRecorder } from './red';
 import { readBoundedFile } from '../config/parse';
 import type { OpenApiSourceConfig } from '../config';
@@ -34,10 +36,7 @@ export interface OpenApiState {
   lastError: string | undefined;
 }
 
-export class OpenApiSource {
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = true;
-  private controller = new AbortController();
+export class OpenApiSource extends BackgroundLoop {
   private readonly client: UpstreamClient | undefined;
   private readonly loads: Counter;
   private readonly templates: Gauge;
@@ -51,15 +50,10 @@ export class OpenApiSource {
     registry: Registry,
     private readonly logger: Logger,
   ) {
+    super();
     if ('url' in config.source) {
       const u = config.source.url;
-      this.client = new UpstreamClient({
-        host: u.hostname.replace(/^\[|\]$/g, ''),
-        port: Number(u.port || 80),
-        timeoutMs: OPENAPI_FETCH_TIMEOUT_MS,
-        maxConnections: 0,
-        keepAlive: false,
-      });
+      this.client = appClient(u, OPENAPI_FETCH_TIMEOUT_MS);
     }
     this.state = {
       source: 'file' in config.source ? config.source.file : config.source.url.pathname + config.source.url.search,
@@ -80,21 +74,6 @@ export class OpenApiSource {
       new Gauge({ name: 'metrics_sidecar_route_openapi_templates', help: "Route templates taken from the app's OpenAPI document, in use now." }),
     );
     this.templates.set([], 0);
-  }
-
-  /** Reads the document now (a file at once, a URL in the background), then on the interval. */
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    if (this.controller.signal.aborted) this.controller = new AbortController();
-    this.tick();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.controller.abort();
   }
 
   /** One read: resolves with its outcome (tests call it directly). */
@@ -153,21 +132,19 @@ export class OpenApiSource {
     return outcome;
   }
 
-  private tick(): void {
-    const signal = this.controller.signal;
-    void this.loadOnce().then((outcome) => {
-      if (signal.aborted || this.stopped) return;
-      const ok = outcome === 'loaded' || outcome === 'unchanged';
-      let wait: number;
-      if (ok || this.state.loadedAt !== undefined) {
-        if (this.config.refreshMs === 0 && this.state.loadedAt !== undefined) return;
-        wait = ok ? this.config.refreshMs : Math.min(this.config.refreshMs || MAX_RETRY_MS, backoff(this.failures));
-      } else {
-        wait = backoff(this.failures);
-      }
-      this.timer = setTimeout(() => this.tick(), wait);
-      this.timer.unref();
-    });
+  /**
+   * One read (BackgroundLoop: start() reads now, a file at once, a URL in the background; then on
+   * the interval): after a failure, retried with a backoff; after a load, every refresh interval.
+   */
+  protected async step(signal: AbortSignal): Promise<number | undefined> {
+    const outcome = await this.loadOnce();
+    if (signal.aborted) return undefined;
+    const ok = outcome === 'loaded' || outcome === 'unchanged';
+    if (ok || this.state.loadedAt !== undefined) {
+      if (this.config.refreshMs === 0 && this.state.loadedAt !== undefined) return undefined;
+      return ok ? this.config.refreshMs : Math.min(this.config.refreshMs || MAX_RETRY_MS, backoff(this.failures));
+    }
+    return backoff(this.failures);
   }
 }
 
@@ -182,50 +159,19 @@ interface Fetched {
   tooLarge?: boolean;
 }
 
-/** One GET of the document on a fresh connection, bounded in time and in bytes. */
-function fetchDocument(client: UpstreamClient, url: URL, signal: AbortSignal): Promise<Fetched> {
-  if (signal.aborted) return Promise.resolve({ error: 'stopped' });
-  return new Promise((resolve) => {
-    let done = false;
-    let controller: Controller | undefined;
-    let status: number | undefined;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const finish = (r: Fetched): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      if (controller !== undefined && !controller.aborted) controller.abort(new Error('OpenAPI fetch over'));
-      resolve(r);
-    };
-    const onAbort = (): void => finish({ error: 'stopped' });
-    const timer = setTimeout(() => finish({ error: `no answer within ${OPENAPI_FETCH_TIMEOUT_MS} ms` }), OPENAPI_FETCH_TIMEOUT_MS);
-    signal.addEventListener('abort', onAbort, { once: true });
-    client.dispatch(
-      {
-        method: 'GET',
-        path: `${url.pathname}${url.search}`,
-        headers: ['host', url.host, 'user-agent', 'metrics-sidecar-openapi', 'accept', 'application/json, application/yaml, */*'],
-        body: null,
-      },
-      {
-        onRequestStart: (c) => {
-          controller = c;
-        },
-        onResponseStart: (_c, code) => {
-          status = code;
-          if (code < 200 || code >= 300) finish({ status, error: `status ${code}` });
-        },
-        onResponseData: (_c, chunk) => {
-          size += chunk.length;
-          if (size > MAX_OPENAPI_BYTES) finish({ status, error: `document is larger than ${MAX_OPENAPI_BYTES} bytes`, tooLarge: true });
-          else chunks.push(Buffer.from(chunk));
-        },
-        onResponseEnd: () => finish({ status, text: Buffer.concat(chunks).toString('utf8') }),
-        onResponseError: (_c, err: Error & { code?: string }) =>
-          finish({ status, error: isTimeout(err) ? `no answer within ${OPENAPI_FETCH_TIMEOUT_MS} ms` : (err.code ?? err.message) }),
-      },
-    );
+/** One GET of the document (getFromApp: a fresh connection, bounded in time and in bytes); only a 2xx body is a document. */
+async function fetchDocument(client: UpstreamClient, url: URL, signal: AbortSignal): Promise<Fetched> {
+  const r = await getFromApp(client, url, {
+    timeoutMs: OPENAPI_FETCH_TIMEOUT_MS,
+    signal,
+    userAgent: 'metrics-sidecar-openapi',
+    accept: 'application/json, application/yaml, */*',
+    maxBytes: MAX_OPENAPI_BYTES,
+    partial: 'refuse',
+    wantBody: (code) => code >= 200 && code < 300,
   });
+  if (r.failure === 'too_large') return { status: r.status, error: `document is larger than ${MAX_OPENAPI_BYTES} bytes`, tooLarge: true };
+  if (r.failure !== undefined) return { status: r.status, error: r.reason };
+  if (r.status === undefined || r.status < 200 || r.status >= 300) return { status: r.status, error: `status ${r.status}` };
+  return { status: r.status, text: (r.body ?? Buffer.alloc(0)).toString('utf8') };
 }
