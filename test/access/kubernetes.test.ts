@@ -7,18 +7,18 @@
  * CA, TTLs, the rate limit, the stale window while it is down, token rotation) is tested against
  * kube-apiserver itself in test/k8s/ (`npm run test:k8s`).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import type { KubernetesAuthConfig } from '../../src/config';
 import { spawnSidecar, waitForLog, type Child } from '../helpers/sidecar';
 import { request } from '../helpers/net';
+import { startAuthorizer, type Authorizer } from '../helpers/k8s-authorizer';
 
 const rand = () => crypto.randomBytes(12).toString('hex');
 const SA_TOKEN = `sidecar-sa-${rand()}`;
@@ -35,50 +35,6 @@ interface Review {
   path: string;
   authorization: string | undefined;
   body: { apiVersion: string; kind: string; spec: Record<string, unknown> };
-}
-
-/** A KubernetesAuthorizer in its own process (test/fixtures/k8s-authorizer.js), on a clock the test moves. */
-interface Authorizer {
-  ask(token: string, path?: string): Promise<{ decision: string; cache: string[]; logs: { msg: string; code?: string }[] }>;
-  advance(ms: number): Promise<void>;
-  close(): Promise<string[]>;
-  /** What keeps the process alive now (process.getActiveResourcesInfo()). */
-  resources(): Promise<string[]>;
-  end(): Promise<void>;
-}
-
-async function startAuthorizer(cfg: KubernetesAuthConfig): Promise<Authorizer> {
-  const proc: ChildProcess = spawn(process.execPath, [path.join(__dirname, '..', 'fixtures', 'k8s-authorizer.js'), JSON.stringify(cfg)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const waiting = new Map<number, (answer: Record<string, unknown>) => void>();
-  let ready!: (answer: Record<string, unknown>) => void;
-  const first = new Promise<Record<string, unknown>>((r) => (ready = r));
-  readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
-    const answer = JSON.parse(line) as Record<string, unknown>;
-    if (answer.fail !== undefined) throw new Error(`authorizer: ${String(answer.fail)}`);
-    if (answer.id === undefined) ready(answer);
-    else waiting.get(answer.id as number)?.(answer);
-  });
-  let ids = 0;
-  const send = (cmd: object) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      const id = ++ids;
-      waiting.set(id, resolve);
-      proc.stdin!.write(`${JSON.stringify({ id, ...cmd })}\n`);
-    });
-  await first;
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  return {
-    ask: async (token, p = '/debug/metrics') => (await send({ authorize: { token, path: p } })) as Awaited<ReturnType<Authorizer['ask']>>,
-    advance: async (ms) => void (await send({ advance: ms })),
-    close: async () => (await send({ close: true })).resources as string[],
-    resources: async () => (await send({ resources: true })).resources as string[],
-    end: async () => {
-      proc.stdin!.end();
-      await exited;
-    },
-  };
 }
 
 describe('fake API server: faults the real one cannot produce (Kubernetes auth)', () => {

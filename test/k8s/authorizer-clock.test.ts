@@ -4,54 +4,14 @@
  * the test advances, so a TTL or the rate budget is crossed by moving the clock, never by waiting;
  * and the sidecar's rate limit as a whole.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { KubernetesAuthConfig } from '../../src/config';
 import { bindClusterRole, grantNonResource, kubeconfig, namespace, serviceAccount, suffix, token } from './env';
 import { kubeSidecar, scrape, stop, untilReady } from './sidecars';
 import { waitForLog } from '../helpers/sidecar';
-
-interface Answer {
-  decision: string;
-  cache: string[];
-  logs: { msg: string; code?: string }[];
-}
-
-/** The authorizer in its own process, on a clock only the test moves. */
-async function startAuthorizer(cfg: KubernetesAuthConfig) {
-  const proc: ChildProcess = spawn(process.execPath, [path.join(__dirname, '..', 'fixtures', 'k8s-authorizer.js'), JSON.stringify(cfg)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const waiting = new Map<number, (a: Record<string, unknown>) => void>();
-  let ready!: () => void;
-  const first = new Promise<void>((r) => (ready = r));
-  readline.createInterface({ input: proc.stdout! }).on('line', (line) => {
-    const a = JSON.parse(line) as Record<string, unknown>;
-    if (a.fail !== undefined) throw new Error(`authorizer: ${String(a.fail)}`);
-    if (a.id === undefined) ready();
-    else waiting.get(a.id as number)?.(a);
-  });
-  let ids = 0;
-  const send = (cmd: object) =>
-    new Promise<Record<string, unknown>>((resolve) => {
-      const id = ++ids;
-      waiting.set(id, resolve);
-      proc.stdin!.write(`${JSON.stringify({ id, ...cmd })}\n`);
-    });
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  await first;
-  return {
-    ask: async (t: string, p = '/debug/metrics') => (await send({ authorize: { token: t, path: p } })) as unknown as Answer,
-    advance: async (ms: number) => void (await send({ advance: ms })),
-    end: async () => {
-      proc.stdin!.end();
-      await exited;
-    },
-  };
-}
+import { startAuthorizer } from '../helpers/k8s-authorizer';
 
 describe('Kubernetes auth decisions over time, against the real API server', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'k8s-clock-'));
