@@ -8,25 +8,17 @@ import fc from 'fast-check';
 import { RouteTemplater, SegmentLearner } from '../../src/proxy/routes';
 import { RedRecorder } from '../../src/proxy/red';
 import { canonicalize } from '../../src/proxy/target';
-import { Registry } from '../../src/metrics/registry';
-import { DEFAULT_HTTP_BUCKETS, loadConfig } from '../../src/config';
+import { loadConfig } from '../../src/config';
 import { request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { startSidecar, type Running } from '../helpers/sidecar';
 import { parseExposition, value } from '../helpers/exposition';
 import { letters, prng } from '../helpers/attack';
 import { targetArb } from './target-arbitraries';
+import { pathLabels, testRecorder } from '../helpers/red';
 
-const make = (routeSegmentMaxValues?: number, routePatterns: string[] = []) =>
-  new RedRecorder(new Registry(), {
-    prefix: 'h',
-    buckets: DEFAULT_HTTP_BUCKETS,
-    routePatterns,
-    excludePaths: [],
-    maxSeriesPerFamily: 100_000,
-    routeSegmentMaxValues,
-  });
-const paths = (red: RedRecorder) => new Set([...red.duration.allSeries()].map((s) => /path="([^"]*)"/.exec(s.labels)![1]));
+const make = (routeSegmentMaxValues?: number, routePatterns: string[] = []) => testRecorder({ routePatterns, routeSegmentMaxValues });
+const paths = (red: RedRecorder) => new Set(pathLabels(red));
 const words = (n: number, seed: number) => {
   const rand = prng(seed);
   const out = new Set<string>();

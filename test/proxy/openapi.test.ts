@@ -6,13 +6,11 @@
  */
 import { compareSpecificity, matchMixed, MAX_OPENAPI_OPERATIONS, parseOpenApi, toTemplate } from '../../src/formats/openapi';
 import { RouteTemplater } from '../../src/proxy/routes';
-import { RedRecorder } from '../../src/proxy/red';
-import { Registry } from '../../src/metrics/registry';
-import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { startSidecar, type Running } from '../helpers/sidecar';
 import { parseExposition, value } from '../helpers/exposition';
+import { pathLabels, testRecorder } from '../helpers/red';
 
 const doc3 = (paths: Record<string, unknown>, extra: Record<string, unknown> = {}) => JSON.stringify({ openapi: '3.1.0', info: {}, paths, ...extra });
 const get = { get: { operationId: 'op', responses: {} } };
@@ -122,17 +120,11 @@ describe('OpenAPI templates in the templater and the RED recorder', () => {
   });
 
   it('should admit the templates at once, and never feed them to the learned caps', () => {
-    const red = new RedRecorder(new Registry(), {
-      prefix: 'h',
-      buckets: DEFAULT_HTTP_BUCKETS,
-      routePatterns: [],
-      excludePaths: [],
-      maxSeriesPerFamily: 100_000,
-    });
+    const red = testRecorder();
     red.setOpenApi(routes);
     expect(red.openApiTemplates).toEqual(routes.map((r) => r.template));
     for (let i = 0; i < 100; i++) red.record('GET', red.route(`/v1/users/user${'abcdefghij'[i % 10]}${'abcdefghij'[Math.floor(i / 10)]}`)!, 404, 0.01, false);
-    const paths = new Set([...red.duration.allSeries()].map((s) => /path="([^"]*)"/.exec(s.labels)![1]));
+    const paths = new Set(pathLabels(red));
     expect([...paths]).toEqual(['/v1/users/:userName']);
     expect(red.learner!.learnedCount).toBe(0);
   });

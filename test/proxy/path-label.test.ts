@@ -9,6 +9,7 @@ import { isIdLike } from '../../src/formats/path-segment';
 import { RedRecorder, Route, UNMATCHED_ROUTE, OVERFLOW_ROUTE } from '../../src/proxy/red';
 import { Registry } from '../../src/metrics/registry';
 import { familyPieces } from '../helpers/text-oracle';
+import { pathLabels, testRecorder } from '../helpers/red';
 import { DEFAULT_HTTP_BUCKETS } from '../../src/config';
 import { freePort, request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
@@ -102,17 +103,9 @@ describe('RouteTemplater bounds', () => {
 });
 
 describe('RedRecorder path admission', () => {
-  const make = (maxRouteTemplates = 1000, routePatterns: string[] = []) =>
-    new RedRecorder(new Registry(), {
-      prefix: 'h',
-      buckets: DEFAULT_HTTP_BUCKETS,
-      routePatterns,
-      excludePaths: [],
-      maxSeriesPerFamily: 100_000,
-      maxRouteTemplates,
-      routeSegmentMaxValues: 0, // the template bound alone (learned caps: learned-routes.test.ts)
-    });
-  const paths = (red: RedRecorder) => [...red.duration.allSeries()].map((s) => /path="([^"]*)"/.exec(s.labels)![1]);
+  // The template bound alone (learned caps: learned-routes.test.ts).
+  const make = (maxRouteTemplates = 1000, routePatterns: string[] = []) => testRecorder({ routePatterns, maxRouteTemplates, routeSegmentMaxValues: 0 });
+  const paths = pathLabels;
 
   it.each([400, 404, 405, 414, 431])('should never mint a template for a %d', (status) => {
     const red = make();
