@@ -88,11 +88,11 @@ beforeAll(async () => {
     // scrapes protobuf stores a histogram that has native buckets under its own name: those names
     // are exported too (the dashboard asks for them first and falls back to the classic _bucket).
     await request(child.mainPort, '/');
-    // The request is recorded once its response has closed: scrape until it is, briefly.
-    for (let i = 0; !exported.has('flask_http_request_duration_seconds') && i < 10; i++) {
+    // The request is recorded once its response has closed, in the sidecar's process: the condition
+    // is the scrape itself, asked again (each scrape a round trip, no timer) until it shows, bounded.
+    for (let i = 0; !exported.has('flask_http_request_duration_seconds') && i < 200; i++) {
       const pb = await request(child.metricsPort, '/debug/metrics', { headers: { ...auth, accept: PROTOBUF_CONTENT_TYPE } });
       for (const f of decode(pb.body)) if (f.metric.some((m) => m.histogram?.schema !== undefined)) exported.add(f.name);
-      if (!exported.has('flask_http_request_duration_seconds')) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(exported.has('flask_http_request_duration_seconds')).toBe(true);
   } finally {
