@@ -4,6 +4,7 @@
  * learned caps, and the background source: a refused document keeps the previous set, a missing
  * one is retried until it loads.
  */
+import fc from 'fast-check';
 import { compareSpecificity, matchMixed, MAX_OPENAPI_OPERATIONS, parseOpenApi, toTemplate } from '../../src/formats/openapi';
 import { RouteTemplater } from '../../src/proxy/routes';
 import { request } from '../helpers/net';
@@ -16,6 +17,42 @@ const doc3 = (paths: Record<string, unknown>, extra: Record<string, unknown> = {
 const get = { get: { operationId: 'op', responses: {} } };
 
 describe('parseOpenApi', () => {
+  it('should answer any text with a document or an Error saying why, never another exception (generated)', () => {
+    const check = (text: string) => {
+      let d;
+      try {
+        d = parseOpenApi(text);
+      } catch (err) {
+        expect(err).toBeInstanceOf(Error);
+        expect((err as Error).constructor).toBe(Error);
+        return;
+      }
+      expect(d.operations).toBeLessThanOrEqual(MAX_OPENAPI_OPERATIONS);
+      for (const r of d.routes) expect(r.template.startsWith('/')).toBe(true);
+    };
+    // Arbitrary text (JSON- and YAML-looking included), then documents whose paths are arbitrary.
+    fc.assert(fc.property(fc.string({ maxLength: 300 }), check), { numRuns: 1500 });
+    fc.assert(
+      fc.property(fc.json({ maxDepth: 4 }), (j) => check(j)),
+      { numRuns: 800 },
+    );
+    fc.assert(
+      fc.property(
+        fc.json({ maxDepth: 3 }).map((j) => `openapi: 3.0.0\npaths: ${j}\n`),
+        check,
+      ),
+      { numRuns: 500 },
+    );
+    const pathKey = fc.string({ unit: fc.constantFrom(...'/{}.:ab1-_%? '.split('')), maxLength: 30 });
+    const anyValue = fc.oneof(fc.constant(get), fc.constant(null), fc.integer(), fc.string(), fc.constant({ get: 1 }), fc.constant({ servers: 3, post: {} }));
+    fc.assert(
+      fc.property(fc.dictionary(pathKey, anyValue, { maxKeys: 20 }), fc.anything({ maxDepth: 2 }), (paths, servers) =>
+        check(JSON.stringify({ openapi: '3.0.3', paths, servers })),
+      ),
+      { numRuns: 1500 },
+    );
+  });
+
   it('should turn {param} into :param, mixed segments included', () => {
     expect(toTemplate('/users/{userId}/orders/{orderId}')).toBe('/users/:userId/orders/:orderId');
     expect(toTemplate('/files/{name}.{ext}')).toBe('/files/:name.:ext');
