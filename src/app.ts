@@ -88,6 +88,7 @@ export function createSidecar(config: Config, logger: Logger, overrides: Sidecar
       : undefined,
     templates: () => red.templateSources(),
     openApi: openApi ? () => openApi.state : undefined,
+    operation: (method, template) => red.operationOf(method, template),
   });
   if (merger) merger.onFetch = (f) => status.onMergeFetch(f);
   gate.onCidrRefused = (address, listener) => status.cidrRefused(address, listener);

@@ -32,6 +32,8 @@ export interface OpenApiState {
   loadedAt: number | undefined;
   version: string | undefined;
   operations: number;
+  /** Templates of the document in use cut at ROUTE_TEMPLATE_MAX_SEGMENTS/LENGTH (they end in `/:rest`). */
+  templatesCut: number;
   lastOutcome: LoadOutcome | undefined;
   lastError: string | undefined;
 }
@@ -60,6 +62,7 @@ export class OpenApiSource extends BackgroundLoop {
       loadedAt: undefined,
       version: undefined,
       operations: 0,
+      templatesCut: 0,
       lastOutcome: undefined,
       lastError: undefined,
     };
@@ -100,10 +103,18 @@ export class OpenApiSource extends BackgroundLoop {
       return this.failed('refused', (err as Error).message);
     }
     this.lastHash = hash;
-    this.red.setOpenApi(doc.routes);
-    this.templates.set([], doc.routes.length);
-    Object.assign(this.state, { loadedAt: Date.now(), version: doc.version, operations: doc.operations });
-    this.logger.info('OpenAPI document loaded', { source: this.state.source, version: doc.version, operations: doc.operations, templates: doc.routes.length });
+    const { cut } = this.red.setOpenApi(doc.routes);
+    const templates = this.red.openApiTemplates.length;
+    this.templates.set([], templates);
+    Object.assign(this.state, { loadedAt: Date.now(), version: doc.version, operations: doc.operations, templatesCut: cut });
+    // A cut template is named by its first segments and `/:rest` (ROUTE_TEMPLATE_MAX_SEGMENTS/LENGTH).
+    this.logger.info('OpenAPI document loaded', {
+      source: this.state.source,
+      version: doc.version,
+      operations: doc.operations,
+      templates,
+      ...(cut > 0 ? { templates_cut: cut } : {}),
+    });
     return this.succeeded('loaded');
   }
 

@@ -205,22 +205,30 @@ export class RedRecorder {
 
   /**
    * Uses the templates of the app's OpenAPI document from now on (replacing the previous set):
-   * matched after the configured patterns, before the heuristics, and admitted as `path` values at
-   * once while the known-template bound allows (past it they are admitted as any template is).
+   * matched after the configured patterns, before the heuristics, cut at the template bounds
+   * (returns how many were), and admitted as `path` values at once while the known-template bound
+   * allows (past it they are admitted as any template is).
    */
-  setOpenApi(routes: readonly OpenApiRoute[]): void {
-    this.routes.setOpenApi(routes);
-    this.declared = new Set([...this.routes.patternTemplates, ...routes.map((r) => r.template)]);
-    for (const r of routes) {
-      if (this.known.has(r.template)) continue;
+  setOpenApi(routes: readonly OpenApiRoute[]): { cut: number } {
+    const r = this.routes.setOpenApi(routes);
+    const templates = this.routes.openApiPatternTemplates;
+    this.declared = new Set([...this.routes.patternTemplates, ...templates]);
+    for (const t of templates) {
+      if (this.known.has(t)) continue;
       if (this.known.size >= this.maxTemplates + 2) break;
-      this.known.set(r.template, new Route(r.template));
+      this.known.set(t, new Route(t));
     }
+    return r;
   }
 
   /** The OpenAPI document's templates in use, most specific first. */
   get openApiTemplates(): readonly string[] {
     return this.routes.openApiPatternTemplates;
+  }
+
+  /** The OpenAPI document's operationId for a method on one of its templates (the status page's route label). */
+  operationOf(method: string, template: string): string | undefined {
+    return this.routes.operationOf(method, template);
   }
 
   /** The configured patterns' templates (ROUTE_PATTERNS). */

@@ -52,6 +52,8 @@ export class RouteTemplater {
   /** The OpenAPI document's templates by segment count, most specific first in each. */
   private openApi = new Map<number, CompiledOpenApi[]>();
   private openApiTemplates: string[] = [];
+  /** The document's operationId by template and method (`/users/:id` → GET → getUser); the first one of a cut template. */
+  private operations = new Map<string, Map<string, string>>();
   private readonly exact = new Set<string>();
   private readonly prefixes: string[] = [];
   private readonly cache = new Map<string, string | null>();
@@ -84,25 +86,47 @@ export class RouteTemplater {
 
   /**
    * Replaces the OpenAPI document's templates (most specific first, as parseOpenApi orders them),
-   * matched after the configured patterns and before the heuristics. The cache is emptied: paths
-   * cached under another template are templated again.
+   * matched after the configured patterns and before the heuristics, each cut at the template
+   * bounds (returns how many were). The cache is emptied: paths cached under another template are
+   * templated again.
    */
-  setOpenApi(routes: readonly OpenApiRoute[]): void {
+  setOpenApi(routes: readonly OpenApiRoute[]): { cut: number } {
     const bySegments = new Map<number, CompiledOpenApi[]>();
+    const templates = new Set<string>();
+    const operations = new Map<string, Map<string, string>>();
+    let cut = 0;
     for (const r of routes) {
       const segments = r.path.split('/').slice(1).map(segmentMatcher);
       let list = bySegments.get(segments.length);
       if (list === undefined) bySegments.set(segments.length, (list = []));
-      list.push({ template: r.template, segments });
+      // The label is bounded as a heuristic template is: a document's 40-segment path is still one
+      // route, named by its first segments and `/:rest`.
+      const template = this.bounded(r.template.split('/').slice(1));
+      if (template !== r.template) cut++;
+      list.push({ template, segments });
+      templates.add(template);
+      let ops = operations.get(template);
+      if (ops === undefined) operations.set(template, (ops = new Map()));
+      for (const op of r.operations) {
+        const space = op.indexOf(' ');
+        if (space !== -1 && !ops.has(op.slice(0, space))) ops.set(op.slice(0, space), op.slice(space + 1));
+      }
     }
     this.openApi = bySegments;
-    this.openApiTemplates = routes.map((r) => r.template);
+    this.operations = operations;
+    this.openApiTemplates = [...templates];
     this.invalidate();
+    return { cut };
   }
 
   /** The OpenAPI document's templates in use, most specific first. */
   get openApiPatternTemplates(): readonly string[] {
     return this.openApiTemplates;
+  }
+
+  /** The document's operationId for a method (`GET`) on one of its templates, if it gives one. */
+  operationOf(method: string, template: string): string | undefined {
+    return this.operations.get(template)?.get(method);
   }
 
   /** The template for a path (`/users/42?x=1` → `/users/:id`), or null when excluded. */
@@ -150,12 +174,28 @@ export class RouteTemplater {
     for (const p of this.patterns) if (matches(p, segments)) return p.template;
     const candidates = this.openApi.get(segments.length);
     if (candidates !== undefined) for (const c of candidates) if (matchesOpenApi(c, segments)) return c.template;
-    let out = '';
     const n = Math.min(segments.length, this.maxSegments);
     const learner = this.opts.learner !== undefined && this.opts.learner.learnedCount > 0 ? this.opts.learner : undefined;
+    const pieces = new Array<string>(segments.length > n ? n + 1 : n);
+    let prefix = '';
     for (let i = 0; i < n; i++) {
       const seg = segments[i];
-      const piece = `/${isIdLike(seg) || (i > 0 && learner?.isLearned(out) === true) ? ':id' : seg}`;
+      pieces[i] = isIdLike(seg) || (i > 0 && learner?.isLearned(prefix) === true) ? ':id' : seg;
+      if (learner !== undefined) prefix += `/${pieces[i]}`;
+    }
+    if (segments.length > n) pieces[n] = REST_SEGMENT; // one past the bound: bounded() ends it in /:rest
+    return this.bounded(pieces);
+  }
+
+  /**
+   * Joins a template's segments within the bounds: at most `maxSegments` segments and `maxLength`
+   * characters, a cut template ending in `/:rest` (cut at a segment boundary).
+   */
+  private bounded(segments: readonly string[]): string {
+    let out = '';
+    const n = Math.min(segments.length, this.maxSegments);
+    for (let i = 0; i < n; i++) {
+      const piece = `/${segments[i]}`;
       if (out.length + piece.length > this.maxLength - REST_SEGMENT.length - 1) return `${out}/${REST_SEGMENT}`;
       out += piece;
     }

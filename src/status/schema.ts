@@ -58,6 +58,8 @@ export interface Route {
   method: string;
   /** The route template (the `path` label), `(overflow)` for the family's overflow series. */
   route: string;
+  /** The app's OpenAPI operationId for this method on this template, null when its document names none. */
+  operation: string | null;
   m1: Window;
   m15: Window;
   /** One point per minute over the last 15 minutes, oldest first (the last one is the minute in progress). */
@@ -92,6 +94,8 @@ export interface RouteTemplates {
         /** The document's `openapi` / `swagger` version; null until one has loaded. */
         version: string | null;
         operations: number;
+        /** Templates cut at ROUTE_TEMPLATE_MAX_SEGMENTS / ROUTE_TEMPLATE_MAX_LENGTH (they end in `/:rest`). */
+        templates_cut: number;
         loaded_at: string | null;
         /** The last read's outcome (`loaded`, `unchanged`, `unreachable`, `bad_status`, `refused`) and why it failed. */
         last_outcome: string | null;

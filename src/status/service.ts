@@ -63,6 +63,8 @@ export interface StatusSources {
   templates?: () => TemplateSources;
   /** The OpenAPI document's state, when ROUTE_OPENAPI_FILE or ROUTE_OPENAPI_URL is set. */
   openApi?: () => OpenApiState;
+  /** The document's operationId for a method on a template (RedRecorder.operationOf). */
+  operation?: (method: string, template: string) => string | undefined;
   now?: () => number;
 }
 
@@ -205,9 +207,12 @@ export class StatusService {
     for (const { slot } of ranked.slice(0, MAX_ROUTES)) {
       const key = keys[slot];
       const space = key.indexOf(' ');
+      const method = key.slice(0, space);
+      const route = key.slice(space + 1);
       routes.push({
-        method: key.slice(0, space),
-        route: key.slice(space + 1),
+        method,
+        route,
+        operation: this.src.operation?.(method, route) ?? null,
         m1: this.window(this.diff(cur.routes, zero1, slot), b1.seconds),
         m15: this.window(this.diff(cur.routes, zero15, slot), b15.seconds),
         spark: this.spark(slot, cur, minutes),
@@ -237,6 +242,7 @@ export class StatusService {
               source: o.source,
               version: o.version ?? null,
               operations: o.operations,
+              templates_cut: o.templatesCut,
               loaded_at: o.loadedAt === undefined ? null : new Date(o.loadedAt).toISOString(),
               last_outcome: o.lastOutcome ?? null,
               last_error: o.lastError ?? null,

@@ -161,7 +161,7 @@ export function createView(): View {
     const rows = sortedRoutes(t.routes, sort)
       .map(
         (r) =>
-          `<tr><th scope="row"><span class="method">${esc(r.method)}</span> <code>${esc(r.route)}</code></th>` +
+          `<tr><th scope="row"><span class="method">${esc(r.method)}</span> <code>${esc(r.route)}</code>${r.operation === null ? '' : ` <span class="operation muted">${esc(r.operation)}</span>`}</th>` +
           `<td class="n">${num(r.m1.rps)}</td><td class="n${(r.m1.error_ratio ?? 0) > 0 ? ' bad-text' : ''}">${pct(r.m1.error_ratio)}</td>` +
           `<td class="n">${secs(r.m1.p50)}</td><td class="n">${secs(r.m1.p90)}</td><td class="n">${secs(r.m1.p99)}</td>` +
           `<td class="n">${num(r.m15.rps)}</td><td class="n${(r.m15.error_ratio ?? 0) > 0 ? ' bad-text' : ''}">${pct(r.m15.error_ratio)}</td><td class="n">${secs(r.m15.p99)}</td>` +
@@ -198,7 +198,7 @@ export function createView(): View {
     const openapi =
       o === null
         ? `<p class="muted">None (ROUTE_OPENAPI_FILE and ROUTE_OPENAPI_URL unset).</p>`
-        : `<p>From <code>${esc(o.source)}</code>: ${o.version === null ? 'not loaded yet' : `OpenAPI ${esc(o.version)}, ${int(o.operations)} operations`}` +
+        : `<p>From <code>${esc(o.source)}</code>: ${o.version === null ? 'not loaded yet' : `OpenAPI ${esc(o.version)}, ${int(o.operations)} operations${o.templates_cut > 0 ? `, ${int(o.templates_cut)} templates cut at the template bounds` : ''}`}` +
           `${o.loaded_at ? ` <span class="muted">(loaded ${esc(o.loaded_at)})</span>` : ''}` +
           `${o.last_error ? `; last read <span class="bad-text">${esc(o.last_outcome)}: ${esc(o.last_error)}</span>` : ''}.</p>` +
           list(o, 'No template.');

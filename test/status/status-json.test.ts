@@ -39,7 +39,7 @@ const SCHEMA: Shape = {
   },
   traffic: {
     family: 'string',
-    routes: [{ method: 'string', route: 'string', m1: WINDOW, m15: WINDOW, spark: { rps: ['number'], p99: ['number|null'] } }],
+    routes: [{ method: 'string', route: 'string', operation: 'string|null', m1: WINDOW, m15: WINDOW, spark: { rps: ['number'], p99: ['number|null'] } }],
     routes_total: 'number',
     totals: { m1: WINDOW, m15: WINDOW },
     templates: {
@@ -52,6 +52,7 @@ const SCHEMA: Shape = {
             source: 'string',
             version: 'string|null',
             operations: 'number',
+            templates_cut: 'number',
             loaded_at: 'string|null',
             last_outcome: 'string|null',
             last_error: 'string|null',

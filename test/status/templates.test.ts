@@ -1,6 +1,7 @@
 /**
  * The status page lists the `path` templates by source (issue 22): configured (ROUTE_PATTERNS),
- * the app's OpenAPI document, learned caps and heuristics, in status.json and on the page.
+ * the app's OpenAPI document, learned caps and heuristics, in status.json and on the page; a route
+ * from the document shows its operationId.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,7 @@ describe('route templates on the status page', () => {
   const doc = path.join(dir, 'openapi.yaml');
 
   beforeAll(async () => {
-    fs.writeFileSync(doc, 'openapi: 3.0.3\nservers: [{url: /api}]\npaths:\n  /users/me: {get: {}}\n  /users/{userId}: {get: {}}\n');
+    fs.writeFileSync(doc, 'openapi: 3.0.3\nservers: [{url: /api}]\npaths:\n  /users/me: {get: {}}\n  /users/{userId}: {get: {operationId: getUser}, put: {operationId: putUser}}\n');
     upstream = await startUpstream();
     sc = await startSidecar({ UPSTREAM_URL: upstream.url, ROUTE_PATTERNS: '/static/*', ROUTE_OPENAPI_FILE: doc, ROUTE_SEGMENT_MAX_VALUES: '3' });
   });
@@ -37,7 +38,8 @@ describe('route templates on the status page', () => {
       total: 2,
       source: doc,
       version: '3.0.3',
-      operations: 2,
+      operations: 3,
+      templates_cut: 0,
       last_outcome: 'loaded',
     });
     expect(t.openapi.loaded_at).toMatch(/^\d{4}-/);
@@ -45,7 +47,13 @@ describe('route templates on the status page', () => {
     expect(t.heuristic).toEqual({ templates: ['/orders/:id', '/tags/aa', '/tags/bb', '/tags/cc'], total: 4 });
     expect(t.admitted).toBe(1 + 2 + 1 + 4);
 
+    // Each route's operationId, for its method, beside the template (null where the document names none).
+    const routes = JSON.parse((await request(sc.metricsPort, '/status.json')).text).traffic.routes as { method: string; route: string; operation: string | null }[];
+    const byRoute = Object.fromEntries(routes.map((r) => [`${r.method} ${r.route}`, r.operation]));
+    expect(byRoute).toMatchObject({ 'GET /api/users/:userId': 'getUser', 'GET /orders/:id': null, 'GET /static/*': null });
+
     const page = (await request(sc.metricsPort, '/')).text;
+    expect(page).toMatch(/<code>\/api\/users\/:userId<\/code> <span class="operation muted">getUser<\/span>/);
     const section = page.slice(page.indexOf('id="h-templates"'));
     for (const [cls, template] of [
       ['source-configured', '/static/*'],
