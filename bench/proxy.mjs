@@ -41,11 +41,25 @@
  * BENCH_BASELINE=<git ref | dist dir> (an earlier version, e.g. main before a change), and
  * `sidecar-undici` (today's build on undici's Pool instead of its own upstream client; ADR 0003),
  * selected with BENCH_PEERS. Their ratios to `sidecar` are reported.
+ * `sidecar-control` is today's build again, a second identical process: its ratio to `sidecar` is
+ * the A/A control, what two identical processes differ by in the same rounds.
+ *
+ * 3. Paired, in BENCH_PAIRED_BLOCKS blocks of BENCH_PAIRED_ROUNDS rounds (default 6 × 4 when
+ *    another sidecar configuration is selected, else none): each other sidecar configuration runs
+ *    *at the same time* as `sidecar`, each under its own `wrk -c<BENCH_CONNECTIONS/2>` for
+ *    BENCH_DURATION_S, both sharing CPU 0. What the machine does to one in that window it does to
+ *    the other, so the ratio of their CPU per request resolves far smaller differences than the
+ *    interleaved rounds (whose per-round ratios move by ±30 % on a noisy VM). Each block starts a
+ *    fresh pair of processes, in alternating order, and stops them after: of the long-lived
+ *    processes of rounds 1 and 2, the one started first was ~9 % cheaper per request than an
+ *    identical one started after it (sidecar-control, both start orders measured), a bias carried
+ *    whole into every ratio between two configurations; fresh pairs show none (A/A 0.998). With
+ *    sidecar-control selected, its paired ratio to `sidecar` says what resolution the blocks have.
  *
  * Knobs: BENCH_ROUNDS (5), BENCH_DURATION_S (4), BENCH_WARMUP_S (1), BENCH_CONNECTIONS (32),
  * BENCH_RATE (1000), BENCH_RATE_DURATION_S (5), BENCH_RATE_ROUNDS (3), BENCH_PEERS (comma list of
  * configurations to run; direct, sidecar and nginx are always included), BENCH_LOAD (hello),
- * BENCH_BASELINE, BENCH_KEEP_TMP=1.
+ * BENCH_BASELINE, BENCH_PAIRED_BLOCKS, BENCH_PAIRED_ROUNDS (4), BENCH_KEEP_TMP=1.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -90,6 +104,8 @@ const SETTINGS = {
   fixed_rate_duration_s: envNum('BENCH_RATE_DURATION_S', 5),
   fixed_rate_warmup_s: 1,
   fixed_rate_rounds: envNum('BENCH_RATE_ROUNDS', 3),
+  paired_blocks: process.env.BENCH_PAIRED_BLOCKS === undefined ? null : envNum('BENCH_PAIRED_BLOCKS', 0),
+  paired_rounds: envNum('BENCH_PAIRED_ROUNDS', 4),
   fixed_rate_max_sockets: 64,
   path: '/bench/path?x=1',
   load: process.env.BENCH_LOAD || 'hello',
@@ -114,6 +130,7 @@ const ALL = [
   'sidecar-no-exemplars',
   'sidecar-classic',
   'sidecar-openapi',
+  'sidecar-control',
   'nginx',
   'haproxy',
   'caddy',
@@ -123,12 +140,18 @@ const ALL = [
   'l4-pipe',
 ];
 /** Other builds of the sidecar: run only when asked for (BENCH_PEERS; sidecar-baseline also by BENCH_BASELINE). */
-const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic', 'sidecar-openapi'];
-/** Today's build with settings of its own: what a connection per request, exemplars and native buckets cost. */
+const OPT_IN = ['sidecar-baseline', 'sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic', 'sidecar-openapi', 'sidecar-control'];
+/**
+ * Today's build with settings of its own: what a connection per request, exemplars and native buckets cost.
+ * sidecar-control is today's build with no settings at all, a second process beside `sidecar`: its
+ * ratio to `sidecar` is what two identical processes differ by in the same rounds (an A/A control),
+ * the spread any other configuration's ratio must be read against.
+ */
 const SIDECAR_ENV = {
   'sidecar-per-request': { UPSTREAM_KEEPALIVE: 'false' },
   'sidecar-no-exemplars': { EXEMPLARS: 'false' },
   'sidecar-classic': { EXEMPLARS: 'false', NATIVE_HISTOGRAM_BUCKET_FACTOR: '0' },
+  'sidecar-control': {},
 };
 const NODE_PEERS = { undici: 'undici-proxy.mjs', 'http-proxy': 'http-proxy.mjs', fastify: 'fastify-proxy.mjs', 'l4-pipe': 'l4-pipe.mjs' };
 /** Peers the sidecar must use less CPU than (issue 12). */
@@ -165,7 +188,7 @@ async function versionOf(cmd, args, re) {
 }
 
 /** Starts one configuration on CPU 0; resolves {name, url, pids, proc, alive()}. */
-async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor, dists }) {
+async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor, dists, instance }) {
   const cpus = SETTINGS.proxy_cpu;
   const url = urlFor(port);
   const aliveFor = (proc) => () => {
@@ -178,9 +201,10 @@ async function startTarget(name, { tmp, port, metricsPort, upstreamPort, urlFor,
     case 'sidecar-per-request':
     case 'sidecar-no-exemplars':
     case 'sidecar-classic':
-    case 'sidecar-openapi': {
+    case 'sidecar-openapi':
+    case 'sidecar-control': {
       const sc = await startSidecar({
-        name,
+        name: instance ?? name,
         cpus,
         ports: { listen: port, metrics: metricsPort },
         upstream: `http://127.0.0.1:${upstreamPort}`,
@@ -258,6 +282,59 @@ async function saturatedRun(t, hz, script) {
   };
 }
 
+/**
+ * `sidecar` and another sidecar configuration under load at the same time (a wrk each, half the
+ * connections each), both on CPU 0: their CPU per request over the same window.
+ */
+async function pairedRun(a, b, hz, script, bFirst) {
+  const wrkOpts = { threads: SETTINGS.wrk_threads, connections: Math.max(1, SETTINGS.wrk_connections / 2), cpus: SETTINGS.load_cpu, script };
+  // Which wrk starts first alternates by round: the first one's connections are made first.
+  const both = (seconds) => {
+    const [x, y] = bFirst ? [b, a] : [a, b];
+    const px = runWrk(x.url, { ...wrkOpts, seconds });
+    const py = runWrk(y.url, { ...wrkOpts, seconds });
+    return Promise.all([px, py]).then(([wx, wy]) => (bFirst ? [wy, wx] : [wx, wy]));
+  };
+  const warm = await both(SETTINGS.wrk_warmup_s);
+  a.alive();
+  b.alive();
+  const t0 = [ticksOf(a), ticksOf(b)];
+  const [wa, wb] = await both(SETTINGS.wrk_duration_s);
+  const t1 = [ticksOf(a), ticksOf(b)];
+  a.alive();
+  b.alive();
+  const per = (i, w) => (w.requests > 0 ? round((((t1[i] - t0[i]) / hz) * 1e6) / w.requests, 2) : null);
+  return {
+    first: bFirst ? b.name : a.name,
+    [a.name]: { requests: wa.requests, warmup_requests: warm[0].requests, errors: errorCount(wa) + errorCount(warm[0]), cpu_us_per_req: per(0, wa) },
+    [b.name]: { requests: wb.requests, warmup_requests: warm[1].requests, errors: errorCount(wb) + errorCount(warm[1]), cpu_us_per_req: per(1, wb) },
+  };
+}
+
+/**
+ * A sidecar's own request counter against what the load generators completed (a proxy that skipped
+ * its metrics would look cheap), then the sidecar stopped: {warnings, check, summary}.
+ */
+async function checkAndStop(t, sent) {
+  const warnings = [];
+  let check;
+  const who = t.sidecar.proc.name ?? t.name;
+  try {
+    const { status, body } = await httpGet(`http://127.0.0.1:${t.metricsPort}/debug/metrics`, 5000);
+    let recorded = 0;
+    for (const m of body.matchAll(/^flask_http_request_total\{[^}]*\}\s+([0-9.eE+-]+)/gm)) recorded += Number(m[1]);
+    check = { status, flask_http_request_total: recorded, load_generator_requests: sent };
+    if (recorded < sent * 0.99) warnings.push(`${who} recorded ${recorded} requests but the load generators completed ${sent}`);
+  } catch (err) {
+    warnings.push(`could not scrape ${who}'s metrics: ${err.message}`);
+  }
+  const exit = await t.sidecar.stop();
+  const summary = t.sidecar.logSummary();
+  if (exit.code !== 0) warnings.push(`${who} exited with ${exit.code ?? exit.signal} on SIGTERM`);
+  for (const [k, n] of Object.entries(summary.counts)) warnings.push(`${who} logged ${n}x "${k}"`);
+  return { warnings, check, summary };
+}
+
 async function fixedRateRun(t, hz, mix) {
   const t0 = ticksOf(t);
   const fr = await runFixedRate(t.url, {
@@ -301,7 +378,10 @@ async function main() {
   }
   const perRound = names.length * (SETTINGS.wrk_warmup_s + SETTINGS.wrk_duration_s + 1);
   const perRateRound = names.length * (SETTINGS.fixed_rate_warmup_s + SETTINGS.fixed_rate_duration_s + 2);
-  const budgetMs = (SETTINGS.rounds * perRound + SETTINGS.fixed_rate_rounds * perRateRound + 180) * 1000;
+  const pairedWith = names.filter((n) => OPT_IN.includes(n));
+  SETTINGS.paired_blocks ??= pairedWith.length ? 6 : 0;
+  const perPairedBlock = pairedWith.length * (SETTINGS.paired_rounds * (SETTINGS.wrk_warmup_s + SETTINGS.wrk_duration_s + 1) + 15);
+  const budgetMs = (SETTINGS.rounds * perRound + SETTINGS.fixed_rate_rounds * perRateRound + SETTINGS.paired_blocks * perPairedBlock + 180) * 1000;
   const { tmp, overall } = beginRun('bench-proxy', budgetMs, log);
 
   const meta = baseMeta(pre, {
@@ -381,30 +461,49 @@ async function main() {
     }
   }
 
-  const warnings = [...buildNotes];
+  // Paired: each other sidecar configuration at the same time as `sidecar` (the machine's noise hits
+  // both), in fresh pairs of processes started in alternating order (long-lived processes carry a per-process bias).
+  const paired = Object.fromEntries(pairedWith.map((n) => [n, []]));
+  const pairedNotes = [];
+  for (let b = 0; b < SETTINGS.paired_blocks; b++) {
+    for (const n of pairedWith) {
+      const order = b % 2 === 0 ? ['sidecar', n] : [n, 'sidecar'];
+      const pp = await freePorts(4);
+      const pair = {};
+      for (const [i, name] of order.entries()) {
+        const t = await startTarget(name, { tmp, port: pp[i], metricsPort: pp[2 + i], upstreamPort, urlFor, dists, instance: `paired-${b}-${name}` });
+        const own = t.alive;
+        t.alive = () => {
+          upstreamAlive();
+          own();
+        };
+        pair[name] = t;
+      }
+      log(`paired block ${b + 1}/${SETTINGS.paired_blocks}: sidecar with ${n}, ${order[0]} started first`);
+      const rounds = [];
+      for (let r = 0; r < SETTINGS.paired_rounds; r++) rounds.push(await pairedRun(pair.sidecar, pair[n], hz, script, r % 2 === 1));
+      for (const x of rounds) paired[n].push({ block: b, started_first: order[0], ...x });
+      for (const t of Object.values(pair))
+        pairedNotes.push(
+          ...(
+            await checkAndStop(
+              t,
+              rounds.reduce((a, x) => a + x[t.name].requests + x[t.name].warmup_requests, 0),
+            )
+          ).warnings,
+        );
+    }
+  }
+
+  const warnings = [...buildNotes, ...pairedNotes];
   const extra = {};
   let logSummary;
   for (const sc of targets.filter((t) => t.sidecar)) {
-    // A proxy that skipped its metrics would look cheap: the sidecar's counter must match the load.
-    try {
-      const { status, body } = await httpGet(`http://127.0.0.1:${sc.metricsPort}/debug/metrics`, 5000);
-      let recorded = 0;
-      for (const m of body.matchAll(/^flask_http_request_total\{[^}]*\}\s+([0-9.eE+-]+)/gm)) recorded += Number(m[1]);
-      const sent = sat[sc.name].reduce((a, x) => a + x.requests + x.warmup_requests, 0) + fixed[sc.name].reduce((a, x) => a + x.requests, 0);
-      extra[sc.name === 'sidecar' ? 'sidecar_metrics_check' : `${sc.name}_metrics_check`] = {
-        status,
-        flask_http_request_total: recorded,
-        load_generator_requests: sent,
-      };
-      if (recorded < sent * 0.99) warnings.push(`${sc.name} recorded ${recorded} requests but the load generators completed ${sent}`);
-    } catch (err) {
-      warnings.push(`could not scrape ${sc.name}'s metrics: ${err.message}`);
-    }
-    const exit = await sc.sidecar.stop();
-    const summary = sc.sidecar.logSummary();
-    if (sc.name === 'sidecar') logSummary = summary;
-    if (exit.code !== 0) warnings.push(`${sc.name} exited with ${exit.code ?? exit.signal} on SIGTERM`);
-    for (const [k, n] of Object.entries(summary.counts)) warnings.push(`${sc.name} logged ${n}x "${k}"`);
+    const sent = sat[sc.name].reduce((a, x) => a + x.requests + x.warmup_requests, 0) + fixed[sc.name].reduce((a, x) => a + x.requests, 0);
+    const c = await checkAndStop(sc, sent);
+    if (c.check) extra[sc.name === 'sidecar' ? 'sidecar_metrics_check' : `${sc.name}_metrics_check`] = c.check;
+    if (sc.name === 'sidecar') logSummary = c.summary;
+    warnings.push(...c.warnings);
   }
   for (const t of targets) if (t.proc && !t.sidecar) await stop(t.proc, { signal: t.stopSignal ?? 'SIGTERM', graceMs: 3000 });
   await stop(upstream.proc, { signal: 'SIGQUIT', graceMs: 3000 });
@@ -521,27 +620,69 @@ async function main() {
   );
 
   // Other builds against today's, round by round (the same rounds, so the machine's drift cancels).
+  // With sidecar-control in the run, each is also set against it and against the two identical
+  // processes' per-round mean: a difference smaller than control ÷ sidecar is not the configuration's.
   const builds = {};
+  const runs = { sat, fixed };
+  const refValue = {
+    sidecar: (mode, r, key) => runs[mode].sidecar[r]?.[key] ?? NaN,
+  };
+  if (names.includes('sidecar-control')) {
+    refValue['sidecar-control'] = (mode, r, key) => runs[mode]['sidecar-control'][r]?.[key] ?? NaN;
+    refValue['mean(sidecar, sidecar-control)'] = (mode, r, key) => (refValue.sidecar(mode, r, key) + refValue['sidecar-control'](mode, r, key)) / 2;
+  }
   for (const n of names.filter((x) => OPT_IN.includes(x))) {
-    const cpu = spread(
-      sat[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / (sat.sidecar[r].cpu_us_per_req ?? NaN)),
-      3,
-    );
-    const p99 = spread(
-      fixed[n].map((x, r) => (x.p99_ms ?? NaN) - (fixed.sidecar[r].p99_ms ?? NaN)),
-      4,
-    );
-    const rateCpu = spread(
-      fixed[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / (fixed.sidecar[r].cpu_us_per_req ?? NaN)),
-      3,
-    );
-    builds[n] = { saturated_cpu_over_sidecar: cpu, fixed_rate_cpu_over_sidecar: rateCpu, fixed_rate_p99_minus_sidecar_ms: p99 };
-    out.push('');
-    out.push(
-      `${n} ÷ sidecar, same rounds: saturated CPU/request ${fmt(cpu.median, 3)} [${range(cpu, 3)}], CPU/request at ${SETTINGS.fixed_rate_rps} req/s ${fmt(rateCpu.median, 3)} [${range(rateCpu, 3)}], p99 at ${SETTINGS.fixed_rate_rps} req/s ${signedMs(p99.median)} ms [${signedMs(p99.min)}..${signedMs(p99.max)}]`,
-    );
+    for (const [ref, value] of Object.entries(refValue)) {
+      if (ref === n || (n === 'sidecar-control' && ref !== 'sidecar')) continue;
+      const cpu = spread(
+        sat[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / value('sat', r, 'cpu_us_per_req')),
+        3,
+      );
+      const rateCpu = spread(
+        fixed[n].map((x, r) => (x.cpu_us_per_req ?? NaN) / value('fixed', r, 'cpu_us_per_req')),
+        3,
+      );
+      const p99 = spread(
+        fixed[n].map((x, r) => (x.p99_ms ?? NaN) - value('fixed', r, 'p99_ms')),
+        4,
+      );
+      const entry = { saturated_cpu_over_sidecar: cpu, fixed_rate_cpu_over_sidecar: rateCpu, fixed_rate_p99_minus_sidecar_ms: p99 };
+      if (ref === 'sidecar') builds[n] = entry;
+      else (builds[n].against ??= {})[ref] = entry;
+      out.push('');
+      out.push(
+        `${n} ÷ ${ref}, same rounds: saturated CPU/request ${fmt(cpu.median, 3)} [${range(cpu, 3)}], CPU/request at ${SETTINGS.fixed_rate_rps} req/s ${fmt(rateCpu.median, 3)} [${range(rateCpu, 3)}], p99 at ${SETTINGS.fixed_rate_rps} req/s ${signedMs(p99.median)} ms [${signedMs(p99.min)}..${signedMs(p99.max)}]`,
+      );
+    }
   }
   extra.builds = builds;
+
+  // Paired rounds: the other configuration ÷ sidecar over the same seconds, in fresh pairs.
+  if (SETTINGS.paired_blocks > 0) {
+    const pairs = {};
+    out.push('');
+    out.push(
+      `Paired (at the same time as sidecar, wrk -c${Math.max(1, SETTINGS.wrk_connections / 2)} each, both on CPU ${SETTINGS.proxy_cpu}; ` +
+        `${SETTINGS.paired_blocks} fresh pairs x ${SETTINGS.paired_rounds} rounds of ${SETTINGS.wrk_duration_s}s, start order alternating):`,
+    );
+    for (const n of pairedWith) {
+      const rounds = paired[n];
+      const errors = rounds.reduce((a, x) => a + x[n].errors + x.sidecar.errors, 0);
+      const requests = rounds.reduce((a, x) => a + x[n].requests + x.sidecar.requests, 0);
+      if (errors) warnings.push(`paired ${n}: wrk saw ${errors} errors in ${requests} requests`);
+      if (errors / Math.max(1, requests) > MAX_ERROR_SHARE) invalid = true;
+      const ratio = (x) => (x[n].cpu_us_per_req ?? NaN) / (x.sidecar.cpu_us_per_req ?? NaN);
+      const cpu = spread(rounds.map(ratio), 3);
+      const sidecarFirst = spread(rounds.filter((x) => x.started_first === 'sidecar').map(ratio), 3);
+      const otherFirst = spread(rounds.filter((x) => x.started_first === n).map(ratio), 3);
+      pairs[n] = { cpu_over_sidecar: cpu, sidecar_started_first: sidecarFirst, started_first: otherFirst, rounds };
+      out.push(
+        `  ${n} ÷ sidecar: CPU/request ${fmt(cpu.median, 3)} [${range(cpu, 3)}]; ` +
+          `sidecar started first ${fmt(sidecarFirst.median, 3)} [${range(sidecarFirst, 3)}], ${n} started first ${fmt(otherFirst.median, 3)} [${range(otherFirst, 3)}]`,
+      );
+    }
+    extra.paired = pairs;
+  }
 
   const S = summary.sidecar;
   const ratio = S.saturated.over_nginx.median;

@@ -62,20 +62,28 @@ const PROXY_CONFIGS = {
   'sidecar-no-exemplars': 'the sidecar, `EXEMPLARS=false`',
   'sidecar-classic': 'the sidecar, classic histograms only (`NATIVE_HISTOGRAM_BUCKET_FACTOR=0`)',
   'sidecar-openapi': 'the sidecar, route templates from an OpenAPI document of 200 operations (`ROUTE_OPENAPI_FILE`)',
+  'sidecar-control': 'the sidecar again, no settings (the A/A control)',
   undici: 'undici (a Node proxy)',
   'http-proxy': 'http-proxy',
   fastify: '@fastify/http-proxy',
   pipe: 'an L4 pipe',
 };
 
+/** Configurations bench:proxy runs only when asked (BENCH_PEERS). */
+const PROXY_OPT_IN = ['sidecar-undici', 'sidecar-per-request', 'sidecar-no-exemplars', 'sidecar-classic', 'sidecar-openapi', 'sidecar-control'];
+
 function proxyCommand(r) {
+  const s = r.settings ?? {};
+  const peers = Object.keys(r.results ?? {}).filter((n) => PROXY_OPT_IN.includes(n));
   const env = [
-    r.settings?.load && r.settings.load !== 'hello' ? `BENCH_LOAD=${r.settings.load}` : '',
-    r.settings?.baseline ? `BENCH_BASELINE=${r.settings.baseline}` : '',
+    s.load && s.load !== 'hello' ? `BENCH_LOAD=${s.load}` : '',
+    s.baseline ? `BENCH_BASELINE=${s.baseline}` : '',
+    peers.length ? `BENCH_PEERS=${peers.join(',')}` : '',
   ]
     .filter(Boolean)
     .join(' ');
-  return `\`${env ? `${env} ` : ''}npm run bench:proxy\` (${r.settings?.rounds} saturated + ${r.settings?.fixed_rate_rounds} fixed-rate rounds at ${int(r.settings?.fixed_rate_rps)} req/s)`;
+  const paired = s.paired_blocks > 0 ? ` + ${s.paired_blocks} paired blocks of ${s.paired_rounds} rounds` : '';
+  return `\`${env ? `${env} ` : ''}npm run bench:proxy\` (${s.rounds} saturated + ${s.fixed_rate_rounds} fixed-rate rounds at ${int(s.fixed_rate_rps)} req/s${paired})`;
 }
 
 function proxyHeadline(r) {
@@ -117,6 +125,21 @@ function proxyBuilds(r) {
   for (const [name, b] of Object.entries(r.builds)) {
     rows.push(
       `| ${PROXY_CONFIGS[name] ?? `\`${name}\``} | ${range(b.saturated_cpu_over_sidecar, (y) => times(y))} | ${range(b.fixed_rate_cpu_over_sidecar, (y) => times(y))} | ${range(b.fixed_rate_p99_minus_sidecar_ms, (y) => plusMs(y))} |`,
+    );
+  }
+  return rows;
+}
+
+/** The paired blocks: each configuration and a fresh `sidecar` under load at the same time, by start order. */
+function proxyPaired(r) {
+  if (!r.paired || Object.keys(r.paired).length === 0) return ['This run had no paired blocks.'];
+  const rows = [
+    "| at the same time as a fresh sidecar process | CPU/request ÷ the sidecar's (rounds' range) | when the sidecar started first | when this one started first |",
+    '|---|---|---|---|',
+  ];
+  for (const [name, p] of Object.entries(r.paired)) {
+    rows.push(
+      `| ${PROXY_CONFIGS[name] ?? `\`${name}\``} | ${range(p.cpu_over_sidecar, (y) => times(y, 3))} | ${range(p.sidecar_started_first, (y) => times(y, 3))} | ${range(p.started_first, (y) => times(y, 3))} |`,
     );
   }
   return rows;
@@ -233,7 +256,7 @@ export const FIGURES = {
   // Focused runs of the mix, one opt-in configuration against the sidecar (their builds table is the figure):
   // bench/results/proxy-mix.json renamed after the run, as it is what bench:proxy writes for BENCH_LOAD=mix.
   'proxy-exemplars': { command: proxyCommand, figures: { builds: proxyBuilds } },
-  'proxy-openapi': { command: proxyCommand, figures: { builds: proxyBuilds } },
+  'proxy-openapi': { command: proxyCommand, figures: { builds: proxyBuilds, paired: proxyPaired } },
   routes: { command: routesCommand, figures: { cost: routesCost } },
   render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf, native: renderNative } },
 };
