@@ -284,7 +284,11 @@ export function run(name, cmd, args, { cpus, timeoutMs = 60000, env } = {}) {
       stop(m, { signal: 'SIGKILL', graceMs: 1000 });
       reject(new Error(`${name} did not finish within ${timeoutMs} ms`));
     }, timeoutMs);
-    m.exited.then(({ code, signal, error }) => {
+    // 'exit' can come before the last of stdout has been read (two wrk at once lost a whole
+    // report that way): the answer waits for 'close' as well, when the pipes have ended.
+    const closed = new Promise((r) => m.child.on('close', r));
+    m.exited.then(async ({ code, signal, error }) => {
+      if (!error) await closed;
       clearTimeout(timer);
       if (error) reject(new Error(`${name}: could not start ${cmd}: ${error.message}`));
       else resolve({ code, signal, stdout, stderr });
