@@ -255,7 +255,7 @@ export const FIGURES = {
   'proxy-mix': { command: proxyCommand, figures: { headline: proxyHeadline, summary: proxySummary, builds: proxyBuilds } },
   // Focused runs of the mix, one opt-in configuration against the sidecar (their builds table is the figure):
   // bench/results/proxy-mix.json renamed after the run, as it is what bench:proxy writes for BENCH_LOAD=mix.
-  'proxy-exemplars': { command: proxyCommand, figures: { builds: proxyBuilds } },
+  'proxy-exemplars': { command: proxyCommand, figures: { builds: proxyBuilds, paired: proxyPaired } },
   'proxy-openapi': { command: proxyCommand, figures: { builds: proxyBuilds, paired: proxyPaired } },
   routes: { command: routesCommand, figures: { cost: routesCost } },
   render: { command: renderCommand, figures: { headline: renderHeadline, summary: renderSummary, protobuf: renderProtobuf, native: renderNative } },
