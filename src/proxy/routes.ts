@@ -174,28 +174,22 @@ export class RouteTemplater {
     for (const p of this.patterns) if (matches(p, segments)) return p.template;
     const candidates = this.openApi.get(segments.length);
     if (candidates !== undefined) for (const c of candidates) if (matchesOpenApi(c, segments)) return c.template;
-    const n = Math.min(segments.length, this.maxSegments);
     const learner = this.opts.learner !== undefined && this.opts.learner.learnedCount > 0 ? this.opts.learner : undefined;
-    const pieces = new Array<string>(segments.length > n ? n + 1 : n);
-    let prefix = '';
-    for (let i = 0; i < n; i++) {
-      const seg = segments[i];
-      pieces[i] = isIdLike(seg) || (i > 0 && learner?.isLearned(prefix) === true) ? ':id' : seg;
-      if (learner !== undefined) prefix += `/${pieces[i]}`;
-    }
-    if (segments.length > n) pieces[n] = REST_SEGMENT; // one past the bound: bounded() ends it in /:rest
-    return this.bounded(pieces);
+    return this.bounded(segments, true, learner);
   }
 
   /**
-   * Joins a template's segments within the bounds: at most `maxSegments` segments and `maxLength`
-   * characters, a cut template ending in `/:rest` (cut at a segment boundary).
+   * Joins segments into a template within the bounds: at most `maxSegments` segments and
+   * `maxLength` characters, a cut template ending in `/:rest` (cut at a segment boundary). With
+   * `heuristics`, id-like segments and learned positions become `:id` on the way (one pass, no
+   * array: this runs on every path the cache misses).
    */
-  private bounded(segments: readonly string[]): string {
+  private bounded(segments: readonly string[], heuristics = false, learner?: SegmentLearner): string {
     let out = '';
     const n = Math.min(segments.length, this.maxSegments);
     for (let i = 0; i < n; i++) {
-      const piece = `/${segments[i]}`;
+      const seg = segments[i];
+      const piece = `/${heuristics && (isIdLike(seg) || (i > 0 && learner?.isLearned(out) === true)) ? ':id' : seg}`;
       if (out.length + piece.length > this.maxLength - REST_SEGMENT.length - 1) return `${out}/${REST_SEGMENT}`;
       out += piece;
     }
