@@ -44,6 +44,8 @@ export const DEFAULT_TEMPLATE_MAX_LENGTH = 128;
 export const DEFAULT_TEMPLATE_MAX_SEGMENTS = 12;
 /** What a cut template ends with. */
 export const REST_SEGMENT = ':rest';
+/** An operationId is kept (and shown on the status page) up to this many characters. */
+export const MAX_OPERATION_ID = 128;
 /** Paths longer than this are templated each time, never cached. */
 const MAX_CACHED_PATH = 256;
 
@@ -109,7 +111,7 @@ export class RouteTemplater {
       if (ops === undefined) operations.set(template, (ops = new Map()));
       for (const op of r.operations) {
         const space = op.indexOf(' ');
-        if (space !== -1 && !ops.has(op.slice(0, space))) ops.set(op.slice(0, space), op.slice(space + 1));
+        if (space !== -1 && !ops.has(op.slice(0, space))) ops.set(op.slice(0, space), op.slice(space + 1, space + 1 + MAX_OPERATION_ID));
       }
     }
     this.openApi = bySegments;

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { compareSpecificity, matchMixed, MAX_OPENAPI_OPERATIONS, parseOpenApi, toTemplate } from '../../src/formats/openapi';
-import { RouteTemplater } from '../../src/proxy/routes';
+import { MAX_OPERATION_ID, RouteTemplater } from '../../src/proxy/routes';
 import { request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
 import { startSidecar, type Running } from '../helpers/sidecar';
@@ -181,6 +181,14 @@ describe('OpenAPI templates in the templater and the RED recorder', () => {
     expect(t.template('/short/alice')).toBe('/short/:id');
     expect(t.openApiPatternTemplates).toEqual(expect.arrayContaining([deepCut, `/${'a'.repeat(60)}/:rest`, '/short/:id']));
     for (const x of t.openApiPatternTemplates) expect(x.length).toBeLessThanOrEqual(100);
+
+    // operationIds are kept by method, at most MAX_OPERATION_ID characters of each.
+    const ops = parseOpenApi(doc3({ '/a/{id}': { get: { operationId: 'getA' }, put: { operationId: 'x'.repeat(10_000) }, post: {} } })).routes;
+    t.setOpenApi(ops);
+    expect(t.operationOf('GET', '/a/:id')).toBe('getA');
+    expect(t.operationOf('PUT', '/a/:id')).toBe('x'.repeat(MAX_OPERATION_ID));
+    expect(t.operationOf('POST', '/a/:id')).toBeUndefined();
+    expect(t.operationOf('GET', '/b/:id')).toBeUndefined();
 
     // The recorder (default bounds: 12 segments, 128 characters) admits the cut template, not the document's.
     const red = testRecorder();
