@@ -17,7 +17,10 @@ describe('route templates on the status page', () => {
   const doc = path.join(dir, 'openapi.yaml');
 
   beforeAll(async () => {
-    fs.writeFileSync(doc, 'openapi: 3.0.3\nservers: [{url: /api}]\npaths:\n  /users/me: {get: {}}\n  /users/{userId}: {get: {operationId: getUser}, put: {operationId: putUser}}\n');
+    fs.writeFileSync(
+      doc,
+      'openapi: 3.0.3\nservers: [{url: /api}]\npaths:\n  /users/me: {get: {}}\n  /users/{userId}: {get: {operationId: getUser}, put: {operationId: putUser}}\n',
+    );
     upstream = await startUpstream();
     sc = await startSidecar({ UPSTREAM_URL: upstream.url, ROUTE_PATTERNS: '/static/*', ROUTE_OPENAPI_FILE: doc, ROUTE_SEGMENT_MAX_VALUES: '3' });
   });
@@ -48,7 +51,11 @@ describe('route templates on the status page', () => {
     expect(t.admitted).toBe(1 + 2 + 1 + 4);
 
     // Each route's operationId, for its method, beside the template (null where the document names none).
-    const routes = JSON.parse((await request(sc.metricsPort, '/status.json')).text).traffic.routes as { method: string; route: string; operation: string | null }[];
+    const routes = JSON.parse((await request(sc.metricsPort, '/status.json')).text).traffic.routes as {
+      method: string;
+      route: string;
+      operation: string | null;
+    }[];
     const byRoute = Object.fromEntries(routes.map((r) => [`${r.method} ${r.route}`, r.operation]));
     expect(byRoute).toMatchObject({ 'GET /api/users/:userId': 'getUser', 'GET /orders/:id': null, 'GET /static/*': null });
 
