@@ -172,6 +172,22 @@ describe('SLO rules', () => {
     expect(urls).toContainEqual(['MetricsSidecarLatencyBudgetBurn', `${RUNBOOKS}#metricssidecarlatencybudgetburn`]);
   });
 
+  it('should name the bucket its latency alert reads, and give its labels as strings whatever the service is called', () => {
+    // The scenario's 0.3 s threshold reads the 0.5 s bucket; the route's 1 s is a bucket itself.
+    const latency = (slo: string) => groups.find((g) => g.name === `sloth-slo-alerts-${FULLNAME}-${slo}`)!.rules[0].annotations!;
+    expect(latency('requests-latency').description).toContain("requests slower than 0.5s (the histogram's bucket at or above the 0.3s threshold)");
+    expect(latency('checkout-latency').description).toContain('requests slower than 1s burn');
+    for (const service of ['true', '0123']) {
+      const r = renderValues({ slo: { enabled: true } }, ['--set-string', `slo.service=${service}`]);
+      expect(r.status).toBe(0);
+      const alerts = groupsOf(parseManifests(r.stdout).find((m) => m.kind === 'PrometheusRule')!)
+        .flatMap((g) => g.rules)
+        .filter((x) => x.alert);
+      expect(alerts.length).toBeGreaterThan(0);
+      for (const a of alerts) expect(a.labels?.sloth_service).toBe(service);
+    }
+  });
+
   it('should leave excluded and overridden paths out of the service-wide SLIs, and read only its own path in a route’s', () => {
     const sli = (slo: string) => groups.find((g) => g.name === `sloth-slo-sli-recordings-${FULLNAME}-${slo}`)!.rules[0].expr;
     const left = [...scenario.slo.excludePaths, ...scenario.slo.routes.map((r) => r.path)];
@@ -205,6 +221,12 @@ describe('SLO rules', () => {
       [{ slo: { enabled: true, objective: 99 } }, /additional properties 'objective' not allowed/],
       [{ slo: { enabled: true, availability: { objective: 100 } } }, /at '\/slo\/availability\/objective'/],
       [{ slo: { enabled: true, routes: [{ path: '/x' }] } }, /missing property 'name'/],
+      // The ticket alerts read 3d: a shorter window would record the same rule twice.
+      [{ slo: { enabled: true, window: '1d' } }, /at '\/slo\/window'/],
+      [{ slo: { enabled: true, window: '3d' } }, /at '\/slo\/window'/],
+      // Two routes of one name, or one named as the service-wide SLOs, would share rule groups.
+      [{ slo: { enabled: true, routes: [{ name: 'a', path: '/a' }, { name: 'a', path: '/b' }] } }, /slo.routes: the name "a" is given twice/],
+      [{ slo: { enabled: true, routes: [{ name: 'requests', path: '/a' }] } }, /slo.routes: the name "requests"/],
     ] as const) {
       const r = renderValues(values);
       expect(r.status).not.toBe(0);

@@ -72,7 +72,12 @@ own (its values over the service-wide ones).
 {{- $left = append $left (regexQuoteMeta .path) }}
 {{- end }}
 {{- $scopes := list (dict "prefix" "requests" "selector" (ternary (printf "%s, path!~%q" $sel (join "|" $left)) $sel (gt (len $left) 0)) "over" dict) }}
+{{- $names := list "requests" }}
 {{- range $s.routes }}
+{{- if has .name $names }}
+{{- fail (printf "slo.routes: the name %q is given twice, or is the service-wide SLOs' own (requests): each route's SLOs need rule groups of their own" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- $scopes = append $scopes (dict "prefix" .name "selector" (printf "%s, path=%q" $sel .path) "over" .) }}
 {{- end }}
 {{- range $scope := $scopes }}
@@ -84,7 +89,10 @@ own (its values over the service-wide ones).
 {{- if eq $kind "latency" }}
 {{- $_ := set $slo "threshold" $v.thresholdSeconds }}
 {{- if not $s.nativeHistograms }}
-{{- $_ := set $slo "le" (include "metrics-sidecar.sloLe" (dict "ctx" $ "threshold" $v.thresholdSeconds "slo" $name)) }}
+{{- $le := include "metrics-sidecar.sloLe" (dict "ctx" $ "threshold" $v.thresholdSeconds "slo" $name) }}
+{{- $_ := set $slo "le" $le }}
+{{- /* The bucket read, which the alert's text names: the first spelling of its bound. */}}
+{{- $_ := set $slo "bucket" (first (splitList "|" $le)) }}
 {{- end }}
 {{- end }}
 {{- $out = append $out $slo }}
@@ -221,9 +229,9 @@ and in 3 d open a ticket), as Sloth's alert windows do. */}}
         {{- end }}
       labels:
         {{- /* The series carry these already; on the rule they tell two SLOs' alerts apart (promtool's duplicate-rule check). */}}
-        sloth_id: {{ $slo.id }}
-        sloth_service: {{ $slo.service }}
-        sloth_slo: {{ $slo.name }}
+        sloth_id: {{ $slo.id | quote }}
+        sloth_service: {{ $slo.service | quote }}
+        sloth_slo: {{ $slo.name | quote }}
         sloth_severity: {{ $sev }}
         severity: {{ (get $s.alerts $sev).severity | quote }}
         {{- with $extra }}
@@ -233,7 +241,11 @@ and in 3 d open a ticket), as Sloth's alert windows do. */}}
         runbook_url: {{ $runbook | quote }}
         {{- $burn := list }}
         {{- range $pairs }}{{ if eq .severity $sev }}{{ $burn = append $burn (printf "%gx over %s and %s" .factor .long .short) }}{{ end }}{{ end }}
-        {{- $what := ternary "5xx answers" (printf "requests slower than %vs" $slo.threshold) (eq $slo.kind "availability") }}
+        {{- $slower := printf "requests slower than %vs" $slo.threshold }}
+        {{- if and $slo.bucket (ne (toString $slo.bucket) (toString $slo.threshold)) }}
+        {{- $slower = printf "requests slower than %vs (the histogram's bucket at or above the %vs threshold)" $slo.bucket $slo.threshold }}
+        {{- end }}
+        {{- $what := ternary "5xx answers" $slower (eq $slo.kind "availability") }}
         summary: {{ printf "(%s) %s %s: %s spend the SLO's error budget too fast." $sev $slo.service $slo.name $what | quote }}
         description: {{ printf "%s, SLO %s (objective %v %% over %s): %s burn its error budget at %s." $slo.service $slo.name $slo.objective $s.window $what (join ", or " $burn) | quote }}
     {{- end }}
