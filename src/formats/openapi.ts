@@ -8,8 +8,10 @@
  * (`:name.:ext`) and matches only values with that text.
  *
  * The document is refused whole (an Error whose message says why) when it is not an OpenAPI
- * document, when it is larger than MAX_OPENAPI_BYTES or declares more than MAX_OPENAPI_OPERATIONS
- * operations, or when a path is not a path: the caller keeps its previous set.
+ * document, when it is larger than MAX_OPENAPI_BYTES, declares more than MAX_OPENAPI_OPERATIONS
+ * operations, more than MAX_OPENAPI_BASE_PATHS base paths in one `servers` list or more than
+ * MAX_OPENAPI_ROUTES routes once they are applied (3,000 servers × 2,000 paths were 6 million
+ * routes from an 89 KB document), or when a path is not a path: the caller keeps its previous set.
  *
  * The order of the templates is the matching order, most specific first: at the first segment
  * where two templates differ in kind, a literal beats a mixed segment, which beats a parameter (as
@@ -19,6 +21,10 @@ import type * as YamlModule from 'yaml';
 
 export const MAX_OPENAPI_BYTES = 4 * 1024 * 1024;
 export const MAX_OPENAPI_OPERATIONS = 2000;
+/** Routes at most once base paths are applied: each distinct base path repeats every path under it. */
+export const MAX_OPENAPI_ROUTES = 4000;
+/** Distinct base paths at most in one `servers` list. */
+export const MAX_OPENAPI_BASE_PATHS = 16;
 
 /** HTTP methods an OpenAPI path item may hold operations for (3.2 adds `query`). */
 const OPERATION_KEYS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace', 'query'];
@@ -72,8 +78,9 @@ export function parseOpenApi(text: string): OpenApiDocument {
     for (const base of bases) {
       const full = base + (path === '/' && base !== '' ? '' : path);
       const had = byPath.get(full);
-      if (had === undefined) byPath.set(full, [...ops]);
-      else had.push(...ops);
+      if (had !== undefined) had.push(...ops);
+      else if (byPath.size >= MAX_OPENAPI_ROUTES) throw new Error(`more than ${MAX_OPENAPI_ROUTES} routes once the servers' base paths are applied`);
+      else byPath.set(full, [...ops]);
     }
   }
   const routes = [...byPath].map(([path, ops]) => ({ template: toTemplate(path), path, operations: ops }));
@@ -181,6 +188,7 @@ function serverBases(servers: unknown): string[] {
       return isObject(v) && typeof v.default === 'string' ? v.default : '';
     });
     bases.add(basePath(url));
+    if (bases.size > MAX_OPENAPI_BASE_PATHS) throw new Error(`more than ${MAX_OPENAPI_BASE_PATHS} base paths in one "servers" list`);
   }
   return bases.size === 0 ? [''] : [...bases];
 }

@@ -43,6 +43,8 @@ export class OpenApiSource extends BackgroundLoop {
   private readonly loads: Counter;
   private readonly templates: Gauge;
   private lastHash: string | undefined;
+  /** The last document refused, by its hash, and why. */
+  private refused: { hash: string; reason: string } | undefined;
   private failures = 0;
   readonly state: OpenApiState;
 
@@ -95,12 +97,17 @@ export class OpenApiSource extends BackgroundLoop {
     }
     const hash = crypto.createHash('sha256').update(text).digest('hex');
     if (hash === this.lastHash) return this.succeeded('unchanged');
+    // The same refused document is refused again without parsing it: a 4 MiB YAML document takes
+    // seconds of the event loop, and the retries come every minute.
+    if (hash === this.refused?.hash) return this.failed('refused', this.refused.reason);
     let doc;
     try {
       doc = parseOpenApi(text);
     } catch (err) {
+      // The good document, when it comes back, is applied and logged again: the operator sees it recover.
       this.lastHash = undefined;
-      return this.failed('refused', (err as Error).message);
+      this.refused = { hash, reason: (err as Error).message };
+      return this.failed('refused', this.refused.reason);
     }
     this.lastHash = hash;
     const { cut } = this.red.setOpenApi(doc.routes);

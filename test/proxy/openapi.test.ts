@@ -5,7 +5,22 @@
  * one is retried until it loads.
  */
 import fc from 'fast-check';
-import { compareSpecificity, matchMixed, MAX_OPENAPI_OPERATIONS, parseOpenApi, toTemplate } from '../../src/formats/openapi';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as openapi from '../../src/formats/openapi';
+import {
+  compareSpecificity,
+  matchMixed,
+  MAX_OPENAPI_BASE_PATHS,
+  MAX_OPENAPI_OPERATIONS,
+  MAX_OPENAPI_ROUTES,
+  parseOpenApi,
+  toTemplate,
+} from '../../src/formats/openapi';
+import { OpenApiSource } from '../../src/proxy/openapi-source';
+import { Registry } from '../../src/metrics/registry';
+import { createLogger } from '../../src/log/logger';
 import { MAX_OPERATION_ID, RouteTemplater } from '../../src/proxy/routes';
 import { request } from '../helpers/net';
 import { startUpstream, type Upstream } from '../helpers/upstream';
@@ -28,6 +43,7 @@ describe('parseOpenApi', () => {
         return;
       }
       expect(d.operations).toBeLessThanOrEqual(MAX_OPENAPI_OPERATIONS);
+      expect(d.routes.length).toBeLessThanOrEqual(MAX_OPENAPI_ROUTES);
       for (const r of d.routes) expect(r.template.startsWith('/')).toBe(true);
     };
     // Arbitrary text (JSON- and YAML-looking included), then documents whose paths are arbitrary.
@@ -50,6 +66,37 @@ describe('parseOpenApi', () => {
         check(JSON.stringify({ openapi: '3.0.3', paths, servers })),
       ),
       { numRuns: 1500 },
+    );
+  });
+
+  it('should bound the routes that servers’ base paths multiply, whatever the servers and paths (generated)', () => {
+    // 3,000 servers × 2,000 paths were 6 million routes and 46 s of parsing from an 89 KB document.
+    const docOf = (servers: number, paths: number) =>
+      doc3(Object.fromEntries(Array.from({ length: paths }, (_, i) => [`/p${i}/{id}`, get])), {
+        servers: Array.from({ length: servers }, (_, i) => ({ url: `/b${i}` })),
+      });
+    expect(() => parseOpenApi(docOf(3000, 2000))).toThrow(`more than ${MAX_OPENAPI_BASE_PATHS} base paths in one "servers" list`);
+    expect(parseOpenApi(docOf(MAX_OPENAPI_BASE_PATHS, MAX_OPENAPI_ROUTES / MAX_OPENAPI_BASE_PATHS)).routes).toHaveLength(MAX_OPENAPI_ROUTES);
+    expect(() => parseOpenApi(docOf(MAX_OPENAPI_BASE_PATHS, MAX_OPENAPI_ROUTES / MAX_OPENAPI_BASE_PATHS + 1))).toThrow(
+      `more than ${MAX_OPENAPI_ROUTES} routes`,
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 600 }), fc.boolean(), (servers, paths, perItem) => {
+        const list = Array.from({ length: servers }, (_, i) => ({ url: `https://h${i}.example/b${i % 20}` }));
+        const item = perItem ? { ...get, servers: list } : get;
+        const text = doc3(Object.fromEntries(Array.from({ length: paths }, (_, i) => [`/p${i}`, item])), perItem ? {} : { servers: list });
+        const bases = Math.min(servers, 20);
+        let d;
+        try {
+          d = parseOpenApi(text);
+        } catch (err) {
+          expect((err as Error).message).toMatch(bases > MAX_OPENAPI_BASE_PATHS ? /base paths/ : /routes/);
+          expect(bases > MAX_OPENAPI_BASE_PATHS || bases * paths > MAX_OPENAPI_ROUTES).toBe(true);
+          return;
+        }
+        expect(d.routes).toHaveLength(bases * paths);
+      }),
+      { numRuns: 200 },
     );
   });
 
@@ -205,6 +252,40 @@ describe('OpenAPI templates in the templater and the RED recorder', () => {
     const paths = new Set(pathLabels(red));
     expect([...paths]).toEqual(['/v1/users/:userName']);
     expect(red.learner!.learnedCount).toBe(0);
+  });
+});
+
+describe('the OpenAPI source, in process', () => {
+  it('should refuse a document it refused before without parsing it again', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openapi-refused-'));
+    const file = path.join(dir, 'openapi.json');
+    const lines: { msg: string; reason?: string }[] = [];
+    const registry = new Registry();
+    const source = new OpenApiSource(
+      { source: { file }, refreshMs: 0 },
+      testRecorder(),
+      registry,
+      createLogger('info', (l) => lines.push(JSON.parse(l))),
+    );
+    const parse = jest.spyOn(openapi, 'parseOpenApi');
+    try {
+      fs.writeFileSync(file, doc3({ 'no-slash': get }));
+      expect(await source.loadOnce()).toBe('refused');
+      expect(await source.loadOnce()).toBe('refused');
+      expect(parse).toHaveBeenCalledTimes(1);
+      // Each refusal is still counted and said, with the same reason.
+      expect(lines.filter((l) => l.msg.startsWith('OpenAPI document not loaded')).map((l) => l.reason)).toEqual([
+        'path "no-slash" does not start with "/"',
+        'path "no-slash" does not start with "/"',
+      ]);
+      // Another document is parsed.
+      fs.writeFileSync(file, doc3({ '/ok': get }));
+      expect(await source.loadOnce()).toBe('loaded');
+      expect(parse).toHaveBeenCalledTimes(2);
+    } finally {
+      parse.mockRestore();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
