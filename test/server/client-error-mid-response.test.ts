@@ -34,6 +34,9 @@ describe('a client error on a connection with a response in progress', () => {
   let sc: Running;
   /** Responses the app holds open, by path, until the test ends them. */
   const held = new Map<string, http.ServerResponse>();
+  /** Resolves when the app holds a response for `path` (the request has reached it). */
+  const holding = new Map<string, () => void>();
+  const whenHeld = (path: string) => new Promise<void>((resolve) => (held.has(path) ? resolve() : holding.set(path, resolve)));
 
   beforeAll(async () => {
     upstream = await startUpstream((req, res) => {
@@ -43,6 +46,7 @@ describe('a client error on a connection with a response in progress', () => {
         held.set(req.url, res);
       } else if (req.url === '/waiting') {
         held.set(req.url, res);
+        holding.get(req.url)?.();
       } else {
         res.end('done\n');
       }
@@ -68,7 +72,7 @@ describe('a client error on a connection with a response in progress', () => {
   it('should answer 400 when the response has not sent its head yet', async () => {
     const c = connect(sc.mainPort);
     c.sock.write('GET /waiting HTTP/1.1\r\nHost: a\r\n\r\n');
-    while (!held.has('/waiting')) await new Promise((r) => setImmediate(r));
+    await whenHeld('/waiting');
     c.sock.write(GARBAGE);
     await c.closed;
     expect(c.text()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);

@@ -12,17 +12,18 @@ import { createMainServer } from '../../src/server/main-listener';
 import { Lifecycle } from '../../src/server/lifecycle';
 import { silentLogger } from '../../src/log/logger';
 
-/** The responses the listener still tracks on a server-side socket. */
+/** The responses the listener still tracks on a server-side socket (that has served a request). */
 function tracked(socket: net.Socket): number {
   const sym = Object.getOwnPropertySymbols(socket).find((s) => s.description === 'responses');
-  if (sym === undefined) return 0;
-  return ((socket as unknown as Record<symbol, unknown[]>)[sym] ?? []).length;
+  if (sym === undefined) throw new Error('the listener keeps no response list on this socket (renamed, or not tracking?)');
+  return (socket as unknown as Record<symbol, unknown[]>)[sym].length;
 }
 
 describe('main listener: responses tracked per connection', () => {
   let server: http.Server;
   let port: number;
   const serverSockets: net.Socket[] = [];
+  let holdRequest: (release: () => void) => void = () => undefined;
   /** Responses the listener has let go of: our 'close' listener runs after the listener's own. */
   let closed = 0;
   const closeWaiters: (() => void)[] = [];
@@ -32,7 +33,9 @@ describe('main listener: responses tracked per connection', () => {
 
   beforeAll(async () => {
     const debugApp = new Koa();
-    debugApp.use((ctx) => {
+    debugApp.use(async (ctx) => {
+      // /debug/held (the reserved tree, the debug app's) answers when the test releases it: a response the listener must be tracking meanwhile.
+      if (ctx.path === '/debug/held') await new Promise<void>((resolve) => holdRequest(resolve));
       ctx.body = 'ok\n';
     });
     server = createMainServer({
@@ -90,6 +93,21 @@ describe('main listener: responses tracked per connection', () => {
     const s = newest();
     expect(tracked(s)).toBe(0);
     expect(s.destroyed).toBe(false); // still an open keep-alive connection
+    c.sock.destroy();
+  });
+
+  it('should track a response while it is being answered, and let it go once it is', async () => {
+    const start = closed;
+    const c = connect();
+    const release = await new Promise<() => void>((resolve) => {
+      holdRequest = resolve;
+      c.sock.write('GET /debug/held HTTP/1.1\r\nHost: a\r\n\r\n');
+    });
+    expect(tracked(newest())).toBe(1);
+    release();
+    await c.answers(1);
+    await responsesClosed(start + 1);
+    expect(tracked(newest())).toBe(0);
     c.sock.destroy();
   });
 
