@@ -191,7 +191,9 @@ export class RouteTemplater {
     const n = Math.min(segments.length, this.maxSegments);
     for (let i = 0; i < n; i++) {
       const seg = segments[i];
-      const piece = `/${heuristics && (isIdLike(seg) || (i > 0 && learner?.isLearned(out) === true)) ? ':id' : seg}`;
+      // A literal segment that reads as a placeholder (`:a`) is one too: kept, it would pass for a
+      // template's parameter, and the learned caps (which skip placeholders) would never count it.
+      const piece = `/${heuristics && (seg.charCodeAt(0) === 0x3a || isIdLike(seg) || (i > 0 && learner?.isLearned(out) === true)) ? ':id' : seg}`;
       if (out.length + piece.length > this.maxLength - REST_SEGMENT.length - 1) return `${out}/${REST_SEGMENT}`;
       out += piece;
     }
