@@ -60,7 +60,8 @@ export class OpenApiSource extends BackgroundLoop {
       this.client = appClient(u, OPENAPI_FETCH_TIMEOUT_MS);
     }
     this.state = {
-      source: 'file' in config.source ? config.source.file : config.source.url.pathname + config.source.url.search,
+      // A query may carry a token: the logs and the status page show that there is one, not what it is.
+      source: 'file' in config.source ? config.source.file : config.source.url.pathname + (config.source.url.search ? '?…' : ''),
       loadedAt: undefined,
       version: undefined,
       operations: 0,

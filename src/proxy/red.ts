@@ -231,11 +231,6 @@ export class RedRecorder {
     return this.routes.operationOf(method, template);
   }
 
-  /** The configured patterns' templates (ROUTE_PATTERNS). */
-  get configuredTemplates(): readonly string[] {
-    return this.routes.patternTemplates;
-  }
-
   /**
    * The templates by source, for the status page: configured (ROUTE_PATTERNS), the OpenAPI
    * document's, learned positions (`/tags/:id`), and those the heuristics admitted (every other

@@ -256,6 +256,16 @@ describe('OpenAPI templates in the templater and the RED recorder', () => {
 });
 
 describe('the OpenAPI source, in process', () => {
+  it('should show that the URL has a query, never the query (it may carry a token)', () => {
+    const source = new OpenApiSource(
+      { source: { url: new URL('http://127.0.0.1:9/openapi.json?token=s3cret') }, refreshMs: 0 },
+      testRecorder(),
+      new Registry(),
+      createLogger('info', () => undefined),
+    );
+    expect(source.state.source).toBe('/openapi.json?…');
+  });
+
   it('should refuse a document it refused before without parsing it again', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'openapi-refused-'));
     const file = path.join(dir, 'openapi.json');
