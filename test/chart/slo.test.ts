@@ -225,7 +225,18 @@ describe('SLO rules', () => {
       [{ slo: { enabled: true, window: '1d' } }, /at '\/slo\/window'/],
       [{ slo: { enabled: true, window: '3d' } }, /at '\/slo\/window'/],
       // Two routes of one name, or one named as the service-wide SLOs, would share rule groups.
-      [{ slo: { enabled: true, routes: [{ name: 'a', path: '/a' }, { name: 'a', path: '/b' }] } }, /slo.routes: the name "a" is given twice/],
+      [
+        {
+          slo: {
+            enabled: true,
+            routes: [
+              { name: 'a', path: '/a' },
+              { name: 'a', path: '/b' },
+            ],
+          },
+        },
+        /slo.routes: the name "a" is given twice/,
+      ],
       [{ slo: { enabled: true, routes: [{ name: 'requests', path: '/a' }] } }, /slo.routes: the name "requests"/],
     ] as const) {
       const r = renderValues(values);
